@@ -1,0 +1,18 @@
+//! The export API's core: domain, catalogue, ports, services and HTTP handlers.
+//!
+//! Nothing here knows AWS or any embedded engine: adapters implement [`ports`], and the
+//! Lambda functions and the local stack both wire the same services and routers.
+
+pub mod archive;
+pub mod catalog;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod messages;
+pub mod ports;
+pub mod service;
+pub mod settings;
+pub mod sql;
+
+pub use catalog::Catalog;
+pub use error::ApiError;

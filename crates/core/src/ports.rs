@@ -1,0 +1,241 @@
+//! The ports: what the services need from the outside world. Each has an AWS adapter and a
+//! local (embedded) adapter; nothing in this crate knows which one it is talking to.
+
+use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef, Owner};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use std::time::Duration;
+
+/// How an adapter call failed, in the terms the services act on.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// The dependency is down, throttled or timed out: retry later (HTTP 503).
+    #[error("dependency unavailable: {0}")]
+    Unavailable(String),
+    /// The thing asked for does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The dependency refused the request itself; retrying the same request will not help.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+pub type PortResult<T> = Result<T, PortError>;
+
+/// A caller's `Idempotency-Key`, scoped to the caller, with a digest of the request it named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub owner: Owner,
+    pub key: String,
+    pub request_digest: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    /// The key was used before: by this request (`same_request`) or by a different one.
+    KeyUsed {
+        request_id: String,
+        same_request: bool,
+    },
+}
+
+/// One page of a caller's jobs, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+    /// Pass back to get the next page; `None` on the last one.
+    pub next: Option<String>,
+}
+
+/// The control table: jobs, their events and idempotency keys.
+#[async_trait]
+pub trait ControlTable: Send + Sync {
+    /// Records a new job with its first event and, if given, its idempotency key — all or
+    /// nothing. A key already used returns [`CreateOutcome::KeyUsed`] and writes nothing.
+    async fn create_job(
+        &self,
+        job: &Job,
+        event: &JobEvent,
+        key: Option<&IdempotencyKey>,
+    ) -> PortResult<CreateOutcome>;
+
+    /// Removes a job that never reached the queue, with its events and key.
+    async fn delete_job(&self, request_id: &str, key: Option<&IdempotencyKey>) -> PortResult<()>;
+
+    async fn get_job(&self, request_id: &str) -> PortResult<Option<Job>>;
+
+    /// Moves the job from `from` to `to` only if it is still in `from`, applying `update` and
+    /// appending `event` in the same write. Returns false (and writes nothing) otherwise.
+    async fn transition(
+        &self,
+        request_id: &str,
+        from: JobStatus,
+        to: JobStatus,
+        update: &JobUpdate,
+        event: &JobEvent,
+    ) -> PortResult<bool>;
+
+    async fn append_event(&self, request_id: &str, event: &JobEvent) -> PortResult<()>;
+
+    /// The job's history, oldest first.
+    async fn events(&self, request_id: &str) -> PortResult<Vec<JobEvent>>;
+
+    /// Sets the job's `notified_at` if it is not yet set; true only for the first caller, so
+    /// a redelivered message cannot send the same email twice.
+    async fn claim_notification(&self, request_id: &str, at: Millis) -> PortResult<bool>;
+
+    /// The owner's jobs, newest first, `limit` at a time, from the page token `after`.
+    async fn list_jobs(
+        &self,
+        owner: &Owner,
+        limit: usize,
+        after: Option<&str>,
+    ) -> PortResult<JobPage>;
+}
+
+/// The two queues behind the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QueueName {
+    /// New jobs, for the processor.
+    Requests,
+    /// Statements to follow, for the poller (own polls and statement events).
+    Polls,
+}
+
+impl QueueName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueName::Requests => "requests",
+            QueueName::Polls => "polls",
+        }
+    }
+}
+
+/// Sending side of the queues. Receiving belongs to whatever runs the workers (the Lambda
+/// event source on AWS, the local runtime's loop), not to the services.
+#[async_trait]
+pub trait QueueSender: Send + Sync {
+    async fn send(&self, queue: QueueName, body: &str, delay: Duration) -> PortResult<()>;
+}
+
+/// A statement for the warehouse, as the Data API's `ExecuteStatement` takes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatementRequest {
+    pub sql: String,
+    /// The same token always yields the same statement: a redelivered request starts nothing new.
+    pub client_token: String,
+    /// Carried into the statement's status-change events; the request id.
+    pub name: String,
+}
+
+/// The Data API's statement states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatementState {
+    Submitted,
+    Picked,
+    Started,
+    Finished,
+    Failed,
+    Aborted,
+}
+
+impl StatementState {
+    pub fn parse(s: &str) -> Option<StatementState> {
+        Some(match s {
+            "SUBMITTED" => StatementState::Submitted,
+            "PICKED" => StatementState::Picked,
+            "STARTED" => StatementState::Started,
+            "FINISHED" => StatementState::Finished,
+            "FAILED" => StatementState::Failed,
+            "ABORTED" => StatementState::Aborted,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatementState::Submitted => "SUBMITTED",
+            StatementState::Picked => "PICKED",
+            StatementState::Started => "STARTED",
+            StatementState::Finished => "FINISHED",
+            StatementState::Failed => "FAILED",
+            StatementState::Aborted => "ABORTED",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            StatementState::Finished | StatementState::Failed | StatementState::Aborted
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatementStatus {
+    pub id: String,
+    pub state: StatementState,
+    /// Rows the statement produced (UNLOAD: rows written), once finished.
+    pub rows: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// The warehouse, spoken to the way the Redshift Data API is.
+#[async_trait]
+pub trait Warehouse: Send + Sync {
+    /// Starts the statement and returns its id without waiting for it.
+    async fn execute(&self, request: &StatementRequest) -> PortResult<String>;
+    async fn describe(&self, statement_id: &str) -> PortResult<StatementStatus>;
+    /// Asks the statement to stop; false if it had already finished.
+    async fn cancel(&self, statement_id: &str) -> PortResult<bool>;
+}
+
+pub type ByteStream = BoxStream<'static, PortResult<Bytes>>;
+
+/// An object being written in pieces; the adapter decides the part size, so memory stays
+/// bounded whatever the object's size.
+#[async_trait]
+pub trait Upload: Send {
+    async fn write(&mut self, chunk: Bytes) -> PortResult<()>;
+    /// Finishes the object and returns its size in bytes.
+    async fn complete(self: Box<Self>) -> PortResult<u64>;
+    async fn abort(self: Box<Self>) -> PortResult<()>;
+}
+
+/// The object store: where UNLOAD writes its parts and where archives are served from.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    async fn get(&self, object: &ObjectRef) -> PortResult<ByteStream>;
+    async fn put(&self, object: &ObjectRef, body: Bytes, content_type: &str) -> PortResult<()>;
+    async fn start_upload(
+        &self,
+        object: &ObjectRef,
+        content_type: &str,
+    ) -> PortResult<Box<dyn Upload>>;
+    /// A URL anyone holding it can GET until it expires.
+    async fn presign_get(
+        &self,
+        object: &ObjectRef,
+        expires_in: Duration,
+        file_name: &str,
+    ) -> PortResult<String>;
+}
+
+/// One message for the mailer, with both a plain-text and an HTML body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Email {
+    pub to: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    /// For the log line and headers; the job this mail is about.
+    pub request_id: String,
+}
+
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    /// Sends the mail and returns the message id the mailer assigned.
+    async fn send(&self, email: &Email) -> PortResult<String>;
+}

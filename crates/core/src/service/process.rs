@@ -1,0 +1,136 @@
+//! The `processor`: turns a queued job into a running UNLOAD statement.
+
+use crate::catalog::Catalog;
+use crate::domain::{JobEvent, JobStatus, JobUpdate};
+use crate::messages::{PollMessage, StartJob};
+use crate::ports::{ControlTable, PortError, QueueName, QueueSender, StatementRequest, Warehouse};
+use crate::settings::UnloadSettings;
+use crate::sql::{render_unload, UnloadOptions};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A message could not be handled now; leave it on the queue to be delivered again.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Retry(pub String);
+
+impl From<PortError> for Retry {
+    fn from(e: PortError) -> Self {
+        Retry(e.to_string())
+    }
+}
+
+pub struct Processor {
+    pub catalog: Arc<Catalog>,
+    pub control: Arc<dyn ControlTable>,
+    pub warehouse: Arc<dyn Warehouse>,
+    pub queue: Arc<dyn QueueSender>,
+    pub unload: UnloadSettings,
+    /// Delay before the first follow-up poll of a new statement.
+    pub first_poll_delay: Duration,
+}
+
+impl Processor {
+    /// Handles one requests-queue message. Safe to run any number of times for the same
+    /// message: the statement is started with the request id as its client token, and the
+    /// job moves to RUNNING only from QUEUED.
+    pub async fn handle(&self, body: &str) -> Result<(), Retry> {
+        let StartJob { request_id } = serde_json::from_str(body)
+            .map_err(|e| Retry(format!("requests message is not a job: {e}")))?;
+        let Some(job) = self.control.get_job(&request_id).await? else {
+            tracing::warn!(request_id, "message for a job that does not exist; dropped");
+            return Ok(());
+        };
+        match job.status {
+            JobStatus::Queued => {}
+            // Started before, but the follow-up may not have been queued: queue it again,
+            // a duplicate poll is harmless.
+            JobStatus::Running => return self.schedule_poll(&request_id).await,
+            _ => {
+                tracing::info!(request_id, status = %job.status, "job already past QUEUED; nothing to start");
+                return Ok(());
+            }
+        }
+
+        let select = match self
+            .catalog
+            .get(&job.dataset)
+            .ok_or_else(|| format!("export '{}' is no longer in the catalogue", job.dataset))
+            .and_then(|export| export.render(&job.params).map_err(|e| e.message))
+        {
+            Ok(select) => select,
+            Err(message) => return self.fail(&request_id, "render", message).await,
+        };
+        let sql = render_unload(
+            &select,
+            &UnloadOptions {
+                target: self.unload.job_prefix(&request_id),
+                iam_role: self.unload.iam_role.clone(),
+                format: job.format,
+                compression: job.compression,
+                max_file_size_mb: self.unload.max_file_size_mb,
+                allow_overwrite: false,
+            },
+        );
+        let statement = StatementRequest {
+            sql,
+            client_token: request_id.clone(),
+            name: request_id.clone(),
+        };
+        let statement_id = match self.warehouse.execute(&statement).await {
+            Ok(id) => id,
+            Err(PortError::Rejected(message)) => {
+                return self.fail(&request_id, "start", message).await
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let event = JobEvent::new(
+            "started",
+            JobStatus::Running.as_str(),
+            format!("statement {statement_id} started"),
+        );
+        let update = JobUpdate {
+            statement_id: Some(statement_id.clone()),
+            ..JobUpdate::default()
+        };
+        if self
+            .control
+            .transition(&request_id, JobStatus::Queued, JobStatus::Running, &update, &event)
+            .await?
+        {
+            tracing::info!(request_id, statement_id, "statement started");
+            return self.schedule_poll(&request_id).await;
+        }
+        // Lost the race: most likely a cancel arrived while the statement was being started.
+        let now = self.control.get_job(&request_id).await?;
+        if now.as_ref().is_some_and(|j| j.status == JobStatus::Cancelled) {
+            let _ = self.warehouse.cancel(&statement_id).await;
+            tracing::info!(request_id, statement_id, "job was cancelled while starting; statement cancelled");
+        }
+        Ok(())
+    }
+
+    async fn schedule_poll(&self, request_id: &str) -> Result<(), Retry> {
+        let poll = PollMessage::FollowUp {
+            request_id: request_id.to_owned(),
+            attempt: 0,
+        };
+        self.queue
+            .send(QueueName::Polls, &poll.to_body(), self.first_poll_delay)
+            .await?;
+        Ok(())
+    }
+
+    async fn fail(&self, request_id: &str, step: &str, message: String) -> Result<(), Retry> {
+        tracing::warn!(request_id, step, error = %message, "job failed");
+        let event = JobEvent::new(step, JobStatus::Failed.as_str(), message.clone());
+        let update = JobUpdate {
+            error: Some(message),
+            ..JobUpdate::default()
+        };
+        self.control
+            .transition(request_id, JobStatus::Queued, JobStatus::Failed, &update, &event)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,109 @@
+//! Tunables shared by the services; each deployment fills them from its own configuration.
+
+use std::time::Duration;
+
+/// Where UNLOAD writes and how it is told to write.
+#[derive(Clone, Debug)]
+pub struct UnloadSettings {
+    /// Bucket UNLOAD writes parts and manifests into.
+    pub results_bucket: String,
+    /// Key prefix under which each job gets `<prefix><request_id>/`.
+    pub results_prefix: String,
+    /// The role Redshift assumes to write to the bucket (`default` for the cluster's default).
+    pub iam_role: String,
+    pub max_file_size_mb: u32,
+}
+
+/// How the poller follows statements and hands out results.
+#[derive(Clone, Debug)]
+pub struct DeliverySettings {
+    /// Bucket archives are written to and presigned from.
+    pub downloads_bucket: String,
+    pub downloads_prefix: String,
+    /// How long a presigned link stays valid (S3 SigV4 allows at most 7 days).
+    pub link_ttl: Duration,
+    /// First delay before following a new statement, then doubled per attempt up to the cap.
+    pub poll_initial_delay: Duration,
+    pub poll_max_delay: Duration,
+    /// A job left in PACKAGING longer than this (its packager died) may be packaged again.
+    pub packaging_lease: Duration,
+    pub mail: MailSettings,
+}
+
+/// Who gets notified.
+#[derive(Clone, Debug, Default)]
+pub struct MailSettings {
+    /// `notify` addresses are used only if they match one of these: an exact address,
+    /// `@domain` for a whole domain, or `*` for anyone.
+    pub allowed_recipients: Vec<String>,
+    /// Used when a request names no allowed address.
+    pub default_recipients: Vec<String>,
+}
+
+impl MailSettings {
+    pub fn is_allowed(&self, address: &str) -> bool {
+        let address = address.to_ascii_lowercase();
+        self.allowed_recipients.iter().any(|rule| {
+            let rule = rule.to_ascii_lowercase();
+            rule == "*"
+                || rule == address
+                || (rule.starts_with('@') && address.ends_with(rule.as_str()))
+        })
+    }
+
+    /// The addresses a job's mail goes to: its allowed `notify` addresses, else the defaults.
+    pub fn recipients(&self, notify: &[String]) -> Vec<String> {
+        let allowed: Vec<String> = notify
+            .iter()
+            .filter(|a| self.is_allowed(a))
+            .cloned()
+            .collect();
+        if allowed.is_empty() {
+            self.default_recipients.clone()
+        } else {
+            allowed
+        }
+    }
+}
+
+impl DeliverySettings {
+    /// Capped exponential backoff for the `attempt`-th follow-up poll (0-based).
+    pub fn poll_delay(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
+        self.poll_initial_delay
+            .saturating_mul(factor)
+            .min(self.poll_max_delay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_then_caps() {
+        let s = DeliverySettings {
+            downloads_bucket: "d".into(),
+            downloads_prefix: String::new(),
+            link_ttl: Duration::from_secs(60),
+            poll_initial_delay: Duration::from_secs(2),
+            poll_max_delay: Duration::from_secs(30),
+            packaging_lease: Duration::from_secs(60),
+            mail: MailSettings::default(),
+        };
+        let delays: Vec<u64> = (0..6).map(|a| s.poll_delay(a).as_secs()).collect();
+        assert_eq!(delays, [2, 4, 8, 16, 30, 30]);
+        assert_eq!(s.poll_delay(1000).as_secs(), 30);
+    }
+
+    #[test]
+    fn recipients_fall_back_to_defaults() {
+        let m = MailSettings {
+            allowed_recipients: vec!["@example.com".into(), "ops@partner.org".into()],
+            default_recipients: vec!["data@example.com".into()],
+        };
+        assert_eq!(m.recipients(&["A@Example.com".into(), "x@evil.org".into()]), ["A@Example.com"]);
+        assert_eq!(m.recipients(&["x@evil.org".into()]), ["data@example.com"]);
+        assert_eq!(m.recipients(&[]), ["data@example.com"]);
+    }
+}
