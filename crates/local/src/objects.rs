@@ -1,0 +1,220 @@
+//! The object store as a directory tree (`<root>/<bucket>/<key>`), with expiring download
+//! links signed by HMAC-SHA256 and served by the local gateway.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use export_core::domain::ObjectRef;
+use export_core::ports::{ByteStream, ObjectStore, PortError, PortResult, Upload};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Read objects in chunks of this size.
+const CHUNK: usize = 256 * 1024;
+
+#[derive(Clone)]
+pub struct FsObjectStore {
+    root: PathBuf,
+    key: Arc<[u8]>,
+    /// The gateway's address, known only once it has bound its port.
+    base_url: Arc<RwLock<String>>,
+}
+
+/// Why a presented link was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("the link has expired")]
+    Expired,
+    #[error("the link's signature does not match")]
+    BadSignature,
+}
+
+impl FsObjectStore {
+    /// Opens (creating) the tree at `root`; the signing key lives in `key_file` so links
+    /// survive a restart, and is created at random the first time.
+    pub fn open(root: &Path, key_file: &Path) -> anyhow::Result<FsObjectStore> {
+        std::fs::create_dir_all(root.join(".uploads"))?;
+        let key = match std::fs::read(key_file) {
+            Ok(key) if key.len() >= 32 => key,
+            _ => {
+                let key: Vec<u8> = (0..2).flat_map(|_| *uuid::Uuid::new_v4().as_bytes()).collect();
+                std::fs::write(key_file, &key)?;
+                key
+            }
+        };
+        Ok(FsObjectStore {
+            root: root.to_owned(),
+            key: key.into(),
+            base_url: Arc::new(RwLock::new("http://127.0.0.1".into())),
+        })
+    }
+
+    pub fn set_base_url(&self, url: &str) {
+        *self.base_url.write().expect("base url lock") = url.trim_end_matches('/').to_owned();
+    }
+
+    /// The file behind an object. Refuses keys that would leave the bucket's directory.
+    pub fn path_of(&self, object: &ObjectRef) -> PortResult<PathBuf> {
+        let safe = |s: &str| {
+            !s.is_empty()
+                && Path::new(s)
+                    .components()
+                    .all(|c| matches!(c, Component::Normal(_)))
+        };
+        if !safe(&object.bucket) || object.bucket.contains('/') || !safe(&object.key) || object.bucket.starts_with('.') {
+            return Err(PortError::Rejected(format!("invalid object name {}", object.s3_url())));
+        }
+        Ok(self.root.join(&object.bucket).join(&object.key))
+    }
+
+    fn signature(&self, object: &ObjectRef, expires: i64, file_name: &str) -> String {
+        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(format!("GET\n{}\n{}\n{expires}\n{file_name}", object.bucket, object.key).as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Checks a link's signature and expiry (seconds since the epoch).
+    pub fn verify_link(&self, object: &ObjectRef, expires: i64, file_name: &str, signature: &str, now: i64) -> Result<(), LinkError> {
+        let expected = self.signature(object, expires, file_name);
+        let matches: bool = subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), signature.as_bytes()).into();
+        if !matches {
+            return Err(LinkError::BadSignature);
+        }
+        if now > expires {
+            return Err(LinkError::Expired);
+        }
+        Ok(())
+    }
+}
+
+fn io_error(object: &ObjectRef, e: std::io::Error) -> PortError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        PortError::NotFound(object.s3_url())
+    } else {
+        PortError::Unavailable(format!("{}: {e}", object.s3_url()))
+    }
+}
+
+/// Percent-encodes everything but unreserved characters and `/`.
+pub fn encode_path(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl ObjectStore for FsObjectStore {
+    async fn get(&self, object: &ObjectRef) -> PortResult<ByteStream> {
+        let path = self.path_of(object)?;
+        let file = tokio::fs::File::open(&path).await.map_err(|e| io_error(object, e))?;
+        let object = object.clone();
+        let stream = futures::stream::try_unfold(file, move |mut file| {
+            let object = object.clone();
+            async move {
+                let mut buf = vec![0u8; CHUNK];
+                let n = file.read(&mut buf).await.map_err(|e| io_error(&object, e))?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                buf.truncate(n);
+                Ok(Some((Bytes::from(buf), file)))
+            }
+        });
+        Ok(Box::pin(stream))
+    }
+
+    async fn put(&self, object: &ObjectRef, body: Bytes, content_type: &str) -> PortResult<()> {
+        let mut upload = self.start_upload(object, content_type).await?;
+        upload.write(body).await?;
+        upload.complete().await.map(drop)
+    }
+
+    async fn start_upload(&self, object: &ObjectRef, _content_type: &str) -> PortResult<Box<dyn Upload>> {
+        let target = self.path_of(object)?;
+        let staging = self.root.join(".uploads").join(uuid::Uuid::new_v4().to_string());
+        let file = tokio::fs::File::create(&staging).await.map_err(|e| io_error(object, e))?;
+        Ok(Box::new(FsUpload { object: object.clone(), file, staging, target, written: 0 }))
+    }
+
+    async fn presign_get(&self, object: &ObjectRef, expires_in: Duration, file_name: &str) -> PortResult<String> {
+        self.path_of(object)?;
+        let expires = chrono::Utc::now().timestamp() + expires_in.as_secs() as i64;
+        let signature = self.signature(object, expires, file_name);
+        let base = self.base_url.read().expect("base url lock").clone();
+        Ok(format!(
+            "{base}/objects/{}/{}?expires={expires}&filename={}&signature={signature}",
+            encode_path(&object.bucket),
+            encode_path(&object.key),
+            encode_path(file_name).replace('/', "%2F"),
+        ))
+    }
+}
+
+/// Writes into a staging file; the object appears whole, by rename, on completion.
+struct FsUpload {
+    object: ObjectRef,
+    file: tokio::fs::File,
+    staging: PathBuf,
+    target: PathBuf,
+    written: u64,
+}
+
+#[async_trait]
+impl Upload for FsUpload {
+    async fn write(&mut self, chunk: Bytes) -> PortResult<()> {
+        self.written += chunk.len() as u64;
+        self.file.write_all(&chunk).await.map_err(|e| io_error(&self.object, e))
+    }
+
+    async fn complete(mut self: Box<Self>) -> PortResult<u64> {
+        self.file.flush().await.map_err(|e| io_error(&self.object, e))?;
+        if let Some(parent) = self.target.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(|e| io_error(&self.object, e))?;
+        }
+        tokio::fs::rename(&self.staging, &self.target).await.map_err(|e| io_error(&self.object, e))?;
+        Ok(self.written)
+    }
+
+    async fn abort(self: Box<Self>) -> PortResult<()> {
+        drop(self.file);
+        let _ = tokio::fs::remove_file(&self.staging).await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn writes_reads_and_signs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsObjectStore::open(&dir.path().join("objects"), &dir.path().join("key")).unwrap();
+        let object = ObjectRef::new("downloads", "a/b c.zip");
+        store.put(&object, Bytes::from_static(b"hello"), "application/zip").await.unwrap();
+        let bytes = export_core::archive::read_object(&store, &object).await.unwrap();
+        assert_eq!(bytes, b"hello");
+        let url = store.presign_get(&object, Duration::from_secs(60), "b c.zip").await.unwrap();
+        assert!(url.contains("/objects/downloads/a/b%20c.zip?expires="), "{url}");
+        let expires = chrono::Utc::now().timestamp() + 60;
+        let good = store.signature(&object, expires, "b c.zip");
+        assert_eq!(store.verify_link(&object, expires, "b c.zip", &good, expires - 1), Ok(()));
+        assert_eq!(store.verify_link(&object, expires, "b c.zip", &good, expires + 1), Err(LinkError::Expired));
+        assert_eq!(store.verify_link(&object, expires + 1, "b c.zip", &good, 0), Err(LinkError::BadSignature));
+        for bad in ["../x", "/etc/passwd", "a/../../x", ""] {
+            assert!(store.path_of(&ObjectRef::new("downloads", bad)).is_err(), "{bad}");
+        }
+        assert!(matches!(store.get(&ObjectRef::new("downloads", "missing")).await, Err(PortError::NotFound(_))));
+    }
+}

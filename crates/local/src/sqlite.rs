@@ -1,0 +1,387 @@
+//! The control table and the durable queues, in one SQLite file (WAL).
+//!
+//! One connection behind a mutex: every operation is a short transaction, so serialising them
+//! costs little and rules out `SQLITE_BUSY` between the API and the workers.
+
+use async_trait::async_trait;
+use export_core::domain::{now_ms, Job, JobEvent, JobStatus, JobUpdate, Millis, Owner};
+use export_core::ports::{
+    ControlTable, CreateOutcome, IdempotencyKey, JobPage, PortError, PortResult, QueueName,
+    QueueSender,
+};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    request_id  TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    notified_at INTEGER,
+    job         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, created_at DESC, request_id DESC);
+CREATE TABLE IF NOT EXISTS job_events (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL,
+    at         INTEGER NOT NULL,
+    step       TEXT NOT NULL,
+    outcome    TEXT NOT NULL,
+    message    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events (request_id, seq);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    owner      TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    digest     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (owner, key)
+);
+CREATE TABLE IF NOT EXISTS queue_messages (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue         TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    visible_at    INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt       TEXT,
+    sent_at       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_ready ON queue_messages (queue, visible_at, id);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id            INTEGER PRIMARY KEY,
+    queue         TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    receive_count INTEGER NOT NULL,
+    sent_at       INTEGER NOT NULL,
+    dead_at       INTEGER NOT NULL
+);
+";
+
+/// The SQLite file holding jobs, events, idempotency keys and queue messages.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    /// Wakes receivers waiting on a queue when a message is sent to it.
+    wakers: Arc<HashMap<&'static str, Notify>>,
+    /// After this many receives without an ack, a message goes to `dead_letters`.
+    max_receives: u32,
+}
+
+fn db_error(e: rusqlite::Error) -> PortError {
+    PortError::Unavailable(format!("sqlite: {e}"))
+}
+
+fn decode_job(text: &str) -> PortResult<Job> {
+    serde_json::from_str(text).map_err(|e| PortError::Rejected(format!("stored job is corrupt: {e}")))
+}
+
+/// One message handed to a worker; `receipt` acknowledges it.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub id: i64,
+    pub receipt: String,
+    pub body: String,
+    pub receive_count: u32,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path, max_receives: u32) -> anyhow::Result<SqliteStore> {
+        let conn = Connection::open(path)?;
+        // WAL with NORMAL sync: durable across process crashes (what the local stack needs),
+        // without an fsync per commit.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "busy_timeout", 5000)?;
+        conn.execute_batch(SCHEMA)?;
+        let wakers = [QueueName::Requests, QueueName::Polls]
+            .into_iter()
+            .map(|q| (q.as_str(), Notify::new()))
+            .collect();
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            wakers: Arc::new(wakers),
+            max_receives: max_receives.max(1),
+        })
+    }
+
+    fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> PortResult<T> {
+        let mut conn = self.conn.lock().map_err(|_| PortError::Unavailable("sqlite lock poisoned".into()))?;
+        f(&mut conn).map_err(db_error)
+    }
+
+    /// Takes up to `max` visible messages, hiding each for `visibility`; a message received
+    /// `max_receives` times without an ack moves to the dead-letter table instead.
+    pub fn receive_now(&self, queue: QueueName, max: usize, visibility: Duration) -> PortResult<Vec<Delivery>> {
+        let now = now_ms();
+        let max_receives = self.max_receives;
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut delivered = Vec::new();
+            {
+                let mut select = tx.prepare_cached(
+                    "SELECT id, body, receive_count, sent_at FROM queue_messages
+                     WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3",
+                )?;
+                let rows: Vec<(i64, String, u32, i64)> = select
+                    .query_map(params![queue.as_str(), now, max as i64 * 2], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                for (id, body, count, sent_at) in rows {
+                    if count >= max_receives {
+                        tx.execute(
+                            "INSERT INTO dead_letters (id, queue, body, receive_count, sent_at, dead_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            params![id, queue.as_str(), body, count, sent_at, now],
+                        )?;
+                        tx.execute("DELETE FROM queue_messages WHERE id = ?1", params![id])?;
+                        tracing::warn!(queue = queue.as_str(), message_id = id, receives = count, "message moved to the dead-letter table");
+                        continue;
+                    }
+                    if delivered.len() == max {
+                        break;
+                    }
+                    let receipt = uuid::Uuid::new_v4().to_string();
+                    tx.execute(
+                        "UPDATE queue_messages SET receive_count = receive_count + 1, visible_at = ?2, receipt = ?3 WHERE id = ?1",
+                        params![id, now + visibility.as_millis() as i64, receipt],
+                    )?;
+                    delivered.push(Delivery { id, receipt, body, receive_count: count + 1 });
+                }
+            }
+            tx.commit()?;
+            Ok(delivered)
+        })
+    }
+
+    /// Like [`Self::receive_now`], but waits up to `wait` for a message to arrive.
+    pub async fn receive(&self, queue: QueueName, max: usize, visibility: Duration, wait: Duration) -> PortResult<Vec<Delivery>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.wakers[queue.as_str()].notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let delivered = self.receive_now(queue, max, visibility)?;
+            if !delivered.is_empty() {
+                return Ok(delivered);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(delivered);
+            }
+            // Sleep until something is sent, the next delayed message is due, or time is up.
+            let next_due = self.next_visible_in(queue)?.unwrap_or(Duration::from_secs(1));
+            let nap = next_due.min(deadline - now).max(Duration::from_millis(1));
+            let _ = tokio::time::timeout(nap, notified).await;
+        }
+    }
+
+    fn next_visible_in(&self, queue: QueueName) -> PortResult<Option<Duration>> {
+        let next: Option<i64> = self.with_conn(|conn| {
+            conn.prepare_cached("SELECT MIN(visible_at) FROM queue_messages WHERE queue = ?1")?
+                .query_row(params![queue.as_str()], |r| r.get(0))
+        })?;
+        Ok(next.map(|at| Duration::from_millis((at - now_ms()).max(0) as u64)))
+    }
+
+    /// Deletes a handled message; a stale receipt (the message was redelivered since) does nothing.
+    pub fn ack(&self, receipt: &str) -> PortResult<()> {
+        self.with_conn(|conn| {
+            conn.prepare_cached("DELETE FROM queue_messages WHERE receipt = ?1")?
+                .execute(params![receipt])
+                .map(drop)
+        })
+    }
+
+    /// Makes a message visible again after `delay` (a failed attempt).
+    pub fn release(&self, receipt: &str, delay: Duration) -> PortResult<()> {
+        let at = now_ms() + delay.as_millis() as i64;
+        self.with_conn(|conn| {
+            conn.prepare_cached("UPDATE queue_messages SET visible_at = ?2 WHERE receipt = ?1")?
+                .execute(params![receipt, at])
+                .map(drop)
+        })?;
+        self.wakers.values().for_each(Notify::notify_waiters);
+        Ok(())
+    }
+
+    /// Messages waiting (visible or not) and dead letters, per queue.
+    pub fn depth(&self, queue: QueueName) -> PortResult<(u64, u64)> {
+        self.with_conn(|conn| {
+            let waiting = conn.query_row("SELECT COUNT(*) FROM queue_messages WHERE queue = ?1", params![queue.as_str()], |r| r.get(0))?;
+            let dead = conn.query_row("SELECT COUNT(*) FROM dead_letters WHERE queue = ?1", params![queue.as_str()], |r| r.get(0))?;
+            Ok((waiting, dead))
+        })
+    }
+
+    fn insert_event(tx: &rusqlite::Transaction<'_>, request_id: &str, event: &JobEvent) -> rusqlite::Result<()> {
+        tx.prepare_cached("INSERT INTO job_events (request_id, at, step, outcome, message) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![request_id, event.at, event.step, event.outcome, event.message])
+            .map(drop)
+    }
+}
+
+#[async_trait]
+impl QueueSender for SqliteStore {
+    async fn send(&self, queue: QueueName, body: &str, delay: Duration) -> PortResult<()> {
+        let now = now_ms();
+        self.with_conn(|conn| {
+            conn.prepare_cached("INSERT INTO queue_messages (queue, body, visible_at, sent_at) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![queue.as_str(), body, now + delay.as_millis() as i64, now])
+                .map(drop)
+        })?;
+        self.wakers[queue.as_str()].notify_waiters();
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ControlTable for SqliteStore {
+    async fn create_job(&self, job: &Job, event: &JobEvent, key: Option<&IdempotencyKey>) -> PortResult<CreateOutcome> {
+        let body = serde_json::to_string(job).expect("job serialises");
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(key) = key {
+                let existing: Option<(String, String)> = tx
+                    .prepare_cached("SELECT request_id, digest FROM idempotency_keys WHERE owner = ?1 AND key = ?2")?
+                    .query_row(params![key.owner.0, key.key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                if let Some((request_id, digest)) = existing {
+                    return Ok(CreateOutcome::KeyUsed { request_id, same_request: digest == key.request_digest });
+                }
+                tx.prepare_cached("INSERT INTO idempotency_keys (owner, key, request_id, digest, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                    .execute(params![key.owner.0, key.key, job.request_id, key.request_digest, job.created_at])?;
+            }
+            tx.prepare_cached("INSERT INTO jobs (request_id, owner, status, created_at, updated_at, job) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+                .execute(params![job.request_id, job.owner.0, job.status.as_str(), job.created_at, job.updated_at, body])?;
+            Self::insert_event(&tx, &job.request_id, event)?;
+            tx.commit()?;
+            Ok(CreateOutcome::Created)
+        })
+    }
+
+    async fn delete_job(&self, request_id: &str, key: Option<&IdempotencyKey>) -> PortResult<()> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM jobs WHERE request_id = ?1", params![request_id])?;
+            tx.execute("DELETE FROM job_events WHERE request_id = ?1", params![request_id])?;
+            if let Some(key) = key {
+                tx.execute("DELETE FROM idempotency_keys WHERE owner = ?1 AND key = ?2 AND request_id = ?3", params![key.owner.0, key.key, request_id])?;
+            }
+            tx.commit()
+        })
+    }
+
+    async fn get_job(&self, request_id: &str) -> PortResult<Option<Job>> {
+        let text: Option<String> = self.with_conn(|conn| {
+            conn.prepare_cached("SELECT job FROM jobs WHERE request_id = ?1")?
+                .query_row(params![request_id], |r| r.get(0))
+                .optional()
+        })?;
+        text.as_deref().map(decode_job).transpose()
+    }
+
+    async fn transition(&self, request_id: &str, from: JobStatus, to: JobStatus, update: &JobUpdate, event: &JobEvent) -> PortResult<bool> {
+        if !from.can_become(to) {
+            return Err(PortError::Rejected(format!("no transition {from} → {to}")));
+        }
+        let mut failure = None;
+        let moved = self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current: Option<String> = tx
+                .prepare_cached("SELECT job FROM jobs WHERE request_id = ?1 AND status = ?2")?
+                .query_row(params![request_id, from.as_str()], |r| r.get(0))
+                .optional()?;
+            let Some(text) = current else { return Ok(false) };
+            let mut job = match decode_job(&text) {
+                Ok(job) => job,
+                Err(e) => {
+                    failure = Some(e);
+                    return Ok(false);
+                }
+            };
+            job.apply(to, update, event.at);
+            tx.prepare_cached("UPDATE jobs SET status = ?2, updated_at = ?3, job = ?4 WHERE request_id = ?1")?
+                .execute(params![request_id, to.as_str(), event.at, serde_json::to_string(&job).expect("job serialises")])?;
+            Self::insert_event(&tx, request_id, event)?;
+            tx.commit()?;
+            Ok(true)
+        })?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(moved),
+        }
+    }
+
+    async fn append_event(&self, request_id: &str, event: &JobEvent) -> PortResult<()> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction()?;
+            Self::insert_event(&tx, request_id, event)?;
+            tx.commit()
+        })
+    }
+
+    async fn events(&self, request_id: &str) -> PortResult<Vec<JobEvent>> {
+        self.with_conn(|conn| {
+            conn.prepare_cached("SELECT at, step, outcome, message FROM job_events WHERE request_id = ?1 ORDER BY seq")?
+                .query_map(params![request_id], |r| {
+                    Ok(JobEvent { at: r.get(0)?, step: r.get(1)?, outcome: r.get(2)?, message: r.get(3)? })
+                })?
+                .collect()
+        })
+    }
+
+    async fn claim_notification(&self, request_id: &str, at: Millis) -> PortResult<bool> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let text: Option<String> = tx
+                .query_row("SELECT job FROM jobs WHERE request_id = ?1 AND notified_at IS NULL", params![request_id], |r| r.get(0))
+                .optional()?;
+            let Some(text) = text else { return Ok(false) };
+            let Ok(mut job) = decode_job(&text) else { return Ok(false) };
+            job.notified_at = Some(at);
+            tx.execute(
+                "UPDATE jobs SET notified_at = ?2, job = ?3 WHERE request_id = ?1",
+                params![request_id, at, serde_json::to_string(&job).expect("job serialises")],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    async fn list_jobs(&self, owner: &Owner, limit: usize, after: Option<&str>) -> PortResult<JobPage> {
+        // The page token is the last row's (created_at, request_id), the index's order.
+        let cursor = match after {
+            None => None,
+            Some(token) => Some(
+                token
+                    .split_once('.')
+                    .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_owned())))
+                    .ok_or_else(|| PortError::Rejected("malformed page token".into()))?,
+            ),
+        };
+        let (at, id) = cursor.unwrap_or((i64::MAX, String::new()));
+        let rows: Vec<String> = self.with_conn(|conn| {
+            conn.prepare_cached(
+                "SELECT job FROM jobs WHERE owner = ?1 AND (created_at < ?2 OR (created_at = ?2 AND request_id < ?3))
+                 ORDER BY created_at DESC, request_id DESC LIMIT ?4",
+            )?
+            .query_map(params![owner.0, at, if id.is_empty() { "\u{10FFFF}".to_owned() } else { id }, limit as i64 + 1], |r| r.get(0))?
+            .collect()
+        })?;
+        let mut jobs = rows.iter().map(|t| decode_job(t)).collect::<PortResult<Vec<_>>>()?;
+        let next = if jobs.len() > limit {
+            jobs.truncate(limit);
+            jobs.last().map(|j| format!("{}.{}", j.created_at, j.request_id))
+        } else {
+            None
+        };
+        Ok(JobPage { jobs, next })
+    }
+}

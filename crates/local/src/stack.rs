@@ -1,0 +1,250 @@
+//! The whole local stack in one process: the gateway and the processor and poller workers,
+//! over the embedded adapters, with all state under one data directory.
+
+use crate::gateway;
+use crate::objects::FsObjectStore;
+use crate::outbox::OutboxMailer;
+use crate::sigv4::{LocalIdentity, Verifier};
+use crate::sqlite::SqliteStore;
+use crate::tables;
+use crate::warehouse::{redshift_session, DataFusionWarehouse};
+use anyhow::Context;
+use export_core::catalog::Catalog;
+use export_core::http::api_router;
+use export_core::ports::QueueName;
+use export_core::service::{Poller, Processor, Queries, Retry, Submissions};
+use export_core::settings::{DeliverySettings, MailSettings, UnloadSettings};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const RESULTS_BUCKET: &str = "export-results";
+pub const DOWNLOADS_BUCKET: &str = "export-downloads";
+
+/// Everything the local stack can be told.
+#[derive(Clone, Debug)]
+pub struct LocalConfig {
+    /// All state lives here; deleting it is a full reset.
+    pub data_dir: PathBuf,
+    /// `schema.sql` and `catalog/*.sql`.
+    pub sql_dir: PathBuf,
+    pub addr: SocketAddr,
+    /// TPC-H scale for `orders` and `lineitem`.
+    pub scale: f64,
+    pub processors: usize,
+    pub pollers: usize,
+    pub identities: Vec<LocalIdentity>,
+    /// How long a received message stays hidden before it is delivered again.
+    pub visibility_timeout: Duration,
+    /// Receives before a message goes to the dead-letter table.
+    pub max_receives: u32,
+    /// Time each statement waits before it runs (a stand-in for a busy cluster).
+    pub statement_delay: Duration,
+    pub max_file_size_mb: u32,
+    pub link_ttl: Duration,
+    pub poll_initial_delay: Duration,
+    pub poll_max_delay: Duration,
+    pub packaging_lease: Duration,
+}
+
+impl LocalConfig {
+    pub fn new(data_dir: PathBuf, sql_dir: PathBuf) -> Self {
+        LocalConfig {
+            data_dir,
+            sql_dir,
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            scale: 0.01,
+            processors: 4,
+            pollers: 4,
+            identities: LocalIdentity::demo(),
+            visibility_timeout: Duration::from_secs(30),
+            max_receives: 5,
+            statement_delay: Duration::ZERO,
+            max_file_size_mb: 256,
+            link_ttl: Duration::from_secs(3600),
+            poll_initial_delay: Duration::from_secs(1),
+            poll_max_delay: Duration::from_secs(10),
+            packaging_lease: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A running local stack.
+pub struct LocalStack {
+    pub addr: SocketAddr,
+    pub store: SqliteStore,
+    pub objects: FsObjectStore,
+    pub outbox: PathBuf,
+    warehouse: Arc<DataFusionWarehouse>,
+    shutdown: CancellationToken,
+    server: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// What a worker runs for each message.
+#[derive(Clone)]
+enum Handler {
+    Processor(Arc<Processor>),
+    Poller(Arc<Poller>),
+}
+
+impl Handler {
+    async fn handle(&self, body: &str) -> Result<(), Retry> {
+        match self {
+            Handler::Processor(p) => p.handle(body).await,
+            Handler::Poller(p) => p.handle(body).await,
+        }
+    }
+}
+
+impl LocalStack {
+    /// Opens (or creates) the data directory, loads the warehouse, binds the gateway and
+    /// starts the workers. Jobs left unfinished by a previous run carry on.
+    pub async fn start(config: LocalConfig) -> anyhow::Result<LocalStack> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir.join("warehouse")).with_context(|| format!("creating {}", dir.display()))?;
+        let catalog = Arc::new(Catalog::load_dir(&config.sql_dir.join("catalog"))?);
+        let store = SqliteStore::open(&dir.join("control.sqlite"), config.max_receives)?;
+        let objects = FsObjectStore::open(&dir.join("objects"), &dir.join("link-signing.key"))?;
+        let outbox = dir.join("outbox");
+        let mailer = Arc::new(OutboxMailer::open(&outbox, "Redshift Export API <exports@localhost>")?);
+
+        let session = redshift_session()?;
+        tables::load_schema(&session, &config.sql_dir.join("schema.sql")).await?;
+        tables::load_tpch(&session, &dir.join("warehouse"), config.scale).await?;
+        let warehouse = Arc::new(DataFusionWarehouse::open(
+            session,
+            &dir.join("warehouse").join("statements.sqlite"),
+            Arc::new(objects.clone()),
+            Arc::new(store.clone()),
+            config.statement_delay,
+        )?);
+
+        let listener = tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
+        let addr = listener.local_addr()?;
+        objects.set_base_url(&format!("http://{addr}"));
+
+        let unload = UnloadSettings {
+            results_bucket: RESULTS_BUCKET.into(),
+            results_prefix: "exports/".into(),
+            iam_role: "arn:aws:iam::000000000000:role/local-unload".into(),
+            max_file_size_mb: config.max_file_size_mb,
+        };
+        let delivery = DeliverySettings {
+            downloads_bucket: DOWNLOADS_BUCKET.into(),
+            downloads_prefix: "archives/".into(),
+            link_ttl: config.link_ttl,
+            poll_initial_delay: config.poll_initial_delay,
+            poll_max_delay: config.poll_max_delay,
+            packaging_lease: config.packaging_lease,
+            mail: MailSettings { allowed_recipients: vec!["*".into()], default_recipients: vec!["exports@localhost".into()] },
+        };
+        let control = Arc::new(store.clone());
+        let submissions = Arc::new(Submissions { catalog: catalog.clone(), control: control.clone(), queue: control.clone(), warehouse: warehouse.clone() });
+        let queries = Arc::new(Queries { catalog: catalog.clone(), control: control.clone(), objects: Arc::new(objects.clone()), link_ttl: config.link_ttl });
+        let processor = Arc::new(Processor {
+            catalog,
+            control: control.clone(),
+            warehouse: warehouse.clone(),
+            queue: control.clone(),
+            unload: unload.clone(),
+            first_poll_delay: config.poll_initial_delay,
+        });
+        let poller = Arc::new(Poller {
+            control: control.clone(),
+            warehouse: warehouse.clone(),
+            objects: Arc::new(objects.clone()),
+            mailer,
+            queue: control.clone(),
+            unload,
+            delivery,
+        });
+
+        let shutdown = CancellationToken::new();
+        let app = gateway::router(api_router(submissions, queries), Arc::new(Verifier::new(config.identities.clone())), objects.clone());
+        let server = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await });
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "gateway stopped");
+                }
+            })
+        };
+        let mut workers = Vec::new();
+        for (queue, handler, count) in [
+            (QueueName::Requests, Handler::Processor(processor), config.processors),
+            (QueueName::Polls, Handler::Poller(poller), config.pollers),
+        ] {
+            for _ in 0..count.max(1) {
+                workers.push(tokio::spawn(work(store.clone(), queue, handler.clone(), config.visibility_timeout, shutdown.clone())));
+            }
+        }
+        let resumed = warehouse.resume_unfinished()?;
+        tracing::info!(%addr, data_dir = %dir.display(), resumed_statements = resumed, "local stack started");
+        Ok(LocalStack { addr, store, objects, outbox, warehouse, shutdown, server, workers })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops cleanly: no new messages are taken, the ones in hand finish, the gateway drains.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for worker in self.workers {
+            let _ = worker.await;
+        }
+        let _ = self.server.await;
+        self.warehouse.halt();
+    }
+
+    /// Stops at once, as a crash would: work in hand is abandoned mid-step. Whatever was
+    /// durable is picked up by the next start.
+    pub async fn kill(self) {
+        self.shutdown.cancel();
+        for worker in &self.workers {
+            worker.abort();
+        }
+        self.server.abort();
+        self.warehouse.halt();
+        for worker in self.workers {
+            let _ = worker.await;
+        }
+    }
+}
+
+/// One worker: take a message, handle it, ack it — or leave it for redelivery with a backoff.
+async fn work(store: SqliteStore, queue: QueueName, handler: Handler, visibility: Duration, shutdown: CancellationToken) {
+    loop {
+        let received = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = store.receive(queue, 1, visibility, Duration::from_secs(1)) => r,
+        };
+        let deliveries = match received {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(queue = queue.as_str(), error = %e, "receive failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        for delivery in deliveries {
+            match handler.handle(&delivery.body).await {
+                Ok(()) => {
+                    if let Err(e) = store.ack(&delivery.receipt) {
+                        tracing::error!(queue = queue.as_str(), error = %e, "ack failed; the message will be handled again");
+                    }
+                }
+                Err(Retry(reason)) => {
+                    let delay = Duration::from_secs(u64::from(delivery.receive_count).min(30));
+                    tracing::warn!(queue = queue.as_str(), message_id = delivery.id, receives = delivery.receive_count, %reason, "message will be retried");
+                    let _ = store.release(&delivery.receipt, delay);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The local warehouse's tables: the demo schema from `sql/schema.sql`, and TPC-H `customer`,
+//! `orders` and `lineitem` generated deterministically by `tpchgen` and kept as Parquet under
+//! the data directory, so only the first start pays for generating them.
+
+use anyhow::Context;
+use datafusion::arrow::record_batch::RecordBatchReader;
+use datafusion::execution::context::SessionContext;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::prelude::ParquetReadOptions;
+use std::path::{Path, PathBuf};
+
+/// The customer table always has at least this scale (15,000 rows), whatever `--scale` says,
+/// so the `customers` export has a realistic population to pick from.
+pub const MIN_CUSTOMER_SCALE: f64 = 0.1;
+
+/// Runs each statement of the demo schema file.
+pub async fn load_schema(ctx: &SessionContext, file: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    // Split on `;` tokens, keeping each statement's text exactly as written (literals included).
+    let tokens = sqlparser::tokenizer::Tokenizer::new(&sqlparser::dialect::RedshiftSqlDialect {}, &text)
+        .with_unescape(false)
+        .tokenize()
+        .with_context(|| format!("tokenizing {}", file.display()))?;
+    let mut statements = vec![String::new()];
+    for token in tokens {
+        match token {
+            sqlparser::tokenizer::Token::SemiColon => statements.push(String::new()),
+            sqlparser::tokenizer::Token::Whitespace(sqlparser::tokenizer::Whitespace::SingleLineComment { .. }) => {}
+            other => statements.last_mut().expect("never empty").push_str(&other.to_string()),
+        }
+    }
+    for sql in statements.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        ctx.sql(sql)
+            .await
+            .with_context(|| format!("{}: {sql}", file.display()))?
+            .collect()
+            .await
+            .with_context(|| format!("{}: {sql}", file.display()))?;
+    }
+    Ok(())
+}
+
+fn scale_dir(dir: &Path, scale: f64) -> PathBuf {
+    dir.join(format!("tpch-sf{scale}"))
+}
+
+/// Writes one generated table to Parquet, atomically (a half-written file is never used).
+fn write_parquet(path: &Path, reader: impl RecordBatchReader) -> anyhow::Result<()> {
+    let staging = path.with_extension("parquet.partial");
+    let file = std::fs::File::create(&staging)?;
+    let mut writer = ArrowWriter::try_new(file, reader.schema(), None)?;
+    for batch in reader {
+        writer.write(&batch?)?;
+    }
+    writer.close()?;
+    std::fs::rename(&staging, path)?;
+    Ok(())
+}
+
+/// Makes sure the TPC-H tables exist at `scale` under `dir`, then registers them as `tpch.*`.
+pub async fn load_tpch(ctx: &SessionContext, dir: &Path, scale: f64) -> anyhow::Result<()> {
+    use tpchgen::generators::{CustomerGenerator, LineItemGenerator, OrderGenerator};
+    use tpchgen_arrow::{CustomerArrow, LineItemArrow, OrderArrow};
+
+    anyhow::ensure!(scale > 0.0 && scale <= 100.0, "scale must be above 0 and at most 100");
+    let customer_scale = scale.max(MIN_CUSTOMER_SCALE);
+    let tables: [(&str, f64); 3] = [("customer", customer_scale), ("orders", scale), ("lineitem", scale)];
+    let mut paths = Vec::new();
+    for (table, table_scale) in tables {
+        let folder = scale_dir(dir, table_scale);
+        std::fs::create_dir_all(&folder)?;
+        let path = folder.join(format!("{table}.parquet"));
+        if !path.exists() {
+            let started = std::time::Instant::now();
+            let generate = {
+                let path = path.clone();
+                move || match table {
+                    "customer" => write_parquet(&path, CustomerArrow::new(CustomerGenerator::new(table_scale, 1, 1))),
+                    "orders" => write_parquet(&path, OrderArrow::new(OrderGenerator::new(table_scale, 1, 1))),
+                    _ => write_parquet(&path, LineItemArrow::new(LineItemGenerator::new(table_scale, 1, 1))),
+                }
+            };
+            tokio::task::spawn_blocking(generate).await??;
+            tracing::info!(table, scale = table_scale, elapsed_ms = started.elapsed().as_millis() as u64, "generated TPC-H table");
+        }
+        paths.push((table, path));
+    }
+    ctx.sql("CREATE SCHEMA IF NOT EXISTS tpch").await?.collect().await?;
+    for (table, path) in paths {
+        ctx.register_parquet(format!("tpch.{table}"), path.to_string_lossy().as_ref(), ParquetReadOptions::default())
+            .await?;
+    }
+    Ok(())
+}
