@@ -200,20 +200,14 @@ impl Encoder {
     }
 }
 
-/// The names parts get inside the archive: `<dataset>-0000.csv.gz`, …
-pub fn entry_name(dataset: &str, index: usize, url: &str) -> String {
-    // Keep the part's own extension(s) (`.parquet`, `.gz`, …) so tools recognise the files.
-    let file = url.rsplit('/').next().unwrap_or(url);
-    let extension = file.split_once('.').map(|(_, ext)| ext).unwrap_or("");
-    if extension.is_empty() {
-        format!("{dataset}-{index:04}")
-    } else {
-        format!("{dataset}-{index:04}.{extension}")
-    }
+/// The name a part gets inside the archive: `<dataset>-0000.csv.gz`, … (UNLOAD's own part
+/// names carry no format, so the job's format and compression name the file).
+pub fn entry_name(dataset: &str, index: usize, extension: &str) -> String {
+    format!("{dataset}-{index:04}.{extension}")
 }
 
 /// Streams every part named by `manifest` into one archive at `target`.
-/// `extension` is what the parts are (e.g. `csv.gz`), used where a part URL carries none.
+/// `extension` is what the parts are, e.g. `csv.gz`.
 pub async fn package(
     objects: &dyn ObjectStore,
     manifest: &Manifest,
@@ -256,10 +250,7 @@ async fn write_entries(
         let part = ObjectRef::parse_s3_url(&entry.url)
             .ok_or_else(|| PortError::Rejected(format!("manifest entry {} is not an s3:// URL", entry.url)))?;
         let size = entry.meta.as_ref().map_or(0, |m| m.content_length);
-        let mut name = entry_name(dataset, index, &entry.url);
-        if !name.contains('.') {
-            name = format!("{name}.{extension}");
-        }
+        let name = entry_name(dataset, index, extension);
         encoder.start_entry(&name, size, already_compressed)?;
         let mut stream = objects.get(&part).await?;
         while let Some(chunk) = stream.next().await {

@@ -34,6 +34,7 @@ pub struct LocalConfig {
     pub addr: SocketAddr,
     /// TPC-H scale for `orders` and `lineitem`.
     pub scale: f64,
+    /// Workers per queue; 0 runs the gateway alone (as the benchmark's submit run does).
     pub processors: usize,
     pub pollers: usize,
     pub identities: Vec<LocalIdentity>,
@@ -179,7 +180,7 @@ impl LocalStack {
             (QueueName::Requests, Handler::Processor(processor), config.processors),
             (QueueName::Polls, Handler::Poller(poller), config.pollers),
         ] {
-            for _ in 0..count.max(1) {
+            for _ in 0..count {
                 workers.push(tokio::spawn(work(store.clone(), queue, handler.clone(), config.visibility_timeout, shutdown.clone())));
             }
         }

@@ -1,0 +1,7 @@
+//! The `redshift-export` command: a SigV4 client for the export API, the local stack's
+//! launcher, the demo and the benchmark.
+
+pub mod bench;
+pub mod client;
+pub mod demo;
+pub mod unpack;
