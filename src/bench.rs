@@ -87,7 +87,10 @@ pub async fn run(base: LocalConfig, options: BenchOptions) -> anyhow::Result<()>
     for i in 0..options.exports + 3 {
         let t = Instant::now();
         let accepted = client.submit(&request, None).await?;
-        let id = accepted["request_id"].as_str().context("no request id")?.to_owned();
+        let id = accepted["request_id"]
+            .as_str()
+            .context("no request id")?
+            .to_owned();
         wait_for_mail(&stack.outbox, &id, Duration::from_secs(60)).await?;
         if i >= 3 {
             to_email.push(t.elapsed()); // the first few warm the engine's caches
@@ -120,7 +123,11 @@ pub async fn run(base: LocalConfig, options: BenchOptions) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn wait_for_mail(outbox: &std::path::Path, request_id: &str, timeout: Duration) -> anyhow::Result<()> {
+async fn wait_for_mail(
+    outbox: &std::path::Path,
+    request_id: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(entries) = std::fs::read_dir(outbox) {
@@ -130,7 +137,10 @@ async fn wait_for_mail(outbox: &std::path::Path, request_id: &str, timeout: Dura
                 }
             }
         }
-        anyhow::ensure!(Instant::now() < deadline, "no email for {request_id} within {timeout:?}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no email for {request_id} within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }

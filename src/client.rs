@@ -35,7 +35,10 @@ impl Signer {
     pub async fn from_environment(region: Option<String>) -> anyhow::Result<Signer> {
         let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let provider = config.credentials_provider().context("no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID, or use --as alice for the local stack)")?;
-        let credentials = provider.provide_credentials().await.context("loading AWS credentials")?;
+        let credentials = provider
+            .provide_credentials()
+            .await
+            .context("loading AWS credentials")?;
         let region = region
             .or_else(|| config.region().map(|r| r.to_string()))
             .unwrap_or_else(|| "us-east-1".into());
@@ -58,7 +61,12 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> anyhow::Result<Value> {
-        serde_json::from_slice(&self.body).with_context(|| format!("the API answered {} with a body that is not JSON", self.status))
+        serde_json::from_slice(&self.body).with_context(|| {
+            format!(
+                "the API answered {} with a body that is not JSON",
+                self.status
+            )
+        })
     }
 
     /// The body as JSON when the status is a success, else the API's error as an error.
@@ -82,11 +90,16 @@ pub struct Client {
 
 impl Client {
     pub fn new(endpoint: &str, signer: Signer) -> anyhow::Result<Client> {
-        let endpoint = reqwest::Url::parse(endpoint.trim_end_matches('/')).with_context(|| format!("invalid endpoint '{endpoint}'"))?;
+        let endpoint = reqwest::Url::parse(endpoint.trim_end_matches('/'))
+            .with_context(|| format!("invalid endpoint '{endpoint}'"))?;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Client { http, endpoint, signer })
+        Ok(Client {
+            http,
+            endpoint,
+            signer,
+        })
     }
 
     pub fn endpoint(&self) -> &str {
@@ -94,7 +107,13 @@ impl Client {
     }
 
     /// Sends a signed request; `path` is relative to the endpoint (which may carry a stage).
-    pub async fn send(&self, method: Method, path: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> anyhow::Result<Reply> {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Reply> {
         let base = self.endpoint.as_str().trim_end_matches('/');
         let url = reqwest::Url::parse(&format!("{base}{path}"))?;
         let host = match url.port() {
@@ -106,13 +125,21 @@ impl Client {
         if body.is_some() {
             all_headers.push(("content-type".into(), "application/json".into()));
         }
-        all_headers.extend(headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())));
+        all_headers.extend(
+            headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())),
+        );
         let signed = self.sign(method.as_str(), url.as_str(), &all_headers, &payload)?;
         let mut request = self.http.request(method, url);
         for (k, v) in all_headers.iter().chain(signed.iter()) {
             request = request.header(k, v);
         }
-        let response = request.body(payload).send().await.context("calling the export API")?;
+        let response = request
+            .body(payload)
+            .send()
+            .await
+            .context("calling the export API")?;
         Ok(Reply {
             status: response.status(),
             headers: response.headers().clone(),
@@ -121,7 +148,25 @@ impl Client {
     }
 
     /// The headers SigV4 adds (authorization, x-amz-date, and the session token if any).
-    pub fn sign(&self, method: &str, url: &str, headers: &[(String, String)], payload: &[u8]) -> anyhow::Result<Vec<(String, String)>> {
+    pub fn sign(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        payload: &[u8],
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        self.sign_at(SystemTime::now(), method, url, headers, payload)
+    }
+
+    /// [`Self::sign`] as of `time` (a request signed in the past, for instance).
+    pub fn sign_at(
+        &self,
+        time: SystemTime,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        payload: &[u8],
+    ) -> anyhow::Result<Vec<(String, String)>> {
         let credentials = aws_credential_types::Credentials::new(
             &self.signer.access_key,
             &self.signer.secret_key,
@@ -134,22 +179,39 @@ impl Client {
             .identity(&credentials)
             .region(&self.signer.region)
             .name("execute-api")
-            .time(SystemTime::now())
+            .time(time)
             .settings(SigningSettings::default())
             .build()?
             .into();
-        let signable = SignableRequest::new(method, url, headers.iter().map(|(k, v)| (k.as_str(), v.as_str())), SignableBody::Bytes(payload))?;
+        let signable = SignableRequest::new(
+            method,
+            url,
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            SignableBody::Bytes(payload),
+        )?;
         let (instructions, _) = sign(signable, &params)?.into_parts();
-        Ok(instructions.headers().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+        Ok(instructions
+            .headers()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect())
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.send(Method::GET, path, None, &[]).await?.ok_json()
     }
 
-    pub async fn submit(&self, request: &Value, idempotency_key: Option<&str>) -> anyhow::Result<Value> {
-        let headers: Vec<(&str, &str)> = idempotency_key.map(|k| ("idempotency-key", k)).into_iter().collect();
-        self.send(Method::POST, "/exports", Some(request), &headers).await?.ok_json()
+    pub async fn submit(
+        &self,
+        request: &Value,
+        idempotency_key: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        let headers: Vec<(&str, &str)> = idempotency_key
+            .map(|k| ("idempotency-key", k))
+            .into_iter()
+            .collect();
+        self.send(Method::POST, "/exports", Some(request), &headers)
+            .await?
+            .ok_json()
     }
 
     pub async fn status(&self, request_id: &str) -> anyhow::Result<Value> {
@@ -161,17 +223,31 @@ impl Client {
     }
 
     pub async fn cancel(&self, request_id: &str) -> anyhow::Result<Value> {
-        self.send(Method::DELETE, &format!("/exports/{request_id}"), None, &[]).await?.ok_json()
+        self.send(Method::DELETE, &format!("/exports/{request_id}"), None, &[])
+            .await?
+            .ok_json()
     }
 
     /// A fresh download link (the `303` of `GET /exports/{id}/download`).
     pub async fn download_link(&self, request_id: &str) -> anyhow::Result<String> {
-        let reply = self.send(Method::GET, &format!("/exports/{request_id}/download"), None, &[]).await?;
+        let reply = self
+            .send(
+                Method::GET,
+                &format!("/exports/{request_id}/download"),
+                None,
+                &[],
+            )
+            .await?;
         if reply.status != StatusCode::SEE_OTHER {
             reply.ok_json()?;
             bail!("expected a redirect to the archive, got {}", reply.status);
         }
-        Ok(reply.headers.get(http::header::LOCATION).context("redirect without a Location")?.to_str()?.to_owned())
+        Ok(reply
+            .headers
+            .get(http::header::LOCATION)
+            .context("redirect without a Location")?
+            .to_str()?
+            .to_owned())
     }
 
     /// Fetches a presigned URL (no signing: the URL carries its own authorisation).
@@ -180,23 +256,37 @@ impl Client {
         let status = response.status();
         let body = response.bytes().await?;
         if !status.is_success() {
-            bail!("downloading the archive failed: {status} {}", String::from_utf8_lossy(&body));
+            bail!(
+                "downloading the archive failed: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
         }
         Ok(body)
     }
 
     /// Polls until the job reaches a final state; `progress` sees every answer.
-    pub async fn wait(&self, request_id: &str, timeout: std::time::Duration, mut progress: impl FnMut(&Value)) -> anyhow::Result<Value> {
+    pub async fn wait(
+        &self,
+        request_id: &str,
+        timeout: std::time::Duration,
+        mut progress: impl FnMut(&Value),
+    ) -> anyhow::Result<Value> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut delay = std::time::Duration::from_millis(50);
         loop {
             let status = self.status(request_id).await?;
             progress(&status);
-            if matches!(status["status"].as_str(), Some("SUCCEEDED" | "FAILED" | "CANCELLED")) {
+            if matches!(
+                status["status"].as_str(),
+                Some("SUCCEEDED" | "FAILED" | "CANCELLED")
+            ) {
                 return Ok(status);
             }
             if tokio::time::Instant::now() >= deadline {
-                bail!("export {request_id} still {} after {timeout:?}", status["status"]);
+                bail!(
+                    "export {request_id} still {} after {timeout:?}",
+                    status["status"]
+                );
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(std::time::Duration::from_secs(2));

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 pub async fn run(mut config: LocalConfig) -> anyhow::Result<()> {
     config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    println!("Starting the local stack (data in {}) …", config.data_dir.display());
+    println!(
+        "Starting the local stack (data in {}) …",
+        config.data_dir.display()
+    );
     let stack = LocalStack::start(config).await?;
     let outcome = exercise(&stack).await;
     stack.stop().await;
@@ -19,10 +22,16 @@ pub async fn run(mut config: LocalConfig) -> anyhow::Result<()> {
 
 async fn exercise(stack: &LocalStack) -> anyhow::Result<()> {
     let client = Client::new(&stack.base_url(), Signer::local("alice")?)?;
-    println!("Gateway on {}, signing as alice (SigV4, service execute-api).\n", stack.base_url());
+    println!(
+        "Gateway on {}, signing as alice (SigV4, service execute-api).\n",
+        stack.base_url()
+    );
 
     let exports = [
-        ("product_detail as CSV in a zip", json!({"dataset": "product_detail", "params": {"sku": "FLOWER12"}})),
+        (
+            "product_detail as CSV in a zip",
+            json!({"dataset": "product_detail", "params": {"sku": "FLOWER12"}}),
+        ),
         (
             "customers as gzipped JSON lines in a tar.gz",
             json!({"dataset": "customers", "params": {"ids": [1, 2, 3, 42, 1000]}, "format": "json", "compression": "gzip", "archive": "tar.gz", "notify": ["analyst@example.com"]}),
@@ -33,7 +42,10 @@ async fn exercise(stack: &LocalStack) -> anyhow::Result<()> {
         println!("== {label}");
         println!("POST /exports {request}");
         let accepted = client.submit(&request, None).await?;
-        let id = accepted["request_id"].as_str().context("no request_id in the answer")?.to_owned();
+        let id = accepted["request_id"]
+            .as_str()
+            .context("no request_id in the answer")?
+            .to_owned();
         println!("  → 202 request_id {id}");
         let mut last = String::new();
         let status = client
@@ -46,13 +58,26 @@ async fn exercise(stack: &LocalStack) -> anyhow::Result<()> {
             })
             .await?;
         if status["status"] != "SUCCEEDED" {
-            bail!("export {id} ended {}: {}", status["status"], status["error"]);
+            bail!(
+                "export {id} ended {}: {}",
+                status["status"],
+                status["error"]
+            );
         }
-        println!("  rows {}, archive {} bytes", status["rows"], status["bytes"]);
+        println!(
+            "  rows {}, archive {} bytes",
+            status["rows"], status["bytes"]
+        );
 
         let history = client.events(&id).await?;
         for event in history["events"].as_array().into_iter().flatten() {
-            println!("  [{}] {:<10} {:<10} {}", event["at"], event["step"].as_str().unwrap_or(""), event["outcome"].as_str().unwrap_or(""), event["message"].as_str().unwrap_or(""));
+            println!(
+                "  [{}] {:<10} {:<10} {}",
+                event["at"],
+                event["step"].as_str().unwrap_or(""),
+                event["outcome"].as_str().unwrap_or(""),
+                event["message"].as_str().unwrap_or("")
+            );
         }
 
         let link = client.download_link(&id).await?;
@@ -74,7 +99,10 @@ async fn exercise(stack: &LocalStack) -> anyhow::Result<()> {
         }
         println!();
     }
-    ensure!(found_flower, "the FLOWER12 row was not in the downloaded archive");
+    ensure!(
+        found_flower,
+        "the FLOWER12 row was not in the downloaded archive"
+    );
     println!("Demo complete: both exports ran, were packaged, linked and mailed.");
     Ok(())
 }
@@ -83,10 +111,22 @@ async fn exercise(stack: &LocalStack) -> anyhow::Result<()> {
 fn read_mail(stack: &LocalStack, request_id: &str) -> anyhow::Result<String> {
     for entry in std::fs::read_dir(&stack.outbox)? {
         let path = entry?.path();
-        if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains(request_id)) {
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.contains(request_id))
+        {
             let text = std::fs::read_to_string(&path)?;
-            let headers: Vec<&str> = text.lines().filter(|l| l.starts_with("To:") || l.starts_with("Subject:")).collect();
-            let body = text.split("Content-Type: text/plain").nth(1).and_then(|p| p.splitn(2, "\r\n\r\n").nth(1)).and_then(|p| p.split("\r\n--").next()).unwrap_or("");
+            let headers: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("To:") || l.starts_with("Subject:"))
+                .collect();
+            let body = text
+                .split("Content-Type: text/plain")
+                .nth(1)
+                .and_then(|p| p.split_once("\r\n\r\n").map(|(_, body)| body))
+                .and_then(|p| p.split("\r\n--").next())
+                .unwrap_or("");
             return Ok(format!("{}\n{}", headers.join("\n"), body));
         }
     }
@@ -94,10 +134,15 @@ fn read_mail(stack: &LocalStack, request_id: &str) -> anyhow::Result<String> {
 }
 
 /// Reads `key=value` parameters, typed by the catalogue's declaration of each parameter.
-pub fn typed_params(pairs: &[String], declared: Option<&Value>) -> anyhow::Result<serde_json::Map<String, Value>> {
+pub fn typed_params(
+    pairs: &[String],
+    declared: Option<&Value>,
+) -> anyhow::Result<serde_json::Map<String, Value>> {
     let mut params = serde_json::Map::new();
     for pair in pairs {
-        let (key, raw) = pair.split_once('=').with_context(|| format!("parameter '{pair}' must be name=value"))?;
+        let (key, raw) = pair
+            .split_once('=')
+            .with_context(|| format!("parameter '{pair}' must be name=value"))?;
         let type_name = declared
             .and_then(|d| d["params"].as_array())
             .and_then(|ps| ps.iter().find(|p| p["name"] == key))
@@ -109,12 +154,23 @@ pub fn typed_params(pairs: &[String], declared: Option<&Value>) -> anyhow::Resul
 }
 
 fn coerce(raw: &str, type_name: &str) -> anyhow::Result<Value> {
-    if let Some(item) = type_name.strip_prefix("list<").and_then(|t| t.strip_suffix('>')) {
-        return raw.split(',').map(|v| coerce(v.trim(), item)).collect::<anyhow::Result<Vec<_>>>().map(Value::Array);
+    if let Some(item) = type_name
+        .strip_prefix("list<")
+        .and_then(|t| t.strip_suffix('>'))
+    {
+        return raw
+            .split(',')
+            .map(|v| coerce(v.trim(), item))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map(Value::Array);
     }
     Ok(match type_name {
-        "integer" => json!(raw.parse::<i64>().with_context(|| format!("'{raw}' is not an integer"))?),
-        "boolean" => json!(raw.parse::<bool>().with_context(|| format!("'{raw}' is not true or false"))?),
+        "integer" => json!(raw
+            .parse::<i64>()
+            .with_context(|| format!("'{raw}' is not an integer"))?),
+        "boolean" => json!(raw
+            .parse::<bool>()
+            .with_context(|| format!("'{raw}' is not true or false"))?),
         _ => json!(raw),
     })
 }

@@ -43,7 +43,9 @@ impl StackArgs {
         config.processors = self.workers;
         config.pollers = self.workers;
         for spec in &self.identities {
-            config.identities.push(LocalIdentity::parse(spec).map_err(anyhow::Error::msg)?);
+            config
+                .identities
+                .push(LocalIdentity::parse(spec).map_err(anyhow::Error::msg)?);
         }
         Ok(config)
     }
@@ -52,7 +54,12 @@ impl StackArgs {
 #[derive(Args)]
 struct ClientArgs {
     /// The API's base URL (with its stage on API Gateway).
-    #[arg(long, default_value = "http://127.0.0.1:8080", env = "EXPORT_ENDPOINT", global = true)]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8080",
+        env = "EXPORT_ENDPOINT",
+        global = true
+    )]
     endpoint: String,
     /// Sign as a local demo identity (alice, bob) instead of the AWS credential chain.
     #[arg(long = "as", global = true)]
@@ -103,17 +110,49 @@ enum Command {
         client: ClientArgs,
     },
     /// A job's latest state, or with --all its whole history.
-    Status { request_id: String, #[arg(long)] all: bool, #[command(flatten)] client: ClientArgs },
+    Status {
+        request_id: String,
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Wait for a job to finish, showing its progress.
-    Wait { request_id: String, #[arg(long, default_value_t = 600)] timeout_secs: u64, #[command(flatten)] client: ClientArgs },
+    Wait {
+        request_id: String,
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Download a finished job's archive (a fresh link each time).
-    Download { request_id: String, #[arg(short, long)] output: Option<PathBuf>, #[command(flatten)] client: ClientArgs },
+    Download {
+        request_id: String,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Cancel a job that has not finished.
-    Cancel { request_id: String, #[command(flatten)] client: ClientArgs },
+    Cancel {
+        request_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Your jobs, newest first.
-    List { #[arg(long)] limit: Option<usize>, #[arg(long)] cursor: Option<String>, #[command(flatten)] client: ClientArgs },
+    List {
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        cursor: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// The export catalogue.
-    Datasets { #[command(flatten)] client: ClientArgs },
+    Datasets {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 async fn client(args: &ClientArgs) -> anyhow::Result<Client> {
@@ -125,13 +164,19 @@ async fn client(args: &ClientArgs) -> anyhow::Result<Client> {
 }
 
 fn print(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).expect("JSON prints"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON prints")
+    );
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,datafusion=warn,sqlparser=warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,datafusion=warn,sqlparser=warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
@@ -146,12 +191,31 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Demo { stack } => demo::run(stack.config()?).await?,
         Command::Bench { stack, options } => bench::run(stack.config()?, options).await?,
-        Command::Submit { dataset, params, format, compression, archive, notify, idempotency_key, client: args } => {
+        Command::Submit {
+            dataset,
+            params,
+            format,
+            compression,
+            archive,
+            notify,
+            idempotency_key,
+            client: args,
+        } => {
             let client = client(&args).await?;
             let catalogue = client.get("/datasets").await.ok();
-            let declared = catalogue.as_ref().and_then(|c| c["datasets"].as_array()?.iter().find(|d| d["name"] == dataset.as_str()));
-            let mut request = json!({ "dataset": dataset, "params": demo::typed_params(&params, declared)? });
-            for (key, value) in [("format", format), ("compression", compression), ("archive", archive)] {
+            let declared = catalogue.as_ref().and_then(|c| {
+                c["datasets"]
+                    .as_array()?
+                    .iter()
+                    .find(|d| d["name"] == dataset.as_str())
+            });
+            let mut request =
+                json!({ "dataset": dataset, "params": demo::typed_params(&params, declared)? });
+            for (key, value) in [
+                ("format", format),
+                ("compression", compression),
+                ("archive", archive),
+            ] {
                 if let Some(value) = value {
                     request[key] = json!(value);
                 }
@@ -161,33 +225,69 @@ async fn main() -> anyhow::Result<()> {
             }
             print(&client.submit(&request, idempotency_key.as_deref()).await?);
         }
-        Command::Status { request_id, all, client: args } => {
+        Command::Status {
+            request_id,
+            all,
+            client: args,
+        } => {
             let client = client(&args).await?;
-            print(&if all { client.events(&request_id).await? } else { client.status(&request_id).await? });
+            print(&if all {
+                client.events(&request_id).await?
+            } else {
+                client.status(&request_id).await?
+            });
         }
-        Command::Wait { request_id, timeout_secs, client: args } => {
+        Command::Wait {
+            request_id,
+            timeout_secs,
+            client: args,
+        } => {
             let client = client(&args).await?;
             let started = std::time::Instant::now();
             let status = client
                 .wait(&request_id, Duration::from_secs(timeout_secs), |s| {
-                    eprint!("\r{:>6.1}s  {:<10}", started.elapsed().as_secs_f64(), s["status"].as_str().unwrap_or("?"));
+                    eprint!(
+                        "\r{:>6.1}s  {:<10}",
+                        started.elapsed().as_secs_f64(),
+                        s["status"].as_str().unwrap_or("?")
+                    );
                 })
                 .await?;
             eprintln!();
             print(&status);
-            anyhow::ensure!(status["status"] == "SUCCEEDED", "the export ended {}", status["status"]);
+            anyhow::ensure!(
+                status["status"] == "SUCCEEDED",
+                "the export ended {}",
+                status["status"]
+            );
         }
-        Command::Download { request_id, output, client: args } => {
+        Command::Download {
+            request_id,
+            output,
+            client: args,
+        } => {
             let client = client(&args).await?;
             let link = client.download_link(&request_id).await?;
-            let name = link.split('?').next().and_then(|p| p.rsplit('/').next()).unwrap_or("export.zip").to_owned();
+            let name = link
+                .split('?')
+                .next()
+                .and_then(|p| p.rsplit('/').next())
+                .unwrap_or("export.zip")
+                .to_owned();
             let path = output.unwrap_or_else(|| PathBuf::from(&name));
             let bytes = client.fetch(&link).await?;
             std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
             println!("{} ({} bytes)", path.display(), bytes.len());
         }
-        Command::Cancel { request_id, client: args } => print(&client(&args).await?.cancel(&request_id).await?),
-        Command::List { limit, cursor, client: args } => {
+        Command::Cancel {
+            request_id,
+            client: args,
+        } => print(&client(&args).await?.cancel(&request_id).await?),
+        Command::List {
+            limit,
+            cursor,
+            client: args,
+        } => {
             let mut query = vec![];
             if let Some(limit) = limit {
                 query.push(format!("limit={limit}"));
@@ -195,7 +295,11 @@ async fn main() -> anyhow::Result<()> {
             if let Some(cursor) = cursor {
                 query.push(format!("cursor={cursor}"));
             }
-            let path = if query.is_empty() { "/exports".to_owned() } else { format!("/exports?{}", query.join("&")) };
+            let path = if query.is_empty() {
+                "/exports".to_owned()
+            } else {
+                format!("/exports?{}", query.join("&"))
+            };
             print(&client(&args).await?.get(&path).await?);
         }
         Command::Datasets { client: args } => print(&client(&args).await?.get("/datasets").await?),

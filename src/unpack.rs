@@ -13,21 +13,33 @@ pub struct ArchiveFile {
 fn decompress(name: &str, raw: Vec<u8>) -> anyhow::Result<ArchiveFile> {
     if let Some(stem) = name.strip_suffix(".gz") {
         let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(raw.as_slice()).read_to_end(&mut out).with_context(|| format!("gunzip {name}"))?;
-        return Ok(ArchiveFile { name: stem.into(), contents: out });
+        flate2::read::MultiGzDecoder::new(raw.as_slice())
+            .read_to_end(&mut out)
+            .with_context(|| format!("gunzip {name}"))?;
+        return Ok(ArchiveFile {
+            name: stem.into(),
+            contents: out,
+        });
     }
     if let Some(stem) = name.strip_suffix(".zst") {
         let out = zstd::decode_all(raw.as_slice()).with_context(|| format!("unzstd {name}"))?;
-        return Ok(ArchiveFile { name: stem.into(), contents: out });
+        return Ok(ArchiveFile {
+            name: stem.into(),
+            contents: out,
+        });
     }
-    Ok(ArchiveFile { name: name.into(), contents: raw })
+    Ok(ArchiveFile {
+        name: name.into(),
+        contents: raw,
+    })
 }
 
 /// Reads a `.zip` or `.tar.gz` archive (told apart by their first bytes).
 pub fn unpack(archive: &[u8]) -> anyhow::Result<Vec<ArchiveFile>> {
     let mut files = Vec::new();
     if archive.starts_with(b"PK") {
-        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(archive)).context("reading the zip archive")?;
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(archive))
+            .context("reading the zip archive")?;
         for i in 0..zip.len() {
             let mut entry = zip.by_index(i)?;
             let mut raw = Vec::new();

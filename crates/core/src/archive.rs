@@ -93,7 +93,9 @@ impl Write for SharedBuffer {
     }
 }
 
-/// The two archive encoders, behind one streaming interface.
+/// The two archive encoders, behind one streaming interface. There is one per archive, so the
+/// variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Encoder {
     Zip(zip::ZipWriter<zip::write::StreamWriter<SharedBuffer>>),
     TarGz {
@@ -245,10 +247,12 @@ async fn write_entries(
 ) -> PortResult<()> {
     let sink = SharedBuffer::default();
     let mut encoder = Encoder::new(kind, sink.clone());
-    let already_compressed = extension.ends_with(".gz") || extension.ends_with(".zst") || extension == "parquet";
+    let already_compressed =
+        extension.ends_with(".gz") || extension.ends_with(".zst") || extension == "parquet";
     for (index, entry) in manifest.entries.iter().enumerate() {
-        let part = ObjectRef::parse_s3_url(&entry.url)
-            .ok_or_else(|| PortError::Rejected(format!("manifest entry {} is not an s3:// URL", entry.url)))?;
+        let part = ObjectRef::parse_s3_url(&entry.url).ok_or_else(|| {
+            PortError::Rejected(format!("manifest entry {} is not an s3:// URL", entry.url))
+        })?;
         let size = entry.meta.as_ref().map_or(0, |m| m.content_length);
         let name = entry_name(dataset, index, extension);
         encoder.start_entry(&name, size, already_compressed)?;

@@ -64,10 +64,7 @@ impl PartialEq for Pattern {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ParamType {
     Scalar(ScalarType),
-    List {
-        item: ScalarType,
-        max_items: usize,
-    },
+    List { item: ScalarType, max_items: usize },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -286,7 +283,9 @@ impl Export {
         for param in &self.params {
             let literals = match params.get(&param.name) {
                 None | Some(Value::Null) if param.optional => vec![Literal::Null],
-                None | Some(Value::Null) => return Err(ParamError::new(&param.name, "is required")),
+                None | Some(Value::Null) => {
+                    return Err(ParamError::new(&param.name, "is required"))
+                }
                 Some(value) => param.literals(value)?,
             };
             bound.insert(param.name.clone(), literals);
@@ -313,7 +312,10 @@ impl Param {
             None => (spec, String::new()),
         };
         let mut words = spec.split_whitespace();
-        let name = words.next().ok_or("empty parameter declaration")?.to_owned();
+        let name = words
+            .next()
+            .ok_or("empty parameter declaration")?
+            .to_owned();
         if !valid_identifier(&name) {
             return Err(format!(
                 "parameter name '{name}' must be lower-case letters, digits and _"
@@ -406,11 +408,15 @@ impl Param {
 
 impl ScalarType {
     fn parse(word: &str, modifiers: &mut BTreeMap<&str, &str>) -> Result<ScalarType, String> {
-        let int_modifier = |m: &mut BTreeMap<&str, &str>, key: &str| -> Result<Option<i64>, String> {
-            m.remove(key)
-                .map(|v| v.parse().map_err(|_| format!("{key} '{v}' is not an integer")))
-                .transpose()
-        };
+        let int_modifier =
+            |m: &mut BTreeMap<&str, &str>, key: &str| -> Result<Option<i64>, String> {
+                m.remove(key)
+                    .map(|v| {
+                        v.parse()
+                            .map_err(|_| format!("{key} '{v}' is not an integer"))
+                    })
+                    .transpose()
+            };
         Ok(match word {
             "text" => {
                 let max_length = match modifiers.remove("max_length") {
@@ -443,7 +449,10 @@ impl ScalarType {
             "timestamp" => ScalarType::Timestamp,
             "boolean" => ScalarType::Boolean,
             _ => {
-                if let Some(args) = word.strip_prefix("decimal(").and_then(|s| s.strip_suffix(')')) {
+                if let Some(args) = word
+                    .strip_prefix("decimal(")
+                    .and_then(|s| s.strip_suffix(')'))
+                {
                     let (p, s) = args
                         .split_once(',')
                         .ok_or("decimal needs (precision,scale)")?;
@@ -457,7 +466,10 @@ impl ScalarType {
                     word.strip_prefix("enum(").and_then(|s| s.strip_suffix(')'))
                 {
                     let values: Vec<String> = args.split('|').map(str::to_owned).collect();
-                    if values.iter().any(|v| v.is_empty() || v.contains(['\'', '\\'])) {
+                    if values
+                        .iter()
+                        .any(|v| v.is_empty() || v.contains(['\'', '\\']))
+                    {
                         return Err("enum values must be non-empty and free of quotes".into());
                     }
                     ScalarType::Enum(values)
@@ -486,7 +498,10 @@ impl ScalarType {
                 }
                 if let Some(Pattern(re)) = pattern {
                     if !re.is_match(s) {
-                        let shown = re.as_str().trim_start_matches("^(?:").trim_end_matches(")$");
+                        let shown = re
+                            .as_str()
+                            .trim_start_matches("^(?:")
+                            .trim_end_matches(")$");
                         return Err(format!("must match the pattern {shown}"));
                     }
                 }
@@ -783,7 +798,10 @@ SELECT 1 FROM t WHERE id IN (:ids) AND seg = :seg AND code = :code AND p < :pric
             ("-- export: a\n-- param: x blob\nSELECT :x", "unknown type"),
             ("-- export: a\nSELECT FROM WHERE", "does not parse"),
             ("-- export: a\nSELECT 1; DROP TABLE t", "does not parse"),
-            ("-- export: a\n-- param: x text colour=red\nSELECT :x", "does not apply"),
+            (
+                "-- export: a\n-- param: x text colour=red\nSELECT :x",
+                "does not apply",
+            ),
         ] {
             let e = Export::parse(text).unwrap_err();
             assert!(e.contains(needle), "{text:?}: {e}");

@@ -304,7 +304,10 @@ mod tests {
             assert_eq!(s.as_str().parse::<JobStatus>().unwrap(), s);
         }
         assert_eq!("tar.gz".parse::<Archive>().unwrap(), Archive::TarGz);
-        assert!("xml".parse::<Format>().unwrap_err().contains("csv, parquet, json"));
+        assert!("xml"
+            .parse::<Format>()
+            .unwrap_err()
+            .contains("csv, parquet, json"));
     }
 
     #[test]

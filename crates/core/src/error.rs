@@ -61,9 +61,11 @@ impl ApiError {
 impl From<PortError> for ApiError {
     fn from(e: PortError) -> Self {
         match e {
-            PortError::NotFound(what) => {
-                ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("not found: {what}"))
-            }
+            PortError::NotFound(what) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("not found: {what}"),
+            ),
             other => {
                 tracing::error!(error = %other, "dependency call failed");
                 ApiError::new(

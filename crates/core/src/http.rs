@@ -113,9 +113,7 @@ pub fn api_router(submissions: Arc<Submissions>, queries: Arc<Queries>) -> Route
 /// Unknown routes and methods answer in the API's JSON error format too.
 pub fn with_json_fallbacks(router: Router) -> Router {
     router
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
-        })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -130,7 +128,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
         .get("idempotency-key")
         .map(|v| {
             v.to_str().map_err(|_| {
-                ApiError::invalid("Idempotency-Key", "the Idempotency-Key header must be ASCII")
+                ApiError::invalid(
+                    "Idempotency-Key",
+                    "the Idempotency-Key header must be ASCII",
+                )
             })
         })
         .transpose()
@@ -162,9 +163,10 @@ fn accepted(submitted: &Submitted) -> Response {
     )
         .into_response();
     if submitted.replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", http::HeaderValue::from_static("true"));
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            http::HeaderValue::from_static("true"),
+        );
     }
     response
 }
@@ -207,7 +209,10 @@ async fn list_jobs(
             .ok()
             .filter(|n| (1..=crate::service::query::MAX_PAGE).contains(n))
             .ok_or_else(|| {
-                ApiError::invalid("limit", format!("'limit' must be 1 to {}", crate::service::query::MAX_PAGE))
+                ApiError::invalid(
+                    "limit",
+                    format!("'limit' must be 1 to {}", crate::service::query::MAX_PAGE),
+                )
             })?,
     };
     let page = queries.list(&owner, limit, query.cursor.as_deref()).await?;
@@ -301,10 +306,7 @@ async fn download(
         .into_response())
 }
 
-async fn datasets(
-    State(queries): State<Arc<Queries>>,
-    Caller(_): Caller,
-) -> Json<Value> {
+async fn datasets(State(queries): State<Arc<Queries>>, Caller(_): Caller) -> Json<Value> {
     let exports: Vec<_> = queries.catalog.exports().map(|e| e.describe()).collect();
     Json(json!({ "datasets": exports }))
 }
@@ -325,15 +327,26 @@ async fn submit_product(
         return Err(ApiError::invalid("", "the body must be a JSON object"));
     };
     let mut params = Map::new();
-    for (from, to) in [("sku", "sku"), ("productname", "product_name"), ("createdate", "created_on")] {
+    for (from, to) in [
+        ("sku", "sku"),
+        ("productname", "product_name"),
+        ("createdate", "created_on"),
+    ] {
         if let Some(v) = fields.get(from) {
             params.insert(to.into(), v.clone());
         }
     }
-    if let Some(extra) = fields.keys().find(|k| !["sku", "productname", "createdate"].contains(&k.as_str())) {
-        return Err(ApiError::invalid(extra, format!("unknown field '{extra}' (expected: sku, productname, createdate)")));
+    if let Some(extra) = fields
+        .keys()
+        .find(|k| !["sku", "productname", "createdate"].contains(&k.as_str()))
+    {
+        return Err(ApiError::invalid(
+            extra,
+            format!("unknown field '{extra}' (expected: sku, productname, createdate)"),
+        ));
     }
-    let request = ExportRequest::from_json(&json!({ "dataset": PRODUCT_DATASET, "params": params }))?;
+    let request =
+        ExportRequest::from_json(&json!({ "dataset": PRODUCT_DATASET, "params": params }))?;
     let submitted = submissions
         .submit(&owner, request, idempotency_key(&headers)?)
         .await
@@ -348,7 +361,11 @@ async fn submit_product(
             }
             e
         })?;
-    Ok((StatusCode::OK, Json(json!({ "RequestId": submitted.request_id }))).into_response())
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "RequestId": submitted.request_id })),
+    )
+        .into_response())
 }
 
 /// `GET /product` with headers `requestid` and `type: latest|all`.

@@ -96,7 +96,10 @@ mod tests {
 
     #[test]
     fn both_shapes_round_trip() {
-        let follow = PollMessage::FollowUp { request_id: "r1".into(), attempt: 3 };
+        let follow = PollMessage::FollowUp {
+            request_id: "r1".into(),
+            attempt: 3,
+        };
         assert_eq!(PollMessage::parse(&follow.to_body()).unwrap(), follow);
         let event = PollMessage::StatementEvent(StatementEvent {
             statement_id: "s1".into(),
@@ -105,7 +108,10 @@ mod tests {
             rows: Some(4),
         });
         assert_eq!(PollMessage::parse(&event.to_body()).unwrap(), event);
-        assert!(PollMessage::parse("{\"source\":\"aws.ec2\",\"detail-type\":\"x\",\"detail\":{}}").is_err());
+        assert!(
+            PollMessage::parse("{\"source\":\"aws.ec2\",\"detail-type\":\"x\",\"detail\":{}}")
+                .is_err()
+        );
         assert!(PollMessage::parse("nope").is_err());
     }
 }

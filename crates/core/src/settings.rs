@@ -102,7 +102,10 @@ mod tests {
             allowed_recipients: vec!["@example.com".into(), "ops@partner.org".into()],
             default_recipients: vec!["data@example.com".into()],
         };
-        assert_eq!(m.recipients(&["A@Example.com".into(), "x@evil.org".into()]), ["A@Example.com"]);
+        assert_eq!(
+            m.recipients(&["A@Example.com".into(), "x@evil.org".into()]),
+            ["A@Example.com"]
+        );
         assert_eq!(m.recipients(&["x@evil.org".into()]), ["data@example.com"]);
         assert_eq!(m.recipients(&[]), ["data@example.com"]);
     }

@@ -37,7 +37,9 @@ impl Literal {
     }
 
     pub fn decimal(s: &str, precision: u32, scale: u32) -> Result<Literal, String> {
-        let rule = || format!("must be a decimal with at most {precision} digits, {scale} after the point");
+        let rule = || {
+            format!("must be a decimal with at most {precision} digits, {scale} after the point")
+        };
         let (negative, digits) = match s.strip_prefix('-') {
             Some(rest) => (true, rest),
             None => (false, s),
@@ -172,7 +174,10 @@ mod tests {
     #[test]
     fn quoting_doubles_quotes_and_backslashes() {
         assert_eq!(quote(r"it's \ fine"), r"'it''s \\ fine'");
-        assert_eq!(Literal::text("a\0b").unwrap_err(), "contains a NUL character, which Redshift text cannot hold");
+        assert_eq!(
+            Literal::text("a\0b").unwrap_err(),
+            "contains a NUL character, which Redshift text cannot hold"
+        );
     }
 
     #[test]
@@ -203,12 +208,20 @@ mod tests {
             },
         );
         assert!(sql.starts_with("UNLOAD ('SELECT ''a''''b'' AS x')\nTO 's3://results/exports/r1/'"));
-        for part in ["IAM_ROLE 'arn:aws:iam::1:role/unload'", "FORMAT AS CSV\nHEADER", "GZIP", "MANIFEST VERBOSE", "MAXFILESIZE 100 MB"] {
+        for part in [
+            "IAM_ROLE 'arn:aws:iam::1:role/unload'",
+            "FORMAT AS CSV\nHEADER",
+            "GZIP",
+            "MANIFEST VERBOSE",
+            "MAXFILESIZE 100 MB",
+        ] {
             assert!(sql.contains(part), "{part} missing from {sql}");
         }
         assert!(!sql.contains("ALLOWOVERWRITE"));
         let statements = Parser::parse_sql(&RedshiftSqlDialect {}, &sql).unwrap();
-        let Statement::Unload { query_text, .. } = &statements[0] else { panic!("{statements:?}") };
+        let Statement::Unload { query_text, .. } = &statements[0] else {
+            panic!("{statements:?}")
+        };
         assert_eq!(query_text.as_deref(), Some("SELECT 'a''b' AS x"));
     }
 }

@@ -19,20 +19,38 @@ use std::sync::Arc;
 
 /// `api` behind signature checks, and `/objects/…` for presigned links.
 pub fn router(api: Router, verifier: Arc<Verifier>, objects: FsObjectStore) -> Router {
-    let signed = api.layer(axum::middleware::from_fn_with_state(verifier, require_signature));
+    let signed = api.layer(axum::middleware::from_fn_with_state(
+        verifier,
+        require_signature,
+    ));
     let downloads = Router::new()
         .route("/objects/{bucket}/{*key}", get(serve_object))
         .with_state(objects);
     signed.merge(downloads)
 }
 
-async fn require_signature(State(verifier): State<Arc<Verifier>>, request: Request, next: Next) -> Response {
+async fn require_signature(
+    State(verifier): State<Arc<Verifier>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let (parts, body) = request.into_parts();
     // The signature covers the body, so it is read here; the same limit as the handlers'.
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body is larger than {MAX_BODY_BYTES} bytes")).into_response();
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response();
     };
-    match verifier.verify(&parts.method, &parts.uri, &parts.headers, &bytes, chrono::Utc::now()) {
+    match verifier.verify(
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        &bytes,
+        chrono::Utc::now(),
+    ) {
         Ok(owner) => {
             let mut request = Request::from_parts(parts, Body::from(bytes));
             request.extensions_mut().insert(Caller(owner));
@@ -52,26 +70,66 @@ struct LinkQuery {
     signature: Option<String>,
 }
 
-async fn serve_object(State(objects): State<FsObjectStore>, Path((bucket, key)): Path<(String, String)>, Query(link): Query<LinkQuery>) -> Response {
+async fn serve_object(
+    State(objects): State<FsObjectStore>,
+    Path((bucket, key)): Path<(String, String)>,
+    Query(link): Query<LinkQuery>,
+) -> Response {
     let object = ObjectRef::new(bucket, key);
-    let (Some(expires), Some(file_name), Some(signature)) = (link.expires, link.filename, link.signature) else {
-        return ApiError::forbidden("the link is incomplete: expires, filename and signature are required").into_response();
+    let (Some(expires), Some(file_name), Some(signature)) =
+        (link.expires, link.filename, link.signature)
+    else {
+        return ApiError::forbidden(
+            "the link is incomplete: expires, filename and signature are required",
+        )
+        .into_response();
     };
-    match objects.verify_link(&object, expires, &file_name, &signature, chrono::Utc::now().timestamp()) {
+    match objects.verify_link(
+        &object,
+        expires,
+        &file_name,
+        &signature,
+        chrono::Utc::now().timestamp(),
+    ) {
         Ok(()) => {}
-        Err(LinkError::Expired) => return ApiError::new(StatusCode::FORBIDDEN, "link_expired", "the download link has expired; ask for a fresh one").into_response(),
-        Err(LinkError::BadSignature) => return ApiError::new(StatusCode::FORBIDDEN, "invalid_link", "the download link is not valid").into_response(),
+        Err(LinkError::Expired) => {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "link_expired",
+                "the download link has expired; ask for a fresh one",
+            )
+            .into_response()
+        }
+        Err(LinkError::BadSignature) => {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "invalid_link",
+                "the download link is not valid",
+            )
+            .into_response()
+        }
     }
     match objects.get(&object).await {
         Ok(stream) => {
-            let disposition = format!("attachment; filename=\"{}\"", file_name.replace(['"', '\\', '\r', '\n'], "_"));
+            let disposition = format!(
+                "attachment; filename=\"{}\"",
+                file_name.replace(['"', '\\', '\r', '\n'], "_")
+            );
             (
-                [(header::CONTENT_TYPE, "application/octet-stream".to_owned()), (header::CONTENT_DISPOSITION, disposition)],
+                [
+                    (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+                    (header::CONTENT_DISPOSITION, disposition),
+                ],
                 Body::from_stream(stream),
             )
                 .into_response()
         }
-        Err(PortError::NotFound(_)) => ApiError::new(StatusCode::NOT_FOUND, "not_found", "the object no longer exists").into_response(),
+        Err(PortError::NotFound(_)) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "the object no longer exists",
+        )
+        .into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
 }

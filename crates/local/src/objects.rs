@@ -42,7 +42,9 @@ impl FsObjectStore {
         let key = match std::fs::read(key_file) {
             Ok(key) if key.len() >= 32 => key,
             _ => {
-                let key: Vec<u8> = (0..2).flat_map(|_| *uuid::Uuid::new_v4().as_bytes()).collect();
+                let key: Vec<u8> = (0..2)
+                    .flat_map(|_| *uuid::Uuid::new_v4().as_bytes())
+                    .collect();
                 std::fs::write(key_file, &key)?;
                 key
             }
@@ -66,22 +68,43 @@ impl FsObjectStore {
                     .components()
                     .all(|c| matches!(c, Component::Normal(_)))
         };
-        if !safe(&object.bucket) || object.bucket.contains('/') || !safe(&object.key) || object.bucket.starts_with('.') {
-            return Err(PortError::Rejected(format!("invalid object name {}", object.s3_url())));
+        if !safe(&object.bucket)
+            || object.bucket.contains('/')
+            || !safe(&object.key)
+            || object.bucket.starts_with('.')
+        {
+            return Err(PortError::Rejected(format!(
+                "invalid object name {}",
+                object.s3_url()
+            )));
         }
         Ok(self.root.join(&object.bucket).join(&object.key))
     }
 
     fn signature(&self, object: &ObjectRef, expires: i64, file_name: &str) -> String {
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(format!("GET\n{}\n{}\n{expires}\n{file_name}", object.bucket, object.key).as_bytes());
+        mac.update(
+            format!(
+                "GET\n{}\n{}\n{expires}\n{file_name}",
+                object.bucket, object.key
+            )
+            .as_bytes(),
+        );
         hex::encode(mac.finalize().into_bytes())
     }
 
     /// Checks a link's signature and expiry (seconds since the epoch).
-    pub fn verify_link(&self, object: &ObjectRef, expires: i64, file_name: &str, signature: &str, now: i64) -> Result<(), LinkError> {
+    pub fn verify_link(
+        &self,
+        object: &ObjectRef,
+        expires: i64,
+        file_name: &str,
+        signature: &str,
+        now: i64,
+    ) -> Result<(), LinkError> {
         let expected = self.signature(object, expires, file_name);
-        let matches: bool = subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), signature.as_bytes()).into();
+        let matches: bool =
+            subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), signature.as_bytes()).into();
         if !matches {
             return Err(LinkError::BadSignature);
         }
@@ -117,13 +140,18 @@ pub fn encode_path(s: &str) -> String {
 impl ObjectStore for FsObjectStore {
     async fn get(&self, object: &ObjectRef) -> PortResult<ByteStream> {
         let path = self.path_of(object)?;
-        let file = tokio::fs::File::open(&path).await.map_err(|e| io_error(object, e))?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| io_error(object, e))?;
         let object = object.clone();
         let stream = futures::stream::try_unfold(file, move |mut file| {
             let object = object.clone();
             async move {
                 let mut buf = vec![0u8; CHUNK];
-                let n = file.read(&mut buf).await.map_err(|e| io_error(&object, e))?;
+                let n = file
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| io_error(&object, e))?;
                 if n == 0 {
                     return Ok(None);
                 }
@@ -140,14 +168,34 @@ impl ObjectStore for FsObjectStore {
         upload.complete().await.map(drop)
     }
 
-    async fn start_upload(&self, object: &ObjectRef, _content_type: &str) -> PortResult<Box<dyn Upload>> {
+    async fn start_upload(
+        &self,
+        object: &ObjectRef,
+        _content_type: &str,
+    ) -> PortResult<Box<dyn Upload>> {
         let target = self.path_of(object)?;
-        let staging = self.root.join(".uploads").join(uuid::Uuid::new_v4().to_string());
-        let file = tokio::fs::File::create(&staging).await.map_err(|e| io_error(object, e))?;
-        Ok(Box::new(FsUpload { object: object.clone(), file, staging, target, written: 0 }))
+        let staging = self
+            .root
+            .join(".uploads")
+            .join(uuid::Uuid::new_v4().to_string());
+        let file = tokio::fs::File::create(&staging)
+            .await
+            .map_err(|e| io_error(object, e))?;
+        Ok(Box::new(FsUpload {
+            object: object.clone(),
+            file,
+            staging,
+            target,
+            written: 0,
+        }))
     }
 
-    async fn presign_get(&self, object: &ObjectRef, expires_in: Duration, file_name: &str) -> PortResult<String> {
+    async fn presign_get(
+        &self,
+        object: &ObjectRef,
+        expires_in: Duration,
+        file_name: &str,
+    ) -> PortResult<String> {
         self.path_of(object)?;
         let expires = chrono::Utc::now().timestamp() + expires_in.as_secs() as i64;
         let signature = self.signature(object, expires, file_name);
@@ -174,15 +222,25 @@ struct FsUpload {
 impl Upload for FsUpload {
     async fn write(&mut self, chunk: Bytes) -> PortResult<()> {
         self.written += chunk.len() as u64;
-        self.file.write_all(&chunk).await.map_err(|e| io_error(&self.object, e))
+        self.file
+            .write_all(&chunk)
+            .await
+            .map_err(|e| io_error(&self.object, e))
     }
 
     async fn complete(mut self: Box<Self>) -> PortResult<u64> {
-        self.file.flush().await.map_err(|e| io_error(&self.object, e))?;
+        self.file
+            .flush()
+            .await
+            .map_err(|e| io_error(&self.object, e))?;
         if let Some(parent) = self.target.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| io_error(&self.object, e))?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| io_error(&self.object, e))?;
         }
-        tokio::fs::rename(&self.staging, &self.target).await.map_err(|e| io_error(&self.object, e))?;
+        tokio::fs::rename(&self.staging, &self.target)
+            .await
+            .map_err(|e| io_error(&self.object, e))?;
         Ok(self.written)
     }
 
@@ -200,21 +258,48 @@ mod tests {
     #[tokio::test]
     async fn writes_reads_and_signs() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FsObjectStore::open(&dir.path().join("objects"), &dir.path().join("key")).unwrap();
+        let store =
+            FsObjectStore::open(&dir.path().join("objects"), &dir.path().join("key")).unwrap();
         let object = ObjectRef::new("downloads", "a/b c.zip");
-        store.put(&object, Bytes::from_static(b"hello"), "application/zip").await.unwrap();
-        let bytes = export_core::archive::read_object(&store, &object).await.unwrap();
+        store
+            .put(&object, Bytes::from_static(b"hello"), "application/zip")
+            .await
+            .unwrap();
+        let bytes = export_core::archive::read_object(&store, &object)
+            .await
+            .unwrap();
         assert_eq!(bytes, b"hello");
-        let url = store.presign_get(&object, Duration::from_secs(60), "b c.zip").await.unwrap();
-        assert!(url.contains("/objects/downloads/a/b%20c.zip?expires="), "{url}");
+        let url = store
+            .presign_get(&object, Duration::from_secs(60), "b c.zip")
+            .await
+            .unwrap();
+        assert!(
+            url.contains("/objects/downloads/a/b%20c.zip?expires="),
+            "{url}"
+        );
         let expires = chrono::Utc::now().timestamp() + 60;
         let good = store.signature(&object, expires, "b c.zip");
-        assert_eq!(store.verify_link(&object, expires, "b c.zip", &good, expires - 1), Ok(()));
-        assert_eq!(store.verify_link(&object, expires, "b c.zip", &good, expires + 1), Err(LinkError::Expired));
-        assert_eq!(store.verify_link(&object, expires + 1, "b c.zip", &good, 0), Err(LinkError::BadSignature));
+        assert_eq!(
+            store.verify_link(&object, expires, "b c.zip", &good, expires - 1),
+            Ok(())
+        );
+        assert_eq!(
+            store.verify_link(&object, expires, "b c.zip", &good, expires + 1),
+            Err(LinkError::Expired)
+        );
+        assert_eq!(
+            store.verify_link(&object, expires + 1, "b c.zip", &good, 0),
+            Err(LinkError::BadSignature)
+        );
         for bad in ["../x", "/etc/passwd", "a/../../x", ""] {
-            assert!(store.path_of(&ObjectRef::new("downloads", bad)).is_err(), "{bad}");
+            assert!(
+                store.path_of(&ObjectRef::new("downloads", bad)).is_err(),
+                "{bad}"
+            );
         }
-        assert!(matches!(store.get(&ObjectRef::new("downloads", "missing")).await, Err(PortError::NotFound(_))));
+        assert!(matches!(
+            store.get(&ObjectRef::new("downloads", "missing")).await,
+            Err(PortError::NotFound(_))
+        ));
     }
 }

@@ -14,7 +14,10 @@ pub struct OutboxMailer {
 impl OutboxMailer {
     pub fn open(dir: &Path, sender: &str) -> anyhow::Result<OutboxMailer> {
         std::fs::create_dir_all(dir)?;
-        Ok(OutboxMailer { dir: dir.to_owned(), sender: sender.to_owned() })
+        Ok(OutboxMailer {
+            dir: dir.to_owned(),
+            sender: sender.to_owned(),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -27,20 +30,30 @@ fn header_value(s: &str) -> String {
     if s.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) {
         s.to_owned()
     } else {
-        format!("=?UTF-8?B?{}?=", base64::engine::general_purpose::STANDARD.encode(s))
+        format!(
+            "=?UTF-8?B?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(s)
+        )
     }
 }
 
 /// A body as 8-bit text with CRLF line ends; HTML is broken between tags so no line nears
 /// the 998-character limit of RFC 5322.
 fn body_lines(s: &str, html: bool) -> String {
-    let s = if html { s.replace("><", ">\n<") } else { s.to_owned() };
+    let s = if html {
+        s.replace("><", ">\n<")
+    } else {
+        s.to_owned()
+    };
     s.lines().collect::<Vec<_>>().join("\r\n")
 }
 
 /// Renders the message as RFC 5322 text with a multipart/alternative body.
 pub fn render_eml(email: &Email, sender: &str, message_id: &str) -> String {
-    let boundary = format!("=_export_{}", message_id.split('@').next().unwrap_or(message_id));
+    let boundary = format!(
+        "=_export_{}",
+        message_id.split('@').next().unwrap_or(message_id)
+    );
     let date = chrono::Utc::now().to_rfc2822();
     format!(
         "From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: <{message_id}>\r\nX-Export-Request-Id: {request_id}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{text}\r\n--{boundary}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{html}\r\n--{boundary}--\r\n",

@@ -25,27 +25,45 @@ pub struct LocalIdentity {
 
 impl LocalIdentity {
     pub fn new(access_key: &str, secret_key: &str, arn: &str) -> Self {
-        LocalIdentity { access_key: access_key.into(), secret_key: secret_key.into(), arn: arn.into() }
+        LocalIdentity {
+            access_key: access_key.into(),
+            secret_key: secret_key.into(),
+            arn: arn.into(),
+        }
     }
 
     /// `alice` and `bob`, so that ownership can be seen on the local stack.
     pub fn demo() -> Vec<LocalIdentity> {
         vec![
-            LocalIdentity::new("LOCALALICE", "local-alice-secret", "arn:aws:iam::000000000000:user/alice"),
-            LocalIdentity::new("LOCALBOB", "local-bob-secret", "arn:aws:iam::000000000000:user/bob"),
+            LocalIdentity::new(
+                "LOCALALICE",
+                "local-alice-secret",
+                "arn:aws:iam::000000000000:user/alice",
+            ),
+            LocalIdentity::new(
+                "LOCALBOB",
+                "local-bob-secret",
+                "arn:aws:iam::000000000000:user/bob",
+            ),
         ]
     }
 
     /// The demo identity called `name` (`alice`, `bob`).
     pub fn demo_named(name: &str) -> Option<LocalIdentity> {
-        LocalIdentity::demo().into_iter().find(|i| i.arn.ends_with(&format!("/{name}")))
+        LocalIdentity::demo()
+            .into_iter()
+            .find(|i| i.arn.ends_with(&format!("/{name}")))
     }
 
     /// Parses `ACCESS_KEY:SECRET:ARN` (the ARN keeps its own colons).
     pub fn parse(spec: &str) -> Result<LocalIdentity, String> {
         let mut parts = spec.splitn(3, ':');
         match (parts.next(), parts.next(), parts.next()) {
-            (Some(a), Some(s), Some(arn)) if !a.is_empty() && !s.is_empty() && arn.starts_with("arn:") => Ok(LocalIdentity::new(a, s, arn)),
+            (Some(a), Some(s), Some(arn))
+                if !a.is_empty() && !s.is_empty() && arn.starts_with("arn:") =>
+            {
+                Ok(LocalIdentity::new(a, s, arn))
+            }
             _ => Err(format!("identity '{spec}' must be ACCESS_KEY:SECRET:ARN")),
         }
     }
@@ -100,19 +118,36 @@ fn parse_authorization(value: &str) -> Option<Authorization<'_>> {
 
 impl Verifier {
     pub fn new(identities: impl IntoIterator<Item = LocalIdentity>) -> Verifier {
-        Verifier { identities: identities.into_iter().map(|i| (i.access_key.clone(), i)).collect() }
+        Verifier {
+            identities: identities
+                .into_iter()
+                .map(|i| (i.access_key.clone(), i))
+                .collect(),
+        }
     }
 
     /// Checks the request's signature; returns the caller's ARN, or API Gateway's message.
-    pub fn verify(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8], now: DateTime<Utc>) -> Result<Owner, String> {
+    pub fn verify(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Owner, String> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let authorization = header("authorization").ok_or("Missing Authentication Token")?;
         let auth = parse_authorization(authorization).ok_or("Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters (AWS4-HMAC-SHA256).")?;
-        let identity = self.identities.get(auth.access_key).ok_or("The security token included in the request is invalid.")?;
+        let identity = self
+            .identities
+            .get(auth.access_key)
+            .ok_or("The security token included in the request is invalid.")?;
         if auth.region != REGION || auth.service != SERVICE {
             return Err(format!("Credential should be scoped to a valid region and service: expected {REGION}/{SERVICE}."));
         }
-        let amz_date = header("x-amz-date").ok_or("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")?;
+        let amz_date = header("x-amz-date").ok_or(
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
+        )?;
         let signed_at = NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
             .map_err(|_| format!("Invalid X-Amz-Date '{amz_date}'"))?
             .and_utc();
@@ -133,15 +168,28 @@ impl Verifier {
         // Sign exactly the headers the caller listed, with the caller's time, then compare.
         let mut signed = Vec::with_capacity(auth.signed_headers.len());
         for name in &auth.signed_headers {
-            let values: Vec<&str> = headers.get_all(*name).iter().filter_map(|v| v.to_str().ok()).collect();
+            let values: Vec<&str> = headers
+                .get_all(*name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
             if values.is_empty() {
-                return Err(format!("Signed header '{name}' is missing from the request."));
+                return Err(format!(
+                    "Signed header '{name}' is missing from the request."
+                ));
             }
             signed.push((*name, values.join(",")));
         }
         let mut settings = SigningSettings::default();
         settings.excluded_headers = Some(Vec::new());
-        let credentials = Credentials::new(&identity.access_key, &identity.secret_key, None, None, "local-gateway").into();
+        let credentials = Credentials::new(
+            &identity.access_key,
+            &identity.secret_key,
+            None,
+            None,
+            "local-gateway",
+        )
+        .into();
         let params = v4::SigningParams::builder()
             .identity(&credentials)
             .region(REGION)
@@ -159,8 +207,13 @@ impl Verifier {
             SignableBody::Bytes(body),
         )
         .map_err(|e| format!("the request cannot be signed: {e}"))?;
-        let expected = sign(signable, &params).map_err(|e| format!("the request cannot be signed: {e}"))?;
-        let matches: bool = subtle::ConstantTimeEq::ct_eq(expected.signature().as_bytes(), auth.signature.as_bytes()).into();
+        let expected =
+            sign(signable, &params).map_err(|e| format!("the request cannot be signed: {e}"))?;
+        let matches: bool = subtle::ConstantTimeEq::ct_eq(
+            expected.signature().as_bytes(),
+            auth.signature.as_bytes(),
+        )
+        .into();
         if !matches {
             return Err("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.".into());
         }

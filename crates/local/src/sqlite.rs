@@ -79,7 +79,8 @@ fn db_error(e: rusqlite::Error) -> PortError {
 }
 
 fn decode_job(text: &str) -> PortResult<Job> {
-    serde_json::from_str(text).map_err(|e| PortError::Rejected(format!("stored job is corrupt: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| PortError::Rejected(format!("stored job is corrupt: {e}")))
 }
 
 /// One message handed to a worker; `receipt` acknowledges it.
@@ -111,14 +112,25 @@ impl SqliteStore {
         })
     }
 
-    fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> PortResult<T> {
-        let mut conn = self.conn.lock().map_err(|_| PortError::Unavailable("sqlite lock poisoned".into()))?;
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> PortResult<T> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| PortError::Unavailable("sqlite lock poisoned".into()))?;
         f(&mut conn).map_err(db_error)
     }
 
     /// Takes up to `max` visible messages, hiding each for `visibility`; a message received
     /// `max_receives` times without an ack moves to the dead-letter table instead.
-    pub fn receive_now(&self, queue: QueueName, max: usize, visibility: Duration) -> PortResult<Vec<Delivery>> {
+    pub fn receive_now(
+        &self,
+        queue: QueueName,
+        max: usize,
+        visibility: Duration,
+    ) -> PortResult<Vec<Delivery>> {
         let now = now_ms();
         let max_receives = self.max_receives;
         self.with_conn(|conn| {
@@ -161,7 +173,13 @@ impl SqliteStore {
     }
 
     /// Like [`Self::receive_now`], but waits up to `wait` for a message to arrive.
-    pub async fn receive(&self, queue: QueueName, max: usize, visibility: Duration, wait: Duration) -> PortResult<Vec<Delivery>> {
+    pub async fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> PortResult<Vec<Delivery>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.wakers[queue.as_str()].notified();
@@ -176,7 +194,9 @@ impl SqliteStore {
                 return Ok(delivered);
             }
             // Sleep until something is sent, the next delayed message is due, or time is up.
-            let next_due = self.next_visible_in(queue)?.unwrap_or(Duration::from_secs(1));
+            let next_due = self
+                .next_visible_in(queue)?
+                .unwrap_or(Duration::from_secs(1));
             let nap = next_due.min(deadline - now).max(Duration::from_millis(1));
             let _ = tokio::time::timeout(nap, notified).await;
         }
@@ -214,13 +234,25 @@ impl SqliteStore {
     /// Messages waiting (visible or not) and dead letters, per queue.
     pub fn depth(&self, queue: QueueName) -> PortResult<(u64, u64)> {
         self.with_conn(|conn| {
-            let waiting = conn.query_row("SELECT COUNT(*) FROM queue_messages WHERE queue = ?1", params![queue.as_str()], |r| r.get(0))?;
-            let dead = conn.query_row("SELECT COUNT(*) FROM dead_letters WHERE queue = ?1", params![queue.as_str()], |r| r.get(0))?;
+            let waiting = conn.query_row(
+                "SELECT COUNT(*) FROM queue_messages WHERE queue = ?1",
+                params![queue.as_str()],
+                |r| r.get(0),
+            )?;
+            let dead = conn.query_row(
+                "SELECT COUNT(*) FROM dead_letters WHERE queue = ?1",
+                params![queue.as_str()],
+                |r| r.get(0),
+            )?;
             Ok((waiting, dead))
         })
     }
 
-    fn insert_event(tx: &rusqlite::Transaction<'_>, request_id: &str, event: &JobEvent) -> rusqlite::Result<()> {
+    fn insert_event(
+        tx: &rusqlite::Transaction<'_>,
+        request_id: &str,
+        event: &JobEvent,
+    ) -> rusqlite::Result<()> {
         tx.prepare_cached("INSERT INTO job_events (request_id, at, step, outcome, message) VALUES (?1, ?2, ?3, ?4, ?5)")?
             .execute(params![request_id, event.at, event.step, event.outcome, event.message])
             .map(drop)
@@ -243,7 +275,12 @@ impl QueueSender for SqliteStore {
 
 #[async_trait]
 impl ControlTable for SqliteStore {
-    async fn create_job(&self, job: &Job, event: &JobEvent, key: Option<&IdempotencyKey>) -> PortResult<CreateOutcome> {
+    async fn create_job(
+        &self,
+        job: &Job,
+        event: &JobEvent,
+        key: Option<&IdempotencyKey>,
+    ) -> PortResult<CreateOutcome> {
         let body = serde_json::to_string(job).expect("job serialises");
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -287,7 +324,14 @@ impl ControlTable for SqliteStore {
         text.as_deref().map(decode_job).transpose()
     }
 
-    async fn transition(&self, request_id: &str, from: JobStatus, to: JobStatus, update: &JobUpdate, event: &JobEvent) -> PortResult<bool> {
+    async fn transition(
+        &self,
+        request_id: &str,
+        from: JobStatus,
+        to: JobStatus,
+        update: &JobUpdate,
+        event: &JobEvent,
+    ) -> PortResult<bool> {
         if !from.can_become(to) {
             return Err(PortError::Rejected(format!("no transition {from} → {to}")));
         }
@@ -298,7 +342,9 @@ impl ControlTable for SqliteStore {
                 .prepare_cached("SELECT job FROM jobs WHERE request_id = ?1 AND status = ?2")?
                 .query_row(params![request_id, from.as_str()], |r| r.get(0))
                 .optional()?;
-            let Some(text) = current else { return Ok(false) };
+            let Some(text) = current else {
+                return Ok(false);
+            };
             let mut job = match decode_job(&text) {
                 Ok(job) => job,
                 Err(e) => {
@@ -307,8 +353,15 @@ impl ControlTable for SqliteStore {
                 }
             };
             job.apply(to, update, event.at);
-            tx.prepare_cached("UPDATE jobs SET status = ?2, updated_at = ?3, job = ?4 WHERE request_id = ?1")?
-                .execute(params![request_id, to.as_str(), event.at, serde_json::to_string(&job).expect("job serialises")])?;
+            tx.prepare_cached(
+                "UPDATE jobs SET status = ?2, updated_at = ?3, job = ?4 WHERE request_id = ?1",
+            )?
+            .execute(params![
+                request_id,
+                to.as_str(),
+                event.at,
+                serde_json::to_string(&job).expect("job serialises")
+            ])?;
             Self::insert_event(&tx, request_id, event)?;
             tx.commit()?;
             Ok(true)
@@ -341,21 +394,36 @@ impl ControlTable for SqliteStore {
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let text: Option<String> = tx
-                .query_row("SELECT job FROM jobs WHERE request_id = ?1 AND notified_at IS NULL", params![request_id], |r| r.get(0))
+                .query_row(
+                    "SELECT job FROM jobs WHERE request_id = ?1 AND notified_at IS NULL",
+                    params![request_id],
+                    |r| r.get(0),
+                )
                 .optional()?;
             let Some(text) = text else { return Ok(false) };
-            let Ok(mut job) = decode_job(&text) else { return Ok(false) };
+            let Ok(mut job) = decode_job(&text) else {
+                return Ok(false);
+            };
             job.notified_at = Some(at);
             tx.execute(
                 "UPDATE jobs SET notified_at = ?2, job = ?3 WHERE request_id = ?1",
-                params![request_id, at, serde_json::to_string(&job).expect("job serialises")],
+                params![
+                    request_id,
+                    at,
+                    serde_json::to_string(&job).expect("job serialises")
+                ],
             )?;
             tx.commit()?;
             Ok(true)
         })
     }
 
-    async fn list_jobs(&self, owner: &Owner, limit: usize, after: Option<&str>) -> PortResult<JobPage> {
+    async fn list_jobs(
+        &self,
+        owner: &Owner,
+        limit: usize,
+        after: Option<&str>,
+    ) -> PortResult<JobPage> {
         // The page token is the last row's (created_at, request_id), the index's order.
         let cursor = match after {
             None => None,
@@ -375,10 +443,14 @@ impl ControlTable for SqliteStore {
             .query_map(params![owner.0, at, if id.is_empty() { "\u{10FFFF}".to_owned() } else { id }, limit as i64 + 1], |r| r.get(0))?
             .collect()
         })?;
-        let mut jobs = rows.iter().map(|t| decode_job(t)).collect::<PortResult<Vec<_>>>()?;
+        let mut jobs = rows
+            .iter()
+            .map(|t| decode_job(t))
+            .collect::<PortResult<Vec<_>>>()?;
         let next = if jobs.len() > limit {
             jobs.truncate(limit);
-            jobs.last().map(|j| format!("{}.{}", j.created_at, j.request_id))
+            jobs.last()
+                .map(|j| format!("{}.{}", j.created_at, j.request_id))
         } else {
             None
         };

@@ -106,12 +106,16 @@ impl LocalStack {
     /// starts the workers. Jobs left unfinished by a previous run carry on.
     pub async fn start(config: LocalConfig) -> anyhow::Result<LocalStack> {
         let dir = &config.data_dir;
-        std::fs::create_dir_all(dir.join("warehouse")).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir.join("warehouse"))
+            .with_context(|| format!("creating {}", dir.display()))?;
         let catalog = Arc::new(Catalog::load_dir(&config.sql_dir.join("catalog"))?);
         let store = SqliteStore::open(&dir.join("control.sqlite"), config.max_receives)?;
         let objects = FsObjectStore::open(&dir.join("objects"), &dir.join("link-signing.key"))?;
         let outbox = dir.join("outbox");
-        let mailer = Arc::new(OutboxMailer::open(&outbox, "Redshift Export API <exports@localhost>")?);
+        let mailer = Arc::new(OutboxMailer::open(
+            &outbox,
+            "Redshift Export API <exports@localhost>",
+        )?);
 
         let session = redshift_session()?;
         tables::load_schema(&session, &config.sql_dir.join("schema.sql")).await?;
@@ -124,7 +128,9 @@ impl LocalStack {
             config.statement_delay,
         )?);
 
-        let listener = tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("binding {}", config.addr))?;
         let addr = listener.local_addr()?;
         objects.set_base_url(&format!("http://{addr}"));
 
@@ -141,11 +147,24 @@ impl LocalStack {
             poll_initial_delay: config.poll_initial_delay,
             poll_max_delay: config.poll_max_delay,
             packaging_lease: config.packaging_lease,
-            mail: MailSettings { allowed_recipients: vec!["*".into()], default_recipients: vec!["exports@localhost".into()] },
+            mail: MailSettings {
+                allowed_recipients: vec!["*".into()],
+                default_recipients: vec!["exports@localhost".into()],
+            },
         };
         let control = Arc::new(store.clone());
-        let submissions = Arc::new(Submissions { catalog: catalog.clone(), control: control.clone(), queue: control.clone(), warehouse: warehouse.clone() });
-        let queries = Arc::new(Queries { catalog: catalog.clone(), control: control.clone(), objects: Arc::new(objects.clone()), link_ttl: config.link_ttl });
+        let submissions = Arc::new(Submissions {
+            catalog: catalog.clone(),
+            control: control.clone(),
+            queue: control.clone(),
+            warehouse: warehouse.clone(),
+        });
+        let queries = Arc::new(Queries {
+            catalog: catalog.clone(),
+            control: control.clone(),
+            objects: Arc::new(objects.clone()),
+            link_ttl: config.link_ttl,
+        });
         let processor = Arc::new(Processor {
             catalog,
             control: control.clone(),
@@ -165,11 +184,16 @@ impl LocalStack {
         });
 
         let shutdown = CancellationToken::new();
-        let app = gateway::router(api_router(submissions, queries), Arc::new(Verifier::new(config.identities.clone())), objects.clone());
+        let app = gateway::router(
+            api_router(submissions, queries),
+            Arc::new(Verifier::new(config.identities.clone())),
+            objects.clone(),
+        );
         let server = {
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                let serve = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await });
+                let serve = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { shutdown.cancelled().await });
                 if let Err(e) = serve.await {
                     tracing::error!(error = %e, "gateway stopped");
                 }
@@ -177,16 +201,35 @@ impl LocalStack {
         };
         let mut workers = Vec::new();
         for (queue, handler, count) in [
-            (QueueName::Requests, Handler::Processor(processor), config.processors),
+            (
+                QueueName::Requests,
+                Handler::Processor(processor),
+                config.processors,
+            ),
             (QueueName::Polls, Handler::Poller(poller), config.pollers),
         ] {
             for _ in 0..count {
-                workers.push(tokio::spawn(work(store.clone(), queue, handler.clone(), config.visibility_timeout, shutdown.clone())));
+                workers.push(tokio::spawn(work(
+                    store.clone(),
+                    queue,
+                    handler.clone(),
+                    config.visibility_timeout,
+                    shutdown.clone(),
+                )));
             }
         }
         let resumed = warehouse.resume_unfinished()?;
         tracing::info!(%addr, data_dir = %dir.display(), resumed_statements = resumed, "local stack started");
-        Ok(LocalStack { addr, store, objects, outbox, warehouse, shutdown, server, workers })
+        Ok(LocalStack {
+            addr,
+            store,
+            objects,
+            outbox,
+            warehouse,
+            shutdown,
+            server,
+            workers,
+        })
     }
 
     pub fn base_url(&self) -> String {
@@ -219,7 +262,13 @@ impl LocalStack {
 }
 
 /// One worker: take a message, handle it, ack it — or leave it for redelivery with a backoff.
-async fn work(store: SqliteStore, queue: QueueName, handler: Handler, visibility: Duration, shutdown: CancellationToken) {
+async fn work(
+    store: SqliteStore,
+    queue: QueueName,
+    handler: Handler,
+    visibility: Duration,
+    shutdown: CancellationToken,
+) {
     loop {
         let received = tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -15,21 +15,32 @@ pub const MIN_CUSTOMER_SCALE: f64 = 0.1;
 
 /// Runs each statement of the demo schema file.
 pub async fn load_schema(ctx: &SessionContext, file: &Path) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     // Split on `;` tokens, keeping each statement's text exactly as written (literals included).
-    let tokens = sqlparser::tokenizer::Tokenizer::new(&sqlparser::dialect::RedshiftSqlDialect {}, &text)
-        .with_unescape(false)
-        .tokenize()
-        .with_context(|| format!("tokenizing {}", file.display()))?;
+    let tokens =
+        sqlparser::tokenizer::Tokenizer::new(&sqlparser::dialect::RedshiftSqlDialect {}, &text)
+            .with_unescape(false)
+            .tokenize()
+            .with_context(|| format!("tokenizing {}", file.display()))?;
     let mut statements = vec![String::new()];
     for token in tokens {
         match token {
             sqlparser::tokenizer::Token::SemiColon => statements.push(String::new()),
-            sqlparser::tokenizer::Token::Whitespace(sqlparser::tokenizer::Whitespace::SingleLineComment { .. }) => {}
-            other => statements.last_mut().expect("never empty").push_str(&other.to_string()),
+            sqlparser::tokenizer::Token::Whitespace(
+                sqlparser::tokenizer::Whitespace::SingleLineComment { .. },
+            ) => {}
+            other => statements
+                .last_mut()
+                .expect("never empty")
+                .push_str(&other.to_string()),
         }
     }
-    for sql in statements.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+    for sql in statements
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+    {
         ctx.sql(sql)
             .await
             .with_context(|| format!("{}: {sql}", file.display()))?
@@ -62,9 +73,16 @@ pub async fn load_tpch(ctx: &SessionContext, dir: &Path, scale: f64) -> anyhow::
     use tpchgen::generators::{CustomerGenerator, LineItemGenerator, OrderGenerator};
     use tpchgen_arrow::{CustomerArrow, LineItemArrow, OrderArrow};
 
-    anyhow::ensure!(scale > 0.0 && scale <= 100.0, "scale must be above 0 and at most 100");
+    anyhow::ensure!(
+        scale > 0.0 && scale <= 100.0,
+        "scale must be above 0 and at most 100"
+    );
     let customer_scale = scale.max(MIN_CUSTOMER_SCALE);
-    let tables: [(&str, f64); 3] = [("customer", customer_scale), ("orders", scale), ("lineitem", scale)];
+    let tables: [(&str, f64); 3] = [
+        ("customer", customer_scale),
+        ("orders", scale),
+        ("lineitem", scale),
+    ];
     let mut paths = Vec::new();
     for (table, table_scale) in tables {
         let folder = scale_dir(dir, table_scale);
@@ -75,20 +93,41 @@ pub async fn load_tpch(ctx: &SessionContext, dir: &Path, scale: f64) -> anyhow::
             let generate = {
                 let path = path.clone();
                 move || match table {
-                    "customer" => write_parquet(&path, CustomerArrow::new(CustomerGenerator::new(table_scale, 1, 1))),
-                    "orders" => write_parquet(&path, OrderArrow::new(OrderGenerator::new(table_scale, 1, 1))),
-                    _ => write_parquet(&path, LineItemArrow::new(LineItemGenerator::new(table_scale, 1, 1))),
+                    "customer" => write_parquet(
+                        &path,
+                        CustomerArrow::new(CustomerGenerator::new(table_scale, 1, 1)),
+                    ),
+                    "orders" => write_parquet(
+                        &path,
+                        OrderArrow::new(OrderGenerator::new(table_scale, 1, 1)),
+                    ),
+                    _ => write_parquet(
+                        &path,
+                        LineItemArrow::new(LineItemGenerator::new(table_scale, 1, 1)),
+                    ),
                 }
             };
             tokio::task::spawn_blocking(generate).await??;
-            tracing::info!(table, scale = table_scale, elapsed_ms = started.elapsed().as_millis() as u64, "generated TPC-H table");
+            tracing::info!(
+                table,
+                scale = table_scale,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "generated TPC-H table"
+            );
         }
         paths.push((table, path));
     }
-    ctx.sql("CREATE SCHEMA IF NOT EXISTS tpch").await?.collect().await?;
+    ctx.sql("CREATE SCHEMA IF NOT EXISTS tpch")
+        .await?
+        .collect()
+        .await?;
     for (table, path) in paths {
-        ctx.register_parquet(format!("tpch.{table}"), path.to_string_lossy().as_ref(), ParquetReadOptions::default())
-            .await?;
+        ctx.register_parquet(
+            format!("tpch.{table}"),
+            path.to_string_lossy().as_ref(),
+            ParquetReadOptions::default(),
+        )
+        .await?;
     }
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! quoting levels undone by the Redshift dialect's own lexer, then every option checked.
 
 use export_core::domain::{Compression, Format, ObjectRef};
-use sqlparser::ast::{CopyLegacyCsvOption, CopyLegacyOption, FileSizeUnit, IamRoleKind, Statement, Value};
+use sqlparser::ast::{
+    CopyLegacyCsvOption, CopyLegacyOption, FileSizeUnit, IamRoleKind, Statement, Value,
+};
 use sqlparser::dialect::RedshiftSqlDialect;
 use sqlparser::parser::Parser;
 
@@ -34,9 +36,21 @@ fn error(message: impl std::fmt::Display) -> String {
 
 /// Parses UNLOAD text into a plan, or fails with Redshift-like error text.
 pub fn parse_unload(sql: &str) -> Result<UnloadPlan, String> {
-    let statements = Parser::parse_sql(&RedshiftSqlDialect {}, sql).map_err(|e| error(format!("syntax error: {e}")))?;
-    let [Statement::Unload { query, query_text, to, auth, with, options }] = <[Statement; 1]>::try_from(statements)
-        .map_err(|v| error(format!("expected one UNLOAD statement, found {} statements", v.len())))?
+    let statements = Parser::parse_sql(&RedshiftSqlDialect {}, sql)
+        .map_err(|e| error(format!("syntax error: {e}")))?;
+    let [Statement::Unload {
+        query,
+        query_text,
+        to,
+        auth,
+        with,
+        options,
+    }] = <[Statement; 1]>::try_from(statements).map_err(|v| {
+        error(format!(
+            "expected one UNLOAD statement, found {} statements",
+            v.len()
+        ))
+    })?
     else {
         return Err(error("only UNLOAD statements are accepted here"));
     };
@@ -48,8 +62,12 @@ pub fn parse_unload(sql: &str) -> Result<UnloadPlan, String> {
         (None, Some(query)) => query.to_string(),
         (None, None) => return Err(error("UNLOAD has no query")),
     };
-    let target = ObjectRef::parse_s3_url(&to.value)
-        .ok_or_else(|| error(format!("invalid S3 location '{}': it must be s3://bucket/prefix", to.value)))?;
+    let target = ObjectRef::parse_s3_url(&to.value).ok_or_else(|| {
+        error(format!(
+            "invalid S3 location '{}': it must be s3://bucket/prefix",
+            to.value
+        ))
+    })?;
     let mut plan = UnloadPlan {
         query,
         target,
@@ -67,8 +85,14 @@ pub fn parse_unload(sql: &str) -> Result<UnloadPlan, String> {
     for option in options {
         match option {
             CopyLegacyOption::Csv(csv_options) => {
-                if !csv_options.is_empty() && !csv_options.iter().all(|o| matches!(o, CopyLegacyCsvOption::Header)) {
-                    return Err(error("CSV sub-options other than HEADER are not supported here"));
+                if !csv_options.is_empty()
+                    && !csv_options
+                        .iter()
+                        .all(|o| matches!(o, CopyLegacyCsvOption::Header))
+                {
+                    return Err(error(
+                        "CSV sub-options other than HEADER are not supported here",
+                    ));
                 }
                 plan.header |= !csv_options.is_empty();
                 plan.format = Format::Csv;
@@ -91,9 +115,13 @@ pub fn parse_unload(sql: &str) -> Result<UnloadPlan, String> {
             CopyLegacyOption::MaxFileSize(size) => {
                 let number = match &size.size.value {
                     Value::Number(n, _) => n.to_string(),
-                    other => return Err(error(format!("MAXFILESIZE must be a number, not {other}"))),
+                    other => {
+                        return Err(error(format!("MAXFILESIZE must be a number, not {other}")))
+                    }
                 };
-                let value: f64 = number.parse().map_err(|_| error(format!("MAXFILESIZE '{number}' is not a number")))?;
+                let value: f64 = number
+                    .parse()
+                    .map_err(|_| error(format!("MAXFILESIZE '{number}' is not a number")))?;
                 let unit = match size.unit {
                     Some(FileSizeUnit::GB) => 1024.0 * 1024.0 * 1024.0,
                     _ => 1024.0 * 1024.0,
@@ -104,17 +132,25 @@ pub fn parse_unload(sql: &str) -> Result<UnloadPlan, String> {
                 }
                 plan.max_file_size = bytes;
             }
-            other => return Err(error(format!("UNLOAD option {other} is not supported here"))),
+            other => {
+                return Err(error(format!(
+                    "UNLOAD option {other} is not supported here"
+                )))
+            }
         }
     }
     if plan.format == Format::Parquet && (plan.header || plan.compression != Compression::None) {
-        return Err(error("PARQUET cannot be combined with HEADER, GZIP or ZSTD"));
+        return Err(error(
+            "PARQUET cannot be combined with HEADER, GZIP or ZSTD",
+        ));
     }
     if plan.format == Format::Json && plan.header {
         return Err(error("HEADER is only valid with CSV or delimited text"));
     }
     if plan.iam_role.is_none() {
-        return Err(error("UNLOAD needs IAM_ROLE (or CREDENTIALS) to write to S3"));
+        return Err(error(
+            "UNLOAD needs IAM_ROLE (or CREDENTIALS) to write to S3",
+        ));
     }
     Ok(plan)
 }
@@ -138,7 +174,11 @@ mod tests {
     #[test]
     fn reads_back_what_the_processor_renders() {
         let select = "SELECT 'it''s \\\\ here' AS x";
-        for (format, compression) in [(Format::Csv, Compression::Gzip), (Format::Parquet, Compression::None), (Format::Json, Compression::Zstd)] {
+        for (format, compression) in [
+            (Format::Csv, Compression::Gzip),
+            (Format::Parquet, Compression::None),
+            (Format::Json, Compression::Zstd),
+        ] {
             let plan = parse_unload(&render_unload(select, &options(format, compression))).unwrap();
             assert_eq!(plan.query, select);
             assert_eq!(plan.target, ObjectRef::new("results", "exports/r1/"));
@@ -147,7 +187,10 @@ mod tests {
             assert_eq!(plan.manifest, Some(true));
             assert_eq!(plan.max_file_size, 16 * 1024 * 1024);
             assert!(plan.allow_overwrite);
-            assert_eq!(plan.iam_role.as_deref(), Some("arn:aws:iam::000000000000:role/unload"));
+            assert_eq!(
+                plan.iam_role.as_deref(),
+                Some("arn:aws:iam::000000000000:role/unload")
+            );
         }
     }
 
@@ -155,11 +198,23 @@ mod tests {
     fn malformed_statements_fail_like_redshift() {
         for (sql, needle) in [
             ("SELECT 1", "only UNLOAD"),
-            ("UNLOAD ('select 1') TO 'http://x/y' IAM_ROLE default", "invalid S3 location"),
-            ("UNLOAD ('select 1') TO 's3://b/p' IAM_ROLE default MAXFILESIZE 1 MB", "between 5 MB"),
-            ("UNLOAD ('select 1') TO 's3://b/p' IAM_ROLE default FORMAT PARQUET GZIP", "PARQUET cannot"),
+            (
+                "UNLOAD ('select 1') TO 'http://x/y' IAM_ROLE default",
+                "invalid S3 location",
+            ),
+            (
+                "UNLOAD ('select 1') TO 's3://b/p' IAM_ROLE default MAXFILESIZE 1 MB",
+                "between 5 MB",
+            ),
+            (
+                "UNLOAD ('select 1') TO 's3://b/p' IAM_ROLE default FORMAT PARQUET GZIP",
+                "PARQUET cannot",
+            ),
             ("UNLOAD ('select 1') TO 's3://b/p'", "needs IAM_ROLE"),
-            ("UNLOAD ('select 1' TO 's3://b/p' IAM_ROLE default", "syntax error"),
+            (
+                "UNLOAD ('select 1' TO 's3://b/p' IAM_ROLE default",
+                "syntax error",
+            ),
         ] {
             let e = parse_unload(sql).unwrap_err();
             assert!(e.starts_with("ERROR: ") && e.contains(needle), "{sql}: {e}");

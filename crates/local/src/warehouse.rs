@@ -89,9 +89,11 @@ impl DataFusionWarehouse {
     /// Runs again every statement a previous process left unfinished.
     pub fn resume_unfinished(&self) -> PortResult<usize> {
         let ids: Vec<String> = self.inner.with_db(|db| {
-            db.prepare(&format!("SELECT id FROM statements WHERE state IN {UNFINISHED} ORDER BY created_at"))?
-                .query_map([], |r| r.get(0))?
-                .collect()
+            db.prepare(&format!(
+                "SELECT id FROM statements WHERE state IN {UNFINISHED} ORDER BY created_at"
+            ))?
+            .query_map([], |r| r.get(0))?
+            .collect()
         })?;
         for id in &ids {
             tracing::info!(statement_id = %id, "resuming a statement left unfinished");
@@ -125,7 +127,10 @@ fn db_error(e: rusqlite::Error) -> PortError {
 
 impl Inner {
     fn with_db<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> PortResult<T> {
-        let db = self.db.lock().map_err(|_| PortError::Unavailable("statement log lock poisoned".into()))?;
+        let db = self
+            .db
+            .lock()
+            .map_err(|_| PortError::Unavailable("statement log lock poisoned".into()))?;
         f(&db).map_err(db_error)
     }
 
@@ -133,11 +138,20 @@ impl Inner {
         let inner = Arc::clone(this);
         let task_id = id.clone();
         let handle = tokio::spawn(async move { inner.run(&task_id).await });
-        this.running.lock().expect("running lock").insert(id, handle.abort_handle());
+        this.running
+            .lock()
+            .expect("running lock")
+            .insert(id, handle.abort_handle());
     }
 
     /// Moves an unfinished statement to `state`; false if it had already ended.
-    fn set_state(&self, id: &str, state: StatementState, rows: Option<u64>, error: Option<&str>) -> PortResult<bool> {
+    fn set_state(
+        &self,
+        id: &str,
+        state: StatementState,
+        rows: Option<u64>,
+        error: Option<&str>,
+    ) -> PortResult<bool> {
         self.with_db(|db| {
             db.execute(
                 &format!("UPDATE statements SET state = ?2, rows = COALESCE(?3, rows), error = ?4, updated_at = ?5 WHERE id = ?1 AND state IN {UNFINISHED}"),
@@ -165,22 +179,42 @@ impl Inner {
         };
         match self.set_state(id, state, rows, error.as_deref()) {
             Ok(true) => {
-                tracing::info!(statement_id = id, state = state.as_str(), rows, error = error.as_deref().unwrap_or(""), "statement ended");
+                tracing::info!(
+                    statement_id = id,
+                    state = state.as_str(),
+                    rows,
+                    error = error.as_deref().unwrap_or(""),
+                    "statement ended"
+                );
                 self.emit(id, state, rows).await;
             }
             Ok(false) => {}
-            Err(e) => tracing::error!(statement_id = id, error = %e, "could not record the statement's end"),
+            Err(e) => {
+                tracing::error!(statement_id = id, error = %e, "could not record the statement's end")
+            }
         }
     }
 
     fn load_sql(&self, id: &str) -> PortResult<String> {
-        self.with_db(|db| db.query_row("SELECT sql FROM statements WHERE id = ?1", params![id], |r| r.get(0)))
+        self.with_db(|db| {
+            db.query_row(
+                "SELECT sql FROM statements WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+        })
     }
 
     /// Puts the status-change event on the polls queue, shaped as EventBridge delivers it.
     async fn emit(&self, id: &str, state: StatementState, rows: Option<u64>) {
         let name: Option<String> = self
-            .with_db(|db| db.query_row("SELECT name FROM statements WHERE id = ?1", params![id], |r| r.get(0)))
+            .with_db(|db| {
+                db.query_row(
+                    "SELECT name FROM statements WHERE id = ?1",
+                    params![id],
+                    |r| r.get(0),
+                )
+            })
             .ok()
             .flatten();
         let event = PollMessage::StatementEvent(StatementEvent {
@@ -189,7 +223,11 @@ impl Inner {
             state: state.as_str().to_owned(),
             rows: rows.map(|r| r as i64),
         });
-        if let Err(e) = self.events.send(QueueName::Polls, &event.to_body(), Duration::ZERO).await {
+        if let Err(e) = self
+            .events
+            .send(QueueName::Polls, &event.to_body(), Duration::ZERO)
+            .await
+        {
             tracing::warn!(statement_id = id, error = %e, "could not emit the statement event; the poller's own polls will notice");
         }
     }
@@ -197,27 +235,45 @@ impl Inner {
     /// Runs an UNLOAD: returns the rows written, or Redshift-like error text.
     async fn unload(&self, sql: &str) -> Result<u64, String> {
         let plan = parse_unload(sql)?;
-        export_core::sql::parse_query(&plan.query).map_err(|e| format!("ERROR: the UNLOAD query is not a SELECT: {e}"))?;
-        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+        export_core::sql::parse_query(&plan.query)
+            .map_err(|e| format!("ERROR: the UNLOAD query is not a SELECT: {e}"))?;
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
         let frame = self
             .ctx
             .sql_with_options(&plan.query, options)
             .await
             .map_err(|e| format!("ERROR: {e}"))?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let mut stream = frame.execute_stream().await.map_err(|e| format!("ERROR: {e}"))?;
+        let mut stream = frame
+            .execute_stream()
+            .await
+            .map_err(|e| format!("ERROR: {e}"))?;
         let mut parts = PartWriter::new(self.objects.as_ref(), &plan, schema.clone());
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(|e| format!("ERROR: {e}"))?;
-            parts.write(&batch).await.map_err(|e| format!("ERROR: writing to S3 failed: {e}"))?;
+            parts
+                .write(&batch)
+                .await
+                .map_err(|e| format!("ERROR: writing to S3 failed: {e}"))?;
         }
-        let entries = parts.finish().await.map_err(|e| format!("ERROR: writing to S3 failed: {e}"))?;
+        let entries = parts
+            .finish()
+            .await
+            .map_err(|e| format!("ERROR: writing to S3 failed: {e}"))?;
         let rows = entries.iter().map(|e| e.rows).sum();
         if let Some(verbose) = plan.manifest {
             let manifest = manifest_json(&entries, &schema, verbose);
-            let object = ObjectRef::new(&plan.target.bucket, format!("{}manifest", plan.target.key));
+            let object =
+                ObjectRef::new(&plan.target.bucket, format!("{}manifest", plan.target.key));
             self.objects
-                .put(&object, Bytes::from(manifest.to_string()), "application/json")
+                .put(
+                    &object,
+                    Bytes::from(manifest.to_string()),
+                    "application/json",
+                )
                 .await
                 .map_err(|e| format!("ERROR: writing the manifest failed: {e}"))?;
         }
@@ -230,8 +286,12 @@ impl Warehouse for DataFusionWarehouse {
     async fn execute(&self, request: &StatementRequest) -> PortResult<String> {
         let inner = &self.inner;
         let existing: Option<(String, String)> = inner.with_db(|db| {
-            db.query_row("SELECT id, sql FROM statements WHERE client_token = ?1", params![request.client_token], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
+            db.query_row(
+                "SELECT id, sql FROM statements WHERE client_token = ?1",
+                params![request.client_token],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
         })?;
         if let Some((id, sql)) = existing {
             if sql != request.sql {
@@ -253,13 +313,19 @@ impl Warehouse for DataFusionWarehouse {
 
     async fn describe(&self, statement_id: &str) -> PortResult<StatementStatus> {
         let row: Option<(String, Option<i64>, Option<String>)> = self.inner.with_db(|db| {
-            db.query_row("SELECT state, rows, error FROM statements WHERE id = ?1", params![statement_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()
+            db.query_row(
+                "SELECT state, rows, error FROM statements WHERE id = ?1",
+                params![statement_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
         })?;
-        let (state, rows, error) = row.ok_or_else(|| PortError::NotFound(format!("statement {statement_id}")))?;
+        let (state, rows, error) =
+            row.ok_or_else(|| PortError::NotFound(format!("statement {statement_id}")))?;
         Ok(StatementStatus {
             id: statement_id.to_owned(),
-            state: StatementState::parse(&state).ok_or_else(|| PortError::Rejected(format!("unknown state {state}")))?,
+            state: StatementState::parse(&state)
+                .ok_or_else(|| PortError::Rejected(format!("unknown state {state}")))?,
             rows: rows.map(|r| r as u64),
             error,
         })
@@ -267,13 +333,26 @@ impl Warehouse for DataFusionWarehouse {
 
     async fn cancel(&self, statement_id: &str) -> PortResult<bool> {
         self.describe(statement_id).await?;
-        if let Some(handle) = self.inner.running.lock().expect("running lock").remove(statement_id) {
+        if let Some(handle) = self
+            .inner
+            .running
+            .lock()
+            .expect("running lock")
+            .remove(statement_id)
+        {
             handle.abort();
         }
-        let aborted = self.inner.set_state(statement_id, StatementState::Aborted, None, Some("Query cancelled by the user"))?;
+        let aborted = self.inner.set_state(
+            statement_id,
+            StatementState::Aborted,
+            None,
+            Some("Query cancelled by the user"),
+        )?;
         if aborted {
             tracing::info!(statement_id, "statement aborted");
-            self.inner.emit(statement_id, StatementState::Aborted, None).await;
+            self.inner
+                .emit(statement_id, StatementState::Aborted, None)
+                .await;
         }
         Ok(aborted)
     }
@@ -317,7 +396,10 @@ impl Compressor {
     fn new(compression: Compression, buffer: Buffer) -> std::io::Result<Compressor> {
         Ok(match compression {
             Compression::None => Compressor::Plain(buffer),
-            Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(buffer, flate2::Compression::default())),
+            Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(
+                buffer,
+                flate2::Compression::default(),
+            )),
             Compression::Zstd => Compressor::Zstd(zstd::stream::write::Encoder::new(buffer, 3)?),
         })
     }
@@ -344,6 +426,8 @@ impl Write for Compressor {
     }
 }
 
+/// One per open part, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Encoder {
     Text(Compressor),
     Parquet(Box<ArrowWriter<Buffer>>),
@@ -373,7 +457,13 @@ fn io(e: impl std::fmt::Display) -> PortError {
 
 impl<'a> PartWriter<'a> {
     fn new(objects: &'a dyn ObjectStore, plan: &'a UnloadPlan, schema: SchemaRef) -> Self {
-        PartWriter { objects, plan, schema, open: None, written: Vec::new() }
+        PartWriter {
+            objects,
+            plan,
+            schema,
+            open: None,
+            written: Vec::new(),
+        }
     }
 
     fn part_key(&self, index: usize) -> String {
@@ -381,18 +471,34 @@ impl<'a> PartWriter<'a> {
             Format::Parquet => ".parquet",
             _ => "",
         };
-        format!("{}0000_part_{index:02}{extension}{}", self.plan.target.key, self.plan.compression.suffix())
+        format!(
+            "{}0000_part_{index:02}{extension}{}",
+            self.plan.target.key,
+            self.plan.compression.suffix()
+        )
     }
 
     async fn open_part(&mut self) -> PortResult<()> {
         let object = ObjectRef::new(&self.plan.target.bucket, self.part_key(self.written.len()));
-        let upload = self.objects.start_upload(&object, "application/octet-stream").await?;
+        let upload = self
+            .objects
+            .start_upload(&object, "application/octet-stream")
+            .await?;
         let buffer = Buffer::default();
         let encoder = match self.plan.format {
-            Format::Parquet => Encoder::Parquet(Box::new(ArrowWriter::try_new(buffer.clone(), self.schema.clone(), None).map_err(io)?)),
+            Format::Parquet => Encoder::Parquet(Box::new(
+                ArrowWriter::try_new(buffer.clone(), self.schema.clone(), None).map_err(io)?,
+            )),
             _ => Encoder::Text(Compressor::new(self.plan.compression, buffer.clone()).map_err(io)?),
         };
-        self.open = Some(OpenPart { object, upload, buffer, encoder, rows: 0, bytes: 0 });
+        self.open = Some(OpenPart {
+            object,
+            upload,
+            buffer,
+            encoder,
+            rows: 0,
+            bytes: 0,
+        });
         Ok(())
     }
 
@@ -408,7 +514,9 @@ impl<'a> PartWriter<'a> {
         match &mut part.encoder {
             Encoder::Text(out) => match self.plan.format {
                 Format::Csv => {
-                    let mut writer = datafusion::arrow::csv::WriterBuilder::new().with_header(header && part.rows == 0).build(out);
+                    let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+                        .with_header(header && part.rows == 0)
+                        .build(out);
                     writer.write(batch).map_err(io)?;
                 }
                 _ => {
@@ -432,7 +540,9 @@ impl<'a> PartWriter<'a> {
     }
 
     async fn close_part(&mut self) -> PortResult<()> {
-        let Some(mut part) = self.open.take() else { return Ok(()) };
+        let Some(mut part) = self.open.take() else {
+            return Ok(());
+        };
         match part.encoder {
             Encoder::Text(out) => out.finish().map_err(io)?,
             Encoder::Parquet(writer) => drop(writer.close().map_err(io)?),
@@ -442,7 +552,11 @@ impl<'a> PartWriter<'a> {
             part.upload.write(Bytes::from(rest)).await?;
         }
         let bytes = part.upload.complete().await?;
-        self.written.push(PartEntry { url: part.object.s3_url(), bytes, rows: part.rows });
+        self.written.push(PartEntry {
+            url: part.object.s3_url(),
+            bytes,
+            rows: part.rows,
+        });
         Ok(())
     }
 
@@ -452,9 +566,15 @@ impl<'a> PartWriter<'a> {
             // expect a file to open.
             self.open_part().await?;
             let part = self.open.as_mut().expect("just opened");
-            if let (Encoder::Text(out), Format::Csv, true) = (&mut part.encoder, self.plan.format, self.plan.header) {
+            if let (Encoder::Text(out), Format::Csv, true) =
+                (&mut part.encoder, self.plan.format, self.plan.header)
+            {
                 let empty = RecordBatch::new_empty(self.schema.clone());
-                datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(out).write(&empty).map_err(io)?;
+                datafusion::arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(out)
+                    .write(&empty)
+                    .map_err(io)?;
             }
         }
         self.close_part().await?;

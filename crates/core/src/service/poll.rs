@@ -74,7 +74,11 @@ impl Poller {
             JobStatus::Packaging => {
                 let age = now_ms() - job.updated_at;
                 if age > self.delivery.packaging_lease.as_millis() as Millis {
-                    tracing::warn!(request_id, age_ms = age, "packaging lease expired; packaging again");
+                    tracing::warn!(
+                        request_id,
+                        age_ms = age,
+                        "packaging lease expired; packaging again"
+                    );
                     self.package(job).await
                 } else {
                     self.follow_up_later(&request_id, attempt).await
@@ -91,7 +95,10 @@ impl Poller {
 
     async fn follow(&self, job: Job, attempt: Option<u32>) -> Result<(), Retry> {
         let Some(statement_id) = job.statement_id.clone() else {
-            return Err(Retry(format!("job {} is RUNNING without a statement", job.request_id)));
+            return Err(Retry(format!(
+                "job {} is RUNNING without a statement",
+                job.request_id
+            )));
         };
         let status = self.warehouse.describe(&statement_id).await?;
         match status.state {
@@ -99,7 +106,10 @@ impl Poller {
                 let event = JobEvent::new(
                     "finished",
                     JobStatus::Packaging.as_str(),
-                    format!("statement {statement_id} finished, {} rows", status.rows.unwrap_or(0)),
+                    format!(
+                        "statement {statement_id} finished, {} rows",
+                        status.rows.unwrap_or(0)
+                    ),
                 );
                 let update = JobUpdate {
                     rows: status.rows,
@@ -107,7 +117,13 @@ impl Poller {
                 };
                 if self
                     .control
-                    .transition(&job.request_id, JobStatus::Running, JobStatus::Packaging, &update, &event)
+                    .transition(
+                        &job.request_id,
+                        JobStatus::Running,
+                        JobStatus::Packaging,
+                        &update,
+                        &event,
+                    )
                     .await?
                 {
                     let mut job = job;
@@ -118,10 +134,11 @@ impl Poller {
                 }
             }
             StatementState::Failed | StatementState::Aborted => {
-                let message = status
-                    .error
-                    .unwrap_or_else(|| format!("statement {statement_id} {}", status.state.as_str()));
-                self.fail(job, JobStatus::Running, "statement", message).await
+                let message = status.error.unwrap_or_else(|| {
+                    format!("statement {statement_id} {}", status.state.as_str())
+                });
+                self.fail(job, JobStatus::Running, "statement", message)
+                    .await
             }
             _ => self.follow_up_later(&job.request_id, attempt).await,
         }
@@ -137,7 +154,11 @@ impl Poller {
                 attempt: next,
             };
             self.queue
-                .send(QueueName::Polls, &poll.to_body(), self.delivery.poll_delay(next))
+                .send(
+                    QueueName::Polls,
+                    &poll.to_body(),
+                    self.delivery.poll_delay(next),
+                )
                 .await?;
         }
         Ok(())
@@ -164,18 +185,28 @@ impl Poller {
         let target = self.archive_object(&job);
         let extension = format!("{}{}", job.format.extension(), job.compression.suffix());
         let packaged = match archive::read_manifest(self.objects.as_ref(), &manifest_ref).await {
-            Ok(manifest) => self.write_archive(&job, &manifest, &extension, &target).await,
+            Ok(manifest) => {
+                self.write_archive(&job, &manifest, &extension, &target)
+                    .await
+            }
             Err(e) => Err(e),
         };
         let packaged = match packaged {
             Ok(p) => p,
             Err(PortError::Unavailable(message)) => return Err(Retry(message)),
-            Err(e) => return self.fail(job, JobStatus::Packaging, "package", e.to_string()).await,
+            Err(e) => {
+                return self
+                    .fail(job, JobStatus::Packaging, "package", e.to_string())
+                    .await
+            }
         };
         let event = JobEvent::new(
             "packaged",
             JobStatus::Succeeded.as_str(),
-            format!("{} rows in {} files, {} bytes", packaged.rows, packaged.files, packaged.bytes),
+            format!(
+                "{} rows in {} files, {} bytes",
+                packaged.rows, packaged.files, packaged.bytes
+            ),
         );
         let update = JobUpdate {
             rows: Some(packaged.rows),
@@ -185,7 +216,13 @@ impl Poller {
         };
         if !self
             .control
-            .transition(&job.request_id, JobStatus::Packaging, JobStatus::Succeeded, &update, &event)
+            .transition(
+                &job.request_id,
+                JobStatus::Packaging,
+                JobStatus::Succeeded,
+                &update,
+                &event,
+            )
             .await?
         {
             tracing::info!(request_id = %job.request_id, "job left PACKAGING while being packaged; archive not announced");
@@ -205,10 +242,24 @@ impl Poller {
         extension: &str,
         target: &ObjectRef,
     ) -> Result<archive::Packaged, PortError> {
-        archive::package(self.objects.as_ref(), manifest, &job.dataset, extension, job.archive, target).await
+        archive::package(
+            self.objects.as_ref(),
+            manifest,
+            &job.dataset,
+            extension,
+            job.archive,
+            target,
+        )
+        .await
     }
 
-    async fn fail(&self, job: Job, from: JobStatus, step: &str, message: String) -> Result<(), Retry> {
+    async fn fail(
+        &self,
+        job: Job,
+        from: JobStatus,
+        step: &str,
+        message: String,
+    ) -> Result<(), Retry> {
         tracing::warn!(request_id = %job.request_id, step, error = %message, "job failed");
         let event = JobEvent::new(step, JobStatus::Failed.as_str(), message.clone());
         let update = JobUpdate {
@@ -230,7 +281,11 @@ impl Poller {
     /// Sends the job's one email: the link when it succeeded, the error when it failed. A
     /// failure to send is recorded and never changes the job.
     async fn notify(&self, job: &Job) {
-        match self.control.claim_notification(&job.request_id, now_ms()).await {
+        match self
+            .control
+            .claim_notification(&job.request_id, now_ms())
+            .await
+        {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
@@ -286,9 +341,11 @@ impl Poller {
             .objects
             .presign_get(object, self.delivery.link_ttl, file_name)
             .await?;
-        let expires = chrono::DateTime::from_timestamp_millis(now_ms() + self.delivery.link_ttl.as_millis() as i64)
-            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-            .unwrap_or_default();
+        let expires = chrono::DateTime::from_timestamp_millis(
+            now_ms() + self.delivery.link_ttl.as_millis() as i64,
+        )
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
         let rows = job.rows.unwrap_or(0);
         let size = human_size(job.bytes.unwrap_or(0));
         Ok(Email {
@@ -345,6 +402,9 @@ mod tests {
     fn sizes_and_escaping() {
         assert_eq!(human_size(512), "512 B");
         assert_eq!(human_size(1536), "1.5 KiB");
-        assert_eq!(html_escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            html_escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

@@ -95,7 +95,13 @@ impl Processor {
         };
         if self
             .control
-            .transition(&request_id, JobStatus::Queued, JobStatus::Running, &update, &event)
+            .transition(
+                &request_id,
+                JobStatus::Queued,
+                JobStatus::Running,
+                &update,
+                &event,
+            )
             .await?
         {
             tracing::info!(request_id, statement_id, "statement started");
@@ -103,9 +109,16 @@ impl Processor {
         }
         // Lost the race: most likely a cancel arrived while the statement was being started.
         let now = self.control.get_job(&request_id).await?;
-        if now.as_ref().is_some_and(|j| j.status == JobStatus::Cancelled) {
+        if now
+            .as_ref()
+            .is_some_and(|j| j.status == JobStatus::Cancelled)
+        {
             let _ = self.warehouse.cancel(&statement_id).await;
-            tracing::info!(request_id, statement_id, "job was cancelled while starting; statement cancelled");
+            tracing::info!(
+                request_id,
+                statement_id,
+                "job was cancelled while starting; statement cancelled"
+            );
         }
         Ok(())
     }
@@ -129,7 +142,13 @@ impl Processor {
             ..JobUpdate::default()
         };
         self.control
-            .transition(request_id, JobStatus::Queued, JobStatus::Failed, &update, &event)
+            .transition(
+                request_id,
+                JobStatus::Queued,
+                JobStatus::Failed,
+                &update,
+                &event,
+            )
             .await?;
         Ok(())
     }

@@ -60,7 +60,10 @@ impl Queries {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
                     "not_ready",
-                    format!("export job {} is {}; there is nothing to download", job.request_id, job.status),
+                    format!(
+                        "export job {} is {}; there is nothing to download",
+                        job.request_id, job.status
+                    ),
                 ))
             }
         };

@@ -38,7 +38,14 @@ impl ExportRequest {
         let Value::Object(fields) = body else {
             return Err(ApiError::invalid("", "the body must be a JSON object"));
         };
-        const KNOWN: [&str; 6] = ["dataset", "params", "format", "compression", "archive", "notify"];
+        const KNOWN: [&str; 6] = [
+            "dataset",
+            "params",
+            "format",
+            "compression",
+            "archive",
+            "notify",
+        ];
         if let Some(extra) = fields.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             return Err(ApiError::invalid(
                 extra,
@@ -47,13 +54,23 @@ impl ExportRequest {
         }
         let dataset = match fields.get("dataset") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(_) => return Err(ApiError::invalid("dataset", "'dataset' must be a non-empty string")),
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "dataset",
+                    "'dataset' must be a non-empty string",
+                ))
+            }
             None => return Err(ApiError::invalid("dataset", "'dataset' is required")),
         };
         let params = match fields.get("params") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => m.clone(),
-            Some(_) => return Err(ApiError::invalid("params", "'params' must be a JSON object")),
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "params",
+                    "'params' must be a JSON object",
+                ))
+            }
         };
         fn choice<T: std::str::FromStr<Err = String>>(
             fields: &Map<String, Value>,
@@ -65,7 +82,10 @@ impl ExportRequest {
                 Some(Value::String(s)) => s
                     .parse()
                     .map_err(|rule| ApiError::invalid(name, format!("'{name}' {rule}"))),
-                Some(_) => Err(ApiError::invalid(name, format!("'{name}' must be a string"))),
+                Some(_) => Err(ApiError::invalid(
+                    name,
+                    format!("'{name}' must be a string"),
+                )),
             }
         }
         let format = choice(fields, "format", Format::Csv)?;
@@ -140,8 +160,13 @@ pub fn is_email_address(s: &str) -> bool {
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && s.chars()
-            .all(|c| c.is_ascii_graphic() && !matches!(c, '<' | '>' | '"' | ',' | ';' | '(' | ')' | '\\' | '[' | ']'))
+        && s.chars().all(|c| {
+            c.is_ascii_graphic()
+                && !matches!(
+                    c,
+                    '<' | '>' | '"' | ',' | ';' | '(' | ')' | '\\' | '[' | ']'
+                )
+        })
         && !domain.contains('@')
 }
 
@@ -184,7 +209,8 @@ impl Submissions {
             .with_field("dataset")
         })?;
         export.render(&request.params).map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", e.message).with_field(e.field)
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", e.message)
+                .with_field(e.field)
         })?;
         let key = idempotency_key
             .map(|k| {
@@ -223,7 +249,11 @@ impl Submissions {
             error: None,
             notified_at: None,
         };
-        let event = JobEvent::new("submitted", JobStatus::Queued.as_str(), format!("export {} accepted", job.dataset));
+        let event = JobEvent::new(
+            "submitted",
+            JobStatus::Queued.as_str(),
+            format!("export {} accepted", job.dataset),
+        );
         match self.control.create_job(&job, &event, key.as_ref()).await? {
             CreateOutcome::Created => {}
             CreateOutcome::KeyUsed {
@@ -285,18 +315,36 @@ impl Submissions {
                     format!("export job {request_id} is already {}", job.status),
                 ));
             }
-            let event = JobEvent::new("cancelled", JobStatus::Cancelled.as_str(), "cancelled by the caller");
+            let event = JobEvent::new(
+                "cancelled",
+                JobStatus::Cancelled.as_str(),
+                "cancelled by the caller",
+            );
             if !self
                 .control
-                .transition(request_id, job.status, JobStatus::Cancelled, &JobUpdate::default(), &event)
+                .transition(
+                    request_id,
+                    job.status,
+                    JobStatus::Cancelled,
+                    &JobUpdate::default(),
+                    &event,
+                )
                 .await?
             {
                 continue;
             }
             if let (JobStatus::Running, Some(statement_id)) = (job.status, &job.statement_id) {
                 let outcome = match self.warehouse.cancel(statement_id).await {
-                    Ok(true) => JobEvent::new("statement_cancelled", "ok", format!("statement {statement_id} cancelled")),
-                    Ok(false) => JobEvent::new("statement_cancelled", "ok", format!("statement {statement_id} had already ended")),
+                    Ok(true) => JobEvent::new(
+                        "statement_cancelled",
+                        "ok",
+                        format!("statement {statement_id} cancelled"),
+                    ),
+                    Ok(false) => JobEvent::new(
+                        "statement_cancelled",
+                        "ok",
+                        format!("statement {statement_id} had already ended"),
+                    ),
                     Err(e) => JobEvent::new("statement_cancelled", "error", e.to_string()),
                 };
                 self.control.append_event(request_id, &outcome).await?;
@@ -330,7 +378,10 @@ mod tests {
     #[test]
     fn request_shape_is_checked_field_by_field() {
         let ok = ExportRequest::from_json(&json!({"dataset": "d", "params": {"a": 1}})).unwrap();
-        assert_eq!((ok.format, ok.compression, ok.archive), (Format::Csv, Compression::None, Archive::Zip));
+        assert_eq!(
+            (ok.format, ok.compression, ok.archive),
+            (Format::Csv, Compression::None, Archive::Zip)
+        );
         for (body, field) in [
             (json!([]), ""),
             (json!({}), "dataset"),
@@ -339,8 +390,14 @@ mod tests {
             (json!({"dataset": "d", "format": "xml"}), "format"),
             (json!({"dataset": "d", "compression": "lz4"}), "compression"),
             (json!({"dataset": "d", "archive": "rar"}), "archive"),
-            (json!({"dataset": "d", "format": "parquet", "compression": "gzip"}), "compression"),
-            (json!({"dataset": "d", "notify": ["not-an-address"]}), "notify[0]"),
+            (
+                json!({"dataset": "d", "format": "parquet", "compression": "gzip"}),
+                "compression",
+            ),
+            (
+                json!({"dataset": "d", "notify": ["not-an-address"]}),
+                "notify[0]",
+            ),
             (json!({"dataset": "d", "notify": "a@b.c"}), "notify"),
             (json!({"dataset": "d", "colour": "red"}), "colour"),
         ] {
@@ -352,9 +409,14 @@ mod tests {
 
     #[test]
     fn digest_ignores_spelling_but_not_meaning() {
-        let a = ExportRequest::from_json(&json!({"dataset": "d", "params": {"x": 1, "y": 2}})).unwrap();
-        let b = ExportRequest::from_json(&json!({"params": {"y": 2, "x": 1}, "format": "csv", "dataset": "d"})).unwrap();
-        let c = ExportRequest::from_json(&json!({"dataset": "d", "params": {"x": 1, "y": 3}})).unwrap();
+        let a =
+            ExportRequest::from_json(&json!({"dataset": "d", "params": {"x": 1, "y": 2}})).unwrap();
+        let b = ExportRequest::from_json(
+            &json!({"params": {"y": 2, "x": 1}, "format": "csv", "dataset": "d"}),
+        )
+        .unwrap();
+        let c =
+            ExportRequest::from_json(&json!({"dataset": "d", "params": {"x": 1, "y": 3}})).unwrap();
         assert_eq!(a.digest(), b.digest());
         assert_ne!(a.digest(), c.digest());
     }
@@ -362,7 +424,9 @@ mod tests {
     #[test]
     fn email_addresses() {
         assert!(is_email_address("ops@example.com"));
-        for bad in ["", "a", "a@b", "@b.c", "a@.c", "a b@c.d", "a@b.c>", "a@b@c.d"] {
+        for bad in [
+            "", "a", "a@b", "@b.c", "a@.c", "a b@c.d", "a@b.c>", "a@b@c.d",
+        ] {
             assert!(!is_email_address(bad), "{bad}");
         }
     }

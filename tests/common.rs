@@ -1,0 +1,129 @@
+//! Shared set-up: a local stack per test, in its own data directory, over TPC-H tables
+//! generated once per test run.
+
+use export_local::{LocalConfig, LocalStack};
+use redshift_export::client::{Client, Signer};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub const SCALE: f64 = 0.01;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Generates the TPC-H tables once per scale, on a thread of its own (tests run on their own
+/// runtimes), for every test to copy.
+fn seed_warehouse(scale: f64) -> PathBuf {
+    static SEEDS: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut seeds = SEEDS.lock().unwrap_or_else(|e| e.into_inner());
+    let key = scale.to_string();
+    if let Some((_, dir)) = seeds.iter().find(|(k, _)| *k == key) {
+        return dir.clone();
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("tpch-seed-{scale}"));
+    let target = dir.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let ctx = export_local::warehouse::redshift_session().unwrap();
+            export_local::tables::load_tpch(&ctx, &target, scale)
+                .await
+                .unwrap();
+        });
+    })
+    .join()
+    .unwrap();
+    seeds.push((key, dir.clone()));
+    dir
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else if !entry.file_name().to_string_lossy().ends_with(".partial") {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A configuration for a stack in a fresh directory, on a free port, with fast polling.
+pub fn config(dir: &tempfile::TempDir) -> LocalConfig {
+    config_at_scale(dir, SCALE)
+}
+
+pub fn config_at_scale(dir: &tempfile::TempDir, scale: f64) -> LocalConfig {
+    copy_tree(&seed_warehouse(scale), &dir.path().join("warehouse"));
+    let mut config = LocalConfig::new(dir.path().to_owned(), repo().join("sql"));
+    config.addr = "127.0.0.1:0".parse().unwrap();
+    config.scale = scale;
+    config.processors = 2;
+    config.pollers = 2;
+    config.poll_initial_delay = std::time::Duration::from_millis(300);
+    config.poll_max_delay = std::time::Duration::from_secs(1);
+    config
+}
+
+pub struct TestStack {
+    pub stack: LocalStack,
+    pub alice: Client,
+    pub bob: Client,
+    pub dir: tempfile::TempDir,
+    pub scale: f64,
+}
+
+pub async fn start_with(dir: tempfile::TempDir, config: LocalConfig) -> TestStack {
+    let scale = config.scale;
+    let stack = LocalStack::start(config)
+        .await
+        .expect("the local stack starts");
+    let alice = Client::new(&stack.base_url(), Signer::local("alice").unwrap()).unwrap();
+    let bob = Client::new(&stack.base_url(), Signer::local("bob").unwrap()).unwrap();
+    TestStack {
+        stack,
+        alice,
+        bob,
+        dir,
+        scale,
+    }
+}
+
+pub async fn start() -> TestStack {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&dir);
+    start_with(dir, config).await
+}
+
+/// The `.eml` files in the outbox that are about `request_id`.
+pub fn mails_for(stack: &LocalStack, request_id: &str) -> Vec<String> {
+    std::fs::read_dir(&stack.outbox)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().contains(request_id))
+                .map(|e| std::fs::read_to_string(e.path()).unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub async fn submit_ok(client: &Client, request: serde_json::Value) -> String {
+    client.submit(&request, None).await.expect("accepted")["request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+pub async fn wait_done(client: &Client, id: &str) -> serde_json::Value {
+    client
+        .wait(id, std::time::Duration::from_secs(120), |_| {})
+        .await
+        .expect("the job ends")
+}

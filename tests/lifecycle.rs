@@ -1,0 +1,140 @@
+//! Cancelling, and surviving a restart in the middle of a job.
+
+use crate::common::*;
+use export_core::ports::{QueueName, QueueSender};
+use http::Method;
+use serde_json::json;
+use std::time::Duration;
+
+async fn wait_for_status(stack: &TestStack, id: &str, wanted: &str) {
+    for _ in 0..400 {
+        if stack.alice.status(id).await.unwrap()["status"] == wanted {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{id} never reached {wanted}");
+}
+
+#[tokio::test]
+async fn a_long_export_can_be_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    config.statement_delay = Duration::from_secs(3);
+    let stack = start_with(dir, config).await;
+    let id = submit_ok(&stack.alice, json!({"dataset": "shipped_lineitems", "params": {"ship_from": "1992-01-01", "ship_to": "1998-12-31"}})).await;
+    wait_for_status(&stack, &id, "RUNNING").await;
+    let cancelled = stack.alice.cancel(&id).await.unwrap();
+    assert_eq!(cancelled["status"], "CANCELLED");
+    let status = stack.alice.status(&id).await.unwrap();
+    assert_eq!(status["status"], "CANCELLED");
+    let steps: Vec<String> = stack.alice.events(&id).await.unwrap()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["step"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        steps,
+        ["submitted", "started", "cancelled", "statement_cancelled"]
+    );
+    let again = stack
+        .alice
+        .send(Method::DELETE, &format!("/exports/{id}"), None, &[])
+        .await
+        .unwrap();
+    assert_eq!(again.status, 409);
+    assert_eq!(again.json().unwrap()["error"]["code"], "already_finished");
+    let download = stack
+        .alice
+        .send(Method::GET, &format!("/exports/{id}/download"), None, &[])
+        .await
+        .unwrap();
+    assert_eq!(download.status, 409);
+    // The statement stays aborted and nothing is packaged or mailed afterwards.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        stack.alice.status(&id).await.unwrap()["status"],
+        "CANCELLED"
+    );
+    assert!(mails_for(&stack.stack, &id).is_empty());
+    stack.stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_mid_job_still_ends_succeeded_once_with_one_email() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    config.statement_delay = Duration::from_millis(1500);
+    config.visibility_timeout = Duration::from_secs(1);
+    let first = start_with(dir, config.clone()).await;
+    let id = submit_ok(
+        &first.alice,
+        json!({"dataset": "customers", "params": {"ids": [1, 2, 3]}}),
+    )
+    .await;
+    wait_for_status(&first, &id, "RUNNING").await;
+    let TestStack { stack, dir, .. } = first;
+    stack.kill().await;
+
+    config.statement_delay = Duration::ZERO;
+    let second = start_with(dir, config).await;
+    let status = wait_done(&second.alice, &id).await;
+    assert_eq!(status["status"], "SUCCEEDED", "{status}");
+    assert_eq!(status["rows"], 3);
+    // Let any redelivered message or duplicate event run its course, then count.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let events = second.alice.events(&id).await.unwrap();
+    let steps: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps.iter().filter(|s| **s == "packaged").count(),
+        1,
+        "{steps:?}"
+    );
+    assert_eq!(
+        steps.iter().filter(|s| **s == "notified").count(),
+        1,
+        "{steps:?}"
+    );
+    assert_eq!(mails_for(&second.stack, &id).len(), 1);
+    second.stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_redelivered_start_message_starts_no_second_statement() {
+    let stack = start().await;
+    let id = submit_ok(
+        &stack.alice,
+        json!({"dataset": "product_detail", "params": {"sku": "FLOWER12"}}),
+    )
+    .await;
+    let status = wait_done(&stack.alice, &id).await;
+    assert_eq!(status["status"], "SUCCEEDED");
+    let statement = status["statement_id"].as_str().unwrap().to_owned();
+    let store = stack.stack.store.clone();
+    QueueSender::send(
+        &store,
+        QueueName::Requests,
+        &json!({"request_id": id}).to_string(),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (waiting, dead) = store.depth(QueueName::Requests).unwrap();
+    assert_eq!(
+        (waiting, dead),
+        (0, 0),
+        "the duplicate was handled and acknowledged"
+    );
+    let after = stack.alice.status(&id).await.unwrap();
+    assert_eq!(after["statement_id"].as_str().unwrap(), statement);
+    assert_eq!(after["status"], "SUCCEEDED");
+    assert_eq!(mails_for(&stack.stack, &id).len(), 1);
+    stack.stack.stop().await;
+}
