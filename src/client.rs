@@ -102,10 +102,6 @@ impl Client {
         })
     }
 
-    pub fn endpoint(&self) -> &str {
-        self.endpoint.as_str()
-    }
-
     /// Sends a signed request; `path` is relative to the endpoint (which may carry a stage).
     pub async fn send(
         &self,

@@ -114,6 +114,18 @@ pub fn mails_for(stack: &LocalStack, request_id: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Waits (up to 10 s) until `count` mails about `request_id` are in the outbox.
+pub async fn wait_for_mails(stack: &LocalStack, request_id: &str, count: usize) -> Vec<String> {
+    for _ in 0..200 {
+        let mails = mails_for(stack, request_id);
+        if mails.len() >= count {
+            return mails;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    mails_for(stack, request_id)
+}
+
 pub async fn submit_ok(client: &Client, request: serde_json::Value) -> String {
     client.submit(&request, None).await.expect("accepted")["request_id"]
         .as_str()
@@ -126,4 +138,18 @@ pub async fn wait_done(client: &Client, id: &str) -> serde_json::Value {
         .wait(id, std::time::Duration::from_secs(120), |_| {})
         .await
         .expect("the job ends")
+}
+
+/// A copy of `sql/` with catalogue files added (`name`, text) and others removed, for tests
+/// that need an export the shipped catalogue does not have.
+pub fn sql_dir_with(add: &[(&str, &str)], remove: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&repo().join("sql"), dir.path());
+    for (name, text) in add {
+        std::fs::write(dir.path().join("catalog").join(format!("{name}.sql")), text).unwrap();
+    }
+    for name in remove {
+        std::fs::remove_file(dir.path().join("catalog").join(format!("{name}.sql"))).unwrap();
+    }
+    dir
 }

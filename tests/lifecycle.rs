@@ -138,3 +138,64 @@ async fn a_redelivered_start_message_starts_no_second_statement() {
     assert_eq!(mails_for(&stack.stack, &id).len(), 1);
     stack.stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_failing_statement_fails_the_job_with_its_error_and_a_notice() {
+    let sql = sql_dir_with(&[("broken", "-- export: broken\n-- description: Reads a table the warehouse does not have.\n-- param: id integer\nSELECT * FROM rsdataapi.no_such_table WHERE id = :id\n")], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    config.sql_dir = sql.path().to_owned();
+    let stack = start_with(dir, config).await;
+    let id = submit_ok(
+        &stack.alice,
+        json!({"dataset": "broken", "params": {"id": 1}}),
+    )
+    .await;
+    let status = wait_done(&stack.alice, &id).await;
+    assert_eq!(status["status"], "FAILED", "{status}");
+    let error = status["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("ERROR: ") && error.contains("no_such_table"),
+        "{error}"
+    );
+    let mails = wait_for_mails(&stack.stack, &id, 1).await;
+    assert_eq!(mails.len(), 1);
+    assert!(
+        mails[0].contains("Subject: Export broken failed"),
+        "{}",
+        mails[0]
+    );
+    stack.stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_whose_export_left_the_catalogue_fails_before_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    config.processors = 0;
+    let first = start_with(dir, config.clone()).await;
+    let id = submit_ok(
+        &first.alice,
+        json!({"dataset": "customers", "params": {"ids": [1]}}),
+    )
+    .await;
+    let TestStack { stack, dir, .. } = first;
+    stack.stop().await;
+
+    // The export is withdrawn while the job waits in the queue.
+    let sql = sql_dir_with(&[], &["customers"]);
+    config.sql_dir = sql.path().to_owned();
+    config.processors = 2;
+    let second = start_with(dir, config).await;
+    let status = wait_done(&second.alice, &id).await;
+    assert_eq!(status["status"], "FAILED");
+    assert!(status["error"]
+        .as_str()
+        .unwrap()
+        .contains("no longer in the catalogue"));
+    assert!(status["statement_id"].is_null(), "nothing ran");
+    let mails = wait_for_mails(&second.stack, &id, 1).await;
+    assert_eq!(mails.len(), 1, "the failure is mailed");
+    assert!(mails[0].contains("no longer in the catalogue"));
+    second.stack.stop().await;
+}

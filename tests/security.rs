@@ -152,7 +152,8 @@ async fn download_links_expire_and_cannot_be_altered() {
     };
     let other_object = link.replace(&format!("archives/{id}/"), "archives/other/");
     let longer = link.replace("expires=", "expires=9");
-    for bad in [tampered_signature, other_object, longer] {
+    let garbled = link.replace("expires=", "expires=abc");
+    for bad in [tampered_signature, other_object, longer, garbled] {
         let response = reqwest::get(&bad).await.unwrap();
         assert_eq!(response.status(), 403, "{bad}");
         let body: serde_json::Value = response.json().await.unwrap();

@@ -73,12 +73,14 @@ pub struct Packaged {
     pub files: usize,
 }
 
-/// A `Write` the archive encoders write into, drained by the async side between writes.
+/// A `Write` that synchronous encoders write into, drained by the async side between writes
+/// into an upload: the bridge that keeps memory bounded.
 #[derive(Clone, Default)]
-struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
+pub struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
 
 impl SharedBuffer {
-    fn take(&self) -> Vec<u8> {
+    /// Everything written since the last call.
+    pub fn take(&self) -> Vec<u8> {
         std::mem::take(&mut *self.0.lock().expect("buffer lock"))
     }
 }

@@ -431,7 +431,10 @@ impl ScalarType {
                 let pattern = modifiers
                     .remove("pattern")
                     .map(|p| {
-                        Regex::new(&format!("^(?:{p})$"))
+                        // The pattern must stand alone, so that wrapping it in the anchors
+                        // below cannot be escaped by a stray `)` (as `a)|(.*` would).
+                        Regex::new(p)
+                            .and_then(|_| Regex::new(&format!("^(?:{p})$")))
                             .map(Pattern)
                             .map_err(|e| format!("pattern does not compile: {e}"))
                     })
@@ -615,11 +618,22 @@ fn substitute(template: &str, bound: &BTreeMap<String, Vec<Literal>>) -> Result<
             let literals = bound
                 .get(name)
                 .ok_or_else(|| format!("no value for placeholder :{name}"))?;
+            // Spaces around the literal: it can never fuse with a neighbouring token of the
+            // template (as `E` before a quote would make an escape string).
+            if !out.is_empty() && !out.ends_with(char::is_whitespace) {
+                out.push(' ');
+            }
             for (n, literal) in literals.iter().enumerate() {
                 if n > 0 {
                     out.push_str(", ");
                 }
                 out.push_str(&literal.to_sql());
+            }
+            if tokens
+                .get(i + 2)
+                .is_some_and(|t| !matches!(t, Token::Whitespace(_)))
+            {
+                out.push(' ');
             }
             i += 2;
         } else {
@@ -726,8 +740,8 @@ WHERE sku = :sku AND (:since IS NULL OR created_on >= :since) AND note <> ':sku'
         assert_eq!(export.name, "product_detail");
         assert_eq!(export.params.len(), 2);
         let sql = export.render(&params(json!({"sku": "O'Neil\\x"}))).unwrap();
-        assert!(sql.contains("sku = 'O''Neil\\\\x'"), "{sql}");
-        assert!(sql.contains("(NULL IS NULL OR"), "{sql}");
+        assert!(sql.contains("sku = 'O''Neil\\\\x' AND"), "{sql}");
+        assert!(sql.contains("( NULL IS NULL OR"), "{sql}");
         // The template's own string literal is not a placeholder.
         assert!(sql.contains("note <> ':sku'::varchar"), "{sql}");
     }
@@ -768,7 +782,7 @@ SELECT 1 FROM t WHERE id IN (:ids) AND seg = :seg AND code = :code AND p < :pric
         .unwrap();
         let ok = json!({"ids": [1, 2], "seg": "A", "code": "AB1", "price": "12.5", "flag": true});
         let sql = export.render(&params(ok.clone())).unwrap();
-        assert!(sql.contains("id IN (1, 2)"), "{sql}");
+        assert!(sql.contains("id IN ( 1, 2 )"), "{sql}");
         assert!(sql.contains("p < 12.5 AND f = TRUE"), "{sql}");
         for (key, bad, field) in [
             ("ids", json!([]), "params.ids"),
@@ -797,6 +811,11 @@ SELECT 1 FROM t WHERE id IN (:ids) AND seg = :seg AND code = :code AND p < :pric
             ("-- export: a\n-- param: x integer\nSELECT 1", "never used"),
             ("-- export: a\n-- param: x blob\nSELECT :x", "unknown type"),
             ("-- export: a\nSELECT FROM WHERE", "does not parse"),
+            // A pattern that would escape its anchors once wrapped.
+            (
+                "-- export: a\n-- param: x text pattern=a)|(.*\nSELECT :x",
+                "pattern does not compile",
+            ),
             ("-- export: a\nSELECT 1; DROP TABLE t", "does not parse"),
             (
                 "-- export: a\n-- param: x text colour=red\nSELECT :x",

@@ -4,7 +4,7 @@
 
 use crate::domain::{Job, JobEvent, JobStatus, Owner};
 use crate::error::ApiError;
-use crate::service::query::DownloadLink;
+use crate::service::DownloadLink;
 use crate::service::{ExportRequest, Queries, Submissions, Submitted};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -171,19 +171,30 @@ fn accepted(submitted: &Submitted) -> Response {
     response
 }
 
-/// Request ids are UUIDs; anything else cannot name a job, so it is simply not found.
-fn checked_id(id: &str) -> Result<&str, ApiError> {
-    uuid::Uuid::parse_str(id)
-        .map(|_| id)
-        .map_err(|_| ApiError::job_not_found(id))
+/// The `{id}` of a job route. Request ids are UUIDs; anything else (including a path that
+/// does not decode) cannot name a job, so it is simply not found.
+pub struct JobId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::job_not_found("(undecodable id)"))?;
+        match uuid::Uuid::parse_str(&id) {
+            Ok(_) => Ok(JobId(id)),
+            Err(_) => Err(ApiError::job_not_found(&id)),
+        }
+    }
 }
 
 async fn cancel(
     State(submissions): State<Arc<Submissions>>,
     Caller(owner): Caller,
-    Path(id): Path<String>,
+    JobId(id): JobId,
 ) -> Result<Response, ApiError> {
-    let job = submissions.cancel(&owner, checked_id(&id)?).await?;
+    let job = submissions.cancel(&owner, &id).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"request_id": job.request_id, "status": job.status})),
@@ -200,8 +211,10 @@ struct ListQuery {
 async fn list_jobs(
     State(queries): State<Arc<Queries>>,
     Caller(owner): Caller,
-    Query(query): Query<ListQuery>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query
+        .map_err(|e| ApiError::invalid("query", format!("the query string is not valid: {e}")))?;
     let limit = match query.limit.as_deref() {
         None => 20,
         Some(s) => s
@@ -255,9 +268,9 @@ fn timings(job: &Job, events: &[JobEvent]) -> Value {
 async fn job_status(
     State(queries): State<Arc<Queries>>,
     Caller(owner): Caller,
-    Path(id): Path<String>,
+    JobId(id): JobId,
 ) -> Result<Json<Value>, ApiError> {
-    let job = queries.job(&owner, checked_id(&id)?).await?;
+    let job = queries.job(&owner, &id).await?;
     let events = queries.control.events(&job.request_id).await?;
     let mut view = job_summary(&job);
     let fields = view.as_object_mut().expect("summary is an object");
@@ -274,7 +287,9 @@ async fn job_status(
         }),
     );
     if job.status == JobStatus::Succeeded {
-        let DownloadLink { url, expires_at } = queries.download_link(&job).await?;
+        let DownloadLink {
+            url, expires_at, ..
+        } = queries.download_link(&job).await?;
         fields.insert("download_url".into(), json!(url));
         fields.insert("download_expires_at".into(), json!(expires_at));
     }
@@ -284,19 +299,18 @@ async fn job_status(
 async fn job_events(
     State(queries): State<Arc<Queries>>,
     Caller(owner): Caller,
-    Path(id): Path<String>,
+    JobId(id): JobId,
 ) -> Result<Json<Value>, ApiError> {
-    let id = checked_id(&id)?;
-    let events = queries.events(&owner, id).await?;
+    let events = queries.events(&owner, &id).await?;
     Ok(Json(json!({ "request_id": id, "events": events })))
 }
 
 async fn download(
     State(queries): State<Arc<Queries>>,
     Caller(owner): Caller,
-    Path(id): Path<String>,
+    JobId(id): JobId,
 ) -> Result<Response, ApiError> {
-    let job = queries.job(&owner, checked_id(&id)?).await?;
+    let job = queries.job(&owner, &id).await?;
     let link = queries.download_link(&job).await?;
     Ok((
         StatusCode::SEE_OTHER,
@@ -382,7 +396,8 @@ async fn product_status(
         .get("type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("latest");
-    let job = queries.job(&owner, checked_id(id)?).await?;
+    uuid::Uuid::parse_str(id).map_err(|_| ApiError::job_not_found(id))?;
+    let job = queries.job(&owner, id).await?;
     match kind {
         "latest" => Ok(Json(json!({
             "RequestId": job.request_id,

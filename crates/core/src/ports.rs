@@ -19,6 +19,9 @@ pub enum PortError {
     /// The dependency refused the request itself; retrying the same request will not help.
     #[error("{0}")]
     Rejected(String),
+    /// A value the caller supplied (such as a page token) is not valid: HTTP 400.
+    #[error("{message}")]
+    Invalid { field: String, message: String },
 }
 
 pub type PortResult<T> = Result<T, PortError>;
@@ -85,6 +88,9 @@ pub trait ControlTable: Send + Sync {
     /// Sets the job's `notified_at` if it is not yet set; true only for the first caller, so
     /// a redelivered message cannot send the same email twice.
     async fn claim_notification(&self, request_id: &str, at: Millis) -> PortResult<bool>;
+
+    /// Undoes a claim whose email could not be sent, so a retry can send it.
+    async fn release_notification(&self, request_id: &str) -> PortResult<()>;
 
     /// The owner's jobs, newest first, `limit` at a time, from the page token `after`.
     async fn list_jobs(
@@ -163,13 +169,6 @@ impl StatementState {
             StatementState::Failed => "FAILED",
             StatementState::Aborted => "ABORTED",
         }
-    }
-
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            StatementState::Finished | StatementState::Failed | StatementState::Aborted
-        )
     }
 }
 

@@ -4,6 +4,7 @@
 use crate::objects::{FsObjectStore, LinkError};
 use crate::sigv4::Verifier;
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -36,13 +37,20 @@ async fn require_signature(
 ) -> Response {
     let (parts, body) = request.into_parts();
     // The signature covers the body, so it is read here; the same limit as the handlers'.
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body is larger than {MAX_BODY_BYTES} bytes"),
-        )
-        .into_response();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(e) if is_length_limit(&e) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            )
+            .into_response();
+        }
+        Err(e) => {
+            return ApiError::invalid("", format!("the body could not be read: {e}"))
+                .into_response()
+        }
     };
     match verifier.verify(
         &parts.method,
@@ -63,6 +71,18 @@ async fn require_signature(
     }
 }
 
+/// Whether reading a body failed because it was over the limit (not for any other reason).
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 #[derive(Deserialize)]
 struct LinkQuery {
     expires: Option<i64>,
@@ -73,8 +93,16 @@ struct LinkQuery {
 async fn serve_object(
     State(objects): State<FsObjectStore>,
     Path((bucket, key)): Path<(String, String)>,
-    Query(link): Query<LinkQuery>,
+    link: Result<Query<LinkQuery>, QueryRejection>,
 ) -> Response {
+    let Ok(Query(link)) = link else {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_link",
+            "the download link is not valid",
+        )
+        .into_response();
+    };
     let object = ObjectRef::new(bucket, key);
     let (Some(expires), Some(file_name), Some(signature)) =
         (link.expires, link.filename, link.signature)

@@ -19,10 +19,6 @@ impl OutboxMailer {
             sender: sender.to_owned(),
         })
     }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
 }
 
 /// RFC 2047 encoding for a header value that is not plain ASCII.

@@ -151,7 +151,7 @@ impl Verifier {
         let signed_at = NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
             .map_err(|_| format!("Invalid X-Amz-Date '{amz_date}'"))?
             .and_utc();
-        if !amz_date.starts_with(auth.date) {
+        if auth.date.len() != 8 || amz_date.get(..8) != Some(auth.date) {
             return Err("Credential should be scoped to the date of X-Amz-Date.".into());
         }
         let skew = (now - signed_at).num_seconds().unsigned_abs();

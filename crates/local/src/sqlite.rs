@@ -219,6 +219,21 @@ impl SqliteStore {
         })
     }
 
+    /// Keeps a message hidden for another `visibility` while its handler is still working.
+    pub fn extend(&self, receipt: &str, visibility: Duration) -> PortResult<()> {
+        let at = now_ms() + visibility.as_millis() as i64;
+        self.with_conn(|conn| {
+            conn.prepare_cached("UPDATE queue_messages SET visible_at = ?2 WHERE receipt = ?1")?
+                .execute(params![receipt, at])
+                .map(drop)
+        })
+    }
+
+    /// Receives after which a message is dead-lettered.
+    pub fn max_receives(&self) -> u32 {
+        self.max_receives
+    }
+
     /// Makes a message visible again after `delay` (a failed attempt).
     pub fn release(&self, receipt: &str, delay: Duration) -> PortResult<()> {
         let at = now_ms() + delay.as_millis() as i64;
@@ -418,6 +433,30 @@ impl ControlTable for SqliteStore {
         })
     }
 
+    async fn release_notification(&self, request_id: &str) -> PortResult<()> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let text: Option<String> = tx
+                .query_row(
+                    "SELECT job FROM jobs WHERE request_id = ?1",
+                    params![request_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(Ok(mut job)) = text.as_deref().map(decode_job) {
+                job.notified_at = None;
+                tx.execute(
+                    "UPDATE jobs SET notified_at = NULL, job = ?2 WHERE request_id = ?1",
+                    params![
+                        request_id,
+                        serde_json::to_string(&job).expect("job serialises")
+                    ],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
     async fn list_jobs(
         &self,
         owner: &Owner,
@@ -431,7 +470,10 @@ impl ControlTable for SqliteStore {
                 token
                     .split_once('.')
                     .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_owned())))
-                    .ok_or_else(|| PortError::Rejected("malformed page token".into()))?,
+                    .ok_or_else(|| PortError::Invalid {
+                        field: "cursor".into(),
+                        message: "'cursor' is not a page token this API issued".into(),
+                    })?,
             ),
         };
         let (at, id) = cursor.unwrap_or((i64::MAX, String::new()));

@@ -99,6 +99,13 @@ impl Handler {
             Handler::Poller(p) => p.handle(body).await,
         }
     }
+
+    async fn give_up(&self, body: &str, reason: &str) -> Result<(), Retry> {
+        match self {
+            Handler::Processor(p) => p.give_up(body, reason).await,
+            Handler::Poller(p) => p.give_up(body, reason).await,
+        }
+    }
 }
 
 impl LocalStack {
@@ -262,6 +269,8 @@ impl LocalStack {
 }
 
 /// One worker: take a message, handle it, ack it — or leave it for redelivery with a backoff.
+/// While a handler works, the message's invisibility is renewed so no other worker takes it;
+/// on its last delivery, a failing message fails its job instead of stranding it.
 async fn work(
     store: SqliteStore,
     queue: QueueName,
@@ -283,15 +292,38 @@ async fn work(
             }
         };
         for delivery in deliveries {
-            match handler.handle(&delivery.body).await {
+            let outcome = {
+                let handling = handler.handle(&delivery.body);
+                tokio::pin!(handling);
+                let mut heartbeat = tokio::time::interval(visibility / 2);
+                heartbeat.tick().await;
+                loop {
+                    tokio::select! {
+                        outcome = &mut handling => break outcome,
+                        _ = heartbeat.tick() => {
+                            if let Err(e) = store.extend(&delivery.receipt, visibility) {
+                                tracing::warn!(queue = queue.as_str(), error = %e, "could not extend the message's visibility");
+                            }
+                        }
+                    }
+                }
+            };
+            match outcome {
                 Ok(()) => {
                     if let Err(e) = store.ack(&delivery.receipt) {
                         tracing::error!(queue = queue.as_str(), error = %e, "ack failed; the message will be handled again");
                     }
                 }
                 Err(Retry(reason)) => {
+                    if delivery.receive_count >= store.max_receives() {
+                        tracing::error!(queue = queue.as_str(), message_id = delivery.id, %reason, "last delivery failed; giving up on the job");
+                        if let Err(e) = handler.give_up(&delivery.body, &reason).await {
+                            tracing::error!(queue = queue.as_str(), error = %e, "could not fail the job");
+                        }
+                    } else {
+                        tracing::warn!(queue = queue.as_str(), message_id = delivery.id, receives = delivery.receive_count, %reason, "message will be retried");
+                    }
                     let delay = Duration::from_secs(u64::from(delivery.receive_count).min(30));
-                    tracing::warn!(queue = queue.as_str(), message_id = delivery.id, receives = delivery.receive_count, %reason, "message will be retried");
                     let _ = store.release(&delivery.receipt, delay);
                 }
             }

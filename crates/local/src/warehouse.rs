@@ -15,6 +15,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::parquet::arrow::ArrowWriter;
+use export_core::archive::SharedBuffer as Buffer;
 use export_core::domain::{now_ms, Compression, Format, ObjectRef};
 use export_core::messages::{PollMessage, StatementEvent};
 use export_core::ports::{
@@ -108,10 +109,6 @@ impl DataFusionWarehouse {
         for (_, handle) in self.inner.running.lock().expect("running lock").drain() {
             handle.abort();
         }
-    }
-
-    pub fn session(&self) -> &SessionContext {
-        &self.inner.ctx
     }
 }
 
@@ -363,26 +360,6 @@ struct PartEntry {
     url: String,
     bytes: u64,
     rows: u64,
-}
-
-/// A `Write` that collects encoded bytes until the async side drains them into the upload.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Buffer {
-    fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.0.lock().expect("buffer lock"))
-    }
-}
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("buffer lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// The text formats' compression, as a `Write` in front of the buffer.

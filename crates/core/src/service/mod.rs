@@ -6,6 +6,66 @@ pub mod query;
 pub mod submit;
 
 pub use poll::Poller;
-pub use process::{Processor, Retry};
+pub use process::Processor;
 pub use query::Queries;
 pub use submit::{ExportRequest, Submissions, Submitted};
+
+use crate::domain::{now_ms, Job, Millis, Owner};
+use crate::error::ApiError;
+use crate::ports::{ControlTable, ObjectStore, PortError};
+use std::time::Duration;
+
+/// A message could not be handled now; leave it on the queue to be delivered again.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Retry(pub String);
+
+impl From<PortError> for Retry {
+    fn from(e: PortError) -> Self {
+        Retry(e.to_string())
+    }
+}
+
+/// The job, if it exists and belongs to `owner`; 404 either way otherwise, so a request id
+/// reveals nothing about other callers' jobs.
+pub async fn owned_job(
+    control: &dyn ControlTable,
+    owner: &Owner,
+    request_id: &str,
+) -> Result<Job, ApiError> {
+    match control.get_job(request_id).await? {
+        Some(job) if &job.owner == owner => Ok(job),
+        _ => Err(ApiError::job_not_found(request_id)),
+    }
+}
+
+/// A freshly presigned link to a job's archive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DownloadLink {
+    pub url: String,
+    pub file_name: String,
+    pub expires_at: Millis,
+}
+
+/// Presigns the job's archive for `ttl`; `None` while the job has no archive.
+pub async fn presign_archive(
+    objects: &dyn ObjectStore,
+    job: &Job,
+    ttl: Duration,
+) -> Result<Option<DownloadLink>, PortError> {
+    let Some(object) = &job.archive_object else {
+        return Ok(None);
+    };
+    let file_name = object
+        .key
+        .rsplit('/')
+        .next()
+        .unwrap_or(&object.key)
+        .to_owned();
+    let url = objects.presign_get(object, ttl, &file_name).await?;
+    Ok(Some(DownloadLink {
+        url,
+        file_name,
+        expires_at: now_ms() + ttl.as_millis() as Millis,
+    }))
+}

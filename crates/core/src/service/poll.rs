@@ -1,7 +1,7 @@
 //! The `poller`: follows a running statement to its end, packages the result, sends the link.
 
-use super::process::Retry;
-use crate::archive::{self, Manifest};
+use super::{DownloadLink, Retry};
+use crate::archive;
 use crate::domain::{now_ms, Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef};
 use crate::messages::PollMessage;
 use crate::ports::{
@@ -10,11 +10,6 @@ use crate::ports::{
 };
 use crate::settings::{DeliverySettings, UnloadSettings};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// How long to wait before looking again at a statement event that overtook its job's
-/// QUEUED → RUNNING write.
-const EARLY_EVENT_DELAY: Duration = Duration::from_millis(200);
 
 pub struct Poller {
     pub control: Arc<dyn ControlTable>,
@@ -59,17 +54,38 @@ impl Poller {
             return Ok(());
         };
         match job.status {
-            JobStatus::Queued => {
-                if let Some(event) = event {
-                    // The statement ended before the processor recorded RUNNING: look again
-                    // shortly rather than lose the event.
-                    let again = PollMessage::StatementEvent(event);
-                    self.queue
-                        .send(QueueName::Polls, &again.to_body(), EARLY_EVENT_DELAY)
-                        .await?;
+            JobStatus::Queued => match event {
+                // The statement ended before the processor recorded RUNNING: the event names
+                // the statement, so record the start here and carry on.
+                Some(event) => {
+                    let started = JobEvent::new(
+                        "started",
+                        JobStatus::Running.as_str(),
+                        format!("statement {} started", event.statement_id),
+                    );
+                    let update = JobUpdate {
+                        statement_id: Some(event.statement_id.clone()),
+                        ..JobUpdate::default()
+                    };
+                    if self
+                        .control
+                        .transition(
+                            &request_id,
+                            JobStatus::Queued,
+                            JobStatus::Running,
+                            &update,
+                            &started,
+                        )
+                        .await?
+                    {
+                        let mut job = job;
+                        job.apply(JobStatus::Running, &update, started.at);
+                        return self.follow(job, None).await;
+                    }
+                    Ok(())
                 }
-                Ok(())
-            }
+                None => Ok(()),
+            },
             JobStatus::Running => self.follow(job, attempt).await,
             JobStatus::Packaging => {
                 let age = now_ms() - job.updated_at;
@@ -84,10 +100,9 @@ impl Poller {
                     self.follow_up_later(&request_id, attempt).await
                 }
             }
+            // Finished by a run that stopped, or failed to mail, before its email went out.
             JobStatus::Succeeded | JobStatus::Failed if job.notified_at.is_none() => {
-                // Finished by a run that stopped before its email went out.
-                self.notify(&job).await;
-                Ok(())
+                self.notify(&job).await
             }
             _ => Ok(()),
         }
@@ -100,7 +115,16 @@ impl Poller {
                 job.request_id
             )));
         };
-        let status = self.warehouse.describe(&statement_id).await?;
+        let status = match self.warehouse.describe(&statement_id).await {
+            Ok(status) => status,
+            Err(PortError::NotFound(_)) => {
+                let message = format!("the warehouse no longer knows statement {statement_id}");
+                return self
+                    .fail(job, JobStatus::Running, "statement", message)
+                    .await;
+            }
+            Err(e) => return Err(e.into()),
+        };
         match status.state {
             StatementState::Finished => {
                 let event = JobEvent::new(
@@ -185,10 +209,25 @@ impl Poller {
         let target = self.archive_object(&job);
         let extension = format!("{}{}", job.format.extension(), job.compression.suffix());
         let packaged = match archive::read_manifest(self.objects.as_ref(), &manifest_ref).await {
-            Ok(manifest) => {
-                self.write_archive(&job, &manifest, &extension, &target)
+            Ok(manifest) => match manifest.entries.iter().find(|e| !within(&e.url, &prefix)) {
+                // The manifest may only point at this job's own parts.
+                Some(stray) => Err(PortError::Rejected(format!(
+                    "manifest entry {} is outside {}",
+                    stray.url,
+                    prefix.s3_url()
+                ))),
+                None => {
+                    archive::package(
+                        self.objects.as_ref(),
+                        &manifest,
+                        &job.dataset,
+                        &extension,
+                        job.archive,
+                        &target,
+                    )
                     .await
-            }
+                }
+            },
             Err(e) => Err(e),
         };
         let packaged = match packaged {
@@ -231,26 +270,7 @@ impl Poller {
         tracing::info!(request_id = %job.request_id, rows = packaged.rows, bytes = packaged.bytes, "job succeeded");
         let mut job = job;
         job.apply(JobStatus::Succeeded, &update, event.at);
-        self.notify(&job).await;
-        Ok(())
-    }
-
-    async fn write_archive(
-        &self,
-        job: &Job,
-        manifest: &Manifest,
-        extension: &str,
-        target: &ObjectRef,
-    ) -> Result<archive::Packaged, PortError> {
-        archive::package(
-            self.objects.as_ref(),
-            manifest,
-            &job.dataset,
-            extension,
-            job.archive,
-            target,
-        )
-        .await
+        self.notify(&job).await
     }
 
     async fn fail(
@@ -273,25 +293,48 @@ impl Poller {
         {
             let mut job = job;
             job.apply(JobStatus::Failed, &update, event.at);
-            self.notify(&job).await;
+            return self.notify(&job).await;
         }
         Ok(())
     }
 
-    /// Sends the job's one email: the link when it succeeded, the error when it failed. A
-    /// failure to send is recorded and never changes the job.
-    async fn notify(&self, job: &Job) {
-        match self
+    /// Called for a message on its last delivery whose handling failed again. A job still in
+    /// flight fails with the reason, rather than wait forever behind a dead letter.
+    pub async fn give_up(&self, body: &str, reason: &str) -> Result<(), Retry> {
+        let request_id = match PollMessage::parse(body) {
+            Ok(PollMessage::FollowUp { request_id, .. }) => request_id,
+            Ok(PollMessage::StatementEvent(event)) => match event.statement_name {
+                Some(name) => name,
+                None => return Ok(()),
+            },
+            Err(_) => return Ok(()),
+        };
+        let Some(job) = self.control.get_job(&request_id).await? else {
+            return Ok(());
+        };
+        if job.status.is_terminal() {
+            return Ok(());
+        }
+        let from = job.status;
+        self.fail(
+            job,
+            from,
+            "poll",
+            format!("gave up following the export: {reason}"),
+        )
+        .await
+    }
+
+    /// Sends the job's one email: the link when it succeeded, the error when it failed. The
+    /// send is claimed first so that concurrent handlers send it once; if it fails, the
+    /// claim is released and the message retried. The job's state never depends on it.
+    async fn notify(&self, job: &Job) -> Result<(), Retry> {
+        if !self
             .control
             .claim_notification(&job.request_id, now_ms())
-            .await
+            .await?
         {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(e) => {
-                tracing::warn!(request_id = %job.request_id, error = %e, "could not claim the notification");
-                return;
-            }
+            return Ok(());
         }
         let recipients = self.delivery.mail.recipients(&job.notify);
         let outcome = match self.compose(job, recipients).await {
@@ -303,15 +346,24 @@ impl Poller {
                 .map(|id| format!("sent to {} (message {id})", email.to.join(", "))),
             Err(e) => Err(e),
         };
-        let event = match outcome {
-            Ok(message) => JobEvent::new("notified", "ok", message),
-            Err(e) => {
-                tracing::warn!(request_id = %job.request_id, error = %e, "notification failed");
-                JobEvent::new("notified", "error", e.to_string())
+        match outcome {
+            Ok(message) => {
+                self.control
+                    .append_event(&job.request_id, &JobEvent::new("notified", "ok", message))
+                    .await?;
+                Ok(())
             }
-        };
-        if let Err(e) = self.control.append_event(&job.request_id, &event).await {
-            tracing::warn!(request_id = %job.request_id, error = %e, "could not record the notification");
+            Err(e) => {
+                tracing::warn!(request_id = %job.request_id, error = %e, "notification failed; will retry");
+                self.control
+                    .append_event(
+                        &job.request_id,
+                        &JobEvent::new("notified", "error", e.to_string()),
+                    )
+                    .await?;
+                self.control.release_notification(&job.request_id).await?;
+                Err(Retry(format!("notification failed: {e}")))
+            }
         }
     }
 
@@ -332,20 +384,17 @@ impl Poller {
                 request_id: job.request_id.clone(),
             });
         }
-        let object = job
-            .archive_object
-            .as_ref()
+        let DownloadLink {
+            url,
+            file_name,
+            expires_at,
+        } = super::presign_archive(self.objects.as_ref(), job, self.delivery.link_ttl)
+            .await?
             .ok_or_else(|| PortError::Rejected("succeeded job has no archive".into()))?;
-        let file_name = object.key.rsplit('/').next().unwrap_or(&object.key);
-        let url = self
-            .objects
-            .presign_get(object, self.delivery.link_ttl, file_name)
-            .await?;
-        let expires = chrono::DateTime::from_timestamp_millis(
-            now_ms() + self.delivery.link_ttl.as_millis() as i64,
-        )
-        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_default();
+        let file_name = file_name.as_str();
+        let expires = chrono::DateTime::from_timestamp_millis(expires_at)
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default();
         let rows = job.rows.unwrap_or(0);
         let size = human_size(job.bytes.unwrap_or(0));
         Ok(Email {
@@ -394,9 +443,26 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
+/// Whether an `s3://` URL names an object under `prefix`.
+fn within(url: &str, prefix: &ObjectRef) -> bool {
+    ObjectRef::parse_s3_url(url).is_some_and(|o| {
+        o.bucket == prefix.bucket && o.key.starts_with(&prefix.key) && !o.key.contains("/../")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn manifest_entries_must_stay_under_the_job_prefix() {
+        let prefix = ObjectRef::new("results", "exports/r1/");
+        assert!(within("s3://results/exports/r1/0000_part_00", &prefix));
+        assert!(!within("s3://results/exports/r2/0000_part_00", &prefix));
+        assert!(!within("s3://other/exports/r1/0000_part_00", &prefix));
+        assert!(!within("s3://results/exports/r1/../r2/x", &prefix));
+        assert!(!within("https://results/exports/r1/x", &prefix));
+    }
 
     #[test]
     fn sizes_and_escaping() {

@@ -1,5 +1,6 @@
 //! The `processor`: turns a queued job into a running UNLOAD statement.
 
+use super::Retry;
 use crate::catalog::Catalog;
 use crate::domain::{JobEvent, JobStatus, JobUpdate};
 use crate::messages::{PollMessage, StartJob};
@@ -8,17 +9,6 @@ use crate::settings::UnloadSettings;
 use crate::sql::{render_unload, UnloadOptions};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A message could not be handled now; leave it on the queue to be delivered again.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Retry(pub String);
-
-impl From<PortError> for Retry {
-    fn from(e: PortError) -> Self {
-        Retry(e.to_string())
-    }
-}
 
 pub struct Processor {
     pub catalog: Arc<Catalog>,
@@ -134,6 +124,7 @@ impl Processor {
         Ok(())
     }
 
+    /// Fails a job that never started, and hands it to the poller, which sends the notice.
     async fn fail(&self, request_id: &str, step: &str, message: String) -> Result<(), Retry> {
         tracing::warn!(request_id, step, error = %message, "job failed");
         let event = JobEvent::new(step, JobStatus::Failed.as_str(), message.clone());
@@ -141,7 +132,8 @@ impl Processor {
             error: Some(message),
             ..JobUpdate::default()
         };
-        self.control
+        if self
+            .control
             .transition(
                 request_id,
                 JobStatus::Queued,
@@ -149,7 +141,24 @@ impl Processor {
                 &update,
                 &event,
             )
-            .await?;
+            .await?
+        {
+            self.schedule_poll(request_id).await?;
+        }
         Ok(())
+    }
+
+    /// Called for a message on its last delivery whose handling failed again: the job cannot
+    /// be started, so it fails rather than wait forever behind a dead letter.
+    pub async fn give_up(&self, body: &str, reason: &str) -> Result<(), Retry> {
+        let Ok(StartJob { request_id }) = serde_json::from_str::<StartJob>(body) else {
+            return Ok(());
+        };
+        self.fail(
+            &request_id,
+            "start",
+            format!("gave up starting the export: {reason}"),
+        )
+        .await
     }
 }

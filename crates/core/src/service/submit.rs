@@ -260,11 +260,18 @@ impl Submissions {
                 request_id,
                 same_request: true,
             } => {
+                // The first request's job is gone only if queueing it failed and it was
+                // removed: there is nothing to return, so the caller should retry.
                 let status = self
                     .control
                     .get_job(&request_id)
                     .await?
-                    .map_or(JobStatus::Queued, |j| j.status);
+                    .map(|j| j.status)
+                    .ok_or_else(|| {
+                        ApiError::from(crate::ports::PortError::Unavailable(format!(
+                            "job {request_id} was not queued"
+                        )))
+                    })?;
                 return Ok(Submitted {
                     request_id,
                     status,
@@ -307,7 +314,7 @@ impl Submissions {
     pub async fn cancel(&self, owner: &Owner, request_id: &str) -> Result<Job, ApiError> {
         // The conditional write can lose to a worker moving the job on; re-read and retry.
         for _ in 0..5 {
-            let job = self.owned_job(owner, request_id).await?;
+            let job = super::owned_job(self.control.as_ref(), owner, request_id).await?;
             if job.status.is_terminal() {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
@@ -360,13 +367,6 @@ impl Submissions {
             "busy",
             "the job kept changing state; retry the cancel",
         ))
-    }
-
-    async fn owned_job(&self, owner: &Owner, request_id: &str) -> Result<Job, ApiError> {
-        match self.control.get_job(request_id).await? {
-            Some(job) if &job.owner == owner => Ok(job),
-            _ => Err(ApiError::job_not_found(request_id)),
-        }
     }
 }
 
