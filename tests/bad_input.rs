@@ -17,7 +17,7 @@ async fn leftovers(stack: &TestStack) -> (usize, u64) {
         .unwrap()
         .jobs
         .len();
-    let (queued, _) = stack.stack.store.depth(QueueName::Requests).unwrap();
+    let (queued, _) = stack.stack.store.depth(QueueName::Requests).await.unwrap();
     (jobs, queued)
 }
 

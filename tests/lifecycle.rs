@@ -126,7 +126,7 @@ async fn a_redelivered_start_message_starts_no_second_statement() {
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (waiting, dead) = store.depth(QueueName::Requests).unwrap();
+    let (waiting, dead) = store.depth(QueueName::Requests).await.unwrap();
     assert_eq!(
         (waiting, dead),
         (0, 0),

@@ -83,6 +83,7 @@ pub struct LocalStack {
     shutdown: CancellationToken,
     server: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
+    checkpointer: JoinHandle<()>,
 }
 
 /// What a worker runs for each message.
@@ -117,6 +118,8 @@ impl LocalStack {
             .with_context(|| format!("creating {}", dir.display()))?;
         let catalog = Arc::new(Catalog::load_dir(&config.sql_dir.join("catalog"))?);
         let store = SqliteStore::open(&dir.join("control.sqlite"), config.max_receives)?;
+        let checkpointer =
+            store.spawn_checkpointer(&dir.join("control.sqlite"), Duration::from_millis(100))?;
         let objects = FsObjectStore::open(&dir.join("objects"), &dir.join("link-signing.key"))?;
         let outbox = dir.join("outbox");
         let mailer = Arc::new(OutboxMailer::open(
@@ -236,6 +239,7 @@ impl LocalStack {
             shutdown,
             server,
             workers,
+            checkpointer,
         })
     }
 
@@ -251,6 +255,7 @@ impl LocalStack {
         }
         let _ = self.server.await;
         self.warehouse.halt();
+        self.checkpointer.abort();
     }
 
     /// Stops at once, as a crash would: work in hand is abandoned mid-step. Whatever was
@@ -261,6 +266,7 @@ impl LocalStack {
             worker.abort();
         }
         self.server.abort();
+        self.checkpointer.abort();
         self.warehouse.halt();
         for worker in self.workers {
             let _ = worker.await;
@@ -301,7 +307,7 @@ async fn work(
                     tokio::select! {
                         outcome = &mut handling => break outcome,
                         _ = heartbeat.tick() => {
-                            if let Err(e) = store.extend(&delivery.receipt, visibility) {
+                            if let Err(e) = store.extend(&delivery.receipt, visibility).await {
                                 tracing::warn!(queue = queue.as_str(), error = %e, "could not extend the message's visibility");
                             }
                         }
@@ -310,7 +316,7 @@ async fn work(
             };
             match outcome {
                 Ok(()) => {
-                    if let Err(e) = store.ack(&delivery.receipt) {
+                    if let Err(e) = store.ack(&delivery.receipt).await {
                         tracing::error!(queue = queue.as_str(), error = %e, "ack failed; the message will be handled again");
                     }
                 }
@@ -324,7 +330,7 @@ async fn work(
                         tracing::warn!(queue = queue.as_str(), message_id = delivery.id, receives = delivery.receive_count, %reason, "message will be retried");
                     }
                     let delay = Duration::from_secs(u64::from(delivery.receive_count).min(30));
-                    let _ = store.release(&delivery.receipt, delay);
+                    let _ = store.release(&delivery.receipt, delay).await;
                 }
             }
         }

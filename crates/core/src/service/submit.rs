@@ -208,7 +208,8 @@ impl Submissions {
             )
             .with_field("dataset")
         })?;
-        export.render(&request.params).map_err(|e| {
+        // Checking the values is enough here; the processor renders the statement.
+        export.bind(&request.params).map_err(|e| {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", e.message)
                 .with_field(e.field)
         })?;
