@@ -24,9 +24,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-/// The longest text value any parameter accepts, whatever its declared length: UNLOAD's whole
-/// statement is bounded, and a value this size is already far past any sensible lookup key.
-pub const MAX_TEXT_BYTES: usize = 4096;
+/// The longest text value (in characters) any parameter may declare: UNLOAD's whole statement
+/// is bounded, and a value this size is already far past any sensible lookup key.
+pub const MAX_TEXT_LENGTH: usize = 4096;
 /// The most items a list parameter accepts when its declaration does not say.
 pub const DEFAULT_MAX_ITEMS: usize = 1000;
 
@@ -425,8 +425,8 @@ impl ScalarType {
                         .map_err(|_| format!("max_length '{v}' is not a number"))?,
                     None => 256,
                 };
-                if max_length == 0 || max_length > MAX_TEXT_BYTES {
-                    return Err(format!("max_length must be 1..={MAX_TEXT_BYTES}"));
+                if max_length == 0 || max_length > MAX_TEXT_LENGTH {
+                    return Err(format!("max_length must be 1..={MAX_TEXT_LENGTH}"));
                 }
                 let pattern = modifiers
                     .remove("pattern")
