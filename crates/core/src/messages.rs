@@ -12,10 +12,11 @@ pub struct StartJob {
 /// event as EventBridge forwards it ("Redshift Data Statement Status Change").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PollMessage {
-    FollowUp { request_id: String, attempt: u32 },
+    FollowUp(FollowUp),
     StatementEvent(StatementEvent),
 }
 
+/// The poller's own look at a job's statement; `attempt` drives the backoff.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FollowUp {
     pub request_id: String,
@@ -63,23 +64,14 @@ impl PollMessage {
             }
             return Ok(PollMessage::StatementEvent(envelope.detail));
         }
-        let follow_up: FollowUp = serde_json::from_value(value)
-            .map_err(|e| format!("poll message has an unexpected shape: {e}"))?;
-        Ok(PollMessage::FollowUp {
-            request_id: follow_up.request_id,
-            attempt: follow_up.attempt,
-        })
+        serde_json::from_value(value)
+            .map(PollMessage::FollowUp)
+            .map_err(|e| format!("poll message has an unexpected shape: {e}"))
     }
 
     pub fn to_body(&self) -> String {
         match self {
-            PollMessage::FollowUp {
-                request_id,
-                attempt,
-            } => serde_json::to_string(&FollowUp {
-                request_id: request_id.clone(),
-                attempt: *attempt,
-            }),
+            PollMessage::FollowUp(follow_up) => serde_json::to_string(follow_up),
             PollMessage::StatementEvent(detail) => serde_json::to_string(&EventEnvelope {
                 source: STATEMENT_EVENT_SOURCE.into(),
                 detail_type: STATEMENT_EVENT_DETAIL_TYPE.into(),
@@ -96,10 +88,10 @@ mod tests {
 
     #[test]
     fn both_shapes_round_trip() {
-        let follow = PollMessage::FollowUp {
+        let follow = PollMessage::FollowUp(FollowUp {
             request_id: "r1".into(),
             attempt: 3,
-        };
+        });
         assert_eq!(PollMessage::parse(&follow.to_body()).unwrap(), follow);
         let event = PollMessage::StatementEvent(StatementEvent {
             statement_id: "s1".into(),

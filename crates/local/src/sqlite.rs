@@ -308,6 +308,40 @@ impl SqliteStore {
         .await
     }
 
+    /// Sets `notified_at` (only where it is unset) or clears it; true if a row changed.
+    async fn set_notified(&self, request_id: &str, at: Option<Millis>) -> PortResult<bool> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let condition = if at.is_some() {
+                "AND notified_at IS NULL"
+            } else {
+                ""
+            };
+            let text: Option<String> = tx
+                .query_row(
+                    &format!("SELECT job FROM jobs WHERE request_id = ?1 {condition}"),
+                    params![request_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(Ok(mut job)) = text.as_deref().map(decode_job) else {
+                return Ok(false);
+            };
+            job.notified_at = at;
+            tx.execute(
+                "UPDATE jobs SET notified_at = ?2, job = ?3 WHERE request_id = ?1",
+                params![
+                    request_id,
+                    at,
+                    serde_json::to_string(&job).expect("job serialises")
+                ],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
     fn insert_event(
         tx: &rusqlite::Transaction<'_>,
         request_id: &str,
@@ -456,57 +490,11 @@ impl ControlTable for SqliteStore {
     }
 
     async fn claim_notification(&self, request_id: &str, at: Millis) -> PortResult<bool> {
-        self.with_conn(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let text: Option<String> = tx
-                .query_row(
-                    "SELECT job FROM jobs WHERE request_id = ?1 AND notified_at IS NULL",
-                    params![request_id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(text) = text else { return Ok(false) };
-            let Ok(mut job) = decode_job(&text) else {
-                return Ok(false);
-            };
-            job.notified_at = Some(at);
-            tx.execute(
-                "UPDATE jobs SET notified_at = ?2, job = ?3 WHERE request_id = ?1",
-                params![
-                    request_id,
-                    at,
-                    serde_json::to_string(&job).expect("job serialises")
-                ],
-            )?;
-            tx.commit()?;
-            Ok(true)
-        })
-        .await
+        self.set_notified(request_id, Some(at)).await
     }
 
     async fn release_notification(&self, request_id: &str) -> PortResult<()> {
-        self.with_conn(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let text: Option<String> = tx
-                .query_row(
-                    "SELECT job FROM jobs WHERE request_id = ?1",
-                    params![request_id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(Ok(mut job)) = text.as_deref().map(decode_job) {
-                job.notified_at = None;
-                tx.execute(
-                    "UPDATE jobs SET notified_at = NULL, job = ?2 WHERE request_id = ?1",
-                    params![
-                        request_id,
-                        serde_json::to_string(&job).expect("job serialises")
-                    ],
-                )?;
-            }
-            tx.commit()
-        })
-        .await
+        self.set_notified(request_id, None).await.map(drop)
     }
 
     async fn list_jobs(
@@ -549,5 +537,86 @@ impl ControlTable for SqliteStore {
             None
         };
         Ok(JobPage { jobs, next })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn messages_hide_reappear_and_go_to_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("q.sqlite"), 2).unwrap();
+        let q = QueueName::Requests;
+        store.send(q, "a", Duration::ZERO).await.unwrap();
+        store
+            .send(q, "later", Duration::from_secs(60))
+            .await
+            .unwrap();
+
+        // Received: hidden for the visibility timeout; the delayed one is not yet visible.
+        let first = store
+            .receive_now(q, 10, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            first.iter().map(|d| d.body.as_str()).collect::<Vec<_>>(),
+            ["a"]
+        );
+        assert!(store
+            .receive_now(q, 10, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty());
+
+        // Not acknowledged: released, it is delivered again, counting receives.
+        store
+            .release(&first[0].receipt, Duration::ZERO)
+            .await
+            .unwrap();
+        let second = store.receive_now(q, 10, Duration::ZERO).await.unwrap();
+        assert_eq!((second[0].body.as_str(), second[0].receive_count), ("a", 2));
+        // A stale receipt acknowledges nothing.
+        store.ack(&first[0].receipt).await.unwrap();
+        assert_eq!(store.depth(q).await.unwrap(), (2, 0));
+
+        // Past max_receives, the next receive moves it to the dead-letter table instead.
+        assert!(store
+            .receive_now(q, 10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(store.depth(q).await.unwrap(), (1, 1));
+
+        // Acknowledged messages are gone.
+        store.send(q, "b", Duration::ZERO).await.unwrap();
+        let b = store.receive_now(q, 10, Duration::ZERO).await.unwrap();
+        store.ack(&b[0].receipt).await.unwrap();
+        assert_eq!(store.depth(q).await.unwrap(), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn receive_waits_for_a_message_sent_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("q.sqlite"), 5).unwrap();
+        let sender = store.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            sender
+                .send(QueueName::Polls, "p", Duration::ZERO)
+                .await
+                .unwrap();
+        });
+        let got = store
+            .receive(
+                QueueName::Polls,
+                1,
+                Duration::from_secs(30),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(got[0].body, "p");
     }
 }

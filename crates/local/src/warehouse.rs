@@ -132,13 +132,13 @@ impl Inner {
     }
 
     fn spawn(this: &Arc<Inner>, id: String) {
+        // Registered under the lock the task takes to deregister itself, so a statement that
+        // ends at once cannot leave a stale entry behind.
+        let mut running = this.running.lock().expect("running lock");
         let inner = Arc::clone(this);
         let task_id = id.clone();
         let handle = tokio::spawn(async move { inner.run(&task_id).await });
-        this.running
-            .lock()
-            .expect("running lock")
-            .insert(id, handle.abort_handle());
+        running.insert(id, handle.abort_handle());
     }
 
     /// Moves an unfinished statement to `state`; false if it had already ended.
@@ -162,12 +162,12 @@ impl Inner {
         if !self.queue_delay.is_zero() {
             tokio::time::sleep(self.queue_delay).await;
         }
-        let outcome = match self.load_sql(id) {
-            Ok(sql) => {
+        let (outcome, name) = match self.load_statement(id) {
+            Ok((sql, name)) => {
                 let _ = self.set_state(id, StatementState::Started, None, None);
-                self.unload(&sql).await
+                (self.unload(&sql).await, name)
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => (Err(e.to_string()), None),
         };
         self.running.lock().expect("running lock").remove(id);
         let (state, rows, error) = match outcome {
@@ -177,6 +177,7 @@ impl Inner {
         match self.set_state(id, state, rows, error.as_deref()) {
             Ok(true) => {
                 tracing::info!(
+                    request_id = name.as_deref().unwrap_or(""),
                     statement_id = id,
                     state = state.as_str(),
                     rows,
@@ -192,12 +193,13 @@ impl Inner {
         }
     }
 
-    fn load_sql(&self, id: &str) -> PortResult<String> {
+    /// The statement's text and name (the request id).
+    fn load_statement(&self, id: &str) -> PortResult<(String, Option<String>)> {
         self.with_db(|db| {
             db.query_row(
-                "SELECT sql FROM statements WHERE id = ?1",
+                "SELECT sql, name FROM statements WHERE id = ?1",
                 params![id],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
         })
     }

@@ -10,7 +10,7 @@ pub use process::Processor;
 pub use query::Queries;
 pub use submit::{ExportRequest, Submissions, Submitted};
 
-use crate::domain::{now_ms, Job, Millis, Owner};
+use crate::domain::{now_ms, Job, JobEvent, JobStatus, JobUpdate, Millis, Owner};
 use crate::error::ApiError;
 use crate::ports::{ControlTable, ObjectStore, PortError};
 use std::time::Duration;
@@ -37,6 +37,35 @@ pub async fn owned_job(
         Some(job) if &job.owner == owner => Ok(job),
         _ => Err(ApiError::job_not_found(request_id)),
     }
+}
+
+/// Records that the job's statement started: QUEUED → RUNNING with its id, only from QUEUED.
+/// The processor does this after starting the statement; the poller does it when the
+/// statement's end overtakes the processor's write. Returns the update if this call won.
+pub async fn record_start(
+    control: &dyn ControlTable,
+    request_id: &str,
+    statement_id: &str,
+) -> Result<Option<(JobUpdate, Millis)>, PortError> {
+    let event = JobEvent::new(
+        "started",
+        JobStatus::Running.as_str(),
+        format!("statement {statement_id} started"),
+    );
+    let update = JobUpdate {
+        statement_id: Some(statement_id.to_owned()),
+        ..JobUpdate::default()
+    };
+    let won = control
+        .transition(
+            request_id,
+            JobStatus::Queued,
+            JobStatus::Running,
+            &update,
+            &event,
+        )
+        .await?;
+    Ok(won.then_some((update, event.at)))
 }
 
 /// A freshly presigned link to a job's archive.

@@ -3,7 +3,7 @@
 use super::{DownloadLink, Retry};
 use crate::archive;
 use crate::domain::{now_ms, Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef};
-use crate::messages::PollMessage;
+use crate::messages::{FollowUp, PollMessage};
 use crate::ports::{
     ControlTable, Email, Mailer, ObjectStore, PortError, QueueName, QueueSender, StatementState,
     Warehouse,
@@ -37,10 +37,10 @@ impl Poller {
     /// wins is the only one that goes on.
     pub async fn handle(&self, body: &str) -> Result<(), Retry> {
         let (request_id, attempt, event) = match PollMessage::parse(body).map_err(Retry)? {
-            PollMessage::FollowUp {
+            PollMessage::FollowUp(FollowUp {
                 request_id,
                 attempt,
-            } => (request_id, Some(attempt), None),
+            }) => (request_id, Some(attempt), None),
             PollMessage::StatementEvent(event) => match event.statement_name.clone() {
                 Some(name) => (name, None, Some(event)),
                 None => {
@@ -58,31 +58,20 @@ impl Poller {
                 // The statement ended before the processor recorded RUNNING: the event names
                 // the statement, so record the start here and carry on.
                 Some(event) => {
-                    let started = JobEvent::new(
-                        "started",
-                        JobStatus::Running.as_str(),
-                        format!("statement {} started", event.statement_id),
-                    );
-                    let update = JobUpdate {
-                        statement_id: Some(event.statement_id.clone()),
-                        ..JobUpdate::default()
-                    };
-                    if self
-                        .control
-                        .transition(
-                            &request_id,
-                            JobStatus::Queued,
-                            JobStatus::Running,
-                            &update,
-                            &started,
-                        )
-                        .await?
+                    match super::record_start(
+                        self.control.as_ref(),
+                        &request_id,
+                        &event.statement_id,
+                    )
+                    .await?
                     {
-                        let mut job = job;
-                        job.apply(JobStatus::Running, &update, started.at);
-                        return self.follow(job, None).await;
+                        Some((update, at)) => {
+                            let mut job = job;
+                            job.apply(JobStatus::Running, &update, at);
+                            self.follow(job, None).await
+                        }
+                        None => Ok(()),
                     }
-                    Ok(())
                 }
                 None => Ok(()),
             },
@@ -173,10 +162,10 @@ impl Poller {
     async fn follow_up_later(&self, request_id: &str, attempt: Option<u32>) -> Result<(), Retry> {
         if let Some(attempt) = attempt {
             let next = attempt.saturating_add(1);
-            let poll = PollMessage::FollowUp {
+            let poll = PollMessage::FollowUp(FollowUp {
                 request_id: request_id.to_owned(),
                 attempt: next,
-            };
+            });
             self.queue
                 .send(
                     QueueName::Polls,
@@ -302,7 +291,7 @@ impl Poller {
     /// flight fails with the reason, rather than wait forever behind a dead letter.
     pub async fn give_up(&self, body: &str, reason: &str) -> Result<(), Retry> {
         let request_id = match PollMessage::parse(body) {
-            Ok(PollMessage::FollowUp { request_id, .. }) => request_id,
+            Ok(PollMessage::FollowUp(follow_up)) => follow_up.request_id,
             Ok(PollMessage::StatementEvent(event)) => match event.statement_name {
                 Some(name) => name,
                 None => return Ok(()),

@@ -3,7 +3,7 @@
 use super::Retry;
 use crate::catalog::Catalog;
 use crate::domain::{JobEvent, JobStatus, JobUpdate};
-use crate::messages::{PollMessage, StartJob};
+use crate::messages::{FollowUp, PollMessage, StartJob};
 use crate::ports::{ControlTable, PortError, QueueName, QueueSender, StatementRequest, Warehouse};
 use crate::settings::UnloadSettings;
 use crate::sql::{render_unload, UnloadOptions};
@@ -74,25 +74,9 @@ impl Processor {
             }
             Err(e) => return Err(e.into()),
         };
-        let event = JobEvent::new(
-            "started",
-            JobStatus::Running.as_str(),
-            format!("statement {statement_id} started"),
-        );
-        let update = JobUpdate {
-            statement_id: Some(statement_id.clone()),
-            ..JobUpdate::default()
-        };
-        if self
-            .control
-            .transition(
-                &request_id,
-                JobStatus::Queued,
-                JobStatus::Running,
-                &update,
-                &event,
-            )
+        if super::record_start(self.control.as_ref(), &request_id, &statement_id)
             .await?
+            .is_some()
         {
             tracing::info!(request_id, statement_id, "statement started");
             return self.schedule_poll(&request_id).await;
@@ -114,10 +98,10 @@ impl Processor {
     }
 
     async fn schedule_poll(&self, request_id: &str) -> Result<(), Retry> {
-        let poll = PollMessage::FollowUp {
+        let poll = PollMessage::FollowUp(FollowUp {
             request_id: request_id.to_owned(),
             attempt: 0,
-        };
+        });
         self.queue
             .send(QueueName::Polls, &poll.to_body(), self.first_poll_delay)
             .await?;
