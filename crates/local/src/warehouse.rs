@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS statements (
     rows         INTEGER,
     error        TEXT,
     created_at   INTEGER NOT NULL,
-    updated_at   INTEGER NOT NULL
+    updated_at   INTEGER NOT NULL,
+    with_event   INTEGER NOT NULL DEFAULT 1
 );";
 
 const UNFINISHED: &str = "('SUBMITTED', 'PICKED', 'STARTED')";
@@ -75,6 +76,15 @@ impl DataFusionWarehouse {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        // Statement logs written before `with_event` existed: every statement emitted events.
+        let has_with_event = conn
+            .prepare("SELECT 1 FROM pragma_table_info('statements') WHERE name = 'with_event'")?
+            .exists([])?;
+        if !has_with_event {
+            conn.execute_batch(
+                "ALTER TABLE statements ADD COLUMN with_event INTEGER NOT NULL DEFAULT 1",
+            )?;
+        }
         Ok(DataFusionWarehouse {
             inner: Arc::new(Inner {
                 ctx,
@@ -204,18 +214,18 @@ impl Inner {
         })
     }
 
-    /// Puts the status-change event on the polls queue, shaped as EventBridge delivers it.
+    /// Puts the status-change event on the polls queue, shaped as EventBridge delivers it,
+    /// if the statement asked for events.
     async fn emit(&self, id: &str, state: StatementState, rows: Option<u64>) {
-        let name: Option<String> = self
-            .with_db(|db| {
-                db.query_row(
-                    "SELECT name FROM statements WHERE id = ?1",
-                    params![id],
-                    |r| r.get(0),
-                )
-            })
-            .ok()
-            .flatten();
+        let Ok((name, true)) = self.with_db(|db| {
+            db.query_row(
+                "SELECT name, with_event FROM statements WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, bool>(1)?)),
+            )
+        }) else {
+            return;
+        };
         let event = PollMessage::StatementEvent(StatementEvent {
             statement_id: id.to_owned(),
             statement_name: name,
@@ -280,9 +290,19 @@ impl Inner {
     }
 }
 
-#[async_trait]
-impl Warehouse for DataFusionWarehouse {
-    async fn execute(&self, request: &StatementRequest) -> PortResult<String> {
+/// A statement as the log records it, for a Data API `DescribeStatement`.
+#[derive(Clone, Debug)]
+pub struct StatementDetails {
+    pub sql: String,
+    pub name: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl DataFusionWarehouse {
+    /// Starts `request` (or returns the statement its client token already started);
+    /// `with_event` says whether its end is announced on the events queue.
+    pub async fn start(&self, request: &StatementRequest, with_event: bool) -> PortResult<String> {
         let inner = &self.inner;
         let existing: Option<(String, String)> = inner.with_db(|db| {
             db.query_row(
@@ -302,12 +322,37 @@ impl Warehouse for DataFusionWarehouse {
         let now = now_ms();
         inner.with_db(|db| {
             db.execute(
-                "INSERT INTO statements (id, client_token, name, sql, state, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'SUBMITTED', ?5, ?5)",
-                params![id, request.client_token, request.name, request.sql, now],
+                "INSERT INTO statements (id, client_token, name, sql, state, created_at, updated_at, with_event) VALUES (?1, ?2, ?3, ?4, 'SUBMITTED', ?5, ?5, ?6)",
+                params![id, request.client_token, request.name, request.sql, now, with_event],
             )
         })?;
         Inner::spawn(inner, id.clone());
         Ok(id)
+    }
+
+    pub fn details(&self, statement_id: &str) -> PortResult<Option<StatementDetails>> {
+        self.inner.with_db(|db| {
+            db.query_row(
+                "SELECT sql, name, created_at, updated_at FROM statements WHERE id = ?1",
+                params![statement_id],
+                |r| {
+                    Ok(StatementDetails {
+                        sql: r.get(0)?,
+                        name: r.get(1)?,
+                        created_at: r.get(2)?,
+                        updated_at: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+}
+
+#[async_trait]
+impl Warehouse for DataFusionWarehouse {
+    async fn execute(&self, request: &StatementRequest) -> PortResult<String> {
+        self.start(request, true).await
     }
 
     async fn describe(&self, statement_id: &str) -> PortResult<StatementStatus> {

@@ -1,0 +1,271 @@
+//! Each function's state, built once at init from the environment: the services of
+//! `export-core` over the AWS adapters. A function reads only the variables it uses.
+
+use crate::dynamodb::DynamoControlTable;
+use crate::env::Env;
+use crate::redshift::{ClusterCredentials, DataApiWarehouse, Target};
+use crate::s3::{S3ObjectStore, MAX_LINK_TTL};
+use crate::ses::SesMailer;
+use crate::sqs::{SqsQueues, MAX_DELAY};
+use aws_config::SdkConfig;
+use export_core::catalog::Catalog;
+use export_core::service::{Poller, Processor, Queries, Submissions};
+use export_core::settings::{DeliverySettings, MailSettings, UnloadSettings};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The SDK clients, from one shared configuration (credentials, region, endpoints).
+#[derive(Clone)]
+pub struct Clients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub redshift: aws_sdk_redshiftdata::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub ses: aws_sdk_sesv2::Client,
+}
+
+impl Clients {
+    /// Loads the SDK configuration the standard way: environment, profile, container or
+    /// instance credentials; `AWS_ENDPOINT_URL[_<SERVICE>]` for endpoints.
+    pub async fn from_environment() -> Clients {
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        // Emulators and most S3-compatible endpoints serve buckets by path, not by host name.
+        let custom_endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
+        Clients::new(&sdk, custom_endpoint)
+    }
+
+    pub fn new(sdk: &SdkConfig, s3_path_style: bool) -> Clients {
+        let s3 = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(s3_path_style)
+            .build();
+        Clients {
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            redshift: aws_sdk_redshiftdata::Client::new(sdk),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            ses: aws_sdk_sesv2::Client::new(sdk),
+        }
+    }
+}
+
+fn catalog() -> Arc<Catalog> {
+    // Checked by the test suite; a build whose catalogue does not parse cannot ship.
+    Arc::new(crate::catalog::load().expect("the embedded catalogue parses"))
+}
+
+fn control(env: &mut Env, clients: &Clients) -> Arc<DynamoControlTable> {
+    let table = env.required("CONTROL_TABLE");
+    let days: u64 = env.parsed("JOB_RETENTION_DAYS", 30);
+    Arc::new(DynamoControlTable::new(
+        clients.dynamodb.clone(),
+        table,
+        Duration::from_secs(days * 24 * 3600),
+    ))
+}
+
+fn warehouse(env: &mut Env, clients: &Clients) -> Arc<DataApiWarehouse> {
+    let database = env.required("REDSHIFT_DATABASE");
+    let secret = env.optional("REDSHIFT_SECRET_ARN");
+    let target = match (
+        env.optional("REDSHIFT_CLUSTER_ID"),
+        env.optional("REDSHIFT_WORKGROUP"),
+    ) {
+        (Some(cluster_id), None) => {
+            let credentials = match (secret, env.optional("REDSHIFT_DB_USER")) {
+                (Some(arn), _) => ClusterCredentials::SecretArn(arn),
+                (None, Some(user)) => ClusterCredentials::DbUser(user),
+                (None, None) => {
+                    env.note_missing("REDSHIFT_SECRET_ARN or REDSHIFT_DB_USER");
+                    ClusterCredentials::DbUser(String::new())
+                }
+            };
+            Target::Cluster {
+                cluster_id,
+                credentials,
+            }
+        }
+        (None, Some(name)) => Target::Workgroup {
+            name,
+            secret_arn: secret,
+        },
+        (Some(_), Some(_)) => {
+            env.note_invalid(
+                "REDSHIFT_CLUSTER_ID",
+                "set either it or REDSHIFT_WORKGROUP, not both",
+            );
+            Target::Workgroup {
+                name: String::new(),
+                secret_arn: None,
+            }
+        }
+        (None, None) => {
+            env.note_missing("REDSHIFT_CLUSTER_ID or REDSHIFT_WORKGROUP");
+            Target::Workgroup {
+                name: String::new(),
+                secret_arn: None,
+            }
+        }
+    };
+    Arc::new(DataApiWarehouse::new(
+        clients.redshift.clone(),
+        target,
+        database,
+    ))
+}
+
+fn queues(env: &mut Env, clients: &Clients, requests: bool, polls: bool) -> Arc<SqsQueues> {
+    let requests = requests.then(|| env.required("REQUESTS_QUEUE_URL"));
+    let polls = polls.then(|| env.required("POLLS_QUEUE_URL"));
+    Arc::new(SqsQueues::new(clients.sqs.clone(), requests, polls))
+}
+
+fn unload_settings(env: &mut Env) -> UnloadSettings {
+    let max_file_size_mb: u32 = env.parsed("MAX_FILE_SIZE_MB", 256);
+    if !(5..=6200).contains(&max_file_size_mb) {
+        env.note_invalid("MAX_FILE_SIZE_MB", "Redshift accepts 5 to 6200");
+    }
+    UnloadSettings {
+        results_bucket: env.required("RESULTS_BUCKET"),
+        results_prefix: prefix(env.optional("RESULTS_PREFIX"), "exports/"),
+        iam_role: env.required("UNLOAD_IAM_ROLE"),
+        max_file_size_mb,
+    }
+}
+
+/// A key prefix that ends in `/` (or is empty).
+fn prefix(value: Option<String>, default: &str) -> String {
+    match value {
+        None => default.to_owned(),
+        Some(p) if p.ends_with('/') => p,
+        Some(p) => format!("{p}/"),
+    }
+}
+
+fn link_ttl(env: &mut Env) -> Duration {
+    env.seconds("LINK_TTL_SECONDS", 86_400, MAX_LINK_TTL.as_secs())
+}
+
+fn delivery_settings(env: &mut Env) -> DeliverySettings {
+    let poll_initial_delay = env.seconds("POLL_INITIAL_DELAY_SECONDS", 5, MAX_DELAY.as_secs());
+    let poll_max_delay = env.seconds("POLL_MAX_DELAY_SECONDS", 60, MAX_DELAY.as_secs());
+    if poll_max_delay < poll_initial_delay {
+        env.note_invalid(
+            "POLL_MAX_DELAY_SECONDS",
+            "must not be below POLL_INITIAL_DELAY_SECONDS",
+        );
+    }
+    let default_recipients = env.list("DEFAULT_RECIPIENTS");
+    if default_recipients.is_empty() {
+        env.note_missing("DEFAULT_RECIPIENTS");
+    }
+    DeliverySettings {
+        downloads_bucket: env.required("DOWNLOADS_BUCKET"),
+        downloads_prefix: prefix(env.optional("DOWNLOADS_PREFIX"), "archives/"),
+        link_ttl: link_ttl(env),
+        poll_initial_delay,
+        poll_max_delay,
+        packaging_lease: env.seconds("PACKAGING_LEASE_SECONDS", 600, 86_400),
+        mail: MailSettings {
+            allowed_recipients: env.list("NOTIFY_ALLOWLIST"),
+            default_recipients,
+        },
+    }
+}
+
+/// `receiver`: submit and cancel.
+pub fn receiver(env: &mut Env, clients: &Clients) -> Arc<Submissions> {
+    Arc::new(Submissions {
+        catalog: catalog(),
+        control: control(env, clients),
+        queue: queues(env, clients, true, false),
+        warehouse: warehouse(env, clients),
+    })
+}
+
+/// `status`: a job, its history, its link, the caller's jobs, the catalogue.
+pub fn status(env: &mut Env, clients: &Clients) -> Arc<Queries> {
+    Arc::new(Queries {
+        catalog: catalog(),
+        control: control(env, clients),
+        objects: Arc::new(S3ObjectStore::new(clients.s3.clone())),
+        link_ttl: link_ttl(env),
+    })
+}
+
+/// `processor`: renders and starts each queued job's UNLOAD.
+pub fn processor(env: &mut Env, clients: &Clients) -> Arc<Processor> {
+    Arc::new(Processor {
+        catalog: catalog(),
+        control: control(env, clients),
+        warehouse: warehouse(env, clients),
+        queue: queues(env, clients, false, true),
+        unload: unload_settings(env),
+        first_poll_delay: env.seconds("POLL_INITIAL_DELAY_SECONDS", 5, MAX_DELAY.as_secs()),
+    })
+}
+
+/// `poller`: follows statements, packages, presigns and mails.
+pub fn poller(env: &mut Env, clients: &Clients) -> Arc<Poller> {
+    let sender = env.required("SENDER_EMAIL");
+    Arc::new(Poller {
+        control: control(env, clients),
+        warehouse: warehouse(env, clients),
+        objects: Arc::new(S3ObjectStore::new(clients.s3.clone())),
+        mailer: Arc::new(SesMailer::new(
+            clients.ses.clone(),
+            sender,
+            env.optional("SES_CONFIGURATION_SET"),
+        )),
+        queue: queues(env, clients, false, true),
+        unload: unload_settings(env),
+        delivery: delivery_settings(env),
+    })
+}
+
+/// Receives after which a failing message is given up on; the queue's redrive policy
+/// (`maxReceiveCount`) must say the same.
+pub fn max_receives(env: &mut Env) -> u32 {
+    env.parsed("MAX_RECEIVE_COUNT", 5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_missing_variable_is_named_at_once() {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let clients = Clients::new(&sdk, false);
+        let mut env = Env::from_pairs([("REDSHIFT_CLUSTER_ID", "c1")]);
+        poller(&mut env, &clients);
+        let error = env.finish().unwrap_err();
+        for name in [
+            "SENDER_EMAIL",
+            "CONTROL_TABLE",
+            "REDSHIFT_DATABASE",
+            "REDSHIFT_SECRET_ARN or REDSHIFT_DB_USER",
+            "POLLS_QUEUE_URL",
+            "RESULTS_BUCKET",
+            "UNLOAD_IAM_ROLE",
+            "DEFAULT_RECIPIENTS",
+            "DOWNLOADS_BUCKET",
+        ] {
+            assert!(
+                error.missing.iter().any(|m| m == name),
+                "{name} not in {error}"
+            );
+        }
+        assert!(error.invalid.is_empty(), "{error}");
+    }
+
+    #[test]
+    fn the_embedded_catalogue_parses() {
+        let catalog = crate::catalog::load().unwrap();
+        assert!(catalog.get("product_detail").is_some());
+        assert_eq!(catalog.names().len(), crate::catalog::sources().len());
+    }
+}

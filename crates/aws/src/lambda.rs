@@ -1,0 +1,218 @@
+//! What the four `main`s share: JSON logs, API Gateway requests into the API's router with the
+//! caller's IAM identity, and SQS batches into a service with partial batch failures.
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use axum::body::Body;
+use axum::Router;
+use export_core::domain::Owner;
+use export_core::http::Caller;
+use export_core::messages::{PollMessage, StartJob};
+use export_core::service::{Poller, Processor, Retry};
+use export_core::ApiError;
+use lambda_http::request::RequestContext;
+use lambda_http::RequestExt;
+use lambda_runtime::LambdaEvent;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tower::ServiceExt;
+use tracing::Instrument;
+
+pub use lambda_runtime::Error;
+
+/// One JSON object per line on stdout (CloudWatch Logs), with the fields of the current span
+/// (the Lambda request id, and the job's request id where one is known) flattened in.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| {
+            tracing_subscriber::EnvFilter::try_new(
+                std::env::var("AWS_LAMBDA_LOG_LEVEL")
+                    .unwrap_or_else(|_| "info".into())
+                    .to_lowercase(),
+            )
+        })
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_target(false)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+/// Answers one API Gateway request with `router`. API Gateway has already checked the SigV4
+/// signature (IAM auth); the caller's ARN it reports becomes the [`Caller`].
+pub async fn answer(router: Router, request: lambda_http::Request) -> http::Response<Body> {
+    let caller = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(context)) => context.identity.user_arn.clone(),
+        _ => None,
+    };
+    let api_request_id = request
+        .request_context_ref()
+        .and_then(|c| match c {
+            RequestContext::ApiGatewayV1(context) => context.request_id.clone(),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let span = tracing::info_span!("request", api_request_id = %api_request_id);
+    async move {
+        let Some(arn) = caller.filter(|a| !a.is_empty()) else {
+            tracing::warn!(
+                "request without an IAM identity; is the route's authorisation AWS_IAM?"
+            );
+            return axum::response::IntoResponse::into_response(ApiError::forbidden(
+                "the request carries no IAM identity",
+            ));
+        };
+        // lambda_http puts the stage in front of the path (`/prod/exports`); the API's routes
+        // are the resource paths API Gateway matched, without it.
+        let raw_path = request.raw_http_path().to_owned();
+        let (mut parts, body) = request.into_parts();
+        if raw_path.starts_with('/') {
+            let query = parts
+                .uri
+                .query()
+                .map(|q| format!("?{q}"))
+                .unwrap_or_default();
+            match format!("{raw_path}{query}").parse() {
+                Ok(uri) => parts.uri = uri,
+                Err(_) => {
+                    return axum::response::IntoResponse::into_response(ApiError::invalid(
+                        "",
+                        "the request path is not a valid URI",
+                    ))
+                }
+            }
+        }
+        parts.extensions.insert(Caller(Owner(arn)));
+        let request = http::Request::from_parts(parts, Body::new(body));
+        let response = router.oneshot(request).await.unwrap_or_else(|e| match e {});
+        tracing::info!(status = response.status().as_u16(), "answered");
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// Serves API Gateway events with `router` until the runtime stops.
+pub async fn serve_http(router: Router) -> Result<(), Error> {
+    lambda_http::run(tower::service_fn(move |request| {
+        let router = router.clone();
+        async move { Ok::<_, Infallible>(answer(router, request).await) }
+    }))
+    .await
+}
+
+/// A service fed by a queue: handles a message, and fails its job on the last delivery.
+#[async_trait]
+pub trait QueueConsumer: Send + Sync {
+    async fn handle(&self, body: &str) -> Result<(), Retry>;
+    async fn give_up(&self, body: &str, reason: &str) -> Result<(), Retry>;
+    /// The job a message is about, for the log lines.
+    fn request_id(&self, body: &str) -> Option<String>;
+}
+
+#[async_trait]
+impl QueueConsumer for Processor {
+    async fn handle(&self, body: &str) -> Result<(), Retry> {
+        Processor::handle(self, body).await
+    }
+    async fn give_up(&self, body: &str, reason: &str) -> Result<(), Retry> {
+        Processor::give_up(self, body, reason).await
+    }
+    fn request_id(&self, body: &str) -> Option<String> {
+        serde_json::from_str::<StartJob>(body)
+            .ok()
+            .map(|m| m.request_id)
+    }
+}
+
+#[async_trait]
+impl QueueConsumer for Poller {
+    async fn handle(&self, body: &str) -> Result<(), Retry> {
+        Poller::handle(self, body).await
+    }
+    async fn give_up(&self, body: &str, reason: &str) -> Result<(), Retry> {
+        Poller::give_up(self, body, reason).await
+    }
+    fn request_id(&self, body: &str) -> Option<String> {
+        match PollMessage::parse(body).ok()? {
+            PollMessage::FollowUp(follow_up) => Some(follow_up.request_id),
+            PollMessage::StatementEvent(event) => event.statement_name,
+        }
+    }
+}
+
+/// Handles every message of the batch (concurrently) and reports the ones to deliver again,
+/// so one bad message never re-runs the others (`ReportBatchItemFailures`). A message that
+/// fails on its `max_receives`-th delivery fails its job first; it is still reported, so the
+/// queue moves it to the dead-letter queue where an alarm sees it.
+pub async fn handle_batch(
+    consumer: &dyn QueueConsumer,
+    event: SqsEvent,
+    max_receives: u32,
+) -> SqsBatchResponse {
+    let outcomes = futures::future::join_all(
+        event
+            .records
+            .iter()
+            .map(|message| handle_message(consumer, message, max_receives)),
+    )
+    .await;
+    let mut response = SqsBatchResponse::default();
+    for (message, ok) in event.records.iter().zip(outcomes) {
+        if !ok {
+            response.add_failure(message.message_id.clone().unwrap_or_default());
+        }
+    }
+    response
+}
+
+async fn handle_message(
+    consumer: &dyn QueueConsumer,
+    message: &SqsMessage,
+    max_receives: u32,
+) -> bool {
+    let body = message.body.as_deref().unwrap_or("");
+    let request_id = consumer.request_id(body).unwrap_or_default();
+    let message_id = message.message_id.as_deref().unwrap_or("");
+    let receives: u32 = message
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let span = tracing::info_span!("message", request_id = %request_id, message_id, receives);
+    async move {
+        match consumer.handle(body).await {
+            Ok(()) => true,
+            Err(Retry(reason)) if receives >= max_receives => {
+                tracing::error!(%reason, "last delivery failed; giving up on the job");
+                if let Err(e) = consumer.give_up(body, &reason).await {
+                    tracing::error!(error = %e, "could not fail the job");
+                }
+                false
+            }
+            Err(Retry(reason)) => {
+                tracing::warn!(%reason, "message will be delivered again");
+                false
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Serves SQS batches with `consumer` until the runtime stops.
+pub async fn serve_queue(consumer: Arc<dyn QueueConsumer>, max_receives: u32) -> Result<(), Error> {
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<SqsEvent>| {
+            let consumer = consumer.clone();
+            async move {
+                Ok::<_, Error>(handle_batch(consumer.as_ref(), event.payload, max_receives).await)
+            }
+        },
+    ))
+    .await
+}

@@ -1,0 +1,243 @@
+//! The object store on S3: UNLOAD's parts are read from the results bucket, archives are
+//! written to the downloads bucket by multipart upload with one part in memory at a time,
+//! and handed out as SigV4 presigned GETs.
+
+use crate::error::port_error;
+use async_trait::async_trait;
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use bytes::{Bytes, BytesMut};
+use export_core::domain::ObjectRef;
+use export_core::ports::{ByteStream, ObjectStore, PortError, PortResult, Upload};
+use futures::StreamExt;
+use std::time::Duration;
+
+/// S3 SigV4 presigned URLs live at most seven days.
+pub const MAX_LINK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Parts are 8 MiB: well above S3's 5 MiB minimum, small enough to keep a Lambda's memory
+/// flat. Past every 1,000 parts the size doubles, so S3's 10,000-part cap is never met.
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct S3ObjectStore {
+    client: Client,
+}
+
+impl S3ObjectStore {
+    pub fn new(client: Client) -> Self {
+        S3ObjectStore { client }
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3ObjectStore {
+    async fn get(&self, object: &ObjectRef) -> PortResult<ByteStream> {
+        let output = self
+            .client
+            .get_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error().is_some_and(|e| e.is_no_such_key()) {
+                    PortError::NotFound(object.s3_url())
+                } else {
+                    port_error("GetObject", e)
+                }
+            })?;
+        let url = object.s3_url();
+        let stream = futures::stream::unfold(Some(output.body), move |body| {
+            let url = url.clone();
+            async move {
+                let mut body: SdkByteStream = body?;
+                match body.next().await {
+                    None => None,
+                    Some(Ok(chunk)) => Some((Ok(chunk), Some(body))),
+                    Some(Err(e)) => Some((
+                        Err(PortError::Unavailable(format!("reading {url}: {e}"))),
+                        None,
+                    )),
+                }
+            }
+        });
+        Ok(stream.boxed())
+    }
+
+    async fn put(&self, object: &ObjectRef, body: Bytes, content_type: &str) -> PortResult<()> {
+        self.client
+            .put_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .content_type(content_type)
+            .body(SdkByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| port_error("PutObject", e))?;
+        Ok(())
+    }
+
+    async fn start_upload(
+        &self,
+        object: &ObjectRef,
+        content_type: &str,
+    ) -> PortResult<Box<dyn Upload>> {
+        Ok(Box::new(S3Upload {
+            client: self.client.clone(),
+            object: object.clone(),
+            content_type: content_type.to_owned(),
+            upload_id: None,
+            buffer: BytesMut::new(),
+            parts: Vec::new(),
+            size: 0,
+        }))
+    }
+
+    async fn presign_get(
+        &self,
+        object: &ObjectRef,
+        expires_in: Duration,
+        file_name: &str,
+    ) -> PortResult<String> {
+        let config = PresigningConfig::expires_in(expires_in.min(MAX_LINK_TTL))
+            .map_err(|e| PortError::Rejected(format!("presigning: {e}")))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .response_content_disposition(format!(
+                "attachment; filename=\"{}\"",
+                file_name.replace(['"', '\\'], "_")
+            ))
+            .presigned(config)
+            .await
+            .map_err(|e| port_error("GetObject (presign)", e))?;
+        Ok(request.uri().to_owned())
+    }
+}
+
+/// An object written in parts. Nothing is sent until a whole part is buffered; an object that
+/// never fills one is written with a single PUT instead.
+struct S3Upload {
+    client: Client,
+    object: ObjectRef,
+    content_type: String,
+    upload_id: Option<String>,
+    buffer: BytesMut,
+    parts: Vec<CompletedPart>,
+    size: u64,
+}
+
+impl S3Upload {
+    fn part_size(&self) -> usize {
+        PART_SIZE << (self.parts.len() / 1000).min(4)
+    }
+
+    async fn upload_id(&mut self) -> PortResult<String> {
+        if let Some(id) = &self.upload_id {
+            return Ok(id.clone());
+        }
+        let output = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.object.bucket)
+            .key(&self.object.key)
+            .content_type(&self.content_type)
+            .send()
+            .await
+            .map_err(|e| port_error("CreateMultipartUpload", e))?;
+        let id = output.upload_id.ok_or_else(|| {
+            PortError::Rejected("CreateMultipartUpload returned no upload id".into())
+        })?;
+        self.upload_id = Some(id.clone());
+        Ok(id)
+    }
+
+    async fn send_part(&mut self, body: Bytes) -> PortResult<()> {
+        let upload_id = self.upload_id().await?;
+        let number = self.parts.len() as i32 + 1;
+        let output = self
+            .client
+            .upload_part()
+            .bucket(&self.object.bucket)
+            .key(&self.object.key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(SdkByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| port_error("UploadPart", e))?;
+        // The SDK sends a checksum with each part; completing the upload must repeat it.
+        self.parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(output.e_tag)
+                .set_checksum_crc32(output.checksum_crc32)
+                .set_checksum_crc32_c(output.checksum_crc32_c)
+                .set_checksum_crc64_nvme(output.checksum_crc64_nvme)
+                .set_checksum_sha1(output.checksum_sha1)
+                .set_checksum_sha256(output.checksum_sha256)
+                .build(),
+        );
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Upload for S3Upload {
+    async fn write(&mut self, chunk: Bytes) -> PortResult<()> {
+        self.size += chunk.len() as u64;
+        self.buffer.extend_from_slice(&chunk);
+        while self.buffer.len() >= self.part_size() {
+            let part = self.buffer.split_to(self.part_size()).freeze();
+            self.send_part(part).await?;
+        }
+        Ok(())
+    }
+
+    async fn complete(mut self: Box<Self>) -> PortResult<u64> {
+        let rest = std::mem::take(&mut self.buffer).freeze();
+        if self.upload_id.is_none() {
+            let store = S3ObjectStore::new(self.client.clone());
+            store.put(&self.object, rest, &self.content_type).await?;
+            return Ok(self.size);
+        }
+        if !rest.is_empty() {
+            self.send_part(rest).await?;
+        }
+        let upload_id = self.upload_id().await?;
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.object.bucket)
+            .key(&self.object.key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(std::mem::take(&mut self.parts)))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| port_error("CompleteMultipartUpload", e))?;
+        Ok(self.size)
+    }
+
+    async fn abort(self: Box<Self>) -> PortResult<()> {
+        let Some(upload_id) = &self.upload_id else {
+            return Ok(());
+        };
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.object.bucket)
+            .key(&self.object.key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| port_error("AbortMultipartUpload", e))?;
+        Ok(())
+    }
+}

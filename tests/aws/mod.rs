@@ -1,0 +1,259 @@
+//! The AWS path, for real: the functions' handlers over the AWS adapters, against moto's
+//! server (DynamoDB, SQS, S3, SES v2) and the project's Data API endpoint. The harness plays
+//! API Gateway (REST proxy events with an IAM identity) and Lambda's SQS event source
+//! (receive, hand over a batch, delete what succeeded).
+
+mod adapters;
+mod events;
+mod pipeline;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use axum::Router;
+use export_aws::functions;
+use export_aws::lambda::{self, QueueConsumer};
+use export_core::domain::Job;
+use export_core::http::{receiver_router, status_router, with_json_fallbacks};
+use export_core::service::{Poller, Processor};
+use export_emulator::moto::SentEmail;
+use export_emulator::{Emulator, EmulatorOptions, Moto};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The request id the sample events carry; tests put a real one in its place.
+pub const SAMPLE_REQUEST_ID: &str = "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f";
+pub const ALICE: &str = "arn:aws:iam::123456789012:user/partner-alice";
+pub const BOB: &str = "arn:aws:iam::123456789012:user/partner-bob";
+
+/// One moto server for the whole test binary; each test makes its own resources on it.
+pub fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(|| Moto::start().expect("moto's server starts"))
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A sample event from `events/`, with the sample request id replaced.
+pub fn sample_event(name: &str, request_id: &str) -> Value {
+    let text = std::fs::read_to_string(repo().join("events").join(name))
+        .unwrap_or_else(|e| panic!("events/{name}: {e}"));
+    serde_json::from_str(&text.replace(SAMPLE_REQUEST_ID, request_id)).unwrap()
+}
+
+pub struct Harness {
+    pub emulator: Emulator,
+    pub receiver: Router,
+    pub status: Router,
+    pub processor: Arc<Processor>,
+    pub poller: Arc<Poller>,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Value,
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Harness::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(configure: impl FnOnce(&mut EmulatorOptions)) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let mut options =
+            EmulatorOptions::new(&prefix, dir.path().join("warehouse"), repo().join("sql"));
+        options.visibility_timeout = Duration::from_secs(2);
+        configure(&mut options);
+        let emulator = Emulator::start(&moto().endpoint, options).await.unwrap();
+        let clients = emulator.clients.clone();
+        // Built exactly as the functions' mains build them, from the same variables.
+        let mut env = emulator.env();
+        let receiver =
+            with_json_fallbacks(receiver_router(functions::receiver(&mut env, &clients)));
+        let status = with_json_fallbacks(status_router(functions::status(&mut env, &clients)));
+        let processor = functions::processor(&mut env, &clients);
+        let poller = functions::poller(&mut env, &clients);
+        env.finish().unwrap();
+        Harness {
+            emulator,
+            receiver,
+            status,
+            processor,
+            poller,
+            _dir: dir,
+        }
+    }
+
+    /// Runs an API Gateway event through the function whose router is given.
+    pub async fn call(&self, router: &Router, event: &Value) -> Reply {
+        let request =
+            lambda_http::request::from_str(&event.to_string()).expect("a REST proxy event");
+        let response = lambda::answer(router.clone(), request).await;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// `POST /exports` with `body`, as `caller`, through the receiver.
+    pub async fn submit(&self, caller: &str, body: &Value) -> Reply {
+        let mut event = sample_event("receiver-post-exports.json", SAMPLE_REQUEST_ID);
+        event["body"] = Value::String(body.to_string());
+        for headers in ["headers", "multiValueHeaders"] {
+            event[headers]
+                .as_object_mut()
+                .unwrap()
+                .remove("Idempotency-Key");
+        }
+        event["requestContext"]["identity"]["userArn"] = caller.into();
+        self.call(&self.receiver, &event).await
+    }
+
+    /// A status-function event from `events/` for `request_id`, as `caller`.
+    pub async fn status_of(&self, sample: &str, request_id: &str, caller: &str) -> Reply {
+        let mut event = sample_event(sample, request_id);
+        event["requestContext"]["identity"]["userArn"] = caller.into();
+        self.call(&self.status, &event).await
+    }
+
+    pub async fn job(&self, request_id: &str) -> Job {
+        self.poller
+            .control
+            .get_job(request_id)
+            .await
+            .unwrap()
+            .expect("the job exists")
+    }
+
+    /// Receives what the queue has (waiting up to `wait`), as Lambda's event source would
+    /// hand it over.
+    pub async fn receive(&self, queue_url: &str, wait: Duration) -> Vec<(SqsMessage, String)> {
+        let output = self
+            .emulator
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(wait.as_secs() as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .unwrap();
+        output
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                let mut message = SqsMessage::default();
+                message.message_id = m.message_id.clone();
+                message.body = m.body.clone();
+                message.receipt_handle = m.receipt_handle.clone();
+                if let Some(attributes) = &m.attributes {
+                    for (name, value) in attributes {
+                        message
+                            .attributes
+                            .insert(name.as_str().to_owned(), value.clone());
+                    }
+                }
+                (message, m.receipt_handle.unwrap_or_default())
+            })
+            .collect()
+    }
+
+    /// Hands `messages` to `consumer` as one batch and deletes the ones it did not report as
+    /// failed, as the event source mapping does with `ReportBatchItemFailures`.
+    pub async fn deliver(
+        &self,
+        consumer: &dyn QueueConsumer,
+        queue_url: &str,
+        messages: Vec<(SqsMessage, String)>,
+    ) -> SqsBatchResponse {
+        let mut event = SqsEvent::default();
+        event.records = messages.iter().map(|(m, _)| m.clone()).collect();
+        let response = lambda::handle_batch(consumer, event, 5).await;
+        for (message, receipt) in &messages {
+            let failed = response
+                .batch_item_failures
+                .iter()
+                .any(|f| Some(&f.item_identifier) == message.message_id.as_ref());
+            if !failed {
+                self.emulator
+                    .clients
+                    .sqs
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        response
+    }
+
+    /// Runs both queues' functions until the job has ended and its notice is out.
+    pub async fn run_until_done(&self, request_id: &str) -> Job {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let job = self.job(request_id).await;
+            if job.status.is_terminal() && job.notified_at.is_some() {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {request_id} did not finish: {job:?}"
+            );
+            self.pump_once(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// One round of each queue's event source.
+    pub async fn pump_once(&self, wait: Duration) {
+        let requests = self
+            .receive(&self.emulator.requests_url, Duration::ZERO)
+            .await;
+        if !requests.is_empty() {
+            self.deliver(
+                self.processor.as_ref(),
+                &self.emulator.requests_url,
+                requests,
+            )
+            .await;
+        }
+        let polls = self.receive(&self.emulator.polls_url, wait).await;
+        if !polls.is_empty() {
+            self.deliver(self.poller.as_ref(), &self.emulator.polls_url, polls)
+                .await;
+        }
+    }
+
+    /// The emails moto's SES accepted that mention `request_id`.
+    pub async fn emails_about(&self, request_id: &str) -> Vec<SentEmail> {
+        moto()
+            .sent_emails()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.subject.contains(request_id) || m.body.contains(request_id))
+            .collect()
+    }
+}

@@ -1,0 +1,431 @@
+//! The whole AWS path and its hard cases: redelivery, a failing statement, the event racing
+//! the poll, cancel, and parameter values full of quotes and backslashes.
+
+use super::{Harness, ALICE, BOB};
+use export_core::domain::JobStatus;
+use export_core::messages::{FollowUp, PollMessage};
+use export_core::ports::QueueName;
+use redshift_export::unpack::unpack;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn submitted(h: &Harness, body: Value) -> String {
+    let reply = h.submit(ALICE, &body).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    reply.body["request_id"].as_str().unwrap().to_owned()
+}
+
+/// Downloads the job's archive through the link the status function hands out.
+async fn download(h: &Harness, request_id: &str) -> Vec<redshift_export::unpack::ArchiveFile> {
+    let reply = h
+        .status_of("status-get-export.json", request_id, ALICE)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let url = reply.body["download_url"]
+        .as_str()
+        .expect("a download link")
+        .to_owned();
+    assert!(url.starts_with(&h.emulator.moto_endpoint), "{url}");
+    assert!(
+        url.contains("X-Amz-Signature="),
+        "a SigV4 presigned URL: {url}"
+    );
+    let bytes = reqwest::get(&url)
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    unpack(&bytes).unwrap()
+}
+
+fn data_rows(files: &[redshift_export::unpack::ArchiveFile]) -> Vec<String> {
+    files
+        .iter()
+        .flat_map(|f| {
+            String::from_utf8(f.contents.clone())
+                .unwrap()
+                .lines()
+                .skip(1)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_export_goes_through_every_aws_service_and_arrives_by_link_and_email() {
+    let h = Harness::start().await;
+    let request_id = submitted(
+        &h,
+        json!({"dataset": "product_detail", "params": {"sku": "FLOWER12"}, "compression": "gzip", "notify": ["analyst@example.com", "someone@elsewhere.org"]}),
+    )
+    .await;
+    let job = h.run_until_done(&request_id).await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    assert_eq!(job.rows, Some(1));
+
+    // UNLOAD wrote its parts and a verbose manifest under the job's prefix, through S3.
+    let listed = h
+        .emulator
+        .clients
+        .s3
+        .list_objects_v2()
+        .bucket(&h.emulator.results_bucket)
+        .prefix(format!("exports/{request_id}/"))
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
+    assert!(keys.iter().any(|k| k.ends_with("/manifest")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.contains("_part_")), "{keys:?}");
+
+    let files = download(&h, &request_id).await;
+    assert_eq!(files.len(), 1);
+    assert!(files[0].name.ends_with(".csv"), "{}", files[0].name);
+    let rows = data_rows(&files);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0].starts_with("FLOWER12,12345,"), "{rows:?}");
+
+    // One email, to the allowed address only, with the link.
+    let emails = h.emails_about(&request_id).await;
+    assert_eq!(emails.len(), 1, "{emails:?}");
+    assert_eq!(emails[0].to, ["analyst@example.com"]);
+    assert!(
+        emails[0].body.contains(&h.emulator.moto_endpoint),
+        "{}",
+        emails[0].body
+    );
+
+    let history = h
+        .status_of("status-get-export-events.json", &request_id, ALICE)
+        .await;
+    let steps: Vec<&str> = history.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["submitted", "started", "finished", "packaged", "notified"],
+        "{}",
+        history.body
+    );
+}
+
+#[tokio::test]
+async fn a_redelivered_request_starts_no_second_statement() {
+    let h = Harness::start().await;
+    let request_id = submitted(
+        &h,
+        json!({"dataset": "product_detail", "params": {"sku": "FLOWER13"}}),
+    )
+    .await;
+    let messages = h
+        .receive(&h.emulator.requests_url, Duration::from_secs(1))
+        .await;
+    assert_eq!(messages.len(), 1);
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = vec![messages[0].0.clone()];
+    // At-least-once delivery: two instances get the same message at once, then a third
+    // gets it again once the job is RUNNING.
+    let (first, second) = tokio::join!(
+        export_aws::lambda::handle_batch(h.processor.as_ref(), event.clone(), 5),
+        export_aws::lambda::handle_batch(h.processor.as_ref(), event.clone(), 5),
+    );
+    let third = export_aws::lambda::handle_batch(h.processor.as_ref(), event, 5).await;
+    for response in [first, second, third] {
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    }
+    let statement = h.job(&request_id).await.statement_id.expect("started");
+    let executions = h.emulator.data_api.api.executions();
+    assert!(!executions.is_empty());
+    assert!(
+        executions.iter().all(|e| e.statement_id == statement
+            && e.client_token.as_deref() == Some(request_id.as_str())
+            && e.statement_name.as_deref() == Some(request_id.as_str())),
+        "one statement, whatever the deliveries: {executions:?}"
+    );
+    // The same client token with the same text names the same statement.
+    let again = h
+        .emulator
+        .clients
+        .redshift
+        .execute_statement()
+        .sql(h.emulator.data_api.api.statement_sql(&statement).unwrap())
+        .database("dev")
+        .cluster_identifier(export_emulator::provision::CLUSTER_ID)
+        .secret_arn(export_emulator::provision::SECRET_ARN)
+        .client_token(&request_id)
+        .statement_name(&request_id)
+        .with_event(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.id(), Some(statement.as_str()));
+    let job = h.run_until_done(&request_id).await;
+    assert_eq!(job.status, JobStatus::Succeeded);
+    assert_eq!(job.statement_id.as_deref(), Some(statement.as_str()));
+    assert_eq!(h.emails_about(&request_id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_failing_statement_fails_the_job_with_its_error_and_a_notice() {
+    let h = Harness::start().await;
+    // The table the export reads is gone from the warehouse: the statement fails there.
+    h.emulator
+        .data_api
+        .api
+        .session()
+        .deregister_table("rsdataapi.product_detail")
+        .unwrap();
+    let request_id = submitted(
+        &h,
+        json!({"dataset": "product_detail", "params": {"sku": "FLOWER12"}}),
+    )
+    .await;
+    let job = h.run_until_done(&request_id).await;
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    let error = job.error.unwrap();
+    assert!(
+        error.starts_with("ERROR:") && error.contains("product"),
+        "{error}"
+    );
+    let emails = h.emails_about(&request_id).await;
+    assert_eq!(emails.len(), 1, "{emails:?}");
+    assert!(
+        emails[0].subject.contains("failed"),
+        "{}",
+        emails[0].subject
+    );
+    assert_eq!(
+        emails[0].to,
+        [export_emulator::provision::DEFAULT_RECIPIENT]
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_unload_fails_with_redshift_like_text() {
+    let h = Harness::start().await;
+    let warehouse = &h.emulator.clients.redshift;
+    let started = warehouse
+        .execute_statement()
+        .sql("UNLOAD ('SELECT 1') TO 's3://nowhere/x/' IAM_ROLE 'arn:aws:iam::1:role/r' FORMAT AS XML")
+        .database("dev")
+        .workgroup_name(export_emulator::provision::WORKGROUP)
+        .send()
+        .await
+        .unwrap();
+    let id = started.id().unwrap().to_owned();
+    let mut described;
+    loop {
+        described = warehouse.describe_statement().id(&id).send().await.unwrap();
+        if described.status().is_some_and(|s| {
+            s.as_str() != "SUBMITTED" && s.as_str() != "STARTED" && s.as_str() != "PICKED"
+        }) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(described.status().unwrap().as_str(), "FAILED");
+    assert!(
+        described.error().unwrap().starts_with("ERROR:"),
+        "{:?}",
+        described.error()
+    );
+    assert_eq!(
+        described.workgroup_name(),
+        Some(export_emulator::provision::WORKGROUP)
+    );
+
+    // Unknown targets and statements are refused the way the Data API refuses them.
+    let refused = warehouse
+        .execute_statement()
+        .sql("SELECT 1")
+        .database("dev")
+        .cluster_identifier("nope")
+        .db_user("u")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(refused
+        .as_service_error()
+        .unwrap()
+        .is_validation_exception());
+    let missing = warehouse
+        .describe_statement()
+        .id("no-such-statement")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(missing
+        .as_service_error()
+        .unwrap()
+        .is_resource_not_found_exception());
+}
+
+#[tokio::test]
+async fn the_statement_event_and_the_backoff_poll_racing_finish_the_job_once() {
+    let h = Harness::start().await;
+    let request_id = submitted(
+        &h,
+        json!({"dataset": "product_detail", "params": {"sku": "FLOWER14"}}),
+    )
+    .await;
+    let requests = h
+        .receive(&h.emulator.requests_url, Duration::from_secs(1))
+        .await;
+    h.deliver(h.processor.as_ref(), &h.emulator.requests_url, requests)
+        .await;
+    // Collect the statement's event and the processor's follow-up poll; add duplicates of
+    // the follow-up, as at-least-once delivery may.
+    let mut polls = Vec::new();
+    for _ in 0..20 {
+        polls.extend(
+            h.receive(&h.emulator.polls_url, Duration::from_secs(1))
+                .await,
+        );
+        let has_event = polls
+            .iter()
+            .any(|(m, _)| m.body.as_deref().unwrap_or("").contains("detail-type"));
+        if has_event && polls.len() >= 2 {
+            break;
+        }
+    }
+    assert!(polls.len() >= 2, "{polls:?}");
+    for _ in 0..2 {
+        h.poller
+            .queue
+            .send(
+                QueueName::Polls,
+                &PollMessage::FollowUp(FollowUp {
+                    request_id: request_id.clone(),
+                    attempt: 0,
+                })
+                .to_body(),
+                Duration::ZERO,
+            )
+            .await
+            .unwrap();
+    }
+    polls.extend(
+        h.receive(&h.emulator.polls_url, Duration::from_secs(1))
+            .await,
+    );
+    // All in one batch: the handler runs them concurrently.
+    let response = h
+        .deliver(h.poller.as_ref(), &h.emulator.polls_url, polls)
+        .await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let job = h.run_until_done(&request_id).await;
+    assert_eq!(job.status, JobStatus::Succeeded);
+    let events = h.poller.control.events(&request_id).await.unwrap();
+    for step in ["finished", "packaged", "notified"] {
+        assert_eq!(
+            events.iter().filter(|e| e.step == step).count(),
+            1,
+            "{step}: {events:?}"
+        );
+    }
+    assert_eq!(h.emails_about(&request_id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn cancelling_a_running_export_aborts_its_statement() {
+    let h = Harness::start_with(|o| o.data_api.statement_delay = Duration::from_secs(30)).await;
+    let request_id = submitted(
+        &h,
+        json!({"dataset": "product_detail", "params": {"sku": "FLOWER15"}}),
+    )
+    .await;
+    let requests = h
+        .receive(&h.emulator.requests_url, Duration::from_secs(1))
+        .await;
+    h.deliver(h.processor.as_ref(), &h.emulator.requests_url, requests)
+        .await;
+    let job = h.job(&request_id).await;
+    assert_eq!(job.status, JobStatus::Running);
+
+    // Bob cannot cancel Alice's job; Alice can.
+    let mut cancel = super::sample_event("receiver-delete-export.json", &request_id);
+    cancel["requestContext"]["identity"]["userArn"] = BOB.into();
+    assert_eq!(h.call(&h.receiver, &cancel).await.status, 404);
+    cancel["requestContext"]["identity"]["userArn"] = ALICE.into();
+    let reply = h.call(&h.receiver, &cancel).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert_eq!(h.call(&h.receiver, &cancel).await.status, 409);
+
+    let statement = job.statement_id.unwrap();
+    let described = h
+        .emulator
+        .clients
+        .redshift
+        .describe_statement()
+        .id(&statement)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.status().unwrap().as_str(), "ABORTED");
+    // The pollers' messages for it find a cancelled job and leave it so.
+    for _ in 0..3 {
+        h.pump_once(Duration::from_secs(1)).await;
+    }
+    assert_eq!(h.job(&request_id).await.status, JobStatus::Cancelled);
+    assert!(h.emails_about(&request_id).await.is_empty());
+}
+
+#[tokio::test]
+async fn parameter_values_full_of_quotes_and_backslashes_match_exactly_their_rows() {
+    let h = Harness::start().await;
+    let cases = [
+        ("O'NEIL\\7", Some("90001")),
+        ("x' OR '1'='1", None),
+        ("FLOWER12' --", None),
+        ("\\", None),
+        ("\\');DROP TABLE p;--", None),
+    ];
+    let mut ids = Vec::new();
+    for (sku, _) in &cases {
+        ids.push(
+            submitted(
+                &h,
+                json!({"dataset": "product_detail", "params": {"sku": sku}}),
+            )
+            .await,
+        );
+    }
+    for ((sku, expected), request_id) in cases.iter().zip(&ids) {
+        let job = h.run_until_done(request_id).await;
+        assert_eq!(job.status, JobStatus::Succeeded, "{sku}: {job:?}");
+        let rows = data_rows(&download(&h, request_id).await);
+        match expected {
+            Some(id) => {
+                assert_eq!(rows.len(), 1, "{sku}: {rows:?}");
+                assert!(rows[0].contains(&format!(",{id},")), "{sku}: {rows:?}");
+            }
+            None => assert!(rows.is_empty(), "{sku} must match nothing: {rows:?}"),
+        }
+    }
+    // The statement text carried the value quoted once for the SELECT and once for UNLOAD.
+    let sql = h
+        .emulator
+        .data_api
+        .api
+        .statement_sql(h.job(&ids[0]).await.statement_id.as_deref().unwrap())
+        .unwrap();
+    assert!(
+        sql.starts_with("UNLOAD ('") && sql.contains(r"'O''''NEIL\\\\7'"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("MANIFEST VERBOSE") && !sql.contains("ALLOWOVERWRITE"),
+        "{sql}"
+    );
+}
