@@ -2,6 +2,7 @@
 //! launcher, the demo and the benchmark.
 
 pub mod bench;
+pub mod bench_lambda;
 pub mod client;
 pub mod demo;
 pub mod unpack;

@@ -3,7 +3,7 @@ use clap::{Args, Parser, Subcommand};
 use export_local::sigv4::LocalIdentity;
 use export_local::{LocalConfig, LocalStack};
 use redshift_export::client::{Client, Signer};
-use redshift_export::{bench, demo};
+use redshift_export::{bench, bench_lambda, demo};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -89,6 +89,12 @@ enum Command {
         stack: StackArgs,
         #[command(flatten)]
         options: bench::BenchOptions,
+    },
+    /// Measure the Lambda binaries (size, cold init, peak memory) and the archive step on a
+    /// >1 GiB export, against moto and the project's Data API endpoint.
+    BenchLambda {
+        #[command(flatten)]
+        options: bench_lambda::LambdaBenchOptions,
     },
     /// Submit an export: `submit product_detail -p sku=FLOWER12`.
     Submit {
@@ -191,6 +197,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Demo { stack } => demo::run(stack.config()?).await?,
         Command::Bench { stack, options } => bench::run(stack.config()?, options).await?,
+        Command::BenchLambda { options } => bench_lambda::run(options).await?,
         Command::Submit {
             dataset,
             params,

@@ -304,6 +304,18 @@ fn failed_conditions(
             .iter()
             .map(|r| r.code())
             .collect();
+        // Another transaction on the same item, or throttling: the write may succeed if tried
+        // again, which is the queue's redelivery (or the caller's 503) to decide.
+        if let Some(busy) = codes.iter().flatten().find(|c| {
+            matches!(
+                **c,
+                "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+            )
+        }) {
+            return Err(PortError::Unavailable(format!(
+                "TransactWriteItems: cancelled by {busy}"
+            )));
+        }
         let condition = |c: &Option<&str>| *c == Some("ConditionalCheckFailed");
         let benign = |c: &Option<&str>| c.is_none() || *c == Some("None") || condition(c);
         if !codes.is_empty() && codes.iter().all(benign) && codes.iter().any(condition) {

@@ -18,6 +18,8 @@ const TRANSIENT_CODES: &[&str] = &[
     "InternalFailure",
     "ActiveStatementsExceededException",
     "RequestThrottled",
+    "TransactionConflictException",
+    "TransactionInProgressException",
 ];
 
 /// Maps an SDK error from `operation` to a [`PortError`].

@@ -121,17 +121,23 @@ fn queues(env: &mut Env, clients: &Clients, requests: bool, polls: bool) -> Arc<
     Arc::new(SqsQueues::new(clients.sqs.clone(), requests, polls))
 }
 
-fn unload_settings(env: &mut Env) -> UnloadSettings {
-    let max_file_size_mb: u32 = env.parsed("MAX_FILE_SIZE_MB", 256);
-    if !(5..=6200).contains(&max_file_size_mb) {
-        env.note_invalid("MAX_FILE_SIZE_MB", "Redshift accepts 5 to 6200");
-    }
-    UnloadSettings {
+/// Where UNLOAD writes; `for_unload` adds what only the statement's text needs (the
+/// processor renders it, the poller only reads what it wrote).
+fn unload_settings(env: &mut Env, for_unload: bool) -> UnloadSettings {
+    let mut settings = UnloadSettings {
         results_bucket: env.required("RESULTS_BUCKET"),
         results_prefix: prefix(env.optional("RESULTS_PREFIX"), "exports/"),
-        iam_role: env.required("UNLOAD_IAM_ROLE"),
-        max_file_size_mb,
+        iam_role: String::new(),
+        max_file_size_mb: 256,
+    };
+    if for_unload {
+        settings.iam_role = env.required("UNLOAD_IAM_ROLE");
+        settings.max_file_size_mb = env.parsed("MAX_FILE_SIZE_MB", 256);
+        if !(5..=6200).contains(&settings.max_file_size_mb) {
+            env.note_invalid("MAX_FILE_SIZE_MB", "Redshift accepts 5 to 6200");
+        }
     }
+    settings
 }
 
 /// A key prefix that ends in `/` (or is empty).
@@ -201,7 +207,7 @@ pub fn processor(env: &mut Env, clients: &Clients) -> Arc<Processor> {
         control: control(env, clients),
         warehouse: warehouse(env, clients),
         queue: queues(env, clients, false, true),
-        unload: unload_settings(env),
+        unload: unload_settings(env, true),
         first_poll_delay: env.seconds("POLL_INITIAL_DELAY_SECONDS", 5, MAX_DELAY.as_secs()),
     })
 }
@@ -219,7 +225,7 @@ pub fn poller(env: &mut Env, clients: &Clients) -> Arc<Poller> {
             env.optional("SES_CONFIGURATION_SET"),
         )),
         queue: queues(env, clients, false, true),
-        unload: unload_settings(env),
+        unload: unload_settings(env, false),
         delivery: delivery_settings(env),
     })
 }
@@ -250,7 +256,6 @@ mod tests {
             "REDSHIFT_SECRET_ARN or REDSHIFT_DB_USER",
             "POLLS_QUEUE_URL",
             "RESULTS_BUCKET",
-            "UNLOAD_IAM_ROLE",
             "DEFAULT_RECIPIENTS",
             "DOWNLOADS_BUCKET",
         ] {
@@ -260,6 +265,11 @@ mod tests {
             );
         }
         assert!(error.invalid.is_empty(), "{error}");
+        // The poller reads what UNLOAD wrote; it never needs the role UNLOAD ran with.
+        assert!(
+            !error.missing.iter().any(|m| m == "UNLOAD_IAM_ROLE"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -56,7 +56,26 @@ pub async fn answer(router: Router, request: lambda_http::Request) -> http::Resp
             _ => None,
         })
         .unwrap_or_default();
-    let span = tracing::info_span!("request", api_request_id = %api_request_id);
+    // The job this request is about, when its path or the sample's header names one; the
+    // receiver logs the id it assigns to a new job itself.
+    let request_id = request
+        .path_parameters_ref()
+        .and_then(|p| p.first("id"))
+        .or_else(|| {
+            request
+                .headers()
+                .get("requestid")
+                .and_then(|v| v.to_str().ok())
+        })
+        .unwrap_or("")
+        .to_owned();
+    let span = tracing::info_span!(
+        "request",
+        api_request_id = %api_request_id,
+        request_id = %request_id,
+        method = %request.method(),
+        path = %request.raw_http_path(),
+    );
     async move {
         let Some(arn) = caller.filter(|a| !a.is_empty()) else {
             tracing::warn!(
@@ -215,4 +234,64 @@ pub async fn serve_queue(consumer: Arc<dyn QueueConsumer>, max_receives: u32) ->
         },
     ))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Fails every body that starts with `bad`; records what it gave up on.
+    #[derive(Default)]
+    struct Picky {
+        given_up: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl QueueConsumer for Picky {
+        async fn handle(&self, body: &str) -> Result<(), Retry> {
+            if body.starts_with("bad") {
+                Err(Retry(format!("cannot handle {body}")))
+            } else {
+                Ok(())
+            }
+        }
+        async fn give_up(&self, body: &str, _reason: &str) -> Result<(), Retry> {
+            self.given_up.lock().unwrap().push(body.to_owned());
+            Ok(())
+        }
+        fn request_id(&self, body: &str) -> Option<String> {
+            Some(body.to_owned())
+        }
+    }
+
+    fn message(id: &str, body: &str, receives: u32) -> SqsMessage {
+        let mut message = SqsMessage::default();
+        message.message_id = Some(id.to_owned());
+        message.body = Some(body.to_owned());
+        message
+            .attributes
+            .insert("ApproximateReceiveCount".into(), receives.to_string());
+        message
+    }
+
+    #[tokio::test]
+    async fn only_failed_messages_are_reported_and_the_last_delivery_gives_up() {
+        let consumer = Picky::default();
+        let mut event = SqsEvent::default();
+        event.records = vec![
+            message("m1", "good", 1),
+            message("m2", "bad-early", 2),
+            message("m3", "bad-last", 5),
+            message("m4", "good-again", 5),
+        ];
+        let response = handle_batch(&consumer, event, 5).await;
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, ["m2", "m3"]);
+        assert_eq!(*consumer.given_up.lock().unwrap(), ["bad-last"]);
+    }
 }

@@ -126,13 +126,16 @@ impl Encoder {
     fn start_entry(&mut self, name: &str, size: u64, already_compressed: bool) -> PortResult<()> {
         match self {
             Encoder::Zip(zip) => {
-                let method = if already_compressed {
-                    zip::CompressionMethod::Stored
+                // Level 1, as for tar.gz: text parts still shrink several times over, at a
+                // fraction of the default level's CPU time (a function's time is its cost).
+                let (method, level) = if already_compressed {
+                    (zip::CompressionMethod::Stored, None)
                 } else {
-                    zip::CompressionMethod::Deflated
+                    (zip::CompressionMethod::Deflated, Some(1))
                 };
                 let options = zip::write::SimpleFileOptions::default()
                     .compression_method(method)
+                    .compression_level(level)
                     .large_file(size >= u32::MAX as u64);
                 zip.start_file(name, options).map_err(io_error)
             }
