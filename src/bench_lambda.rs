@@ -73,7 +73,8 @@ impl FunctionProcess {
                 format!("/aws/lambda/export-{name}"),
             )
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
-            .env("RUST_LOG", "warn")
+            // As deployed: JSON lines at info, here into `<data-dir>/<function>.log`.
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -15,6 +15,17 @@ async fn submitted(h: &Harness, body: Value) -> String {
     reply.body["request_id"].as_str().unwrap().to_owned()
 }
 
+/// Submits, and has the processor take the requests queue's message: the statement runs.
+async fn started(h: &Harness, body: Value) -> String {
+    let request_id = submitted(h, body).await;
+    let requests = h
+        .receive(&h.emulator.requests_url, Duration::from_secs(1))
+        .await;
+    h.deliver(h.processor.as_ref(), &h.emulator.requests_url, requests)
+        .await;
+    request_id
+}
+
 /// Downloads the job's archive through the link the status function hands out.
 async fn download(h: &Harness, request_id: &str) -> Vec<redshift_export::unpack::ArchiveFile> {
     let reply = h
@@ -274,16 +285,11 @@ async fn a_malformed_unload_fails_with_redshift_like_text() {
 #[tokio::test]
 async fn the_statement_event_and_the_backoff_poll_racing_finish_the_job_once() {
     let h = Harness::start().await;
-    let request_id = submitted(
+    let request_id = started(
         &h,
         json!({"dataset": "product_detail", "params": {"sku": "FLOWER14"}}),
     )
     .await;
-    let requests = h
-        .receive(&h.emulator.requests_url, Duration::from_secs(1))
-        .await;
-    h.deliver(h.processor.as_ref(), &h.emulator.requests_url, requests)
-        .await;
     // Collect the statement's event and the processor's follow-up poll; add duplicates of
     // the follow-up, as at-least-once delivery may.
     let mut polls = Vec::new();
@@ -340,16 +346,11 @@ async fn the_statement_event_and_the_backoff_poll_racing_finish_the_job_once() {
 #[tokio::test]
 async fn cancelling_a_running_export_aborts_its_statement() {
     let h = Harness::start_with(|o| o.data_api.statement_delay = Duration::from_secs(30)).await;
-    let request_id = submitted(
+    let request_id = started(
         &h,
         json!({"dataset": "product_detail", "params": {"sku": "FLOWER15"}}),
     )
     .await;
-    let requests = h
-        .receive(&h.emulator.requests_url, Duration::from_secs(1))
-        .await;
-    h.deliver(h.processor.as_ref(), &h.emulator.requests_url, requests)
-        .await;
     let job = h.job(&request_id).await;
     assert_eq!(job.status, JobStatus::Running);
 

@@ -198,6 +198,20 @@ impl DynamoControlTable {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
+    /// A strongly consistent read: the item as the last write left it.
+    async fn get_item(&self, key: Item) -> PortResult<Option<Item>> {
+        Ok(self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error("GetItem", e))?
+            .item)
+    }
+
     async fn query_events(&self, request_id: &str) -> PortResult<Vec<Item>> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
@@ -366,15 +380,8 @@ impl ControlTable for DynamoControlTable {
             )));
         };
         let existing = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key_item_key(key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| port_error("GetItem", e))?
-            .item
+            .get_item(Self::key_item_key(key))
+            .await?
             .ok_or_else(|| {
                 PortError::Unavailable("idempotency key vanished while being read".into())
             })?;
@@ -430,16 +437,7 @@ impl ControlTable for DynamoControlTable {
     }
 
     async fn get_job(&self, request_id: &str) -> PortResult<Option<Job>> {
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::summary_key(request_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| port_error("GetItem", e))?
-            .item;
+        let item = self.get_item(Self::summary_key(request_id)).await?;
         item.as_ref().map(decode_job).transpose()
     }
 
