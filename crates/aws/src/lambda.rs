@@ -108,6 +108,15 @@ pub async fn answer(router: Router, request: lambda_http::Request) -> http::Resp
         parts.extensions.insert(Caller(Owner(arn)));
         let request = http::Request::from_parts(parts, Body::new(body));
         let response = router.oneshot(request).await.unwrap_or_else(|e| match e {});
+        // A new job's id is known only now: its status URL is `/exports/<id>`.
+        if let Some(id) = response
+            .headers()
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| l.strip_prefix("/exports/"))
+        {
+            tracing::Span::current().record("request_id", id);
+        }
         tracing::info!(status = response.status().as_u16(), "answered");
         response
     }
