@@ -9,10 +9,11 @@ use anyhow::{bail, Context};
 use export_aws::dynamodb::DynamoControlTable;
 use export_core::domain::{Job, JobStatus};
 use export_core::ports::ControlTable;
+use export_emulator::events::sample;
 use export_emulator::runtime_api::RuntimeApi;
 use export_emulator::{Emulator, EmulatorOptions, Moto};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -117,28 +118,17 @@ impl FunctionProcess {
     }
 }
 
-fn sample(name: &str, request_id: &str) -> anyhow::Result<Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("events")
-        .join(name);
-    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-    Ok(serde_json::from_str(&text.replace(
-        "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f",
-        request_id,
-    ))?)
-}
-
 /// `POST /exports` with `body`, under a fresh idempotency key.
 fn post_event(body: &Value) -> anyhow::Result<Value> {
     let mut event = sample("receiver-post-exports.json", "")?;
     event["body"] = Value::String(body.to_string());
-    let key = uuid_like();
+    let key = fresh_idempotency_key();
     event["headers"]["Idempotency-Key"] = json!(key);
     event["multiValueHeaders"]["Idempotency-Key"] = json!([key]);
     Ok(event)
 }
 
-fn uuid_like() -> String {
+fn fresh_idempotency_key() -> String {
     format!(
         "bench-{}",
         std::time::SystemTime::now()

@@ -10,11 +10,10 @@ use serde_json::Value;
 #[tokio::test]
 async fn every_sample_event_runs_through_its_function() {
     let h = Harness::start().await;
-    let mut samples: Vec<String> =
-        std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+    let mut samples: Vec<String> = std::fs::read_dir(export_emulator::events::dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     samples.sort();
     let mut exercised = Vec::new();
 

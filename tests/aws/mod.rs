@@ -23,8 +23,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The request id the sample events carry; tests put a real one in its place.
-pub const SAMPLE_REQUEST_ID: &str = "6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f";
+pub use export_emulator::events::SAMPLE_REQUEST_ID;
 pub const ALICE: &str = "arn:aws:iam::123456789012:user/partner-alice";
 pub const BOB: &str = "arn:aws:iam::123456789012:user/partner-bob";
 
@@ -40,9 +39,7 @@ fn repo() -> PathBuf {
 
 /// A sample event from `events/`, with the sample request id replaced.
 pub fn sample_event(name: &str, request_id: &str) -> Value {
-    let text = std::fs::read_to_string(repo().join("events").join(name))
-        .unwrap_or_else(|e| panic!("events/{name}: {e}"));
-    serde_json::from_str(&text.replace(SAMPLE_REQUEST_ID, request_id)).unwrap()
+    export_emulator::events::sample(name, request_id).unwrap()
 }
 
 pub struct Harness {
