@@ -8,3 +8,4 @@ mod common;
 mod exports;
 mod lifecycle;
 mod security;
+mod sweep;

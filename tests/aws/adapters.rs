@@ -1,15 +1,14 @@
 //! Each AWS adapter on its own, through the real SDK against the emulators.
 
 use super::Harness;
+use crate::sweep::{job, unsettled_jobs_contract};
 use bytes::Bytes;
 use export_aws::dynamodb::DynamoControlTable;
 use export_aws::redshift::{ClusterCredentials, DataApiWarehouse, Target};
 use export_aws::s3::S3ObjectStore;
 use export_aws::ses::SesMailer;
 use export_aws::sqs::SqsQueues;
-use export_core::domain::{
-    now_ms, Archive, Compression, Format, Job, JobEvent, JobStatus, JobUpdate, ObjectRef, Owner,
-};
+use export_core::domain::{now_ms, JobEvent, JobStatus, JobUpdate, ObjectRef, Owner};
 use export_core::ports::{
     ControlTable, CreateOutcome, Email, IdempotencyKey, Mailer, ObjectStore, PortError, QueueName,
     QueueSender, StatementRequest, StatementState, Warehouse,
@@ -17,31 +16,6 @@ use export_core::ports::{
 use export_emulator::provision::{CLUSTER_ID, DATABASE, SECRET_ARN, SENDER, WORKGROUP};
 use futures::StreamExt;
 use std::time::{Duration, Instant};
-
-fn job(request_id: &str, owner: &str, created_at: i64) -> Job {
-    Job {
-        request_id: request_id.into(),
-        owner: Owner(owner.into()),
-        dataset: "product_detail".into(),
-        params: serde_json::json!({"sku": "FLOWER12"})
-            .as_object()
-            .unwrap()
-            .clone(),
-        format: Format::Csv,
-        compression: Compression::Gzip,
-        archive: Archive::Zip,
-        notify: vec!["a@example.com".into()],
-        status: JobStatus::Queued,
-        created_at,
-        updated_at: created_at,
-        statement_id: None,
-        rows: None,
-        bytes: None,
-        archive_object: None,
-        error: None,
-        notified_at: None,
-    }
-}
 
 #[tokio::test]
 async fn dynamodb_control_table_keeps_jobs_events_and_keys_consistent() {
@@ -266,6 +240,17 @@ async fn dynamodb_control_table_keeps_jobs_events_and_keys_consistent() {
         .await
         .unwrap();
     assert!(scan.items().iter().all(|i| i.contains_key("expires_at")));
+}
+
+#[tokio::test]
+async fn dynamodb_lists_unsettled_jobs_from_its_sparse_index() {
+    let h = Harness::start().await;
+    let table = DynamoControlTable::new(
+        h.emulator.clients.dynamodb.clone(),
+        &h.emulator.table,
+        Duration::from_secs(86_400),
+    );
+    unsettled_jobs_contract(&table, "d").await;
 }
 
 #[tokio::test]

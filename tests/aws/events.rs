@@ -97,6 +97,16 @@ async fn every_sample_event_runs_through_its_function() {
         "poller-sqs-statement-event.json",
         "eventbridge-statement-status-change.json",
     ]);
+    // The sweep's schedule tick, as the polls queue delivers it: nothing is stuck, nothing fails.
+    let mut tick = sample_event("poller-sqs-statement-event.json", &request_id);
+    tick["Records"][0]["body"] =
+        Value::String(sample_event("eventbridge-scheduled-sweep.json", &request_id).to_string());
+    let batch: SqsEvent = serde_json::from_value(tick).unwrap();
+    assert!(handle_batch(h.poller.as_ref(), batch, 5)
+        .await
+        .batch_item_failures
+        .is_empty());
+    exercised.push("eventbridge-scheduled-sweep.json");
 
     // status: every route, for the finished job.
     for (sample, expected) in [

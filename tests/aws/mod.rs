@@ -176,6 +176,24 @@ impl Harness {
             .collect()
     }
 
+    /// Receives and deletes what the queue has: messages lost, as to a crash past the last
+    /// retry. Returns their bodies.
+    pub async fn lose(&self, queue_url: &str, wait: Duration) -> Vec<String> {
+        let messages = self.receive(queue_url, wait).await;
+        for (_, receipt) in &messages {
+            self.emulator
+                .clients
+                .sqs
+                .delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(receipt)
+                .send()
+                .await
+                .unwrap();
+        }
+        messages.into_iter().filter_map(|(m, _)| m.body).collect()
+    }
+
     /// Hands `messages` to `consumer` as one batch and deletes the ones it did not report as
     /// failed, as the event source mapping does with `ReportBatchItemFailures`.
     pub async fn deliver(

@@ -5,6 +5,8 @@ use super::{Harness, ALICE, BOB};
 use export_core::domain::JobStatus;
 use export_core::messages::{FollowUp, PollMessage};
 use export_core::ports::QueueName;
+use export_core::service::Poller;
+use export_core::settings::DeliverySettings;
 use redshift_export::unpack::unpack;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -313,7 +315,7 @@ async fn the_statement_event_and_the_backoff_poll_racing_finish_the_job_once() {
                 QueueName::Polls,
                 &PollMessage::FollowUp(FollowUp {
                     request_id: request_id.clone(),
-                    attempt: 0,
+                    attempt: Some(0),
                 })
                 .to_body(),
                 Duration::ZERO,
@@ -380,6 +382,103 @@ async fn cancelling_a_running_export_aborts_its_statement() {
     }
     assert_eq!(h.job(&request_id).await.status, JobStatus::Cancelled);
     assert!(h.emails_about(&request_id).await.is_empty());
+}
+
+#[tokio::test]
+async fn the_sweep_carries_on_jobs_whose_messages_were_lost() {
+    let h = Harness::start().await;
+    // A job whose start message is lost.
+    let queued = submitted(
+        &h,
+        json!({"dataset": "product_detail", "params": {"sku": "FLOWER16"}}),
+    )
+    .await;
+    assert_eq!(
+        h.lose(&h.emulator.requests_url, Duration::from_secs(1))
+            .await
+            .len(),
+        1
+    );
+    // A job whose statement ran, but whose follow-up poll and statement event are both lost.
+    let running = started(
+        &h,
+        json!({"dataset": "product_detail", "params": {"sku": "FLOWER17"}}),
+    )
+    .await;
+    let mut lost = Vec::new();
+    for _ in 0..30 {
+        lost.extend(h.lose(&h.emulator.polls_url, Duration::from_secs(1)).await);
+        let event = lost.iter().any(|b| b.contains("detail-type"));
+        let follow_up = lost.iter().any(|b| b.contains("\"attempt\""));
+        if event && follow_up {
+            break;
+        }
+    }
+    assert_eq!(lost.len(), 2, "{lost:?}");
+    // A cancelled job: settled, never swept.
+    let cancelled = submitted(
+        &h,
+        json!({"dataset": "product_detail", "params": {"sku": "FLOWER18"}}),
+    )
+    .await;
+    let cancel = super::sample_event("receiver-delete-export.json", &cancelled);
+    assert_eq!(h.call(&h.receiver, &cancel).await.status, 202);
+    h.lose(&h.emulator.requests_url, Duration::from_secs(1))
+        .await;
+    assert_eq!(h.job(&queued).await.status, JobStatus::Queued);
+    assert_eq!(h.job(&running).await.status, JobStatus::Running);
+
+    // The schedule's tick, as EventBridge delivers it, with every job old enough to sweep.
+    let sweeper = Poller {
+        control: h.poller.control.clone(),
+        warehouse: h.poller.warehouse.clone(),
+        objects: h.poller.objects.clone(),
+        mailer: h.poller.mailer.clone(),
+        queue: h.poller.queue.clone(),
+        unload: h.poller.unload.clone(),
+        delivery: DeliverySettings {
+            sweep_after: Duration::ZERO,
+            ..h.poller.delivery.clone()
+        },
+    };
+    let tick = export_emulator::events::sample("eventbridge-scheduled-sweep.json", "").unwrap();
+    let tick = PollMessage::parse(&tick.to_string()).unwrap();
+    assert_eq!(tick, PollMessage::Sweep);
+    sweeper.handle(&tick.to_body()).await.unwrap();
+    let requests = h
+        .receive(&h.emulator.requests_url, Duration::from_secs(1))
+        .await;
+    let bodies: Vec<_> = requests
+        .iter()
+        .filter_map(|(m, _)| m.body.clone())
+        .collect();
+    assert_eq!(bodies, [format!(r#"{{"request_id":"{queued}"}}"#)]);
+    let polls = h
+        .receive(&h.emulator.polls_url, Duration::from_secs(1))
+        .await;
+    let bodies: Vec<_> = polls.iter().filter_map(|(m, _)| m.body.clone()).collect();
+    assert_eq!(bodies, [format!(r#"{{"request_id":"{running}"}}"#)]);
+    h.deliver(h.processor.as_ref(), &h.emulator.requests_url, requests)
+        .await;
+    h.deliver(h.poller.as_ref(), &h.emulator.polls_url, polls)
+        .await;
+
+    for request_id in [&queued, &running] {
+        let job = h.run_until_done(request_id).await;
+        assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+        assert_eq!(h.emails_about(request_id).await.len(), 1);
+    }
+    assert_eq!(h.job(&cancelled).await.status, JobStatus::Cancelled);
+    // Everything is settled: the next tick sends nothing.
+    sweeper.sweep().await.unwrap();
+    assert!(h
+        .receive(&h.emulator.requests_url, Duration::ZERO)
+        .await
+        .is_empty());
+    assert!(h
+        .receive(&h.emulator.polls_url, Duration::from_secs(1))
+        .await
+        .is_empty());
 }
 
 #[tokio::test]

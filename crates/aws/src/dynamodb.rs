@@ -2,7 +2,10 @@
 //! job's summary item (`sk = JOB`) and its events (`sk = EVENT#<ms>#<seq>`), so one query reads
 //! the history in time order. Idempotency keys are items of their own (`KEY#<owner>#<key>`).
 //! The summary items alone carry `owner` and `created_key`, the sparse GSI that lists a
-//! caller's jobs newest first. Every item carries `expires_at`, the table's TTL attribute.
+//! caller's jobs newest first. Summary items of jobs not yet settled also carry `unsettled`,
+//! keying the sparse GSI the sweep reads stuck jobs from, oldest change first; the attribute
+//! is removed when the notice is claimed or the job is cancelled, so the index stays as small
+//! as the work in flight. Every item carries `expires_at`, the table's TTL attribute.
 
 use crate::error::port_error;
 use async_trait::async_trait;
@@ -26,7 +29,14 @@ pub mod schema {
     pub const OWNER: &str = "owner";
     pub const CREATED_KEY: &str = "created_key";
     pub const TTL_ATTRIBUTE: &str = "expires_at";
+    pub const UNSETTLED_INDEX: &str = "unsettled";
+    pub const UNSETTLED: &str = "unsettled";
+    pub const UPDATED_AT: &str = "updated_at";
 }
+
+/// The one value of `unsettled`: the index needs a partition key, and the jobs in flight are
+/// few enough to share one.
+const UNSETTLED_MARK: &str = "1";
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -130,7 +140,7 @@ impl DynamoControlTable {
             ),
             ("status".into(), s(job.status.as_str())),
             ("created_at".into(), n(job.created_at)),
-            ("updated_at".into(), n(job.updated_at)),
+            (schema::UPDATED_AT.into(), n(job.updated_at)),
             (
                 schema::TTL_ATTRIBUTE.into(),
                 self.expires_at(job.created_at),
@@ -146,6 +156,9 @@ impl DynamoControlTable {
         item.extend(update_attributes(&update));
         if let Some(at) = job.notified_at {
             item.insert("notified_at".into(), n(at));
+        }
+        if !job.is_settled() {
+            item.insert(schema::UNSETTLED.into(), s(UNSETTLED_MARK));
         }
         item
     }
@@ -467,10 +480,18 @@ impl ControlTable for DynamoControlTable {
             names.insert(format!("#{name}"), name.clone());
             values.insert(format!(":{name}"), value);
         }
+        // A cancelled job sends no notice, so it is settled now; an ended one stays unsettled
+        // until its notice is claimed.
+        let remove = if to == JobStatus::Cancelled {
+            names.insert("#unsettled".into(), schema::UNSETTLED.into());
+            " REMOVE #unsettled"
+        } else {
+            ""
+        };
         let change = Update::builder()
             .table_name(&self.table)
             .set_key(Some(Self::summary_key(request_id)))
-            .update_expression(format!("SET {}", sets.join(", ")))
+            .update_expression(format!("SET {}{remove}", sets.join(", ")))
             .condition_expression("#status = :from")
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
@@ -527,8 +548,9 @@ impl ControlTable for DynamoControlTable {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::summary_key(request_id)))
-            .update_expression("SET notified_at = :at")
+            .update_expression("SET notified_at = :at REMOVE #unsettled")
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(notified_at)")
+            .expression_attribute_names("#unsettled", schema::UNSETTLED)
             .expression_attribute_values(":at", n(at))
             .send()
             .await;
@@ -545,8 +567,10 @@ impl ControlTable for DynamoControlTable {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::summary_key(request_id)))
-            .update_expression("REMOVE notified_at")
+            .update_expression("REMOVE notified_at SET #unsettled = :mark")
             .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#unsettled", schema::UNSETTLED)
+            .expression_attribute_values(":mark", s(UNSETTLED_MARK))
             .send()
             .await;
         match result {
@@ -554,6 +578,36 @@ impl ControlTable for DynamoControlTable {
             Err(e) if is_condition_failure(&e) => Ok(()),
             Err(e) => Err(port_error("UpdateItem", e)),
         }
+    }
+
+    async fn unsettled_jobs(&self, updated_before: Millis, limit: usize) -> PortResult<Vec<Job>> {
+        let mut jobs = Vec::new();
+        let mut start: Option<Item> = None;
+        while jobs.len() < limit {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(schema::UNSETTLED_INDEX)
+                .key_condition_expression("#unsettled = :mark AND #updated < :cutoff")
+                .expression_attribute_names("#unsettled", schema::UNSETTLED)
+                .expression_attribute_names("#updated", schema::UPDATED_AT)
+                .expression_attribute_values(":mark", s(UNSETTLED_MARK))
+                .expression_attribute_values(":cutoff", n(updated_before))
+                .limit((limit - jobs.len()) as i32)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| port_error("Query", e))?;
+            for item in page.items.unwrap_or_default() {
+                jobs.push(decode_job(&item)?);
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(jobs)
     }
 
     async fn list_jobs(

@@ -173,6 +173,7 @@ fn delivery_settings(env: &mut Env) -> DeliverySettings {
         poll_initial_delay,
         poll_max_delay,
         packaging_lease: env.seconds("PACKAGING_LEASE_SECONDS", 600, 86_400),
+        sweep_after: env.seconds("SWEEP_AFTER_SECONDS", 900, 86_400),
         mail: MailSettings {
             allowed_recipients: env.list("NOTIFY_ALLOWLIST"),
             default_recipients,
@@ -212,7 +213,7 @@ pub fn processor(env: &mut Env, clients: &Clients) -> Arc<Processor> {
     })
 }
 
-/// `poller`: follows statements, packages, presigns and mails.
+/// `poller`: follows statements, packages, presigns and mails; sweeps stuck jobs.
 pub fn poller(env: &mut Env, clients: &Clients) -> Arc<Poller> {
     let sender = env.required("SENDER_EMAIL");
     Arc::new(Poller {
@@ -224,7 +225,8 @@ pub fn poller(env: &mut Env, clients: &Clients) -> Arc<Poller> {
             sender,
             env.optional("SES_CONFIGURATION_SET"),
         )),
-        queue: queues(env, clients, false, true),
+        // The sweep re-queues jobs whose start message was lost.
+        queue: queues(env, clients, true, true),
         unload: unload_settings(env, false),
         delivery: delivery_settings(env),
     })
@@ -255,6 +257,7 @@ mod tests {
             "REDSHIFT_DATABASE",
             "REDSHIFT_SECRET_ARN or REDSHIFT_DB_USER",
             "POLLS_QUEUE_URL",
+            "REQUESTS_QUEUE_URL",
             "RESULTS_BUCKET",
             "DEFAULT_RECIPIENTS",
             "DOWNLOADS_BUCKET",

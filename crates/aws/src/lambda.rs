@@ -169,6 +169,7 @@ impl QueueConsumer for Poller {
         match PollMessage::parse(body).ok()? {
             PollMessage::FollowUp(follow_up) => Some(follow_up.request_id),
             PollMessage::StatementEvent(event) => event.statement_name,
+            PollMessage::Sweep => None,
         }
     }
 }

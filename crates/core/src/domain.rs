@@ -256,6 +256,16 @@ pub struct JobUpdate {
 }
 
 impl Job {
+    /// Nothing more will happen to it: it ended and its notice went out, or it was cancelled
+    /// (which sends none). The sweep looks only at jobs that are not.
+    pub fn is_settled(&self) -> bool {
+        match self.status {
+            JobStatus::Cancelled => true,
+            JobStatus::Succeeded | JobStatus::Failed => self.notified_at.is_some(),
+            _ => false,
+        }
+    }
+
     pub fn apply(&mut self, status: JobStatus, update: &JobUpdate, at: Millis) {
         self.status = status;
         self.updated_at = at;

@@ -8,19 +8,24 @@ pub struct StartJob {
     pub request_id: String,
 }
 
-/// On the polls queue: either the poller's own follow-up, or the warehouse's status-change
-/// event as EventBridge forwards it ("Redshift Data Statement Status Change").
+/// On the polls queue: the poller's own follow-up, the warehouse's status-change event as
+/// EventBridge forwards it ("Redshift Data Statement Status Change"), or the schedule's tick
+/// that sweeps stuck jobs (an EventBridge "Scheduled Event").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PollMessage {
     FollowUp(FollowUp),
     StatementEvent(StatementEvent),
+    Sweep,
 }
 
-/// The poller's own look at a job's statement; `attempt` drives the backoff.
+/// The poller's own look at a job. `attempt` drives the backoff of a follow-up chain; a look
+/// without one (the sweep's) checks once and schedules nothing, so sweeping a long statement
+/// never multiplies its chains.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FollowUp {
     pub request_id: String,
-    pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
 }
 
 /// The `detail` of a Data API status-change event; `statementName` carries the request id.
@@ -37,14 +42,16 @@ pub struct StatementEvent {
 
 pub const STATEMENT_EVENT_SOURCE: &str = "aws.redshift-data";
 pub const STATEMENT_EVENT_DETAIL_TYPE: &str = "Redshift Data Statement Status Change";
+pub const SCHEDULE_EVENT_SOURCE: &str = "aws.events";
+pub const SCHEDULE_EVENT_DETAIL_TYPE: &str = "Scheduled Event";
 
 /// The EventBridge envelope, as the local warehouse emits it and the rule forwards it.
 #[derive(Serialize, Deserialize)]
-struct EventEnvelope {
+struct EventEnvelope<T> {
     source: String,
     #[serde(rename = "detail-type")]
     detail_type: String,
-    detail: StatementEvent,
+    detail: T,
 }
 
 impl PollMessage {
@@ -52,7 +59,12 @@ impl PollMessage {
         let value: serde_json::Value =
             serde_json::from_str(body).map_err(|e| format!("poll message is not JSON: {e}"))?;
         if value.get("detail-type").is_some() {
-            let envelope: EventEnvelope = serde_json::from_value(value)
+            if value["source"] == SCHEDULE_EVENT_SOURCE
+                && value["detail-type"] == SCHEDULE_EVENT_DETAIL_TYPE
+            {
+                return Ok(PollMessage::Sweep);
+            }
+            let envelope: EventEnvelope<StatementEvent> = serde_json::from_value(value)
                 .map_err(|e| format!("statement event has an unexpected shape: {e}"))?;
             if envelope.source != STATEMENT_EVENT_SOURCE
                 || envelope.detail_type != STATEMENT_EVENT_DETAIL_TYPE
@@ -77,6 +89,11 @@ impl PollMessage {
                 detail_type: STATEMENT_EVENT_DETAIL_TYPE.into(),
                 detail: detail.clone(),
             }),
+            PollMessage::Sweep => serde_json::to_string(&EventEnvelope {
+                source: SCHEDULE_EVENT_SOURCE.into(),
+                detail_type: SCHEDULE_EVENT_DETAIL_TYPE.into(),
+                detail: serde_json::json!({}),
+            }),
         }
         .expect("plain structs serialise")
     }
@@ -90,9 +107,22 @@ mod tests {
     fn both_shapes_round_trip() {
         let follow = PollMessage::FollowUp(FollowUp {
             request_id: "r1".into(),
-            attempt: 3,
+            attempt: Some(3),
         });
         assert_eq!(PollMessage::parse(&follow.to_body()).unwrap(), follow);
+        let look = PollMessage::FollowUp(FollowUp {
+            request_id: "r1".into(),
+            attempt: None,
+        });
+        assert_eq!(look.to_body(), r#"{"request_id":"r1"}"#);
+        assert_eq!(PollMessage::parse(&look.to_body()).unwrap(), look);
+        assert_eq!(
+            PollMessage::parse(&PollMessage::Sweep.to_body()).unwrap(),
+            PollMessage::Sweep
+        );
+        // What an EventBridge schedule rule delivers to SQS.
+        let tick = r#"{"version":"0","id":"5b2f","detail-type":"Scheduled Event","source":"aws.events","account":"123456789012","time":"2026-11-22T10:00:00Z","region":"eu-west-1","resources":["arn:aws:events:eu-west-1:123456789012:rule/sweep"],"detail":{}}"#;
+        assert_eq!(PollMessage::parse(tick).unwrap(), PollMessage::Sweep);
         let event = PollMessage::StatementEvent(StatementEvent {
             statement_id: "s1".into(),
             statement_name: Some("r1".into()),

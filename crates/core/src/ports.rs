@@ -92,6 +92,11 @@ pub trait ControlTable: Send + Sync {
     /// Undoes a claim whose email could not be sent, so a retry can send it.
     async fn release_notification(&self, request_id: &str) -> PortResult<()>;
 
+    /// Jobs not yet settled — still in flight, or ended without their notice sent — whose last
+    /// change is older than `updated_before`, oldest first, at most `limit`. Cancelled jobs
+    /// and notified ones are settled.
+    async fn unsettled_jobs(&self, updated_before: Millis, limit: usize) -> PortResult<Vec<Job>>;
+
     /// The owner's jobs, newest first, `limit` at a time, from the page token `after`.
     async fn list_jobs(
         &self,

@@ -27,6 +27,9 @@ pub struct DeliverySettings {
     pub poll_max_delay: Duration,
     /// A job left in PACKAGING longer than this (its packager died) may be packaged again.
     pub packaging_lease: Duration,
+    /// A job that has not moved for this long, and is not settled (ended and notified, or
+    /// cancelled), is looked at again by the sweep.
+    pub sweep_after: Duration,
     pub mail: MailSettings,
 }
 
@@ -89,6 +92,7 @@ mod tests {
             poll_initial_delay: Duration::from_secs(2),
             poll_max_delay: Duration::from_secs(30),
             packaging_lease: Duration::from_secs(60),
+            sweep_after: Duration::from_secs(900),
             mail: MailSettings::default(),
         };
         let delays: Vec<u64> = (0..6).map(|a| s.poll_delay(a).as_secs()).collect();

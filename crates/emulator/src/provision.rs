@@ -198,9 +198,19 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> anyhow:
             .build()
     };
     let attribute = |name: &str| {
+        let kind = if name == schema::UPDATED_AT {
+            ScalarAttributeType::N
+        } else {
+            ScalarAttributeType::S
+        };
         AttributeDefinition::builder()
             .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
+            .attribute_type(kind)
+            .build()
+    };
+    let all = || {
+        Projection::builder()
+            .projection_type(ProjectionType::All)
             .build()
     };
     client
@@ -213,6 +223,8 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> anyhow:
                 schema::SORT_KEY,
                 schema::OWNER,
                 schema::CREATED_KEY,
+                schema::UNSETTLED,
+                schema::UPDATED_AT,
             ]
             .iter()
             .map(|name| attribute(name))
@@ -225,11 +237,15 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> anyhow:
                 .index_name(schema::OWNER_INDEX)
                 .key_schema(key(schema::OWNER, KeyType::Hash)?)
                 .key_schema(key(schema::CREATED_KEY, KeyType::Range)?)
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
+                .projection(all())
+                .build()?,
+        )
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(schema::UNSETTLED_INDEX)
+                .key_schema(key(schema::UNSETTLED, KeyType::Hash)?)
+                .key_schema(key(schema::UPDATED_AT, KeyType::Range)?)
+                .projection(all())
                 .build()?,
         )
         .send()

@@ -31,6 +31,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     job         TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, created_at DESC, request_id DESC);
+CREATE INDEX IF NOT EXISTS jobs_unsettled ON jobs (updated_at)
+    WHERE status IN ('QUEUED', 'RUNNING', 'PACKAGING')
+       OR (status IN ('SUCCEEDED', 'FAILED') AND notified_at IS NULL);
 CREATE TABLE IF NOT EXISTS job_events (
     seq        INTEGER PRIMARY KEY,
     request_id TEXT NOT NULL,
@@ -495,6 +498,22 @@ impl ControlTable for SqliteStore {
 
     async fn release_notification(&self, request_id: &str) -> PortResult<()> {
         self.set_notified(request_id, None).await.map(drop)
+    }
+
+    async fn unsettled_jobs(&self, updated_before: Millis, limit: usize) -> PortResult<Vec<Job>> {
+        let rows: Vec<String> = self
+            .with_conn(|conn| {
+                conn.prepare_cached(
+                    "SELECT job FROM jobs WHERE updated_at < ?1
+                       AND (status IN ('QUEUED', 'RUNNING', 'PACKAGING')
+                            OR (status IN ('SUCCEEDED', 'FAILED') AND notified_at IS NULL))
+                     ORDER BY updated_at LIMIT ?2",
+                )?
+                .query_map(params![updated_before, limit as i64], |r| r.get(0))?
+                .collect()
+            })
+            .await?;
+        rows.iter().map(|t| decode_job(t)).collect()
     }
 
     async fn list_jobs(

@@ -11,7 +11,8 @@ use crate::warehouse::{redshift_session, DataFusionWarehouse};
 use anyhow::Context;
 use export_core::catalog::Catalog;
 use export_core::http::api_router;
-use export_core::ports::QueueName;
+use export_core::messages::PollMessage;
+use export_core::ports::{QueueName, QueueSender};
 use export_core::service::{Poller, Processor, Queries, Retry, Submissions};
 use export_core::settings::{DeliverySettings, MailSettings, UnloadSettings};
 use std::net::SocketAddr;
@@ -49,6 +50,10 @@ pub struct LocalConfig {
     pub poll_initial_delay: Duration,
     pub poll_max_delay: Duration,
     pub packaging_lease: Duration,
+    /// How often the sweep runs (the template's schedule), and how long a job must sit
+    /// unsettled before the sweep looks at it.
+    pub sweep_every: Duration,
+    pub sweep_after: Duration,
 }
 
 impl LocalConfig {
@@ -69,6 +74,8 @@ impl LocalConfig {
             poll_initial_delay: Duration::from_secs(1),
             poll_max_delay: Duration::from_secs(10),
             packaging_lease: Duration::from_secs(60),
+            sweep_every: Duration::from_secs(60),
+            sweep_after: Duration::from_secs(300),
         }
     }
 }
@@ -157,6 +164,7 @@ impl LocalStack {
             poll_initial_delay: config.poll_initial_delay,
             poll_max_delay: config.poll_max_delay,
             packaging_lease: config.packaging_lease,
+            sweep_after: config.sweep_after,
             mail: MailSettings {
                 allowed_recipients: vec!["*".into()],
                 default_recipients: vec!["exports@localhost".into()],
@@ -228,6 +236,13 @@ impl LocalStack {
                 )));
             }
         }
+        if config.pollers > 0 {
+            workers.push(tokio::spawn(schedule_sweeps(
+                store.clone(),
+                config.sweep_every,
+                shutdown.clone(),
+            )));
+        }
         let resumed = warehouse.resume_unfinished()?;
         tracing::info!(%addr, data_dir = %dir.display(), resumed_statements = resumed, "local stack started");
         Ok(LocalStack {
@@ -270,6 +285,24 @@ impl LocalStack {
         self.warehouse.halt();
         for worker in self.workers {
             let _ = worker.await;
+        }
+    }
+}
+
+/// The local stand-in for the template's schedule rule: a sweep tick on the polls queue every
+/// `every`, handled by a poller like any other message.
+async fn schedule_sweeps(store: SqliteStore, every: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let tick = PollMessage::Sweep.to_body();
+        if let Err(e) = store.send(QueueName::Polls, &tick, Duration::ZERO).await {
+            tracing::warn!(error = %e, "could not queue the sweep");
         }
     }
 }

@@ -3,7 +3,7 @@
 use super::{DownloadLink, Retry};
 use crate::archive;
 use crate::domain::{now_ms, Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef};
-use crate::messages::{FollowUp, PollMessage};
+use crate::messages::{FollowUp, PollMessage, StartJob};
 use crate::ports::{
     ControlTable, Email, Mailer, ObjectStore, PortError, QueueName, QueueSender, StatementState,
     Warehouse,
@@ -40,7 +40,7 @@ impl Poller {
             PollMessage::FollowUp(FollowUp {
                 request_id,
                 attempt,
-            }) => (request_id, Some(attempt), None),
+            }) => (request_id, attempt, None),
             PollMessage::StatementEvent(event) => match event.statement_name.clone() {
                 Some(name) => (name, None, Some(event)),
                 None => {
@@ -48,6 +48,7 @@ impl Poller {
                     return Ok(());
                 }
             },
+            PollMessage::Sweep => return self.sweep().await,
         };
         let Some(job) = self.control.get_job(&request_id).await? else {
             tracing::warn!(request_id, "poll for a job that does not exist; dropped");
@@ -164,7 +165,7 @@ impl Poller {
             let next = attempt.saturating_add(1);
             let poll = PollMessage::FollowUp(FollowUp {
                 request_id: request_id.to_owned(),
-                attempt: next,
+                attempt: Some(next),
             });
             self.queue
                 .send(
@@ -287,6 +288,36 @@ impl Poller {
         Ok(())
     }
 
+    /// Looks again at every job that has sat unsettled for longer than `sweep_after`: its
+    /// messages may have been lost to a crash or a dead-letter queue, or its statement's event
+    /// never came. A queued job is queued again (starting is idempotent on the client token);
+    /// any other gets one look from the poller, which carries it on from where it stands.
+    /// Sends messages rather than doing the work here, so each job retries on its own.
+    pub async fn sweep(&self) -> Result<(), Retry> {
+        let cutoff = now_ms() - self.delivery.sweep_after.as_millis() as Millis;
+        let jobs = self.control.unsettled_jobs(cutoff, SWEEP_LIMIT).await?;
+        for job in &jobs {
+            let request_id = job.request_id.clone();
+            let (queue, body) = if job.status == JobStatus::Queued {
+                let start = StartJob { request_id };
+                let body = serde_json::to_string(&start).expect("plain struct serialises");
+                (QueueName::Requests, body)
+            } else {
+                let look = PollMessage::FollowUp(FollowUp {
+                    request_id,
+                    attempt: None,
+                });
+                (QueueName::Polls, look.to_body())
+            };
+            self.queue
+                .send(queue, &body, std::time::Duration::ZERO)
+                .await?;
+            tracing::info!(request_id = %job.request_id, status = %job.status, idle_ms = now_ms() - job.updated_at, "swept a job that has not moved");
+        }
+        tracing::info!(swept = jobs.len(), "sweep done");
+        Ok(())
+    }
+
     /// Called for a message on its last delivery whose handling failed again. A job still in
     /// flight fails with the reason, rather than wait forever behind a dead letter.
     pub async fn give_up(&self, body: &str, reason: &str) -> Result<(), Retry> {
@@ -296,7 +327,8 @@ impl Poller {
                 Some(name) => name,
                 None => return Ok(()),
             },
-            Err(_) => return Ok(()),
+            // The next tick sweeps again.
+            Ok(PollMessage::Sweep) | Err(_) => return Ok(()),
         };
         let Some(job) = self.control.get_job(&request_id).await? else {
             return Ok(());
@@ -401,6 +433,9 @@ impl Poller {
         })
     }
 }
+
+/// Jobs looked at per sweep, oldest first; the rest wait for the next tick.
+pub const SWEEP_LIMIT: usize = 200;
 
 pub fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

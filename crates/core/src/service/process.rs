@@ -100,7 +100,7 @@ impl Processor {
     async fn schedule_poll(&self, request_id: &str) -> Result<(), Retry> {
         let poll = PollMessage::FollowUp(FollowUp {
             request_id: request_id.to_owned(),
-            attempt: 0,
+            attempt: Some(0),
         });
         self.queue
             .send(QueueName::Polls, &poll.to_body(), self.first_poll_delay)
