@@ -442,6 +442,56 @@ async fn ses_sends_text_and_html_from_the_verified_sender() {
 }
 
 #[tokio::test]
+async fn the_functions_can_share_one_role_for_the_data_api() {
+    use aws_credential_types::provider::ProvideCredentials;
+    let h = Harness::start().await;
+    let sdk = export_emulator::provision::sdk_config(&h.emulator.moto_endpoint).await;
+    let shared = export_aws::functions::data_api_config(
+        &sdk,
+        "arn:aws:iam::123456789012:role/redshift-export-data-api",
+    )
+    .await;
+    // The credentials are the role's, from STS AssumeRole (moto's), not the caller's own.
+    let credentials = shared
+        .credentials_provider()
+        .unwrap()
+        .provide_credentials()
+        .await
+        .unwrap();
+    assert!(
+        credentials.access_key_id().starts_with("ASIA"),
+        "{}",
+        credentials.access_key_id()
+    );
+    assert!(credentials.session_token().is_some());
+    // And statements run and are followed with them.
+    let client = aws_sdk_redshiftdata::Client::from_conf(
+        aws_sdk_redshiftdata::config::Builder::from(&shared)
+            .endpoint_url(&h.emulator.data_api.endpoint)
+            .build(),
+    );
+    let target = Target::Workgroup {
+        name: WORKGROUP.into(),
+        secret_arn: None,
+    };
+    let warehouse = DataApiWarehouse::new(client, target, DATABASE);
+    let request = StatementRequest {
+        sql: format!(
+            "UNLOAD ('SELECT sku FROM rsdataapi.product_detail WHERE product_id = 12345') TO 's3://{}/shared-role/' IAM_ROLE 'arn:aws:iam::123456789012:role/u' FORMAT AS CSV HEADER MANIFEST VERBOSE",
+            h.emulator.results_bucket
+        ),
+        client_token: "shared-role".into(),
+        name: "shared-role".into(),
+    };
+    let id = warehouse.execute(&request).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while warehouse.describe(&id).await.unwrap().state != StatementState::Finished {
+        assert!(Instant::now() < deadline, "the statement never finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
 async fn data_api_runs_on_a_cluster_or_a_workgroup_and_cancels() {
     let h = Harness::start_with(|o| o.data_api.statement_delay = Duration::from_millis(300)).await;
     let client = &h.emulator.clients.redshift;

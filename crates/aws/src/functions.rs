@@ -33,7 +33,15 @@ impl Clients {
         let custom_endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
             .iter()
             .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
-        Clients::new(&sdk, custom_endpoint)
+        let mut clients = Clients::new(&sdk, custom_endpoint);
+        if let Some(role) = std::env::var("REDSHIFT_DATA_ROLE_ARN")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        {
+            let data_api = data_api_config(&sdk, role.trim()).await;
+            clients.redshift = aws_sdk_redshiftdata::Client::new(&data_api);
+        }
+        clients
     }
 
     pub fn new(sdk: &SdkConfig, s3_path_style: bool) -> Clients {
@@ -48,6 +56,26 @@ impl Clients {
             ses: aws_sdk_sesv2::Client::new(sdk),
         }
     }
+}
+
+/// The session every function's Data API calls run in, when they share a role.
+pub const DATA_API_SESSION: &str = "redshift-export";
+
+/// `sdk` with credentials of `role`, assumed as [`DATA_API_SESSION`]. The Data API lets only
+/// the role that started a statement describe or cancel it, so the processor (which starts
+/// statements), the poller (which follows them) and the receiver (which cancels them) all
+/// call it as this one role. The provider refreshes the credentials before they expire.
+pub async fn data_api_config(sdk: &SdkConfig, role: &str) -> SdkConfig {
+    let provider = aws_config::sts::AssumeRoleProvider::builder(role)
+        .session_name(DATA_API_SESSION)
+        .configure(sdk)
+        .build()
+        .await;
+    sdk.to_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+        )
+        .build()
 }
 
 fn catalog() -> Arc<Catalog> {
