@@ -1,5 +1,6 @@
-//! End-to-end tests: the local stack in-process, driven over real HTTP with signed requests;
-//! and the AWS functions against moto and the project's Data API endpoint (`aws`).
+//! End-to-end tests: the local stack in-process, driven over real HTTP with signed requests
+//! (also by the Postman collection through newman); the AWS functions against moto and the
+//! project's Data API endpoint (`aws`); and the SAM template's checks (`template`).
 //! One test binary, so the workspace is linked once.
 
 mod aws;
@@ -7,5 +8,7 @@ mod bad_input;
 mod common;
 mod exports;
 mod lifecycle;
+mod postman;
 mod security;
 mod sweep;
+mod template;
