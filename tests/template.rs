@@ -41,3 +41,68 @@ fn the_template_passes_sam_cfn_lint_and_the_projects_guard_rules() {
         );
     }
 }
+
+/// The environment variable names the template gives `function` (its own and the globals'):
+/// in the template they are the only all-caps keys.
+fn template_variables(template: &str, function: &str) -> Vec<String> {
+    let block = |start: &str| -> Vec<&str> {
+        let mut lines = template.lines().skip_while(|l| *l != start);
+        let first = lines.next().expect("the block is in the template");
+        let indent = first.len() - first.trim_start().len();
+        lines
+            .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
+            .collect()
+    };
+    let mut lines = block("Globals:");
+    lines.extend(block(&format!("  {function}:")));
+    lines
+        .iter()
+        .filter_map(|l| l.trim().split_once(':').map(|(key, _)| key))
+        .filter(|key| {
+            key.len() > 1
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_template_gives_each_function_every_variable_it_requires() {
+    use export_aws::env::Env;
+    use export_aws::functions;
+    let template = std::fs::read_to_string(repo().join("template.yaml")).unwrap();
+    let sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .build();
+    let clients = functions::Clients::new(&sdk, false);
+    type Build = fn(&mut Env, &functions::Clients);
+    let builds: [(&str, Build); 4] = [
+        ("ReceiverFunction", |env, c| {
+            drop(functions::receiver(env, c))
+        }),
+        ("StatusFunction", |env, c| drop(functions::status(env, c))),
+        ("ProcessorFunction", |env, c| {
+            drop(functions::processor(env, c))
+        }),
+        ("PollerFunction", |env, c| drop(functions::poller(env, c))),
+    ];
+    for (function, build) in builds {
+        let names = template_variables(&template, function);
+        assert!(
+            names.contains(&"CONTROL_TABLE".to_owned()),
+            "{function}: {names:?}"
+        );
+        // Any non-empty value: this checks names, not values.
+        let mut env = Env::from_pairs(names.iter().map(|n| (n.clone(), "1".to_owned())));
+        build(&mut env, &clients);
+        if let Err(error) = env.finish() {
+            assert!(
+                error.missing.is_empty(),
+                "{function} lacks {:?} in template.yaml",
+                error.missing
+            );
+        }
+    }
+}
