@@ -176,20 +176,25 @@ impl Harness {
             .collect()
     }
 
+    /// Acknowledges one received message.
+    async fn delete(&self, queue_url: &str, receipt: &str) {
+        self.emulator
+            .clients
+            .sqs
+            .delete_message()
+            .queue_url(queue_url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// Receives and deletes what the queue has: messages lost, as to a crash past the last
     /// retry. Returns their bodies.
     pub async fn lose(&self, queue_url: &str, wait: Duration) -> Vec<String> {
         let messages = self.receive(queue_url, wait).await;
         for (_, receipt) in &messages {
-            self.emulator
-                .clients
-                .sqs
-                .delete_message()
-                .queue_url(queue_url)
-                .receipt_handle(receipt)
-                .send()
-                .await
-                .unwrap();
+            self.delete(queue_url, receipt).await;
         }
         messages.into_iter().filter_map(|(m, _)| m.body).collect()
     }
@@ -211,15 +216,7 @@ impl Harness {
                 .iter()
                 .any(|f| Some(&f.item_identifier) == message.message_id.as_ref());
             if !failed {
-                self.emulator
-                    .clients
-                    .sqs
-                    .delete_message()
-                    .queue_url(queue_url)
-                    .receipt_handle(receipt)
-                    .send()
-                    .await
-                    .unwrap();
+                self.delete(queue_url, receipt).await;
             }
         }
         response
