@@ -1,8 +1,9 @@
 //! `redshift-export demo`: the whole path on the local stack, end to end, in one command.
 
-use crate::client::{Client, Signer};
-use crate::unpack::unpack;
+use crate::{local_signer, show};
 use anyhow::{bail, ensure, Context};
+use export_client::unpack::unpack;
+use export_client::Client;
 use export_local::{LocalConfig, LocalStack};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -11,8 +12,9 @@ use std::time::Duration;
 pub async fn run(mut config: LocalConfig) -> anyhow::Result<()> {
     config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
     println!(
-        "Starting the local stack (data in {}) …",
-        config.data_dir.display()
+        "Starting the local stack (data in {}; its log in {}) …",
+        config.data_dir.display(),
+        config.data_dir.join("demo.log").display()
     );
     let stack = LocalStack::start(config).await?;
     let outcome = exercise(&stack).await;
@@ -21,7 +23,7 @@ pub async fn run(mut config: LocalConfig) -> anyhow::Result<()> {
 }
 
 async fn exercise(stack: &LocalStack) -> anyhow::Result<()> {
-    let client = Client::new(&stack.base_url(), Signer::local("alice")?)?;
+    let client = Client::new(&stack.base_url(), local_signer("alice")?)?;
     println!(
         "Gateway on {}, signing as alice (SigV4, service execute-api).\n",
         stack.base_url()
@@ -70,14 +72,8 @@ async fn exercise(stack: &LocalStack) -> anyhow::Result<()> {
         );
 
         let history = client.events(&id).await?;
-        for event in history["events"].as_array().into_iter().flatten() {
-            println!(
-                "  [{}] {:<10} {:<10} {}",
-                event["at"],
-                event["step"].as_str().unwrap_or(""),
-                event["outcome"].as_str().unwrap_or(""),
-                event["message"].as_str().unwrap_or("")
-            );
+        for line in show::history(&history).lines() {
+            println!("  {line}");
         }
 
         let link = client.download_link(&id).await?;

@@ -1,9 +1,9 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use export_client::{Client, Signer};
 use export_local::sigv4::LocalIdentity;
 use export_local::{LocalConfig, LocalStack};
-use redshift_export::client::{Client, Signer};
-use redshift_export::{bench, bench_lambda, demo};
+use redshift_export::{demo, local_signer, show};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -67,6 +67,9 @@ struct ClientArgs {
     /// Region to sign for with AWS credentials (default: the chain's, else us-east-1).
     #[arg(long, global = true)]
     region: Option<String>,
+    /// Print the API's answers as JSON, unchanged, instead of for reading.
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -78,23 +81,11 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
     },
-    /// Start the local stack, run two exports end to end, print what came out, stop.
+    /// Start the local stack, run two exports end to end, print what came out, stop. The
+    /// stack's own log lines go to `<data-dir>/demo.log`.
     Demo {
         #[command(flatten)]
         stack: StackArgs,
-    },
-    /// Measure submit latency and throughput, and submit-to-email time, on the local stack.
-    Bench {
-        #[command(flatten)]
-        stack: StackArgs,
-        #[command(flatten)]
-        options: bench::BenchOptions,
-    },
-    /// Measure the Lambda binaries (size, cold init, peak memory) and the archive step on a
-    /// >1 GiB export, against moto and the project's Data API endpoint.
-    BenchLambda {
-        #[command(flatten)]
-        options: bench_lambda::LambdaBenchOptions,
     },
     /// Submit an export: `submit product_detail -p sku=FLOWER12`.
     Submit {
@@ -163,29 +154,58 @@ enum Command {
 
 async fn client(args: &ClientArgs) -> anyhow::Result<Client> {
     let signer = match &args.identity {
-        Some(name) => Signer::local(name)?,
+        Some(name) => local_signer(name)?,
         None => Signer::from_environment(args.region.clone()).await?,
     };
     Client::new(&args.endpoint, signer)
 }
 
-fn print(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("JSON prints")
+/// Prints an answer: as JSON with `--json`, else as `readable` renders it.
+fn print(args: &ClientArgs, value: &Value, readable: fn(&Value) -> String) {
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("JSON prints")
+        );
+    } else {
+        print!("{}", readable(value));
+    }
+}
+
+/// Log lines go to standard error, or for the demo to a file in its data directory, so they
+/// never mix with what the command prints.
+fn init_logging(to_file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let logs = tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "info,datafusion=warn,sqlparser=warn".into()),
     );
+    match to_file {
+        Some(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            logs.with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
+        }
+        None => logs.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,datafusion=warn,sqlparser=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Demo { stack } => init_logging(Some(&stack.data_dir.join("demo.log")))?,
+        _ => init_logging(None)?,
+    }
+    match cli.command {
         Command::Serve { stack, addr } => {
             let mut config = stack.config()?;
             config.addr = addr;
@@ -196,8 +216,6 @@ async fn main() -> anyhow::Result<()> {
             stack.stop().await;
         }
         Command::Demo { stack } => demo::run(stack.config()?).await?,
-        Command::Bench { stack, options } => bench::run(stack.config()?, options).await?,
-        Command::BenchLambda { options } => bench_lambda::run(options).await?,
         Command::Submit {
             dataset,
             params,
@@ -230,7 +248,15 @@ async fn main() -> anyhow::Result<()> {
             if !notify.is_empty() {
                 request["notify"] = json!(notify);
             }
-            print(&client.submit(&request, idempotency_key.as_deref()).await?);
+            let accepted = client.submit(&request, idempotency_key.as_deref()).await?;
+            print(&args, &accepted, |accepted| {
+                format!(
+                    "accepted: {} ({})\nfollow it with: redshift-export wait {}\n",
+                    accepted["request_id"].as_str().unwrap_or("?"),
+                    accepted["status"].as_str().unwrap_or("?"),
+                    accepted["request_id"].as_str().unwrap_or("?"),
+                )
+            });
         }
         Command::Status {
             request_id,
@@ -238,11 +264,11 @@ async fn main() -> anyhow::Result<()> {
             client: args,
         } => {
             let client = client(&args).await?;
-            print(&if all {
-                client.events(&request_id).await?
+            if all {
+                print(&args, &client.events(&request_id).await?, show::history);
             } else {
-                client.status(&request_id).await?
-            });
+                print(&args, &client.status(&request_id).await?, show::job);
+            }
         }
         Command::Wait {
             request_id,
@@ -261,7 +287,7 @@ async fn main() -> anyhow::Result<()> {
                 })
                 .await?;
             eprintln!();
-            print(&status);
+            print(&args, &status, show::job);
             anyhow::ensure!(
                 status["status"] == "SUCCEEDED",
                 "the export ended {}",
@@ -289,7 +315,16 @@ async fn main() -> anyhow::Result<()> {
         Command::Cancel {
             request_id,
             client: args,
-        } => print(&client(&args).await?.cancel(&request_id).await?),
+        } => {
+            let cancelled = client(&args).await?.cancel(&request_id).await?;
+            print(&args, &cancelled, |c| {
+                format!(
+                    "{} {}\n",
+                    c["request_id"].as_str().unwrap_or("?"),
+                    text_of(&c["status"])
+                )
+            });
+        }
         Command::List {
             limit,
             cursor,
@@ -300,6 +335,7 @@ async fn main() -> anyhow::Result<()> {
                 query.push(format!("limit={limit}"));
             }
             if let Some(cursor) = cursor {
+                // Page tokens are base64url: nothing in them needs escaping in a query.
                 query.push(format!("cursor={cursor}"));
             }
             let path = if query.is_empty() {
@@ -307,9 +343,17 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 format!("/exports?{}", query.join("&"))
             };
-            print(&client(&args).await?.get(&path).await?);
+            let page = client(&args).await?.get(&path).await?;
+            print(&args, &page, show::jobs);
         }
-        Command::Datasets { client: args } => print(&client(&args).await?.get("/datasets").await?),
+        Command::Datasets { client: args } => {
+            let catalogue = client(&args).await?.get("/datasets").await?;
+            print(&args, &catalogue, show::datasets);
+        }
     }
     Ok(())
+}
+
+fn text_of(value: &Value) -> &str {
+    value.as_str().unwrap_or("?")
 }

@@ -1,10 +1,37 @@
 //! Shared set-up: a local stack per test, in its own data directory, over TPC-H tables
-//! generated once per test run.
+//! generated once per test run; and [`eventually`], the one way a test waits.
 
+use export_client::Client;
+use export_core::ports::QueueName;
 use export_local::{LocalConfig, LocalStack};
-use redshift_export::client::{Client, Signer};
+use redshift_export::local_signer;
+use std::fmt::Debug;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Waits for `probe` to answer `Ok`, asking again after a short pause that grows to 200 ms,
+/// until `deadline` has passed; then fails with `what` and what the last answer saw.
+pub async fn eventually<T, Seen: Debug, Fut: Future<Output = Result<T, Seen>>>(
+    what: &str,
+    deadline: Duration,
+    mut probe: impl FnMut() -> Fut,
+) -> T {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) if started.elapsed() >= deadline => {
+                panic!("{what}: not within {deadline:?}; last seen: {seen:?}")
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
 
 pub const SCALE: f64 = 0.01;
 
@@ -84,8 +111,8 @@ pub async fn start_with(dir: tempfile::TempDir, config: LocalConfig) -> TestStac
     let stack = LocalStack::start(config)
         .await
         .expect("the local stack starts");
-    let alice = Client::new(&stack.base_url(), Signer::local("alice").unwrap()).unwrap();
-    let bob = Client::new(&stack.base_url(), Signer::local("bob").unwrap()).unwrap();
+    let alice = Client::new(&stack.base_url(), local_signer("alice").unwrap()).unwrap();
+    let bob = Client::new(&stack.base_url(), local_signer("bob").unwrap()).unwrap();
     TestStack {
         stack,
         alice,
@@ -114,16 +141,54 @@ pub fn mails_for(stack: &LocalStack, request_id: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Waits (up to 10 s) until `count` mails about `request_id` are in the outbox.
+/// Waits (up to 30 s) until `count` mails about `request_id` are in the outbox.
 pub async fn wait_for_mails(stack: &LocalStack, request_id: &str, count: usize) -> Vec<String> {
-    for _ in 0..200 {
-        let mails = mails_for(stack, request_id);
-        if mails.len() >= count {
-            return mails;
+    eventually(
+        &format!("{count} mails about {request_id}"),
+        Duration::from_secs(30),
+        || async {
+            let mails = mails_for(stack, request_id);
+            if mails.len() >= count {
+                Ok(mails)
+            } else {
+                Err(mails)
+            }
+        },
+    )
+    .await
+}
+
+/// Waits (up to 30 s) until the job's status is `wanted`.
+pub async fn wait_for_status(stack: &TestStack, id: &str, wanted: &str) {
+    eventually(
+        &format!("{id} {wanted}"),
+        Duration::from_secs(30),
+        || async {
+            let status = stack.alice.status(id).await.unwrap();
+            if status["status"] == wanted {
+                Ok(())
+            } else {
+                Err(status)
+            }
+        },
+    )
+    .await
+}
+
+/// Waits (up to 30 s) until both queues are empty, in flight and delayed messages included:
+/// every message sent so far has been handled, so nothing more happens until something new
+/// arrives (a sweep tick, a request).
+pub async fn quiet(stack: &LocalStack) {
+    eventually("both queues empty", Duration::from_secs(30), || async {
+        let requests = stack.store.depth(QueueName::Requests).await.unwrap();
+        let polls = stack.store.depth(QueueName::Polls).await.unwrap();
+        if requests.0 == 0 && polls.0 == 0 {
+            Ok(())
+        } else {
+            Err((requests, polls))
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    mails_for(stack, request_id)
+    })
+    .await
 }
 
 pub async fn submit_ok(client: &Client, request: serde_json::Value) -> String {

@@ -3,8 +3,8 @@
 use crate::common::*;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use export_client::unpack::unpack;
 use export_core::catalog::Catalog;
-use redshift_export::unpack::unpack;
 use serde_json::{json, Value};
 
 /// The rows the warehouse itself returns for the export, as CSV text with a header.
@@ -56,7 +56,7 @@ fn join_csv(parts: &[String]) -> String {
 async fn run_export(
     stack: &TestStack,
     request: Value,
-) -> (Value, Vec<redshift_export::unpack::ArchiveFile>) {
+) -> (Value, Vec<export_client::unpack::ArchiveFile>) {
     let id = submit_ok(&stack.alice, request).await;
     let status = wait_done(&stack.alice, &id).await;
     assert_eq!(status["status"], "SUCCEEDED", "{status}");

@@ -1,20 +1,11 @@
 //! Cancelling, and surviving a restart in the middle of a job.
 
 use crate::common::*;
+use export_core::messages::Message;
 use export_core::ports::{QueueName, QueueSender};
 use http::Method;
 use serde_json::json;
 use std::time::Duration;
-
-async fn wait_for_status(stack: &TestStack, id: &str, wanted: &str) {
-    for _ in 0..400 {
-        if stack.alice.status(id).await.unwrap()["status"] == wanted {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{id} never reached {wanted}");
-}
 
 #[tokio::test]
 async fn a_long_export_can_be_cancelled() {
@@ -51,8 +42,9 @@ async fn a_long_export_can_be_cancelled() {
         .await
         .unwrap();
     assert_eq!(download.status, 409);
-    // The statement stays aborted and nothing is packaged or mailed afterwards.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Once every message about it has been handled, it is still cancelled and nothing was
+    // packaged or mailed.
+    quiet(&stack.stack).await;
     assert_eq!(
         stack.alice.status(&id).await.unwrap()["status"],
         "CANCELLED"
@@ -83,7 +75,7 @@ async fn a_restart_mid_job_still_ends_succeeded_once_with_one_email() {
     assert_eq!(status["status"], "SUCCEEDED", "{status}");
     assert_eq!(status["rows"], 3);
     // Let any redelivered message or duplicate event run its course, then count.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    quiet(&second.stack).await;
     let events = second.alice.events(&id).await.unwrap();
     let steps: Vec<&str> = events["events"]
         .as_array()
@@ -117,21 +109,13 @@ async fn a_redelivered_start_message_starts_no_second_statement() {
     assert_eq!(status["status"], "SUCCEEDED");
     let statement = status["statement_id"].as_str().unwrap().to_owned();
     let store = stack.stack.store.clone();
-    QueueSender::send(
-        &store,
-        QueueName::Requests,
-        &json!({"request_id": id}).to_string(),
-        Duration::ZERO,
-    )
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (waiting, dead) = store.depth(QueueName::Requests).await.unwrap();
-    assert_eq!(
-        (waiting, dead),
-        (0, 0),
-        "the duplicate was handled and acknowledged"
-    );
+    store
+        .send(&Message::start(&id), Duration::ZERO)
+        .await
+        .unwrap();
+    // The duplicate is handled and acknowledged, not dead-lettered.
+    quiet(&stack.stack).await;
+    assert_eq!(store.depth(QueueName::Requests).await.unwrap(), (0, 0));
     let after = stack.alice.status(&id).await.unwrap();
     assert_eq!(after["statement_id"].as_str().unwrap(), statement);
     assert_eq!(after["status"], "SUCCEEDED");

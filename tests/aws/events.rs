@@ -1,6 +1,7 @@
 //! Every sample event in `events/` through its function's handler.
 
 use super::{sample_event, Harness, ALICE};
+use crate::common::eventually;
 use aws_lambda_events::event::sqs::SqsEvent;
 use export_aws::lambda::handle_batch;
 use export_core::domain::JobStatus;
@@ -55,22 +56,26 @@ async fn every_sample_event_runs_through_its_function() {
         .is_empty());
     exercised.push("poller-sqs-follow-up.json");
     let statement_id = h.job(&request_id).await.statement_id.unwrap();
-    while !matches!(
-        h.emulator
-            .clients
-            .redshift
-            .describe_statement()
-            .id(&statement_id)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .map(|s| s.as_str().to_owned())
-            .as_deref(),
-        Some("FINISHED")
-    ) {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the statement to finish",
+        std::time::Duration::from_secs(30),
+        || async {
+            let described = h
+                .emulator
+                .clients
+                .redshift
+                .describe_statement()
+                .id(&statement_id)
+                .send()
+                .await
+                .unwrap();
+            match described.status().map(|s| s.as_str()) {
+                Some("FINISHED") => Ok(()),
+                _ => Err(described),
+            }
+        },
+    )
+    .await;
     let mut event = sample_event("poller-sqs-statement-event.json", &request_id);
     let body: Value = serde_json::from_str(event["Records"][0]["body"].as_str().unwrap()).unwrap();
     // The SQS body is the EventBridge event as the rule forwards it.

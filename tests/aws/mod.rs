@@ -7,21 +7,22 @@ mod adapters;
 mod events;
 mod pipeline;
 
+use crate::common::eventually;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::MessageSystemAttributeName;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use axum::Router;
 use export_aws::functions;
-use export_aws::lambda::{self, QueueConsumer};
+use export_aws::lambda;
 use export_core::domain::Job;
 use export_core::http::{receiver_router, status_router, with_json_fallbacks};
-use export_core::service::{Poller, Processor};
+use export_core::service::{Consumer, Poller, Processor};
 use export_emulator::moto::SentEmail;
 use export_emulator::{Emulator, EmulatorOptions, Moto};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use export_emulator::events::SAMPLE_REQUEST_ID;
 pub const ALICE: &str = "arn:aws:iam::123456789012:user/partner-alice";
@@ -203,7 +204,7 @@ impl Harness {
     /// failed, as the event source mapping does with `ReportBatchItemFailures`.
     pub async fn deliver(
         &self,
-        consumer: &dyn QueueConsumer,
+        consumer: &dyn Consumer,
         queue_url: &str,
         messages: Vec<(SqsMessage, String)>,
     ) -> SqsBatchResponse {
@@ -224,18 +225,65 @@ impl Harness {
 
     /// Runs both queues' functions until the job has ended and its notice is out.
     pub async fn run_until_done(&self, request_id: &str) -> Job {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let job = self.job(request_id).await;
-            if job.status.is_terminal() && job.notified_at.is_some() {
-                return job;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {request_id} did not finish: {job:?}"
+        eventually(
+            &format!("job {request_id} to end, notified"),
+            Duration::from_secs(90),
+            || async {
+                let job = self.job(request_id).await;
+                if job.status.is_terminal() && job.notified_at.is_some() {
+                    return Ok(job);
+                }
+                self.pump_once(Duration::from_secs(1)).await;
+                Err(job)
+            },
+        )
+        .await
+    }
+
+    /// Messages on the queue, however SQS counts them: visible, in flight and delayed.
+    pub async fn depth(&self, queue_url: &str) -> u64 {
+        let attributes = self
+            .emulator
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default();
+        [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+        ]
+        .iter()
+        .map(|name| {
+            attributes
+                .get(name)
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("SQS answers {name:?}: {attributes:?}"))
+        })
+        .sum()
+    }
+
+    /// Runs both queues' functions until neither queue holds anything (delayed follow-ups
+    /// included): every message sent so far has been handled.
+    pub async fn settle(&self) {
+        eventually("both queues empty", Duration::from_secs(60), || async {
+            let left = (
+                self.depth(&self.emulator.requests_url).await,
+                self.depth(&self.emulator.polls_url).await,
             );
+            if left == (0, 0) {
+                return Ok(());
+            }
             self.pump_once(Duration::from_secs(1)).await;
-        }
+            Err(left)
+        })
+        .await
     }
 
     /// One round of each queue's event source.

@@ -6,6 +6,9 @@
 //! keying the sparse GSI the sweep reads stuck jobs from, oldest change first; the attribute
 //! is removed when the notice is claimed or the job is cancelled, so the index stays as small
 //! as the work in flight. Every item carries `expires_at`, the table's TTL attribute.
+//!
+//! Items are the serde types below, encoded by `serde_dynamo`; which moves are legal, and which
+//! settle a job, is the core's to say ([`Transition`]).
 
 use crate::error::port_error;
 use async_trait::async_trait;
@@ -13,10 +16,13 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
-use export_core::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef, Owner};
-use export_core::ports::{
-    ControlTable, CreateOutcome, IdempotencyKey, JobPage, PortError, PortResult,
+use export_core::domain::{
+    Archive, Compression, Format, Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef, Owner,
+    Transition,
 };
+use export_core::page::{JobPage, PageToken};
+use export_core::ports::{ControlTable, CreateOutcome, IdempotencyKey, PortError, PortResult};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -46,12 +52,100 @@ const EVENT_PREFIX: &str = "EVENT#";
 /// Orders events written by this process within one millisecond.
 static EVENT_SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
+/// A job's summary item.
+#[derive(Serialize, Deserialize)]
+struct JobItem {
+    pk: String,
+    sk: String,
+    request_id: String,
+    owner: String,
+    /// `<created_at, 13 digits>#<request_id>`: the `by-owner` index's sort key.
+    created_key: String,
+    dataset: String,
+    /// The parameters as JSON text: their shapes vary by export, and no index reads them.
+    #[serde(with = "json_text")]
+    params: serde_json::Map<String, serde_json::Value>,
+    format: Format,
+    compression: Compression,
+    archive: Archive,
+    notify: Vec<String>,
+    status: JobStatus,
+    created_at: Millis,
+    updated_at: Millis,
+    expires_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    statement_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rows: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    archive_bucket: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    archive_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    notified_at: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unsettled: Option<String>,
+}
+
+/// One event of a job's history.
+#[derive(Serialize, Deserialize)]
+struct EventItem {
+    pk: String,
+    sk: String,
+    at: Millis,
+    step: String,
+    outcome: String,
+    message: String,
+    expires_at: i64,
+}
+
+/// An idempotency key, naming the job it created and the digest of the request.
+#[derive(Serialize, Deserialize)]
+struct KeyItem {
+    pk: String,
+    sk: String,
+    request_id: String,
+    digest: String,
+    expires_at: i64,
+}
+
+/// The JSON text of a map, as one string attribute.
+mod json_text {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::{Map, Value};
+
+    pub fn serialize<S: Serializer>(map: &Map<String, Value>, s: S) -> Result<S::Ok, S::Error> {
+        Value::Object(map.clone()).to_string().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Map<String, Value>, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 #[derive(Clone)]
 pub struct DynamoControlTable {
     client: Client,
     table: String,
     /// How long items live before DynamoDB's TTL removes them.
     retention: Duration,
+}
+
+fn job_pk(request_id: &str) -> String {
+    format!("JOB#{request_id}")
+}
+
+fn key_pk(key: &IdempotencyKey) -> String {
+    format!("KEY#{}#{}", key.owner.0, key.key)
+}
+
+fn created_key(created_at: Millis, request_id: &str) -> String {
+    format!("{created_at:013}#{request_id}")
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -62,45 +156,72 @@ fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn job_pk(request_id: &str) -> AttributeValue {
-    s(format!("JOB#{request_id}"))
+fn item_of(value: &impl Serialize) -> Item {
+    serde_dynamo::to_item(value).expect("control table items always encode")
 }
 
-fn created_key(created_at: Millis, request_id: &str) -> String {
-    format!("{created_at:013}#{request_id}")
+fn decode<'a, T: Deserialize<'a>>(item: Item) -> PortResult<T> {
+    serde_dynamo::from_item(item)
+        .map_err(|e| PortError::Rejected(format!("control table item is malformed: {e}")))
 }
 
-fn malformed(what: &str) -> PortError {
-    PortError::Rejected(format!("control table item has no valid '{what}'"))
+fn decode_job(item: Item) -> PortResult<Job> {
+    let item: JobItem = decode(item)?;
+    let archive_object = match (item.archive_bucket, item.archive_key) {
+        (Some(bucket), Some(key)) => Some(ObjectRef::new(bucket, key)),
+        _ => None,
+    };
+    Ok(Job {
+        request_id: item.request_id,
+        owner: Owner(item.owner),
+        dataset: item.dataset,
+        params: item.params,
+        format: item.format,
+        compression: item.compression,
+        archive: item.archive,
+        notify: item.notify,
+        status: item.status,
+        created_at: item.created_at,
+        updated_at: item.updated_at,
+        statement_id: item.statement_id,
+        rows: item.rows,
+        bytes: item.bytes,
+        archive_object,
+        error: item.error,
+        notified_at: item.notified_at,
+    })
 }
 
-fn get_s<'a>(item: &'a Item, name: &str) -> PortResult<&'a str> {
-    opt_s(item, name).ok_or_else(|| malformed(name))
+fn decode_event(item: Item) -> PortResult<JobEvent> {
+    let item: EventItem = decode(item)?;
+    Ok(JobEvent {
+        at: item.at,
+        step: item.step,
+        outcome: item.outcome,
+        message: item.message,
+    })
 }
 
-fn opt_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
-}
-
-fn opt_n<T: std::str::FromStr>(item: &Item, name: &str) -> PortResult<Option<T>> {
-    item.get(name)
-        .map(|v| {
-            v.as_n()
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .ok_or_else(|| malformed(name))
-        })
-        .transpose()
-}
-
-fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> PortResult<T> {
-    opt_n(item, name)?.ok_or_else(|| malformed(name))
-}
-
-fn parse_field<T: std::str::FromStr>(item: &Item, name: &str) -> PortResult<T> {
-    get_s(item, name)?.parse().map_err(|_| malformed(name))
+/// The attributes a transition sets, named as the summary item names them.
+fn update_attributes(update: &JobUpdate) -> Vec<(&'static str, AttributeValue)> {
+    let mut out = Vec::new();
+    if let Some(v) = &update.statement_id {
+        out.push(("statement_id", s(v)));
+    }
+    if let Some(v) = update.rows {
+        out.push(("rows", n(v)));
+    }
+    if let Some(v) = update.bytes {
+        out.push(("bytes", n(v)));
+    }
+    if let Some(v) = &update.archive_object {
+        out.push(("archive_bucket", s(&v.bucket)));
+        out.push(("archive_key", s(&v.key)));
+    }
+    if let Some(v) = &update.error {
+        out.push(("error", s(v)));
+    }
+    out
 }
 
 impl DynamoControlTable {
@@ -112,93 +233,67 @@ impl DynamoControlTable {
         }
     }
 
-    fn expires_at(&self, from: Millis) -> AttributeValue {
-        n(from / 1000 + self.retention.as_secs() as i64)
+    /// The TTL attribute's value (epoch seconds) for an item written at `from`.
+    fn expires_at(&self, from: Millis) -> i64 {
+        from / 1000 + self.retention.as_secs() as i64
     }
 
     fn job_item(&self, job: &Job) -> Item {
-        let mut item = Item::from([
-            (schema::PARTITION_KEY.into(), job_pk(&job.request_id)),
-            (schema::SORT_KEY.into(), s(SUMMARY)),
-            ("request_id".into(), s(&job.request_id)),
-            (schema::OWNER.into(), s(&job.owner.0)),
-            (
-                schema::CREATED_KEY.into(),
-                s(created_key(job.created_at, &job.request_id)),
-            ),
-            ("dataset".into(), s(&job.dataset)),
-            (
-                "params".into(),
-                s(serde_json::Value::Object(job.params.clone()).to_string()),
-            ),
-            ("format".into(), s(job.format.as_str())),
-            ("compression".into(), s(job.compression.as_str())),
-            ("archive".into(), s(job.archive.as_str())),
-            (
-                "notify".into(),
-                AttributeValue::L(job.notify.iter().map(s).collect()),
-            ),
-            ("status".into(), s(job.status.as_str())),
-            ("created_at".into(), n(job.created_at)),
-            (schema::UPDATED_AT.into(), n(job.updated_at)),
-            (
-                schema::TTL_ATTRIBUTE.into(),
-                self.expires_at(job.created_at),
-            ),
-        ]);
-        let update = JobUpdate {
+        item_of(&JobItem {
+            pk: job_pk(&job.request_id),
+            sk: SUMMARY.into(),
+            request_id: job.request_id.clone(),
+            owner: job.owner.0.clone(),
+            created_key: created_key(job.created_at, &job.request_id),
+            dataset: job.dataset.clone(),
+            params: job.params.clone(),
+            format: job.format,
+            compression: job.compression,
+            archive: job.archive,
+            notify: job.notify.clone(),
+            status: job.status,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+            expires_at: self.expires_at(job.created_at),
             statement_id: job.statement_id.clone(),
             rows: job.rows,
             bytes: job.bytes,
-            archive_object: job.archive_object.clone(),
+            archive_bucket: job.archive_object.as_ref().map(|o| o.bucket.clone()),
+            archive_key: job.archive_object.as_ref().map(|o| o.key.clone()),
             error: job.error.clone(),
-        };
-        item.extend(update_attributes(&update));
-        if let Some(at) = job.notified_at {
-            item.insert("notified_at".into(), n(at));
-        }
-        if !job.is_settled() {
-            item.insert(schema::UNSETTLED.into(), s(UNSETTLED_MARK));
-        }
-        item
+            notified_at: job.notified_at,
+            unsettled: (!job.is_settled()).then(|| UNSETTLED_MARK.into()),
+        })
     }
 
     fn event_item(&self, request_id: &str, event: &JobEvent) -> Item {
         let sequence = EVENT_SEQUENCE.fetch_add(1, Ordering::Relaxed);
         // The random tail keeps two processes writing in the same millisecond apart.
         let tail = &uuid::Uuid::new_v4().simple().to_string()[..8];
-        Item::from([
-            (schema::PARTITION_KEY.into(), job_pk(request_id)),
-            (
-                schema::SORT_KEY.into(),
-                s(format!(
-                    "{EVENT_PREFIX}{:013}#{sequence:012}#{tail}",
-                    event.at
-                )),
-            ),
-            ("at".into(), n(event.at)),
-            ("step".into(), s(&event.step)),
-            ("outcome".into(), s(&event.outcome)),
-            ("message".into(), s(&event.message)),
-            (schema::TTL_ATTRIBUTE.into(), self.expires_at(event.at)),
-        ])
+        item_of(&EventItem {
+            pk: job_pk(request_id),
+            sk: format!("{EVENT_PREFIX}{:013}#{sequence:012}#{tail}", event.at),
+            at: event.at,
+            step: event.step.clone(),
+            outcome: event.outcome.clone(),
+            message: event.message.clone(),
+            expires_at: self.expires_at(event.at),
+        })
     }
 
-    fn key_item_key(key: &IdempotencyKey) -> Item {
+    fn item_key(pk: String, sk: &str) -> Item {
         Item::from([
-            (
-                schema::PARTITION_KEY.into(),
-                s(format!("KEY#{}#{}", key.owner.0, key.key)),
-            ),
-            (schema::SORT_KEY.into(), s("KEY")),
+            (schema::PARTITION_KEY.into(), s(pk)),
+            (schema::SORT_KEY.into(), s(sk)),
         ])
     }
 
     fn summary_key(request_id: &str) -> Item {
-        Item::from([
-            (schema::PARTITION_KEY.into(), job_pk(request_id)),
-            (schema::SORT_KEY.into(), s(SUMMARY)),
-        ])
+        Self::item_key(job_pk(request_id), SUMMARY)
+    }
+
+    fn idempotency_key(key: &IdempotencyKey) -> Item {
+        Self::item_key(key_pk(key), "KEY")
     }
 
     fn put(&self, item: Item, condition: &str) -> PortResult<TransactWriteItem> {
@@ -225,97 +320,33 @@ impl DynamoControlTable {
             .item)
     }
 
+    /// Every event item of the job, in time order, however many pages they take.
     async fn query_events(&self, request_id: &str) -> PortResult<Vec<Item>> {
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :events)")
-                .expression_attribute_values(":pk", job_pk(request_id))
-                .expression_attribute_values(":events", s(EVENT_PREFIX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| port_error("Query", e))?;
-            items.extend(page.items.unwrap_or_default());
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(items),
-            }
-        }
+        self.client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :events)")
+            .expression_attribute_values(":pk", s(job_pk(request_id)))
+            .expression_attribute_values(":events", s(EVENT_PREFIX))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| port_error("Query", e))
     }
-}
 
-/// The attributes a transition sets, named as the summary item names them.
-fn update_attributes(update: &JobUpdate) -> Vec<(String, AttributeValue)> {
-    let mut out = Vec::new();
-    if let Some(v) = &update.statement_id {
-        out.push(("statement_id".into(), s(v)));
+    async fn delete_item(&self, key: Item) -> PortResult<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .send()
+            .await
+            .map_err(|e| port_error("DeleteItem", e))?;
+        Ok(())
     }
-    if let Some(v) = update.rows {
-        out.push(("rows".into(), n(v)));
-    }
-    if let Some(v) = update.bytes {
-        out.push(("bytes".into(), n(v)));
-    }
-    if let Some(v) = &update.archive_object {
-        out.push(("archive_bucket".into(), s(&v.bucket)));
-        out.push(("archive_key".into(), s(&v.key)));
-    }
-    if let Some(v) = &update.error {
-        out.push(("error".into(), s(v)));
-    }
-    out
-}
-
-fn decode_job(item: &Item) -> PortResult<Job> {
-    let params = match serde_json::from_str(get_s(item, "params")?) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => return Err(malformed("params")),
-    };
-    let notify = match item.get("notify") {
-        Some(AttributeValue::L(list)) => list
-            .iter()
-            .map(|v| v.as_s().cloned().map_err(|_| malformed("notify")))
-            .collect::<PortResult<Vec<_>>>()?,
-        _ => Vec::new(),
-    };
-    let archive_object = match (opt_s(item, "archive_bucket"), opt_s(item, "archive_key")) {
-        (Some(bucket), Some(key)) => Some(ObjectRef::new(bucket, key)),
-        _ => None,
-    };
-    Ok(Job {
-        request_id: get_s(item, "request_id")?.to_owned(),
-        owner: Owner(get_s(item, schema::OWNER)?.to_owned()),
-        dataset: get_s(item, "dataset")?.to_owned(),
-        params,
-        format: parse_field(item, "format")?,
-        compression: parse_field(item, "compression")?,
-        archive: parse_field(item, "archive")?,
-        notify,
-        status: parse_field(item, "status")?,
-        created_at: get_n(item, "created_at")?,
-        updated_at: get_n(item, "updated_at")?,
-        statement_id: opt_s(item, "statement_id").map(str::to_owned),
-        rows: opt_n(item, "rows")?,
-        bytes: opt_n(item, "bytes")?,
-        archive_object,
-        error: opt_s(item, "error").map(str::to_owned),
-        notified_at: opt_n(item, "notified_at")?,
-    })
-}
-
-fn decode_event(item: &Item) -> PortResult<JobEvent> {
-    Ok(JobEvent {
-        at: get_n(item, "at")?,
-        step: get_s(item, "step")?.to_owned(),
-        outcome: get_s(item, "outcome")?.to_owned(),
-        message: get_s(item, "message")?.to_owned(),
-    })
 }
 
 /// Which items of a cancelled transaction failed their condition; `Err` if it was cancelled
@@ -352,6 +383,12 @@ fn failed_conditions(
     Err(port_error("TransactWriteItems", error))
 }
 
+fn is_condition_failure(error: &aws_sdk_dynamodb::error::SdkError<UpdateItemError>) -> bool {
+    error
+        .as_service_error()
+        .is_some_and(|e| e.is_conditional_check_failed_exception())
+}
+
 #[async_trait]
 impl ControlTable for DynamoControlTable {
     async fn create_job(
@@ -362,13 +399,13 @@ impl ControlTable for DynamoControlTable {
     ) -> PortResult<CreateOutcome> {
         let mut writes = Vec::new();
         if let Some(key) = key {
-            let mut item = Self::key_item_key(key);
-            item.insert("request_id".into(), s(&job.request_id));
-            item.insert("digest".into(), s(&key.request_digest));
-            item.insert(
-                schema::TTL_ATTRIBUTE.into(),
-                self.expires_at(job.created_at),
-            );
+            let item = item_of(&KeyItem {
+                pk: key_pk(key),
+                sk: "KEY".into(),
+                request_id: job.request_id.clone(),
+                digest: key.request_digest.clone(),
+                expires_at: self.expires_at(job.created_at),
+            });
             writes.push(self.put(item, "attribute_not_exists(pk)")?);
         }
         writes.push(self.put(self.job_item(job), "attribute_not_exists(pk)")?);
@@ -393,14 +430,15 @@ impl ControlTable for DynamoControlTable {
             )));
         };
         let existing = self
-            .get_item(Self::key_item_key(key))
+            .get_item(Self::idempotency_key(key))
             .await?
             .ok_or_else(|| {
                 PortError::Unavailable("idempotency key vanished while being read".into())
             })?;
+        let existing: KeyItem = decode(existing)?;
         Ok(CreateOutcome::KeyUsed {
-            request_id: get_s(&existing, "request_id")?.to_owned(),
-            same_request: get_s(&existing, "digest")? == key.request_digest,
+            request_id: existing.request_id,
+            same_request: existing.digest == key.request_digest,
         })
     }
 
@@ -411,28 +449,16 @@ impl ControlTable for DynamoControlTable {
                     .iter()
                     .filter_map(|k| event.get(*k).map(|v| (k.to_string(), v.clone()))),
             );
-            self.client
-                .delete_item()
-                .table_name(&self.table)
-                .set_key(Some(key))
-                .send()
-                .await
-                .map_err(|e| port_error("DeleteItem", e))?;
+            self.delete_item(key).await?;
         }
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::summary_key(request_id)))
-            .send()
-            .await
-            .map_err(|e| port_error("DeleteItem", e))?;
+        self.delete_item(Self::summary_key(request_id)).await?;
         if let Some(key) = key {
             // Only this job's key: a key another job took since must stay.
             let deleted = self
                 .client
                 .delete_item()
                 .table_name(&self.table)
-                .set_key(Some(Self::key_item_key(key)))
+                .set_key(Some(Self::idempotency_key(key)))
                 .condition_expression("request_id = :id")
                 .expression_attribute_values(":id", s(request_id))
                 .send()
@@ -451,38 +477,33 @@ impl ControlTable for DynamoControlTable {
 
     async fn get_job(&self, request_id: &str) -> PortResult<Option<Job>> {
         let item = self.get_item(Self::summary_key(request_id)).await?;
-        item.as_ref().map(decode_job).transpose()
+        item.map(decode_job).transpose()
     }
 
     async fn transition(
         &self,
         request_id: &str,
-        from: JobStatus,
-        to: JobStatus,
+        transition: Transition,
         update: &JobUpdate,
         event: &JobEvent,
     ) -> PortResult<bool> {
-        if !from.can_become(to) {
-            return Err(PortError::Rejected(format!("no transition {from} → {to}")));
-        }
         let mut sets = vec!["#status = :to".to_owned(), "#updated_at = :at".to_owned()];
         let mut names = HashMap::from([
             ("#status".to_owned(), "status".to_owned()),
-            ("#updated_at".to_owned(), "updated_at".to_owned()),
+            ("#updated_at".to_owned(), schema::UPDATED_AT.to_owned()),
         ]);
         let mut values = HashMap::from([
-            (":to".to_owned(), s(to.as_str())),
-            (":from".to_owned(), s(from.as_str())),
+            (":to".to_owned(), s(transition.to().as_str())),
+            (":from".to_owned(), s(transition.from().as_str())),
             (":at".to_owned(), n(event.at)),
         ]);
         for (name, value) in update_attributes(update) {
             sets.push(format!("#{name} = :{name}"));
-            names.insert(format!("#{name}"), name.clone());
+            names.insert(format!("#{name}"), name.to_owned());
             values.insert(format!(":{name}"), value);
         }
-        // A cancelled job sends no notice, so it is settled now; an ended one stays unsettled
-        // until its notice is claimed.
-        let remove = if to == JobStatus::Cancelled {
+        // A job the move settles leaves the sweep's index.
+        let remove = if transition.settles() {
             names.insert("#unsettled".into(), schema::UNSETTLED.into());
             " REMOVE #unsettled"
         } else {
@@ -537,7 +558,7 @@ impl ControlTable for DynamoControlTable {
         // The sort key orders them by time.
         self.query_events(request_id)
             .await?
-            .iter()
+            .into_iter()
             .map(decode_event)
             .collect()
     }
@@ -581,30 +602,25 @@ impl ControlTable for DynamoControlTable {
     }
 
     async fn unsettled_jobs(&self, updated_before: Millis, limit: usize) -> PortResult<Vec<Job>> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(schema::UNSETTLED_INDEX)
+            .key_condition_expression("#unsettled = :mark AND #updated < :cutoff")
+            .expression_attribute_names("#unsettled", schema::UNSETTLED)
+            .expression_attribute_names("#updated", schema::UPDATED_AT)
+            .expression_attribute_values(":mark", s(UNSETTLED_MARK))
+            .expression_attribute_values(":cutoff", n(updated_before))
+            .limit(limit.min(i32::MAX as usize) as i32)
+            .into_paginator()
+            .items()
+            .send();
         let mut jobs = Vec::new();
-        let mut start: Option<Item> = None;
         while jobs.len() < limit {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(schema::UNSETTLED_INDEX)
-                .key_condition_expression("#unsettled = :mark AND #updated < :cutoff")
-                .expression_attribute_names("#unsettled", schema::UNSETTLED)
-                .expression_attribute_names("#updated", schema::UPDATED_AT)
-                .expression_attribute_values(":mark", s(UNSETTLED_MARK))
-                .expression_attribute_values(":cutoff", n(updated_before))
-                .limit((limit - jobs.len()) as i32)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| port_error("Query", e))?;
-            for item in page.items.unwrap_or_default() {
-                jobs.push(decode_job(&item)?);
-            }
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
+            match pages.next().await {
+                Some(item) => jobs.push(decode_job(item.map_err(|e| port_error("Query", e))?)?),
+                None => break,
             }
         }
         Ok(jobs)
@@ -614,54 +630,88 @@ impl ControlTable for DynamoControlTable {
         &self,
         owner: &Owner,
         limit: usize,
-        after: Option<&str>,
+        after: Option<&PageToken>,
     ) -> PortResult<JobPage> {
-        // The page token is the last job's `created_at.request_id`, the index's sort order.
-        let cursor = match after {
+        // The index's sort key is `created_key`: the page starts just below the token's.
+        let before = match after {
+            Some(token) => created_key(token.created_at, &token.request_id),
             None => "9".repeat(13),
-            Some(token) => token
-                .split_once('.')
-                .and_then(|(at, id)| Some(created_key(at.parse().ok()?, id)))
-                .filter(|_| !token.contains('#'))
-                .ok_or_else(|| PortError::Invalid {
-                    field: "cursor".into(),
-                    message: "'cursor' is not a page token this API issued".into(),
-                })?,
         };
         let page = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(schema::OWNER_INDEX)
-            .key_condition_expression("#owner = :owner AND #created < :cursor")
+            .key_condition_expression("#owner = :owner AND #created < :before")
             .expression_attribute_names("#owner", schema::OWNER)
             .expression_attribute_names("#created", schema::CREATED_KEY)
             .expression_attribute_values(":owner", s(&owner.0))
-            .expression_attribute_values(":cursor", s(cursor))
+            .expression_attribute_values(":before", s(before))
             .scan_index_forward(false)
             .limit(limit as i32 + 1)
             .send()
             .await
             .map_err(|e| port_error("Query", e))?;
-        let mut jobs = page
+        let jobs = page
             .items
             .unwrap_or_default()
-            .iter()
+            .into_iter()
             .map(decode_job)
             .collect::<PortResult<Vec<_>>>()?;
-        let next = if jobs.len() > limit {
-            jobs.truncate(limit);
-            jobs.last()
-                .map(|j| format!("{}.{}", j.created_at, j.request_id))
-        } else {
-            None
-        };
-        Ok(JobPage { jobs, next })
+        Ok(JobPage::from_rows(jobs, limit))
     }
 }
 
-fn is_condition_failure(error: &aws_sdk_dynamodb::error::SdkError<UpdateItemError>) -> bool {
-    error
-        .as_service_error()
-        .is_some_and(|e| e.is_conditional_check_failed_exception())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The item layout is the table's contract with its indexes and with items already
+    /// stored: these attribute names and types must not change by accident.
+    #[test]
+    fn summary_items_keep_the_table_s_layout() {
+        let table = DynamoControlTable::new(
+            Client::from_conf(
+                aws_sdk_dynamodb::Config::builder()
+                    .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+                    .build(),
+            ),
+            "t",
+            Duration::from_secs(86_400),
+        );
+        let mut params = serde_json::Map::new();
+        params.insert("sku".into(), "FLOWER12".into());
+        let job = Job {
+            request_id: "r1".into(),
+            owner: Owner("arn:aws:iam::1:user/a".into()),
+            dataset: "product_detail".into(),
+            params,
+            format: Format::Csv,
+            compression: Compression::Gzip,
+            archive: Archive::TarGz,
+            notify: vec!["a@example.com".into()],
+            status: JobStatus::Running,
+            created_at: 1_000,
+            updated_at: 2_000,
+            statement_id: Some("s1".into()),
+            rows: None,
+            bytes: None,
+            archive_object: None,
+            error: None,
+            notified_at: None,
+        };
+        let item = table.job_item(&job);
+        assert_eq!(item["pk"], s("JOB#r1"));
+        assert_eq!(item["sk"], s("JOB"));
+        assert_eq!(item["created_key"], s("0000000001000#r1"));
+        assert_eq!(item["params"], s(r#"{"sku":"FLOWER12"}"#));
+        assert_eq!(item["archive"], s("tar.gz"));
+        assert_eq!(item["status"], s("RUNNING"));
+        assert_eq!(item["notify"], AttributeValue::L(vec![s("a@example.com")]));
+        assert_eq!(item["updated_at"], n(2_000));
+        assert_eq!(item["expires_at"], n(86_401));
+        assert_eq!(item["unsettled"], s(UNSETTLED_MARK));
+        assert!(!item.contains_key("rows") && !item.contains_key("notified_at"));
+        assert_eq!(decode_job(item).unwrap(), job);
+    }
 }

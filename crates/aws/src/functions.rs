@@ -9,6 +9,7 @@ use crate::ses::SesMailer;
 use crate::sqs::{SqsQueues, MAX_DELAY};
 use aws_config::SdkConfig;
 use export_core::catalog::Catalog;
+use export_core::clock::{Clock, SystemClock};
 use export_core::service::{Poller, Processor, Queries, Submissions};
 use export_core::settings::{DeliverySettings, MailSettings, UnloadSettings};
 use std::sync::Arc;
@@ -81,6 +82,10 @@ pub async fn data_api_config(sdk: &SdkConfig, role: &str) -> SdkConfig {
 fn catalog() -> Arc<Catalog> {
     // Checked by the test suite; a build whose catalogue does not parse cannot ship.
     Arc::new(crate::catalog::load().expect("the embedded catalogue parses"))
+}
+
+fn clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
 }
 
 fn control(env: &mut Env, clients: &Clients) -> Arc<DynamoControlTable> {
@@ -216,6 +221,7 @@ pub fn receiver(env: &mut Env, clients: &Clients) -> Arc<Submissions> {
         control: control(env, clients),
         queue: queues(env, clients, true, false),
         warehouse: warehouse(env, clients),
+        clock: clock(),
     })
 }
 
@@ -225,6 +231,7 @@ pub fn status(env: &mut Env, clients: &Clients) -> Arc<Queries> {
         catalog: catalog(),
         control: control(env, clients),
         objects: Arc::new(S3ObjectStore::new(clients.s3.clone())),
+        clock: clock(),
         link_ttl: link_ttl(env),
     })
 }
@@ -236,6 +243,7 @@ pub fn processor(env: &mut Env, clients: &Clients) -> Arc<Processor> {
         control: control(env, clients),
         warehouse: warehouse(env, clients),
         queue: queues(env, clients, false, true),
+        clock: clock(),
         unload: unload_settings(env, true),
         first_poll_delay: env.seconds("POLL_INITIAL_DELAY_SECONDS", 5, MAX_DELAY.as_secs()),
     })
@@ -255,6 +263,7 @@ pub fn poller(env: &mut Env, clients: &Clients) -> Arc<Poller> {
         )),
         // The sweep re-queues jobs whose start message was lost.
         queue: queues(env, clients, true, true),
+        clock: clock(),
         unload: unload_settings(env, false),
         delivery: delivery_settings(env),
     })

@@ -1,14 +1,12 @@
 //! What the four `main`s share: JSON logs, API Gateway requests into the API's router with the
 //! caller's IAM identity, and SQS batches into a service with partial batch failures.
 
-use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use axum::body::Body;
 use axum::Router;
 use export_core::domain::Owner;
 use export_core::http::Caller;
-use export_core::messages::{PollMessage, StartJob};
-use export_core::service::{Poller, Processor, Retry};
+use export_core::service::{consume, Consumer, Delivered};
 use export_core::ApiError;
 use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
@@ -133,53 +131,12 @@ pub async fn serve_http(router: Router) -> Result<(), Error> {
     .await
 }
 
-/// A service fed by a queue: handles a message, and fails its job on the last delivery.
-#[async_trait]
-pub trait QueueConsumer: Send + Sync {
-    async fn handle(&self, body: &str) -> Result<(), Retry>;
-    async fn give_up(&self, body: &str, reason: &str) -> Result<(), Retry>;
-    /// The job a message is about, for the log lines.
-    fn request_id(&self, body: &str) -> Option<String>;
-}
-
-#[async_trait]
-impl QueueConsumer for Processor {
-    async fn handle(&self, body: &str) -> Result<(), Retry> {
-        Processor::handle(self, body).await
-    }
-    async fn give_up(&self, body: &str, reason: &str) -> Result<(), Retry> {
-        Processor::give_up(self, body, reason).await
-    }
-    fn request_id(&self, body: &str) -> Option<String> {
-        serde_json::from_str::<StartJob>(body)
-            .ok()
-            .map(|m| m.request_id)
-    }
-}
-
-#[async_trait]
-impl QueueConsumer for Poller {
-    async fn handle(&self, body: &str) -> Result<(), Retry> {
-        Poller::handle(self, body).await
-    }
-    async fn give_up(&self, body: &str, reason: &str) -> Result<(), Retry> {
-        Poller::give_up(self, body, reason).await
-    }
-    fn request_id(&self, body: &str) -> Option<String> {
-        match PollMessage::parse(body).ok()? {
-            PollMessage::FollowUp(follow_up) => Some(follow_up.request_id),
-            PollMessage::StatementEvent(event) => event.statement_name,
-            PollMessage::Sweep => None,
-        }
-    }
-}
-
 /// Handles every message of the batch (concurrently) and reports the ones to deliver again,
 /// so one bad message never re-runs the others (`ReportBatchItemFailures`). A message that
-/// fails on its `max_receives`-th delivery fails its job first; it is still reported, so the
-/// queue moves it to the dead-letter queue where an alarm sees it.
+/// fails on its `max_receives`-th delivery fails its job first ([`consume`]); it is still
+/// reported, so the queue moves it to the dead-letter queue where an alarm sees it.
 pub async fn handle_batch(
-    consumer: &dyn QueueConsumer,
+    consumer: &dyn Consumer,
     event: SqsEvent,
     max_receives: u32,
 ) -> SqsBatchResponse {
@@ -191,8 +148,8 @@ pub async fn handle_batch(
     )
     .await;
     let mut response = SqsBatchResponse::default();
-    for (message, ok) in event.records.iter().zip(outcomes) {
-        if !ok {
+    for (message, delivered) in event.records.iter().zip(outcomes) {
+        if !delivered.is_done() {
             response.add_failure(message.message_id.clone().unwrap_or_default());
         }
     }
@@ -200,41 +157,25 @@ pub async fn handle_batch(
 }
 
 async fn handle_message(
-    consumer: &dyn QueueConsumer,
+    consumer: &dyn Consumer,
     message: &SqsMessage,
     max_receives: u32,
-) -> bool {
+) -> Delivered {
     let body = message.body.as_deref().unwrap_or("");
-    let request_id = consumer.request_id(body).unwrap_or_default();
     let message_id = message.message_id.as_deref().unwrap_or("");
+    // SQS counts deliveries; the event source passes the count on with each record.
     let receives: u32 = message
         .attributes
         .get("ApproximateReceiveCount")
         .and_then(|n| n.parse().ok())
         .unwrap_or(1);
-    let span = tracing::info_span!("message", request_id = %request_id, message_id, receives);
-    async move {
-        match consumer.handle(body).await {
-            Ok(()) => true,
-            Err(Retry(reason)) if receives >= max_receives => {
-                tracing::error!(%reason, "last delivery failed; giving up on the job");
-                if let Err(e) = consumer.give_up(body, &reason).await {
-                    tracing::error!(error = %e, "could not fail the job");
-                }
-                false
-            }
-            Err(Retry(reason)) => {
-                tracing::warn!(%reason, "message will be delivered again");
-                false
-            }
-        }
-    }
-    .instrument(span)
-    .await
+    consume(consumer, body, receives, max_receives)
+        .instrument(tracing::info_span!("sqs", message_id))
+        .await
 }
 
 /// Serves SQS batches with `consumer` until the runtime stops.
-pub async fn serve_queue(consumer: Arc<dyn QueueConsumer>, max_receives: u32) -> Result<(), Error> {
+pub async fn serve_queue(consumer: Arc<dyn Consumer>, max_receives: u32) -> Result<(), Error> {
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<SqsEvent>| {
             let consumer = consumer.clone();
@@ -249,6 +190,8 @@ pub async fn serve_queue(consumer: Arc<dyn QueueConsumer>, max_receives: u32) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_trait::async_trait;
+    use export_core::service::Retry;
     use std::sync::Mutex;
 
     /// Fails every body that starts with `bad`; records what it gave up on.
@@ -258,7 +201,7 @@ mod tests {
     }
 
     #[async_trait]
-    impl QueueConsumer for Picky {
+    impl Consumer for Picky {
         async fn handle(&self, body: &str) -> Result<(), Retry> {
             if body.starts_with("bad") {
                 Err(Retry(format!("cannot handle {body}")))

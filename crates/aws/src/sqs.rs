@@ -3,6 +3,7 @@
 use crate::error::port_error;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
+use export_core::messages::Message;
 use export_core::ports::{PortError, PortResult, QueueName, QueueSender};
 use std::time::Duration;
 
@@ -42,11 +43,11 @@ impl SqsQueues {
 
 #[async_trait]
 impl QueueSender for SqsQueues {
-    async fn send(&self, queue: QueueName, body: &str, delay: Duration) -> PortResult<()> {
+    async fn send(&self, message: &Message, delay: Duration) -> PortResult<()> {
         self.client
             .send_message()
-            .queue_url(self.url(queue)?)
-            .message_body(body)
+            .queue_url(self.url(message.queue())?)
+            .message_body(message.body())
             .delay_seconds(delay.min(MAX_DELAY).as_secs() as i32)
             .send()
             .await

@@ -7,10 +7,6 @@ use std::str::FromStr;
 /// Milliseconds since the Unix epoch; every timestamp the API stores or returns.
 pub type Millis = i64;
 
-pub fn now_ms() -> Millis {
-    chrono::Utc::now().timestamp_millis()
-}
-
 /// The caller's identity as API Gateway's IAM authoriser reports it (an IAM ARN).
 /// Every job belongs to exactly one owner, and only that owner can see it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -22,7 +18,7 @@ impl fmt::Display for Owner {
     }
 }
 
-/// Where a job is in its life. Only the transitions in [`JobStatus::can_become`] exist.
+/// Where a job is in its life. Only the moves a [`Transition`] can name exist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
@@ -53,7 +49,7 @@ impl JobStatus {
 
     /// The lifecycle: forward along QUEUED → RUNNING → PACKAGING → SUCCEEDED, or to
     /// FAILED / CANCELLED from any state that is not yet terminal.
-    pub fn can_become(self, next: JobStatus) -> bool {
+    fn can_become(self, next: JobStatus) -> bool {
         use JobStatus::*;
         match (self, next) {
             (Queued, Running) | (Running, Packaging) | (Packaging, Succeeded) => true,
@@ -87,6 +83,67 @@ impl FromStr for JobStatus {
             .into_iter()
             .find(|status| status.as_str() == s)
             .ok_or_else(|| format!("unknown job status {s:?}"))
+    }
+}
+
+/// A move of the lifecycle that is allowed. Only this module makes them, so an adapter that
+/// stores one never has to ask whether it is legal: the policy lives here, the adapters store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Transition {
+    from: JobStatus,
+    to: JobStatus,
+}
+
+impl Transition {
+    /// The statement started.
+    pub const START: Transition = Transition {
+        from: JobStatus::Queued,
+        to: JobStatus::Running,
+    };
+    /// The statement finished; its output is being packaged.
+    pub const FINISH: Transition = Transition {
+        from: JobStatus::Running,
+        to: JobStatus::Packaging,
+    };
+    /// The archive is written.
+    pub const SUCCEED: Transition = Transition {
+        from: JobStatus::Packaging,
+        to: JobStatus::Succeeded,
+    };
+
+    /// `from → to`, if the lifecycle has that move.
+    pub fn new(from: JobStatus, to: JobStatus) -> Option<Transition> {
+        from.can_become(to).then_some(Transition { from, to })
+    }
+
+    /// To FAILED from `from`; none from a state that has already ended.
+    pub fn fail(from: JobStatus) -> Option<Transition> {
+        Transition::new(from, JobStatus::Failed)
+    }
+
+    /// To CANCELLED from `from`; none from a state that has already ended.
+    pub fn cancel(from: JobStatus) -> Option<Transition> {
+        Transition::new(from, JobStatus::Cancelled)
+    }
+
+    pub fn from(self) -> JobStatus {
+        self.from
+    }
+
+    pub fn to(self) -> JobStatus {
+        self.to
+    }
+
+    /// Whether the move settles the job (see [`Job::is_settled`]): only a cancel does, since
+    /// a job that ends any other way still has its notice to send.
+    pub fn settles(self) -> bool {
+        self.to == JobStatus::Cancelled
+    }
+}
+
+impl fmt::Display for Transition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} → {}", self.from, self.to)
     }
 }
 
@@ -235,9 +292,9 @@ pub struct JobEvent {
 }
 
 impl JobEvent {
-    pub fn new(step: &str, outcome: &str, message: impl Into<String>) -> Self {
+    pub fn new(at: Millis, step: &str, outcome: &str, message: impl Into<String>) -> Self {
         JobEvent {
-            at: now_ms(),
+            at,
             step: step.to_owned(),
             outcome: outcome.to_owned(),
             message: message.into(),
@@ -266,8 +323,9 @@ impl Job {
         }
     }
 
-    pub fn apply(&mut self, status: JobStatus, update: &JobUpdate, at: Millis) {
-        self.status = status;
+    /// The job as `transition` leaves it: its new status and the update's fields, changed at `at`.
+    pub fn apply(&mut self, transition: Transition, update: &JobUpdate, at: Millis) {
+        self.status = transition.to();
         self.updated_at = at;
         if let Some(v) = &update.statement_id {
             self.statement_id = Some(v.clone());
@@ -305,6 +363,54 @@ mod tests {
             for next in JobStatus::ALL {
                 assert!(!end.can_become(next), "{end} must be final");
             }
+        }
+    }
+
+    #[test]
+    fn only_settling_moves_say_so() {
+        for from in JobStatus::ALL {
+            for to in JobStatus::ALL {
+                let Some(transition) = Transition::new(from, to) else {
+                    assert!(!from.can_become(to));
+                    continue;
+                };
+                assert_eq!((transition.from(), transition.to()), (from, to));
+                let mut job = sample_job(from);
+                job.apply(transition, &JobUpdate::default(), 5);
+                assert_eq!(
+                    transition.settles(),
+                    job.is_settled(),
+                    "{transition}: settles() must agree with Job::is_settled"
+                );
+            }
+        }
+        assert_eq!(Transition::fail(JobStatus::Succeeded), None);
+        assert_eq!(Transition::cancel(JobStatus::Cancelled), None);
+        assert_eq!(
+            Transition::new(JobStatus::Queued, JobStatus::Running),
+            Some(Transition::START)
+        );
+    }
+
+    fn sample_job(status: JobStatus) -> Job {
+        Job {
+            request_id: "r1".into(),
+            owner: Owner("o".into()),
+            dataset: "d".into(),
+            params: serde_json::Map::new(),
+            format: Format::Csv,
+            compression: Compression::None,
+            archive: Archive::Zip,
+            notify: Vec::new(),
+            status,
+            created_at: 1,
+            updated_at: 1,
+            statement_id: None,
+            rows: None,
+            bytes: None,
+            archive_object: None,
+            error: None,
+            notified_at: None,
         }
     }
 

@@ -42,6 +42,15 @@ impl ApiError {
         )
     }
 
+    /// A failure of the service itself, which retrying will not mend; the details are logged.
+    pub fn internal() -> Self {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the request could not be completed; the failure has been logged",
+        )
+    }
+
     pub fn forbidden(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
@@ -58,21 +67,27 @@ impl ApiError {
     }
 }
 
+/// A dependency's failure, as the caller sees it. Nothing here is the caller's doing (what the
+/// caller sent is checked before any port is called), so each is a 5xx; only `Unavailable`
+/// invites a retry.
 impl From<PortError> for ApiError {
     fn from(e: PortError) -> Self {
         match e {
-            PortError::NotFound(what) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("not found: {what}"),
-            ),
-            other => {
-                tracing::error!(error = %other, "dependency call failed");
+            PortError::Unavailable(message) => {
+                tracing::warn!(error = %message, "dependency unavailable");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
                     "a dependency is unavailable; retry later",
                 )
+            }
+            PortError::NotFound(what) => {
+                tracing::error!(missing = %what, "a dependency is missing something the job refers to");
+                ApiError::internal()
+            }
+            PortError::Rejected(message) => {
+                tracing::error!(error = %message, "a dependency refused the request");
+                ApiError::internal()
             }
         }
     }
@@ -81,5 +96,31 @@ impl From<PortError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, axum::Json(self.body())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_unavailable_dependency_asks_for_a_retry() {
+        let status = |e: PortError| ApiError::from(e).status;
+        assert_eq!(
+            status(PortError::Unavailable("throttled".into())),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        // Neither is the caller's doing, and no retry mends them.
+        assert_eq!(
+            status(PortError::Rejected("AccessDenied".into())),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            status(PortError::NotFound("s3://b/k".into())),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        // What went wrong inside is logged, not told.
+        let body = ApiError::from(PortError::Rejected("secret detail".into())).body();
+        assert!(!body.to_string().contains("secret"), "{body}");
     }
 }

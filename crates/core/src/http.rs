@@ -2,7 +2,7 @@
 //! gateway feeds it the same requests after checking their signatures. Both put the caller's
 //! identity into the request's extensions as a [`Caller`] before the router sees it.
 
-use crate::domain::{Job, JobEvent, JobStatus, Owner};
+use crate::domain::{Job, JobEvent, JobStatus, Millis, Owner};
 use crate::error::ApiError;
 use crate::service::DownloadLink;
 use crate::service::{ExportRequest, Queries, Submissions, Submitted};
@@ -231,7 +231,7 @@ async fn list_jobs(
     let page = queries.list(&owner, limit, query.cursor.as_deref()).await?;
     Ok(Json(json!({
         "jobs": page.jobs.iter().map(job_summary).collect::<Vec<_>>(),
-        "next_cursor": page.next,
+        "next_cursor": page.next.map(|token| token.encode()),
     })))
 }
 
@@ -252,8 +252,8 @@ pub fn job_summary(job: &Job) -> Value {
     })
 }
 
-/// When each phase began and ended, from the job's history.
-fn timings(job: &Job, events: &[JobEvent]) -> Value {
+/// When each phase began and ended, from the job's history; `now` for a job still going.
+fn timings(job: &Job, events: &[JobEvent], now: Millis) -> Value {
     let first = |step: &str| events.iter().find(|e| e.step == step).map(|e| e.at);
     let ended = job.status.is_terminal().then_some(job.updated_at);
     json!({
@@ -261,7 +261,7 @@ fn timings(job: &Job, events: &[JobEvent]) -> Value {
         "started_at": first("started"),
         "finished_at": first("finished"),
         "ended_at": ended,
-        "elapsed_ms": ended.unwrap_or_else(crate::domain::now_ms) - job.created_at,
+        "elapsed_ms": ended.unwrap_or(now) - job.created_at,
     })
 }
 
@@ -277,7 +277,10 @@ async fn job_status(
     fields.insert("params".into(), Value::Object(job.params.clone()));
     fields.insert("notify".into(), json!(job.notify));
     fields.insert("statement_id".into(), json!(job.statement_id));
-    fields.insert("timings".into(), timings(&job, &events));
+    fields.insert(
+        "timings".into(),
+        timings(&job, &events, queries.clock.now()),
+    );
     fields.insert(
         "links".into(),
         json!({

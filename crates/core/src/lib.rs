@@ -5,14 +5,18 @@
 
 pub mod archive;
 pub mod catalog;
+pub mod clock;
 pub mod domain;
 pub mod error;
 pub mod http;
 pub mod messages;
+pub mod page;
 pub mod ports;
 pub mod service;
 pub mod settings;
 pub mod sql;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use catalog::Catalog;
 pub use error::ApiError;

@@ -1,6 +1,50 @@
-//! What travels on the queues.
+//! What travels on the queues. Every message names the queue it belongs on, so a sender
+//! cannot put one on the wrong queue, and its body is written here, never by hand.
 
+use crate::ports::QueueName;
 use serde::{Deserialize, Serialize};
+
+/// A message for one of the two queues.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// For the processor: start this job.
+    Start(StartJob),
+    /// For the poller: look at a job, a statement's end, or the sweep's tick.
+    Poll(PollMessage),
+}
+
+impl Message {
+    /// The start of `request_id`'s export.
+    pub fn start(request_id: &str) -> Message {
+        Message::Start(StartJob {
+            request_id: request_id.to_owned(),
+        })
+    }
+
+    /// A follow-up look at `request_id`: one of a backoff chain (`attempt`), or a single look.
+    pub fn follow_up(request_id: &str, attempt: Option<u32>) -> Message {
+        Message::Poll(PollMessage::FollowUp(FollowUp {
+            request_id: request_id.to_owned(),
+            attempt,
+        }))
+    }
+
+    /// The queue this message goes on.
+    pub fn queue(&self) -> QueueName {
+        match self {
+            Message::Start(_) => QueueName::Requests,
+            Message::Poll(_) => QueueName::Polls,
+        }
+    }
+
+    /// The message body, as the queue carries it.
+    pub fn body(&self) -> String {
+        match self {
+            Message::Start(start) => serde_json::to_string(start).expect("plain struct serialises"),
+            Message::Poll(poll) => poll.to_body(),
+        }
+    }
+}
 
 /// On the requests queue: a job to start.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +99,15 @@ struct EventEnvelope<T> {
 }
 
 impl PollMessage {
+    /// The job the message is about; the sweep's tick is about none.
+    pub fn request_id(&self) -> Option<String> {
+        match self {
+            PollMessage::FollowUp(follow_up) => Some(follow_up.request_id.clone()),
+            PollMessage::StatementEvent(event) => event.statement_name.clone(),
+            PollMessage::Sweep => None,
+        }
+    }
+
     pub fn parse(body: &str) -> Result<PollMessage, String> {
         let value: serde_json::Value =
             serde_json::from_str(body).map_err(|e| format!("poll message is not JSON: {e}"))?;
@@ -102,6 +155,17 @@ impl PollMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_know_their_queue() {
+        let start = Message::start("r1");
+        assert_eq!(start.queue(), QueueName::Requests);
+        assert_eq!(start.body(), r#"{"request_id":"r1"}"#);
+        let look = Message::follow_up("r1", None);
+        assert_eq!(look.queue(), QueueName::Polls);
+        assert_eq!(look.body(), r#"{"request_id":"r1"}"#);
+        assert_eq!(Message::Poll(PollMessage::Sweep).queue(), QueueName::Polls);
+    }
 
     #[test]
     fn both_shapes_round_trip() {

@@ -1,7 +1,9 @@
 //! The ports: what the services need from the outside world. Each has an AWS adapter and a
 //! local (embedded) adapter; nothing in this crate knows which one it is talking to.
 
-use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef, Owner};
+use crate::domain::{Job, JobEvent, JobUpdate, Millis, ObjectRef, Owner, Transition};
+use crate::messages::Message;
+use crate::page::{JobPage, PageToken};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -19,9 +21,6 @@ pub enum PortError {
     /// The dependency refused the request itself; retrying the same request will not help.
     #[error("{0}")]
     Rejected(String),
-    /// A value the caller supplied (such as a page token) is not valid: HTTP 400.
-    #[error("{message}")]
-    Invalid { field: String, message: String },
 }
 
 pub type PortResult<T> = Result<T, PortError>;
@@ -44,14 +43,6 @@ pub enum CreateOutcome {
     },
 }
 
-/// One page of a caller's jobs, newest first.
-#[derive(Clone, Debug, Default)]
-pub struct JobPage {
-    pub jobs: Vec<Job>,
-    /// Pass back to get the next page; `None` on the last one.
-    pub next: Option<String>,
-}
-
 /// The control table: jobs, their events and idempotency keys.
 #[async_trait]
 pub trait ControlTable: Send + Sync {
@@ -69,13 +60,13 @@ pub trait ControlTable: Send + Sync {
 
     async fn get_job(&self, request_id: &str) -> PortResult<Option<Job>>;
 
-    /// Moves the job from `from` to `to` only if it is still in `from`, applying `update` and
-    /// appending `event` in the same write. Returns false (and writes nothing) otherwise.
+    /// Makes the move only if the job is still where it starts (`transition.from()`), applying
+    /// `update` and appending `event` in the same write; the job's `updated_at` becomes
+    /// `event.at`. Returns false (and writes nothing) otherwise.
     async fn transition(
         &self,
         request_id: &str,
-        from: JobStatus,
-        to: JobStatus,
+        transition: Transition,
         update: &JobUpdate,
         event: &JobEvent,
     ) -> PortResult<bool>;
@@ -97,12 +88,12 @@ pub trait ControlTable: Send + Sync {
     /// and notified ones are settled.
     async fn unsettled_jobs(&self, updated_before: Millis, limit: usize) -> PortResult<Vec<Job>>;
 
-    /// The owner's jobs, newest first, `limit` at a time, from the page token `after`.
+    /// The owner's jobs, newest first, `limit` at a time, starting just after `after`.
     async fn list_jobs(
         &self,
         owner: &Owner,
         limit: usize,
-        after: Option<&str>,
+        after: Option<&PageToken>,
     ) -> PortResult<JobPage>;
 }
 
@@ -128,7 +119,8 @@ impl QueueName {
 /// event source on AWS, the local runtime's loop), not to the services.
 #[async_trait]
 pub trait QueueSender: Send + Sync {
-    async fn send(&self, queue: QueueName, body: &str, delay: Duration) -> PortResult<()>;
+    /// Puts `message` on its queue ([`Message::queue`]), visible after `delay`.
+    async fn send(&self, message: &Message, delay: Duration) -> PortResult<()>;
 }
 
 /// A statement for the warehouse, as the Data API's `ExecuteStatement` takes it.

@@ -1,4 +1,5 @@
-//! Property tests of parameter rendering: no value, whatever its characters, can change the
-//! structure of the statement Redshift receives.
+//! The core's own tests: the services over in-memory fakes on a manual clock (every race and
+//! timeout below runs in milliseconds), and property tests of parameter rendering.
 
 mod rendering;
+mod services;

@@ -119,9 +119,10 @@ impl DataApi {
     }
 
     /// The text a statement was started with.
-    pub fn statement_sql(&self, statement_id: &str) -> Option<String> {
+    pub async fn statement_sql(&self, statement_id: &str) -> Option<String> {
         self.warehouse
             .details(statement_id)
+            .await
             .ok()
             .flatten()
             .map(|d| d.sql)
@@ -163,9 +164,7 @@ impl From<PortError> for ApiFault {
     fn from(e: PortError) -> Self {
         match e {
             PortError::NotFound(what) => not_found(&what),
-            PortError::Rejected(message) | PortError::Invalid { message, .. } => {
-                validation(message)
-            }
+            PortError::Rejected(message) => validation(message),
             PortError::Unavailable(message) => ApiFault {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 kind: "InternalServerException",
@@ -311,7 +310,8 @@ impl DataApi {
             });
         let created_at = self
             .warehouse
-            .details(&id)?
+            .details(&id)
+            .await?
             .map_or(0, |details| details.created_at);
         let mut output = target.clone();
         self.targets
@@ -330,7 +330,11 @@ impl DataApi {
             Err(PortError::NotFound(_)) => return Err(not_found(id)),
             other => other?,
         };
-        let details = self.warehouse.details(id)?.ok_or_else(|| not_found(id))?;
+        let details = self
+            .warehouse
+            .details(id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
         let mut output = self
             .targets
             .lock()

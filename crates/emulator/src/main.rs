@@ -1,5 +1,7 @@
 //! Runs an emulated AWS stack until interrupted and prints the variables that point the
-//! function binaries (or the CLI) at it.
+//! function binaries (or the CLI) at it. Standard output carries those `export NAME='…'` lines
+//! alone, every log line goes to standard error, so a shell can source what it printed:
+//! `cargo run -p export-emulator > emulator.env &`, then `. ./emulator.env`.
 
 use clap::Parser;
 use export_emulator::{Emulator, EmulatorOptions, Moto};
@@ -28,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
     let moto = Moto::start()?;

@@ -45,9 +45,12 @@ pub fn ensure_installed() -> anyhow::Result<()> {
         "installing moto[server]=={MOTO_VERSION} into {}…",
         dir.display()
     );
+    // What the installers print goes to standard error: standard output is the emulator's
+    // `export NAME=…` lines, which a shell may be reading.
     let created = Command::new(&system_python)
         .args(["-m", "venv"])
         .arg(&dir)
+        .stdout(std::io::stderr())
         .status()
         .with_context(|| format!("running {system_python} -m venv"))?;
     if !created.success() {
@@ -65,6 +68,7 @@ pub fn ensure_installed() -> anyhow::Result<()> {
             "--disable-pip-version-check",
         ])
         .arg(format!("moto[server]=={MOTO_VERSION}"))
+        .stdout(std::io::stderr())
         .status()
         .context("running pip")?;
     if !installed.success() || !ready() {

@@ -16,7 +16,6 @@ pub mod sigv4;
 pub mod sqlite;
 pub mod stack;
 pub mod tables;
-pub mod unload;
 pub mod warehouse;
 
 pub use stack::{LocalConfig, LocalStack};

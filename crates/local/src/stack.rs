@@ -10,10 +10,11 @@ use crate::tables;
 use crate::warehouse::{redshift_session, DataFusionWarehouse};
 use anyhow::Context;
 use export_core::catalog::Catalog;
+use export_core::clock::{Clock, SystemClock};
 use export_core::http::api_router;
-use export_core::messages::PollMessage;
+use export_core::messages::{Message, PollMessage};
 use export_core::ports::{QueueName, QueueSender};
-use export_core::service::{Poller, Processor, Queries, Retry, Submissions};
+use export_core::service::{consume, Consumer, Delivered, Poller, Processor, Queries, Submissions};
 use export_core::settings::{DeliverySettings, MailSettings, UnloadSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -87,33 +88,11 @@ pub struct LocalStack {
     pub objects: FsObjectStore,
     pub outbox: PathBuf,
     warehouse: Arc<DataFusionWarehouse>,
+    poller: Arc<Poller>,
     shutdown: CancellationToken,
     server: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
     checkpointer: JoinHandle<()>,
-}
-
-/// What a worker runs for each message.
-#[derive(Clone)]
-enum Handler {
-    Processor(Arc<Processor>),
-    Poller(Arc<Poller>),
-}
-
-impl Handler {
-    async fn handle(&self, body: &str) -> Result<(), Retry> {
-        match self {
-            Handler::Processor(p) => p.handle(body).await,
-            Handler::Poller(p) => p.handle(body).await,
-        }
-    }
-
-    async fn give_up(&self, body: &str, reason: &str) -> Result<(), Retry> {
-        match self {
-            Handler::Processor(p) => p.give_up(body, reason).await,
-            Handler::Poller(p) => p.give_up(body, reason).await,
-        }
-    }
 }
 
 impl LocalStack {
@@ -171,16 +150,19 @@ impl LocalStack {
             },
         };
         let control = Arc::new(store.clone());
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let submissions = Arc::new(Submissions {
             catalog: catalog.clone(),
             control: control.clone(),
             queue: control.clone(),
             warehouse: warehouse.clone(),
+            clock: clock.clone(),
         });
         let queries = Arc::new(Queries {
             catalog: catalog.clone(),
             control: control.clone(),
             objects: Arc::new(objects.clone()),
+            clock: clock.clone(),
             link_ttl: config.link_ttl,
         });
         let processor = Arc::new(Processor {
@@ -188,6 +170,7 @@ impl LocalStack {
             control: control.clone(),
             warehouse: warehouse.clone(),
             queue: control.clone(),
+            clock: clock.clone(),
             unload: unload.clone(),
             first_poll_delay: config.poll_initial_delay,
         });
@@ -197,6 +180,7 @@ impl LocalStack {
             objects: Arc::new(objects.clone()),
             mailer,
             queue: control.clone(),
+            clock,
             unload,
             delivery,
         });
@@ -218,19 +202,16 @@ impl LocalStack {
             })
         };
         let mut workers = Vec::new();
-        for (queue, handler, count) in [
-            (
-                QueueName::Requests,
-                Handler::Processor(processor),
-                config.processors,
-            ),
-            (QueueName::Polls, Handler::Poller(poller), config.pollers),
-        ] {
+        let consumers: [(QueueName, Arc<dyn Consumer>, usize); 2] = [
+            (QueueName::Requests, processor, config.processors),
+            (QueueName::Polls, poller.clone(), config.pollers),
+        ];
+        for (queue, consumer, count) in consumers {
             for _ in 0..count {
                 workers.push(tokio::spawn(work(
                     store.clone(),
                     queue,
-                    handler.clone(),
+                    consumer.clone(),
                     config.visibility_timeout,
                     shutdown.clone(),
                 )));
@@ -243,7 +224,7 @@ impl LocalStack {
                 shutdown.clone(),
             )));
         }
-        let resumed = warehouse.resume_unfinished()?;
+        let resumed = warehouse.resume_unfinished().await?;
         tracing::info!(%addr, data_dir = %dir.display(), resumed_statements = resumed, "local stack started");
         Ok(LocalStack {
             addr,
@@ -251,6 +232,7 @@ impl LocalStack {
             objects,
             outbox,
             warehouse,
+            poller,
             shutdown,
             server,
             workers,
@@ -260,6 +242,15 @@ impl LocalStack {
 
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Runs one sweep now, as the schedule does every `sweep_every`: the jobs unsettled for
+    /// longer than `sweep_after` get their next step queued again.
+    pub async fn sweep(&self) -> anyhow::Result<()> {
+        self.poller
+            .sweep()
+            .await
+            .map_err(|e| anyhow::anyhow!("sweep failed: {e}"))
     }
 
     /// Stops cleanly: no new messages are taken, the ones in hand finish, the gateway drains.
@@ -300,8 +291,8 @@ async fn schedule_sweeps(store: SqliteStore, every: Duration, shutdown: Cancella
             _ = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let tick = PollMessage::Sweep.to_body();
-        if let Err(e) = store.send(QueueName::Polls, &tick, Duration::ZERO).await {
+        let tick = Message::Poll(PollMessage::Sweep);
+        if let Err(e) = store.send(&tick, Duration::ZERO).await {
             tracing::warn!(error = %e, "could not queue the sweep");
         }
     }
@@ -313,7 +304,7 @@ async fn schedule_sweeps(store: SqliteStore, every: Duration, shutdown: Cancella
 async fn work(
     store: SqliteStore,
     queue: QueueName,
-    handler: Handler,
+    consumer: Arc<dyn Consumer>,
     visibility: Duration,
     shutdown: CancellationToken,
 ) {
@@ -332,7 +323,12 @@ async fn work(
         };
         for delivery in deliveries {
             let outcome = {
-                let handling = handler.handle(&delivery.body);
+                let handling = consume(
+                    consumer.as_ref(),
+                    &delivery.body,
+                    delivery.receive_count,
+                    store.max_receives(),
+                );
                 tokio::pin!(handling);
                 let mut heartbeat = tokio::time::interval(visibility / 2);
                 heartbeat.tick().await;
@@ -347,24 +343,15 @@ async fn work(
                     }
                 }
             };
-            match outcome {
-                Ok(()) => {
-                    if let Err(e) = store.ack(&delivery.receipt).await {
-                        tracing::error!(queue = queue.as_str(), error = %e, "ack failed; the message will be handled again");
-                    }
+            if let Delivered::Done = outcome {
+                if let Err(e) = store.ack(&delivery.receipt).await {
+                    tracing::error!(queue = queue.as_str(), error = %e, "ack failed; the message will be handled again");
                 }
-                Err(Retry(reason)) => {
-                    if delivery.receive_count >= store.max_receives() {
-                        tracing::error!(queue = queue.as_str(), message_id = delivery.id, %reason, "last delivery failed; giving up on the job");
-                        if let Err(e) = handler.give_up(&delivery.body, &reason).await {
-                            tracing::error!(queue = queue.as_str(), error = %e, "could not fail the job");
-                        }
-                    } else {
-                        tracing::warn!(queue = queue.as_str(), message_id = delivery.id, receives = delivery.receive_count, %reason, "message will be retried");
-                    }
-                    let delay = Duration::from_secs(u64::from(delivery.receive_count).min(30));
-                    let _ = store.release(&delivery.receipt, delay).await;
-                }
+            } else {
+                // Delivered again after a pause that grows with each try; a message given up
+                // on is moved to the dead letters by its next receive.
+                let delay = Duration::from_secs(u64::from(delivery.receive_count).min(30));
+                let _ = store.release(&delivery.receipt, delay).await;
             }
         }
     }

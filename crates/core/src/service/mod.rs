@@ -1,16 +1,20 @@
-//! The four services, one per Lambda function, each holding only the ports it uses.
+//! The four services, one per Lambda function, each holding only the ports it uses, and the
+//! delivery routine every queue runner shares.
 
+pub mod consume;
+pub mod notice;
 pub mod poll;
 pub mod process;
 pub mod query;
 pub mod submit;
 
+pub use consume::{consume, Consumer, Delivered};
 pub use poll::Poller;
 pub use process::Processor;
 pub use query::Queries;
 pub use submit::{ExportRequest, Submissions, Submitted};
 
-use crate::domain::{now_ms, Job, JobEvent, JobStatus, JobUpdate, Millis, Owner};
+use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, Owner, Transition};
 use crate::error::ApiError;
 use crate::ports::{ControlTable, ObjectStore, PortError};
 use std::time::Duration;
@@ -46,8 +50,10 @@ pub async fn record_start(
     control: &dyn ControlTable,
     request_id: &str,
     statement_id: &str,
+    at: Millis,
 ) -> Result<Option<(JobUpdate, Millis)>, PortError> {
     let event = JobEvent::new(
+        at,
         "started",
         JobStatus::Running.as_str(),
         format!("statement {statement_id} started"),
@@ -57,13 +63,7 @@ pub async fn record_start(
         ..JobUpdate::default()
     };
     let won = control
-        .transition(
-            request_id,
-            JobStatus::Queued,
-            JobStatus::Running,
-            &update,
-            &event,
-        )
+        .transition(request_id, Transition::START, &update, &event)
         .await?;
     Ok(won.then_some((update, event.at)))
 }
@@ -76,11 +76,12 @@ pub struct DownloadLink {
     pub expires_at: Millis,
 }
 
-/// Presigns the job's archive for `ttl`; `None` while the job has no archive.
+/// Presigns the job's archive for `ttl` from `now`; `None` while the job has no archive.
 pub async fn presign_archive(
     objects: &dyn ObjectStore,
     job: &Job,
     ttl: Duration,
+    now: Millis,
 ) -> Result<Option<DownloadLink>, PortError> {
     let Some(object) = &job.archive_object else {
         return Ok(None);
@@ -95,6 +96,6 @@ pub async fn presign_archive(
     Ok(Some(DownloadLink {
         url,
         file_name,
-        expires_at: now_ms() + ttl.as_millis() as Millis,
+        expires_at: now + ttl.as_millis() as Millis,
     }))
 }

@@ -1,15 +1,17 @@
 //! The `poller`: follows a running statement to its end, packages the result, sends the link.
+//! The mail's words are in [`super::notice`]; this module is the state machine.
 
-use super::{DownloadLink, Retry};
+use super::{notice, Retry};
 use crate::archive;
-use crate::domain::{now_ms, Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef};
-use crate::messages::{FollowUp, PollMessage, StartJob};
+use crate::clock::Clock;
+use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef, Transition};
+use crate::messages::{FollowUp, Message, PollMessage};
 use crate::ports::{
-    ControlTable, Email, Mailer, ObjectStore, PortError, QueueName, QueueSender, StatementState,
-    Warehouse,
+    ControlTable, Email, Mailer, ObjectStore, PortError, QueueSender, StatementState, Warehouse,
 };
 use crate::settings::{DeliverySettings, UnloadSettings};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct Poller {
     pub control: Arc<dyn ControlTable>,
@@ -17,9 +19,13 @@ pub struct Poller {
     pub objects: Arc<dyn ObjectStore>,
     pub mailer: Arc<dyn Mailer>,
     pub queue: Arc<dyn QueueSender>,
+    pub clock: Arc<dyn Clock>,
     pub unload: UnloadSettings,
     pub delivery: DeliverySettings,
 }
+
+/// Jobs looked at per sweep, oldest first; the rest wait for the next tick.
+pub const SWEEP_LIMIT: usize = 200;
 
 impl UnloadSettings {
     /// The prefix UNLOAD writes a job's parts and manifest under.
@@ -59,16 +65,17 @@ impl Poller {
                 // The statement ended before the processor recorded RUNNING: the event names
                 // the statement, so record the start here and carry on.
                 Some(event) => {
-                    match super::record_start(
+                    let started = super::record_start(
                         self.control.as_ref(),
                         &request_id,
                         &event.statement_id,
+                        self.clock.now(),
                     )
-                    .await?
-                    {
+                    .await?;
+                    match started {
                         Some((update, at)) => {
                             let mut job = job;
-                            job.apply(JobStatus::Running, &update, at);
+                            job.apply(Transition::START, &update, at);
                             self.follow(job, None).await
                         }
                         None => Ok(()),
@@ -78,7 +85,7 @@ impl Poller {
             },
             JobStatus::Running => self.follow(job, attempt).await,
             JobStatus::Packaging => {
-                let age = now_ms() - job.updated_at;
+                let age = self.clock.now() - job.updated_at;
                 if age > self.delivery.packaging_lease.as_millis() as Millis {
                     tracing::warn!(
                         request_id,
@@ -98,6 +105,10 @@ impl Poller {
         }
     }
 
+    fn event(&self, step: &str, outcome: &str, message: impl Into<String>) -> JobEvent {
+        JobEvent::new(self.clock.now(), step, outcome, message)
+    }
+
     async fn follow(&self, job: Job, attempt: Option<u32>) -> Result<(), Retry> {
         let Some(statement_id) = job.statement_id.clone() else {
             return Err(Retry(format!(
@@ -109,15 +120,13 @@ impl Poller {
             Ok(status) => status,
             Err(PortError::NotFound(_)) => {
                 let message = format!("the warehouse no longer knows statement {statement_id}");
-                return self
-                    .fail(job, JobStatus::Running, "statement", message)
-                    .await;
+                return self.fail(job, "statement", message).await;
             }
             Err(e) => return Err(e.into()),
         };
         match status.state {
             StatementState::Finished => {
-                let event = JobEvent::new(
+                let event = self.event(
                     "finished",
                     JobStatus::Packaging.as_str(),
                     format!(
@@ -131,17 +140,11 @@ impl Poller {
                 };
                 if self
                     .control
-                    .transition(
-                        &job.request_id,
-                        JobStatus::Running,
-                        JobStatus::Packaging,
-                        &update,
-                        &event,
-                    )
+                    .transition(&job.request_id, Transition::FINISH, &update, &event)
                     .await?
                 {
                     let mut job = job;
-                    job.apply(JobStatus::Packaging, &update, event.at);
+                    job.apply(Transition::FINISH, &update, event.at);
                     self.package(job).await
                 } else {
                     Ok(())
@@ -151,26 +154,20 @@ impl Poller {
                 let message = status.error.unwrap_or_else(|| {
                     format!("statement {statement_id} {}", status.state.as_str())
                 });
-                self.fail(job, JobStatus::Running, "statement", message)
-                    .await
+                self.fail(job, "statement", message).await
             }
             _ => self.follow_up_later(&job.request_id, attempt).await,
         }
     }
 
-    /// Re-queues a follow-up poll with backoff. A statement event carries no attempt: the
-    /// follow-up chain already running will look again.
+    /// Re-queues a follow-up poll with backoff. A look without an attempt (a statement event,
+    /// the sweep's look) schedules nothing: the follow-up chain already running looks again.
     async fn follow_up_later(&self, request_id: &str, attempt: Option<u32>) -> Result<(), Retry> {
         if let Some(attempt) = attempt {
             let next = attempt.saturating_add(1);
-            let poll = PollMessage::FollowUp(FollowUp {
-                request_id: request_id.to_owned(),
-                attempt: Some(next),
-            });
             self.queue
                 .send(
-                    QueueName::Polls,
-                    &poll.to_body(),
+                    &Message::follow_up(request_id, Some(next)),
                     self.delivery.poll_delay(next),
                 )
                 .await?;
@@ -223,13 +220,9 @@ impl Poller {
         let packaged = match packaged {
             Ok(p) => p,
             Err(PortError::Unavailable(message)) => return Err(Retry(message)),
-            Err(e) => {
-                return self
-                    .fail(job, JobStatus::Packaging, "package", e.to_string())
-                    .await
-            }
+            Err(e) => return self.fail(job, "package", e.to_string()).await,
         };
-        let event = JobEvent::new(
+        let event = self.event(
             "packaged",
             JobStatus::Succeeded.as_str(),
             format!(
@@ -245,13 +238,7 @@ impl Poller {
         };
         if !self
             .control
-            .transition(
-                &job.request_id,
-                JobStatus::Packaging,
-                JobStatus::Succeeded,
-                &update,
-                &event,
-            )
+            .transition(&job.request_id, Transition::SUCCEED, &update, &event)
             .await?
         {
             tracing::info!(request_id = %job.request_id, "job left PACKAGING while being packaged; archive not announced");
@@ -259,30 +246,28 @@ impl Poller {
         }
         tracing::info!(request_id = %job.request_id, rows = packaged.rows, bytes = packaged.bytes, "job succeeded");
         let mut job = job;
-        job.apply(JobStatus::Succeeded, &update, event.at);
+        job.apply(Transition::SUCCEED, &update, event.at);
         self.notify(&job).await
     }
 
-    async fn fail(
-        &self,
-        job: Job,
-        from: JobStatus,
-        step: &str,
-        message: String,
-    ) -> Result<(), Retry> {
+    /// Fails the job from where it stands, and sends the failure notice if this call won.
+    async fn fail(&self, job: Job, step: &str, message: String) -> Result<(), Retry> {
+        let Some(failed) = Transition::fail(job.status) else {
+            return Ok(());
+        };
         tracing::warn!(request_id = %job.request_id, step, error = %message, "job failed");
-        let event = JobEvent::new(step, JobStatus::Failed.as_str(), message.clone());
+        let event = self.event(step, JobStatus::Failed.as_str(), message.clone());
         let update = JobUpdate {
             error: Some(message),
             ..JobUpdate::default()
         };
         if self
             .control
-            .transition(&job.request_id, from, JobStatus::Failed, &update, &event)
+            .transition(&job.request_id, failed, &update, &event)
             .await?
         {
             let mut job = job;
-            job.apply(JobStatus::Failed, &update, event.at);
+            job.apply(failed, &update, event.at);
             return self.notify(&job).await;
         }
         Ok(())
@@ -294,25 +279,17 @@ impl Poller {
     /// any other gets one look from the poller, which carries it on from where it stands.
     /// Sends messages rather than doing the work here, so each job retries on its own.
     pub async fn sweep(&self) -> Result<(), Retry> {
-        let cutoff = now_ms() - self.delivery.sweep_after.as_millis() as Millis;
+        let now = self.clock.now();
+        let cutoff = now - self.delivery.sweep_after.as_millis() as Millis;
         let jobs = self.control.unsettled_jobs(cutoff, SWEEP_LIMIT).await?;
         for job in &jobs {
-            let request_id = job.request_id.clone();
-            let (queue, body) = if job.status == JobStatus::Queued {
-                let start = StartJob { request_id };
-                let body = serde_json::to_string(&start).expect("plain struct serialises");
-                (QueueName::Requests, body)
+            let message = if job.status == JobStatus::Queued {
+                Message::start(&job.request_id)
             } else {
-                let look = PollMessage::FollowUp(FollowUp {
-                    request_id,
-                    attempt: None,
-                });
-                (QueueName::Polls, look.to_body())
+                Message::follow_up(&job.request_id, None)
             };
-            self.queue
-                .send(queue, &body, std::time::Duration::ZERO)
-                .await?;
-            tracing::info!(request_id = %job.request_id, status = %job.status, idle_ms = now_ms() - job.updated_at, "swept a job that has not moved");
+            self.queue.send(&message, Duration::ZERO).await?;
+            tracing::info!(request_id = %job.request_id, status = %job.status, idle_ms = now - job.updated_at, "swept a job that has not moved");
         }
         tracing::info!(swept = jobs.len(), "sweep done");
         Ok(())
@@ -321,25 +298,15 @@ impl Poller {
     /// Called for a message on its last delivery whose handling failed again. A job still in
     /// flight fails with the reason, rather than wait forever behind a dead letter.
     pub async fn give_up(&self, body: &str, reason: &str) -> Result<(), Retry> {
-        let request_id = match PollMessage::parse(body) {
-            Ok(PollMessage::FollowUp(follow_up)) => follow_up.request_id,
-            Ok(PollMessage::StatementEvent(event)) => match event.statement_name {
-                Some(name) => name,
-                None => return Ok(()),
-            },
-            // The next tick sweeps again.
-            Ok(PollMessage::Sweep) | Err(_) => return Ok(()),
+        // The sweep's tick has no job; the next tick sweeps again.
+        let Some(request_id) = PollMessage::parse(body).ok().and_then(|m| m.request_id()) else {
+            return Ok(());
         };
         let Some(job) = self.control.get_job(&request_id).await? else {
             return Ok(());
         };
-        if job.status.is_terminal() {
-            return Ok(());
-        }
-        let from = job.status;
         self.fail(
             job,
-            from,
             "poll",
             format!("gave up following the export: {reason}"),
         )
@@ -352,7 +319,7 @@ impl Poller {
     async fn notify(&self, job: &Job) -> Result<(), Retry> {
         if !self
             .control
-            .claim_notification(&job.request_id, now_ms())
+            .claim_notification(&job.request_id, self.clock.now())
             .await?
         {
             return Ok(());
@@ -370,7 +337,7 @@ impl Poller {
         match outcome {
             Ok(message) => {
                 self.control
-                    .append_event(&job.request_id, &JobEvent::new("notified", "ok", message))
+                    .append_event(&job.request_id, &self.event("notified", "ok", message))
                     .await?;
                 Ok(())
             }
@@ -379,7 +346,7 @@ impl Poller {
                 self.control
                     .append_event(
                         &job.request_id,
-                        &JobEvent::new("notified", "error", e.to_string()),
+                        &self.event("notified", "error", e.to_string()),
                     )
                     .await?;
                 self.control.release_notification(&job.request_id).await?;
@@ -390,80 +357,17 @@ impl Poller {
 
     async fn compose(&self, job: &Job, to: Vec<String>) -> Result<Email, PortError> {
         if job.status != JobStatus::Succeeded {
-            let error = job.error.clone().unwrap_or_default();
-            return Ok(Email {
-                subject: format!("Export {} failed ({})", job.dataset, job.request_id),
-                text: format!(
-                    "Your export could not be completed.\n\nRequest id: {}\nDataset: {}\nError: {}\n",
-                    job.request_id, job.dataset, error
-                ),
-                html: format!(
-                    "<p>Your export could not be completed.</p><table><tr><th align=\"left\">Request id</th><td>{}</td></tr><tr><th align=\"left\">Dataset</th><td>{}</td></tr><tr><th align=\"left\">Error</th><td>{}</td></tr></table>",
-                    html_escape(&job.request_id), html_escape(&job.dataset), html_escape(&error)
-                ),
-                to,
-                request_id: job.request_id.clone(),
-            });
+            return Ok(notice::failed(job, to));
         }
-        let DownloadLink {
-            url,
-            file_name,
-            expires_at,
-        } = super::presign_archive(self.objects.as_ref(), job, self.delivery.link_ttl)
-            .await?
-            .ok_or_else(|| PortError::Rejected("succeeded job has no archive".into()))?;
-        let file_name = file_name.as_str();
-        let expires = chrono::DateTime::from_timestamp_millis(expires_at)
-            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-            .unwrap_or_default();
-        let rows = job.rows.unwrap_or(0);
-        let size = human_size(job.bytes.unwrap_or(0));
-        Ok(Email {
-            subject: format!("Export {} is ready ({})", job.dataset, job.request_id),
-            text: format!(
-                "Your export is ready.\n\nDownload: {url}\n\nRequest id: {}\nDataset: {}\nRows: {rows}\nSize: {size}\nLink expires: {expires}\n\nA fresh link is available from GET /exports/{}/download.\n",
-                job.request_id, job.dataset, job.request_id
-            ),
-            html: format!(
-                "<p>Your export is ready.</p><p><a href=\"{}\">Download {}</a></p><table><tr><th align=\"left\">Request id</th><td>{}</td></tr><tr><th align=\"left\">Dataset</th><td>{}</td></tr><tr><th align=\"left\">Rows</th><td>{rows}</td></tr><tr><th align=\"left\">Size</th><td>{size}</td></tr><tr><th align=\"left\">Link expires</th><td>{expires}</td></tr></table>",
-                html_escape(&url), html_escape(file_name), html_escape(&job.request_id), html_escape(&job.dataset)
-            ),
-            to,
-            request_id: job.request_id.clone(),
-        })
-    }
-}
-
-/// Jobs looked at per sweep, oldest first; the rest wait for the next tick.
-pub const SWEEP_LIMIT: usize = 200;
-
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
+        let link = super::presign_archive(
+            self.objects.as_ref(),
+            job,
+            self.delivery.link_ttl,
+            self.clock.now(),
+        )
+        .await?
+        .ok_or_else(|| PortError::Rejected("succeeded job has no archive".into()))?;
+        Ok(notice::ready(job, &link, to))
     }
 }
 
@@ -486,15 +390,5 @@ mod tests {
         assert!(!within("s3://other/exports/r1/0000_part_00", &prefix));
         assert!(!within("s3://results/exports/r1/../r2/x", &prefix));
         assert!(!within("https://results/exports/r1/x", &prefix));
-    }
-
-    #[test]
-    fn sizes_and_escaping() {
-        assert_eq!(human_size(512), "512 B");
-        assert_eq!(human_size(1536), "1.5 KiB");
-        assert_eq!(
-            html_escape("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
     }
 }

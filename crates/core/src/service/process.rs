@@ -2,9 +2,10 @@
 
 use super::Retry;
 use crate::catalog::Catalog;
-use crate::domain::{JobEvent, JobStatus, JobUpdate};
-use crate::messages::{FollowUp, PollMessage, StartJob};
-use crate::ports::{ControlTable, PortError, QueueName, QueueSender, StatementRequest, Warehouse};
+use crate::clock::Clock;
+use crate::domain::{JobEvent, JobStatus, JobUpdate, Transition};
+use crate::messages::{Message, StartJob};
+use crate::ports::{ControlTable, PortError, QueueSender, StatementRequest, Warehouse};
 use crate::settings::UnloadSettings;
 use crate::sql::{render_unload, UnloadOptions};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ pub struct Processor {
     pub control: Arc<dyn ControlTable>,
     pub warehouse: Arc<dyn Warehouse>,
     pub queue: Arc<dyn QueueSender>,
+    pub clock: Arc<dyn Clock>,
     pub unload: UnloadSettings,
     /// Delay before the first follow-up poll of a new statement.
     pub first_poll_delay: Duration,
@@ -74,10 +76,14 @@ impl Processor {
             }
             Err(e) => return Err(e.into()),
         };
-        if super::record_start(self.control.as_ref(), &request_id, &statement_id)
-            .await?
-            .is_some()
-        {
+        let started = super::record_start(
+            self.control.as_ref(),
+            &request_id,
+            &statement_id,
+            self.clock.now(),
+        )
+        .await?;
+        if started.is_some() {
             tracing::info!(request_id, statement_id, "statement started");
             return self.schedule_poll(&request_id).await;
         }
@@ -98,12 +104,11 @@ impl Processor {
     }
 
     async fn schedule_poll(&self, request_id: &str) -> Result<(), Retry> {
-        let poll = PollMessage::FollowUp(FollowUp {
-            request_id: request_id.to_owned(),
-            attempt: Some(0),
-        });
         self.queue
-            .send(QueueName::Polls, &poll.to_body(), self.first_poll_delay)
+            .send(
+                &Message::follow_up(request_id, Some(0)),
+                self.first_poll_delay,
+            )
             .await?;
         Ok(())
     }
@@ -111,20 +116,20 @@ impl Processor {
     /// Fails a job that never started, and hands it to the poller, which sends the notice.
     async fn fail(&self, request_id: &str, step: &str, message: String) -> Result<(), Retry> {
         tracing::warn!(request_id, step, error = %message, "job failed");
-        let event = JobEvent::new(step, JobStatus::Failed.as_str(), message.clone());
+        let event = JobEvent::new(
+            self.clock.now(),
+            step,
+            JobStatus::Failed.as_str(),
+            message.clone(),
+        );
         let update = JobUpdate {
             error: Some(message),
             ..JobUpdate::default()
         };
+        let failed = Transition::fail(JobStatus::Queued).expect("a queued job can fail");
         if self
             .control
-            .transition(
-                request_id,
-                JobStatus::Queued,
-                JobStatus::Failed,
-                &update,
-                &event,
-            )
+            .transition(request_id, failed, &update, &event)
             .await?
         {
             self.schedule_poll(request_id).await?;

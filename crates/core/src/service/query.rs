@@ -2,9 +2,11 @@
 
 use super::DownloadLink;
 use crate::catalog::Catalog;
+use crate::clock::Clock;
 use crate::domain::{Job, JobEvent, JobStatus, Owner};
 use crate::error::ApiError;
-use crate::ports::{ControlTable, JobPage, ObjectStore};
+use crate::page::{JobPage, PageToken};
+use crate::ports::{ControlTable, ObjectStore};
 use http::StatusCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,7 @@ pub struct Queries {
     pub catalog: Arc<Catalog>,
     pub control: Arc<dyn ControlTable>,
     pub objects: Arc<dyn ObjectStore>,
+    pub clock: Arc<dyn Clock>,
     pub link_ttl: Duration,
 }
 
@@ -31,20 +34,26 @@ impl Queries {
         Ok(self.control.events(request_id).await?)
     }
 
+    /// One page of the owner's jobs, from the `cursor` a previous page handed out.
     pub async fn list(
         &self,
         owner: &Owner,
         limit: usize,
-        after: Option<&str>,
+        cursor: Option<&str>,
     ) -> Result<JobPage, ApiError> {
-        Ok(self.control.list_jobs(owner, limit, after).await?)
+        let after = cursor
+            .map(PageToken::decode)
+            .transpose()
+            .map_err(|e| ApiError::invalid("cursor", e.to_string()))?;
+        Ok(self.control.list_jobs(owner, limit, after.as_ref()).await?)
     }
 
     /// A new link for a finished job's archive; 409 while the job has none.
     pub async fn download_link(&self, job: &Job) -> Result<DownloadLink, ApiError> {
         let link = match job.status {
             JobStatus::Succeeded => {
-                super::presign_archive(self.objects.as_ref(), job, self.link_ttl).await?
+                super::presign_archive(self.objects.as_ref(), job, self.link_ttl, self.clock.now())
+                    .await?
             }
             _ => None,
         };

@@ -1,13 +1,14 @@
 //! The command side (the `receiver`): accept an export, cancel one.
 
 use crate::catalog::Catalog;
+use crate::clock::Clock;
 use crate::domain::{
-    now_ms, Archive, Compression, Format, Job, JobEvent, JobStatus, JobUpdate, Owner,
+    Archive, Compression, Format, Job, JobEvent, JobStatus, JobUpdate, Owner, Transition,
 };
 use crate::error::ApiError;
-use crate::messages::StartJob;
+use crate::messages::Message;
 use crate::ports::{
-    ControlTable, CreateOutcome, IdempotencyKey, QueueName, QueueSender, Warehouse,
+    ControlTable, CreateOutcome, IdempotencyKey, PortError, QueueSender, Warehouse,
 };
 use http::StatusCode;
 use serde_json::{Map, Value};
@@ -185,6 +186,7 @@ pub struct Submissions {
     pub control: Arc<dyn ControlTable>,
     pub queue: Arc<dyn QueueSender>,
     pub warehouse: Arc<dyn Warehouse>,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Submissions {
@@ -230,7 +232,7 @@ impl Submissions {
             })
             .transpose()?;
 
-        let now = now_ms();
+        let now = self.clock.now();
         let job = Job {
             request_id: uuid::Uuid::new_v4().to_string(),
             owner: owner.clone(),
@@ -251,6 +253,7 @@ impl Submissions {
             notified_at: None,
         };
         let event = JobEvent::new(
+            now,
             "submitted",
             JobStatus::Queued.as_str(),
             format!("export {} accepted", job.dataset),
@@ -269,7 +272,7 @@ impl Submissions {
                     .await?
                     .map(|j| j.status)
                     .ok_or_else(|| {
-                        ApiError::from(crate::ports::PortError::Unavailable(format!(
+                        ApiError::from(PortError::Unavailable(format!(
                             "job {request_id} was not queued"
                         )))
                     })?;
@@ -288,13 +291,9 @@ impl Submissions {
                 .with_field("Idempotency-Key"))
             }
         }
-        let message = serde_json::to_string(&StartJob {
-            request_id: job.request_id.clone(),
-        })
-        .expect("plain struct serialises");
         if let Err(e) = self
             .queue
-            .send(QueueName::Requests, &message, Duration::ZERO)
+            .send(&Message::start(&job.request_id), Duration::ZERO)
             .await
         {
             if let Err(cleanup) = self.control.delete_job(&job.request_id, key.as_ref()).await {
@@ -316,51 +315,39 @@ impl Submissions {
         // The conditional write can lose to a worker moving the job on; re-read and retry.
         for _ in 0..5 {
             let job = super::owned_job(self.control.as_ref(), owner, request_id).await?;
-            if job.status.is_terminal() {
+            let Some(cancel) = Transition::cancel(job.status) else {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
                     "already_finished",
                     format!("export job {request_id} is already {}", job.status),
                 ));
-            }
+            };
             let event = JobEvent::new(
+                self.clock.now(),
                 "cancelled",
                 JobStatus::Cancelled.as_str(),
                 "cancelled by the caller",
             );
             if !self
                 .control
-                .transition(
-                    request_id,
-                    job.status,
-                    JobStatus::Cancelled,
-                    &JobUpdate::default(),
-                    &event,
-                )
+                .transition(request_id, cancel, &JobUpdate::default(), &event)
                 .await?
             {
                 continue;
             }
             if let (JobStatus::Running, Some(statement_id)) = (job.status, &job.statement_id) {
-                let outcome = match self.warehouse.cancel(statement_id).await {
-                    Ok(true) => JobEvent::new(
-                        "statement_cancelled",
-                        "ok",
-                        format!("statement {statement_id} cancelled"),
-                    ),
-                    Ok(false) => JobEvent::new(
-                        "statement_cancelled",
-                        "ok",
-                        format!("statement {statement_id} had already ended"),
-                    ),
-                    Err(e) => JobEvent::new("statement_cancelled", "error", e.to_string()),
+                let (outcome, message) = match self.warehouse.cancel(statement_id).await {
+                    Ok(true) => ("ok", format!("statement {statement_id} cancelled")),
+                    Ok(false) => ("ok", format!("statement {statement_id} had already ended")),
+                    Err(e) => ("error", e.to_string()),
                 };
+                let outcome =
+                    JobEvent::new(self.clock.now(), "statement_cancelled", outcome, message);
                 self.control.append_event(request_id, &outcome).await?;
             }
             tracing::info!(request_id, "job cancelled");
             let mut cancelled = job;
-            cancelled.status = JobStatus::Cancelled;
-            cancelled.updated_at = event.at;
+            cancelled.apply(cancel, &JobUpdate::default(), event.at);
             return Ok(cancelled);
         }
         Err(ApiError::new(

@@ -1,4 +1,7 @@
-//! A SigV4-signing client for the export API: local stack or a deployed API Gateway alike.
+//! A SigV4-signing client for the export API: local stack or a deployed API Gateway alike,
+//! and [`unpack`], which opens the archives it downloads.
+
+pub mod unpack;
 
 use anyhow::{bail, Context};
 use aws_credential_types::provider::ProvideCredentials;
@@ -19,16 +22,14 @@ pub struct Signer {
 }
 
 impl Signer {
-    /// One of the local stack's demo identities (`alice`, `bob`).
-    pub fn local(name: &str) -> anyhow::Result<Signer> {
-        let identity = export_local::sigv4::LocalIdentity::demo_named(name)
-            .with_context(|| format!("no local identity '{name}' (try alice or bob)"))?;
-        Ok(Signer {
-            access_key: identity.access_key,
-            secret_key: identity.secret_key,
+    /// Long-term keys, such as a local stack's identities.
+    pub fn with_keys(access_key: &str, secret_key: &str, region: &str) -> Signer {
+        Signer {
+            access_key: access_key.to_owned(),
+            secret_key: secret_key.to_owned(),
             session_token: None,
-            region: export_local::sigv4::REGION.into(),
-        })
+            region: region.to_owned(),
+        }
     }
 
     /// The standard AWS credential chain: environment, profile, SSO, instance role…

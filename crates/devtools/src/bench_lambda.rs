@@ -1,4 +1,4 @@
-//! `redshift-export bench-lambda`: the four function binaries as Lambda runs them — each
+//! `export-devtools bench-lambda`: the four function binaries as Lambda runs them — each
 //! started cold against a local Lambda runtime API, with moto and the project's Data API
 //! endpoint behind it — timed from exec to the first poll for an event (init), and measured
 //! for peak resident memory after serving a real event. Then the archive step on a

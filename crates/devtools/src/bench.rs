@@ -1,8 +1,8 @@
-//! `redshift-export bench`: the local stack's submit path under concurrent signed clients, and
+//! `export-devtools bench`: the local stack's submit path under concurrent signed clients, and
 //! the time from submit to email for a one-row export. Medians and percentiles from one run.
 
-use crate::client::{Client, Signer};
 use anyhow::Context;
+use export_client::{Client, Signer};
 use export_local::{LocalConfig, LocalStack};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -48,7 +48,7 @@ pub async fn run(base: LocalConfig, options: BenchOptions) -> anyhow::Result<()>
     config.processors = 0;
     config.pollers = 0;
     let stack = LocalStack::start(config).await?;
-    let client = Client::new(&stack.base_url(), Signer::local("alice")?)?;
+    let client = Client::new(&stack.base_url(), alice()?)?;
     for _ in 0..50 {
         client.submit(&request, None).await?; // warm-up: connections, statement caches
     }
@@ -98,7 +98,7 @@ pub async fn run(base: LocalConfig, options: BenchOptions) -> anyhow::Result<()>
     config.data_dir = scratch.join("e2e");
     config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
     let stack = LocalStack::start(config).await?;
-    let client = Client::new(&stack.base_url(), Signer::local("alice")?)?;
+    let client = Client::new(&stack.base_url(), alice()?)?;
     let mut to_email = Vec::with_capacity(options.exports);
     for i in 0..options.exports + 3 {
         let t = Instant::now();
@@ -166,4 +166,15 @@ fn tempfile_dir(data_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
     let dir = data_dir.with_file_name(format!(".export-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// The local stack's demo identity `alice`.
+fn alice() -> anyhow::Result<Signer> {
+    let identity = export_local::sigv4::LocalIdentity::demo_named("alice")
+        .context("the local stack has an identity named alice")?;
+    Ok(Signer::with_keys(
+        &identity.access_key,
+        &identity.secret_key,
+        export_local::sigv4::REGION,
+    ))
 }

@@ -1,0 +1,195 @@
+use super::Faults;
+use crate::domain::{Job, JobEvent, JobUpdate, Millis, Owner, Transition};
+use crate::page::{JobPage, PageToken};
+use crate::ports::{ControlTable, CreateOutcome, IdempotencyKey, PortResult};
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The control table in memory: each call is one atomic step, as a conditional write is.
+#[derive(Default)]
+pub struct MemoryControlTable {
+    state: Mutex<State>,
+    pub faults: Faults,
+}
+
+#[derive(Default)]
+struct State {
+    jobs: HashMap<String, Job>,
+    events: HashMap<String, Vec<JobEvent>>,
+    keys: HashMap<(String, String), (String, String)>,
+}
+
+impl MemoryControlTable {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("control table lock")
+    }
+
+    /// Every job, in no order.
+    pub fn jobs(&self) -> Vec<Job> {
+        self.state().jobs.values().cloned().collect()
+    }
+}
+
+#[async_trait]
+impl ControlTable for MemoryControlTable {
+    async fn create_job(
+        &self,
+        job: &Job,
+        event: &JobEvent,
+        key: Option<&IdempotencyKey>,
+    ) -> PortResult<CreateOutcome> {
+        super::interleave().await;
+        self.faults.check("create_job")?;
+        let mut state = self.state();
+        if let Some(key) = key {
+            let slot = (key.owner.0.clone(), key.key.clone());
+            if let Some((request_id, digest)) = state.keys.get(&slot) {
+                return Ok(CreateOutcome::KeyUsed {
+                    request_id: request_id.clone(),
+                    same_request: *digest == key.request_digest,
+                });
+            }
+            state
+                .keys
+                .insert(slot, (job.request_id.clone(), key.request_digest.clone()));
+        }
+        state.jobs.insert(job.request_id.clone(), job.clone());
+        state
+            .events
+            .insert(job.request_id.clone(), vec![event.clone()]);
+        Ok(CreateOutcome::Created)
+    }
+
+    async fn delete_job(&self, request_id: &str, key: Option<&IdempotencyKey>) -> PortResult<()> {
+        super::interleave().await;
+        self.faults.check("delete_job")?;
+        let mut state = self.state();
+        state.jobs.remove(request_id);
+        state.events.remove(request_id);
+        if let Some(key) = key {
+            let slot = (key.owner.0.clone(), key.key.clone());
+            if state
+                .keys
+                .get(&slot)
+                .is_some_and(|(id, _)| id == request_id)
+            {
+                state.keys.remove(&slot);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_job(&self, request_id: &str) -> PortResult<Option<Job>> {
+        super::interleave().await;
+        self.faults.check("get_job")?;
+        Ok(self.state().jobs.get(request_id).cloned())
+    }
+
+    async fn transition(
+        &self,
+        request_id: &str,
+        transition: Transition,
+        update: &JobUpdate,
+        event: &JobEvent,
+    ) -> PortResult<bool> {
+        super::interleave().await;
+        self.faults.check("transition")?;
+        let mut state = self.state();
+        match state.jobs.get_mut(request_id) {
+            Some(job) if job.status == transition.from() => {
+                job.apply(transition, update, event.at);
+            }
+            _ => return Ok(false),
+        }
+        state
+            .events
+            .entry(request_id.to_owned())
+            .or_default()
+            .push(event.clone());
+        Ok(true)
+    }
+
+    async fn append_event(&self, request_id: &str, event: &JobEvent) -> PortResult<()> {
+        super::interleave().await;
+        self.faults.check("append_event")?;
+        self.state()
+            .events
+            .entry(request_id.to_owned())
+            .or_default()
+            .push(event.clone());
+        Ok(())
+    }
+
+    async fn events(&self, request_id: &str) -> PortResult<Vec<JobEvent>> {
+        super::interleave().await;
+        self.faults.check("events")?;
+        Ok(self
+            .state()
+            .events
+            .get(request_id)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn claim_notification(&self, request_id: &str, at: Millis) -> PortResult<bool> {
+        super::interleave().await;
+        self.faults.check("claim_notification")?;
+        Ok(match self.state().jobs.get_mut(request_id) {
+            Some(job) if job.notified_at.is_none() => {
+                job.notified_at = Some(at);
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn release_notification(&self, request_id: &str) -> PortResult<()> {
+        super::interleave().await;
+        self.faults.check("release_notification")?;
+        if let Some(job) = self.state().jobs.get_mut(request_id) {
+            job.notified_at = None;
+        }
+        Ok(())
+    }
+
+    async fn unsettled_jobs(&self, updated_before: Millis, limit: usize) -> PortResult<Vec<Job>> {
+        super::interleave().await;
+        self.faults.check("unsettled_jobs")?;
+        let mut jobs: Vec<Job> = self
+            .state()
+            .jobs
+            .values()
+            .filter(|j| !j.is_settled() && j.updated_at < updated_before)
+            .cloned()
+            .collect();
+        jobs.sort_by_key(|j| j.updated_at);
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
+    async fn list_jobs(
+        &self,
+        owner: &Owner,
+        limit: usize,
+        after: Option<&PageToken>,
+    ) -> PortResult<JobPage> {
+        super::interleave().await;
+        self.faults.check("list_jobs")?;
+        let mut jobs: Vec<Job> = self
+            .state()
+            .jobs
+            .values()
+            .filter(|j| &j.owner == owner)
+            .filter(|j| {
+                after.is_none_or(|t| {
+                    (j.created_at, j.request_id.as_str()) < (t.created_at, t.request_id.as_str())
+                })
+            })
+            .cloned()
+            .collect();
+        jobs.sort_by(|a, b| (b.created_at, &b.request_id).cmp(&(a.created_at, &a.request_id)));
+        jobs.truncate(limit + 1);
+        Ok(JobPage::from_rows(jobs, limit))
+    }
+}

@@ -1,0 +1,29 @@
+//! In-memory fakes of every port, a clock that moves only when told, and the contract every
+//! control table must meet. Behind the `testing` feature: for the core's own tests of the
+//! services (which run in milliseconds, with no sleeps) and for the adapters' conformance
+//! tests in the crates that implement the ports.
+
+mod clock;
+pub mod conformance;
+mod control;
+mod faults;
+mod mailer;
+mod objects;
+mod queue;
+mod warehouse;
+mod world;
+
+pub use clock::ManualClock;
+pub use control::MemoryControlTable;
+pub use faults::Faults;
+pub use mailer::FakeMailer;
+pub use objects::{MemoryObjectStore, ReadHold};
+pub use queue::{MemoryQueue, QueuedMessage};
+pub use warehouse::FakeWarehouse;
+pub use world::World;
+
+/// Every call on a fake gives other tasks a turn first, so services run side by side (in one
+/// `join_all`) interleave at each port call, as they would against real dependencies.
+async fn interleave() {
+    tokio::task::yield_now().await;
+}

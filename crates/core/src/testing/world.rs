@@ -1,0 +1,309 @@
+use super::{
+    FakeMailer, FakeWarehouse, ManualClock, MemoryControlTable, MemoryObjectStore, MemoryQueue,
+};
+use crate::catalog::Catalog;
+use crate::clock::Clock;
+use crate::domain::{Job, ObjectRef, Owner};
+use crate::error::ApiError;
+use crate::messages::{Message, PollMessage, StatementEvent};
+use crate::ports::{QueueName, QueueSender, StatementState};
+use crate::service::{
+    consume, Consumer, Delivered, ExportRequest, Poller, Processor, Queries, Submissions,
+};
+use crate::settings::{DeliverySettings, MailSettings, UnloadSettings};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The four services over the fakes, on one manual clock, with a queue runner that delivers
+/// messages as the Lambda event source does (receive counts, visibility, give-up on the last
+/// delivery). Tests drive it step by step; nothing in it sleeps.
+pub struct World {
+    pub clock: Arc<ManualClock>,
+    pub control: Arc<MemoryControlTable>,
+    pub queue: Arc<MemoryQueue>,
+    pub warehouse: Arc<FakeWarehouse>,
+    pub objects: Arc<MemoryObjectStore>,
+    pub mailer: Arc<FakeMailer>,
+    pub submissions: Arc<Submissions>,
+    pub processor: Arc<Processor>,
+    pub poller: Arc<Poller>,
+    pub queries: Arc<Queries>,
+    /// The queue's `maxReceiveCount`.
+    pub max_receives: u32,
+    /// How long a received message stays hidden.
+    pub visibility: Duration,
+}
+
+/// The one export of the world's catalogue: `things`, by an integer id.
+pub const THINGS: &str = "-- export: things
+-- description: Things by id.
+-- param: id integer
+SELECT id, name FROM things WHERE id = :id";
+
+pub const RESULTS_BUCKET: &str = "results";
+pub const DOWNLOADS_BUCKET: &str = "downloads";
+/// Where mail goes when a request names no allowed address.
+pub const DEFAULT_RECIPIENT: &str = "ops@example.com";
+
+impl Default for World {
+    fn default() -> Self {
+        World::new()
+    }
+}
+
+impl World {
+    pub fn new() -> World {
+        World::with_settings(|_| {})
+    }
+
+    /// A world whose poller settings `configure` changes first.
+    pub fn with_settings(configure: impl FnOnce(&mut DeliverySettings)) -> World {
+        let clock = Arc::new(ManualClock::at(1_800_000_000_000));
+        let dyn_clock: Arc<dyn Clock> = clock.clone();
+        let catalog = Arc::new(
+            Catalog::from_sources([("things.sql", THINGS)]).expect("the world's catalogue"),
+        );
+        let control = Arc::new(MemoryControlTable::default());
+        let queue = Arc::new(MemoryQueue::new(dyn_clock.clone()));
+        let warehouse = Arc::new(FakeWarehouse::default());
+        let objects = Arc::new(MemoryObjectStore::default());
+        let mailer = Arc::new(FakeMailer::default());
+        let unload = UnloadSettings {
+            results_bucket: RESULTS_BUCKET.into(),
+            results_prefix: "exports/".into(),
+            iam_role: "arn:aws:iam::123456789012:role/unload".into(),
+            max_file_size_mb: 256,
+        };
+        let mut delivery = DeliverySettings {
+            downloads_bucket: DOWNLOADS_BUCKET.into(),
+            downloads_prefix: "archives/".into(),
+            link_ttl: Duration::from_secs(3600),
+            poll_initial_delay: Duration::from_secs(5),
+            poll_max_delay: Duration::from_secs(60),
+            packaging_lease: Duration::from_secs(600),
+            sweep_after: Duration::from_secs(900),
+            mail: MailSettings {
+                allowed_recipients: vec!["@example.com".into()],
+                default_recipients: vec![DEFAULT_RECIPIENT.into()],
+            },
+        };
+        configure(&mut delivery);
+        let submissions = Arc::new(Submissions {
+            catalog: catalog.clone(),
+            control: control.clone(),
+            queue: queue.clone(),
+            warehouse: warehouse.clone(),
+            clock: dyn_clock.clone(),
+        });
+        let processor = Arc::new(Processor {
+            catalog: catalog.clone(),
+            control: control.clone(),
+            warehouse: warehouse.clone(),
+            queue: queue.clone(),
+            clock: dyn_clock.clone(),
+            unload: unload.clone(),
+            first_poll_delay: delivery.poll_initial_delay,
+        });
+        let poller = Arc::new(Poller {
+            control: control.clone(),
+            warehouse: warehouse.clone(),
+            objects: objects.clone(),
+            mailer: mailer.clone(),
+            queue: queue.clone(),
+            clock: dyn_clock.clone(),
+            unload,
+            delivery: delivery.clone(),
+        });
+        let queries = Arc::new(Queries {
+            catalog,
+            control: control.clone(),
+            objects: objects.clone(),
+            clock: dyn_clock,
+            link_ttl: delivery.link_ttl,
+        });
+        World {
+            clock,
+            control,
+            queue,
+            warehouse,
+            objects,
+            mailer,
+            submissions,
+            processor,
+            poller,
+            queries,
+            max_receives: 5,
+            visibility: Duration::from_secs(60),
+        }
+    }
+
+    /// Submits `body` (a `POST /exports` body) as `owner`.
+    pub async fn submit(&self, owner: &str, body: serde_json::Value) -> Result<String, ApiError> {
+        let request = ExportRequest::from_json(&body)?;
+        let submitted = self
+            .submissions
+            .submit(&Owner(owner.into()), request, None)
+            .await?;
+        Ok(submitted.request_id)
+    }
+
+    /// The job as the control table holds it.
+    pub async fn job(&self, request_id: &str) -> Job {
+        self.control
+            .jobs()
+            .into_iter()
+            .find(|j| j.request_id == request_id)
+            .unwrap_or_else(|| panic!("no job {request_id}"))
+    }
+
+    /// The steps of the job's history, in order.
+    pub async fn steps(&self, request_id: &str) -> Vec<String> {
+        use crate::ports::ControlTable;
+        self.control
+            .events(request_id)
+            .await
+            .expect("events")
+            .into_iter()
+            .map(|e| e.step)
+            .collect()
+    }
+
+    fn consumer(&self, queue: QueueName) -> &dyn Consumer {
+        match queue {
+            QueueName::Requests => self.processor.as_ref(),
+            QueueName::Polls => self.poller.as_ref(),
+        }
+    }
+
+    /// Delivers every message of `queue` visible now, one after another, and acknowledges or
+    /// releases each as the outcome says.
+    pub async fn deliver(&self, queue: QueueName) -> Vec<Delivered> {
+        let mut outcomes = Vec::new();
+        for message in self.queue.receive(queue, self.visibility) {
+            let outcome = consume(
+                self.consumer(queue),
+                &message.body,
+                message.receives,
+                self.max_receives,
+            )
+            .await;
+            self.settle_message(message.id, &outcome);
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+
+    /// Delivers every message of `queue` visible now all at once, as one batch handled
+    /// concurrently: duplicates race each other.
+    pub async fn deliver_at_once(&self, queue: QueueName) -> Vec<Delivered> {
+        let messages = self.queue.receive(queue, self.visibility);
+        let outcomes = futures::future::join_all(
+            messages
+                .iter()
+                .map(|m| consume(self.consumer(queue), &m.body, m.receives, self.max_receives)),
+        )
+        .await;
+        for (message, outcome) in messages.iter().zip(&outcomes) {
+            self.settle_message(message.id, outcome);
+        }
+        outcomes
+    }
+
+    fn settle_message(&self, id: u64, outcome: &Delivered) {
+        match outcome {
+            Delivered::Done => self.queue.ack(id),
+            // Visible again at once: the tests move the clock themselves.
+            Delivered::Retry(_) => self.queue.release(id, Duration::ZERO),
+            // What the queue's redrive does after the last receive.
+            Delivered::GaveUp(_) => self.queue.ack(id),
+        }
+    }
+
+    /// Runs both queues until nothing is left on them, moving the clock to each next message
+    /// when none is visible. Panics, with what is left, if that takes more than `max_rounds`.
+    pub async fn run_until_quiet(&self, max_rounds: usize) {
+        for _ in 0..max_rounds {
+            if self.queue.is_empty() {
+                return;
+            }
+            let requests = self.deliver(QueueName::Requests).await;
+            let polls = self.deliver(QueueName::Polls).await;
+            if requests.is_empty() && polls.is_empty() {
+                if let Some(at) = self.queue.next_visible_at() {
+                    self.clock.set(at.max(self.clock.now()));
+                }
+            }
+        }
+        panic!(
+            "the queues did not drain in {max_rounds} rounds: requests {:?}, polls {:?}",
+            self.queue.waiting(QueueName::Requests),
+            self.queue.waiting(QueueName::Polls)
+        );
+    }
+
+    /// Where UNLOAD writes the job's output.
+    pub fn job_prefix(&self, request_id: &str) -> ObjectRef {
+        self.processor.unload.job_prefix(request_id)
+    }
+
+    /// What a finished UNLOAD leaves: one CSV part per item of `parts` (each a header and its
+    /// rows) and a verbose manifest; the statement is FINISHED. Returns the statement id.
+    pub fn finish_statement(&self, request_id: &str, parts: &[&[&str]]) -> String {
+        let statement = self
+            .warehouse
+            .statement_named(request_id)
+            .unwrap_or_else(|| panic!("no statement was started for {request_id}"));
+        let prefix = self.job_prefix(request_id);
+        let mut entries = Vec::new();
+        let mut total_rows = 0;
+        for (index, rows) in parts.iter().enumerate() {
+            let object = ObjectRef::new(
+                &prefix.bucket,
+                format!("{}0000_part_{index:02}", prefix.key),
+            );
+            let body: String = std::iter::once("id,name")
+                .chain(rows.iter().copied())
+                .map(|line| format!("{line}\n"))
+                .collect();
+            entries.push(serde_json::json!({
+                "url": object.s3_url(),
+                "meta": {"content_length": body.len(), "record_count": rows.len()}
+            }));
+            total_rows += rows.len() as u64;
+            self.objects.insert(&object, body);
+        }
+        let manifest = serde_json::json!({
+            "entries": entries,
+            "meta": {"record_count": total_rows}
+        });
+        self.objects.insert(
+            &ObjectRef::new(&prefix.bucket, format!("{}manifest", prefix.key)),
+            manifest.to_string(),
+        );
+        self.warehouse
+            .set_state(&statement, StatementState::Finished, Some(total_rows), None);
+        statement
+    }
+
+    /// The statement's status-change event, as the EventBridge rule puts it on the polls queue.
+    pub async fn announce(&self, request_id: &str) {
+        let statement = self
+            .warehouse
+            .statement_named(request_id)
+            .expect("a statement to announce");
+        let state = crate::ports::Warehouse::describe(self.warehouse.as_ref(), &statement)
+            .await
+            .expect("the statement exists")
+            .state;
+        let event = Message::Poll(PollMessage::StatementEvent(StatementEvent {
+            statement_id: statement,
+            statement_name: Some(request_id.to_owned()),
+            state: state.as_str().to_owned(),
+            rows: None,
+        }));
+        self.queue
+            .send(&event, Duration::ZERO)
+            .await
+            .expect("the event is queued");
+    }
+}

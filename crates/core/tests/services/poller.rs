@@ -1,0 +1,304 @@
+//! The poller: a statement followed to its end however its news arrives, packaging that
+//! survives a dead packager, and the one email, retried when the mailer fails.
+
+use super::*;
+use export_core::domain::{JobStatus, ObjectRef};
+use export_core::messages::Message;
+use export_core::ports::{PortError, QueueSender, StatementState};
+use export_core::testing::World;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tokio::test]
+async fn the_statement_event_racing_follow_ups_finishes_the_job_once() {
+    let world = World::new();
+    let request_id = started(&world, 7).await;
+    world.finish_statement(&request_id, &[&["7,seven"], &["8,eight"]]);
+    world.announce(&request_id).await;
+    // Duplicates of the processor's follow-up, as at-least-once delivery may hand over.
+    for _ in 0..2 {
+        world
+            .queue
+            .send(&Message::follow_up(&request_id, Some(0)), Duration::ZERO)
+            .await
+            .unwrap();
+    }
+    world.clock.advance(Duration::from_secs(5));
+    let outcomes = world.deliver_at_once(QueueName::Polls).await;
+    assert_eq!(outcomes.len(), 4, "the event and three follow-ups");
+    assert!(outcomes.iter().all(Delivered::is_done), "{outcomes:?}");
+    let job = world.job(&request_id).await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    assert_eq!(job.rows, Some(2));
+    for step in ["finished", "packaged", "notified"] {
+        assert_eq!(count(&world, &request_id, step).await, 1, "{step}");
+    }
+    let mails = world.mailer.sent_about(&request_id);
+    assert_eq!(mails.len(), 1);
+    assert!(
+        mails[0].text.contains("memory://downloads/archives/"),
+        "{}",
+        mails[0].text
+    );
+    // The archive holds both parts, named for the dataset.
+    let archive = world
+        .objects
+        .read(job.archive_object.as_ref().unwrap())
+        .unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(archive.to_vec())).unwrap();
+    assert_eq!(zip.len(), 2);
+    assert_eq!(zip.by_index(0).unwrap().name().unwrap(), "things-0000.csv");
+    world.run_until_quiet(20).await;
+    assert_eq!(world.mailer.sent_about(&request_id).len(), 1);
+}
+
+#[tokio::test]
+async fn follow_ups_back_off_while_the_statement_runs() {
+    let world = World::new();
+    let request_id = started(&world, 1).await;
+    let statement = world.warehouse.statement_named(&request_id).unwrap();
+    world
+        .warehouse
+        .set_state(&statement, StatementState::Started, None, None);
+    let mut delays = Vec::new();
+    for _ in 0..6 {
+        let next = world.queue.next_visible_at().unwrap();
+        world.clock.set(next);
+        assert_eq!(world.deliver(QueueName::Polls).await, [Delivered::Done]);
+        let waiting = world.queue.waiting(QueueName::Polls);
+        assert_eq!(waiting.len(), 1, "one chain: {waiting:?}");
+        delays.push((waiting[0].visible_at - next) / 1000);
+    }
+    // 5 s doubled per attempt, capped at 60 s.
+    assert_eq!(delays, [10, 20, 40, 60, 60, 60]);
+    // A look without an attempt (the sweep's, or an event while running) starts no chain.
+    world
+        .queue
+        .send(&Message::follow_up(&request_id, None), Duration::ZERO)
+        .await
+        .unwrap();
+    world.deliver(QueueName::Polls).await;
+    assert_eq!(world.queue.waiting(QueueName::Polls).len(), 1);
+}
+
+#[tokio::test]
+async fn a_packager_whose_lease_expired_is_replaced_and_only_one_announces() {
+    let world = World::new();
+    let request_id = started(&world, 1).await;
+    world.finish_statement(&request_id, &[&["1,one"]]);
+    // The first packager stops mid-archive (its first read is held).
+    let hold = world.objects.hold_next_get();
+    world.clock.advance(Duration::from_secs(5));
+    let first = {
+        let poller = Arc::clone(&world.poller);
+        let message = world
+            .queue
+            .receive(QueueName::Polls, world.visibility)
+            .remove(0);
+        // Its message is gone with it (the packager's process died holding it).
+        world.queue.ack(message.id);
+        tokio::spawn(async move { poller.handle(&message.body).await })
+    };
+    for _ in 0..1000 {
+        if world.job(&request_id).await.status == JobStatus::Packaging {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(world.job(&request_id).await.status, JobStatus::Packaging);
+
+    // Within the lease, a look leaves the packager alone.
+    let look = Message::follow_up(&request_id, None);
+    world.clock.advance(Duration::from_secs(60));
+    world.queue.send(&look, Duration::ZERO).await.unwrap();
+    assert_eq!(world.deliver(QueueName::Polls).await, [Delivered::Done]);
+    assert_eq!(count(&world, &request_id, "packaged").await, 0);
+
+    // Past it, the next look packages again and announces.
+    world.clock.advance(Duration::from_secs(600));
+    world.queue.send(&look, Duration::ZERO).await.unwrap();
+    assert_eq!(world.deliver(QueueName::Polls).await, [Delivered::Done]);
+    assert_eq!(world.job(&request_id).await.status, JobStatus::Succeeded);
+    assert_eq!(world.mailer.sent_about(&request_id).len(), 1);
+
+    // The first packager comes back, writes the same archive, and announces nothing.
+    hold.release();
+    first.await.unwrap().unwrap();
+    assert_eq!(count(&world, &request_id, "packaged").await, 1);
+    assert_eq!(count(&world, &request_id, "notified").await, 1);
+    assert_eq!(world.mailer.sent_about(&request_id).len(), 1);
+}
+
+#[tokio::test]
+async fn a_mail_that_fails_is_retried_until_sent_once() {
+    let world = World::new();
+    world
+        .mailer
+        .faults
+        .fail("send", PortError::Unavailable("SES: Throttling".into()), 2);
+    let request_id = started(&world, 1).await;
+    world.finish_statement(&request_id, &[&["1,one"]]);
+    world.clock.advance(Duration::from_secs(5));
+    let first = world.deliver(QueueName::Polls).await;
+    assert!(matches!(first[..], [Delivered::Retry(_)]), "{first:?}");
+    // The job is done whatever the mail does; the claim was released for the retry.
+    let job = world.job(&request_id).await;
+    assert_eq!((job.status, job.notified_at), (JobStatus::Succeeded, None));
+    let second = world.deliver(QueueName::Polls).await;
+    assert!(matches!(second[..], [Delivered::Retry(_)]), "{second:?}");
+    assert_eq!(world.deliver(QueueName::Polls).await, [Delivered::Done]);
+    assert_eq!(world.mailer.sent_about(&request_id).len(), 1);
+    let events = world
+        .queries
+        .events(&export_core::domain::Owner(ALICE.into()), &request_id)
+        .await
+        .unwrap();
+    let notices: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e.step == "notified")
+        .map(|e| (e.outcome.as_str(), e.message.as_str()))
+        .collect();
+    assert_eq!(notices.len(), 3, "{notices:?}");
+    assert!(notices[..2]
+        .iter()
+        .all(|(o, m)| *o == "error" && m.contains("Throttling")));
+    assert_eq!(notices[2].0, "ok");
+    assert!(world.job(&request_id).await.notified_at.is_some());
+}
+
+#[tokio::test]
+async fn a_failed_statement_fails_the_job_with_its_error_and_one_notice() {
+    let world = World::new();
+    let request_id = started(&world, 1).await;
+    let statement = world.warehouse.statement_named(&request_id).unwrap();
+    world.warehouse.set_state(
+        &statement,
+        StatementState::Failed,
+        None,
+        Some("ERROR: relation \"things\" does not exist"),
+    );
+    world.announce(&request_id).await;
+    world.run_until_quiet(20).await;
+    let job = world.job(&request_id).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(
+        job.error.as_deref(),
+        Some("ERROR: relation \"things\" does not exist")
+    );
+    let mails = world.mailer.sent_about(&request_id);
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].text.contains("relation \"things\" does not exist"));
+    assert!(
+        !mails[0].html.contains("\"things\""),
+        "escaped: {}",
+        mails[0].html
+    );
+}
+
+#[tokio::test]
+async fn a_statement_the_warehouse_forgot_fails_the_job() {
+    let world = World::new();
+    let request_id = started(&world, 1).await;
+    world
+        .warehouse
+        .forget(&world.warehouse.statement_named(&request_id).unwrap());
+    world.run_until_quiet(20).await;
+    let job = world.job(&request_id).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert!(job.error.unwrap().contains("no longer knows statement"));
+}
+
+#[tokio::test]
+async fn the_poller_gives_up_on_the_last_delivery() {
+    let world = World::new();
+    let request_id = started(&world, 1).await;
+    world
+        .warehouse
+        .faults
+        .fail_always("describe", PortError::Unavailable("timed out".into()));
+    let mut outcomes = Vec::new();
+    for _ in 0..world.max_receives {
+        world.clock.set(world.queue.next_visible_at().unwrap());
+        outcomes.extend(world.deliver(QueueName::Polls).await);
+    }
+    assert!(
+        matches!(outcomes.last(), Some(Delivered::GaveUp(_))),
+        "{outcomes:?}"
+    );
+    let job = world.job(&request_id).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert!(job
+        .error
+        .unwrap()
+        .starts_with("gave up following the export: dependency unavailable: timed out"));
+    assert_eq!(world.mailer.sent_about(&request_id).len(), 1);
+}
+
+#[tokio::test]
+async fn an_event_that_overtakes_the_processor_records_the_start_itself() {
+    let world = World::new();
+    let request_id = submit(&world, 1).await;
+    // The processor starts the statement, but its write of RUNNING fails.
+    world
+        .control
+        .faults
+        .fail("transition", PortError::Unavailable("throttled".into()), 1);
+    let outcomes = world.deliver(QueueName::Requests).await;
+    assert!(
+        matches!(outcomes[..], [Delivered::Retry(_)]),
+        "{outcomes:?}"
+    );
+    assert_eq!(world.job(&request_id).await.status, JobStatus::Queued);
+    // The statement ends, and its event arrives first.
+    world.finish_statement(&request_id, &[&["1,one"]]);
+    world.announce(&request_id).await;
+    assert_eq!(world.deliver(QueueName::Polls).await, [Delivered::Done]);
+    assert_eq!(world.job(&request_id).await.status, JobStatus::Succeeded);
+    // The start's redelivery finds the job done and starts nothing.
+    world.run_until_quiet(20).await;
+    assert_eq!(count(&world, &request_id, "started").await, 1);
+    assert_eq!(world.warehouse.statement_count(), 1);
+    assert_eq!(world.mailer.sent_about(&request_id).len(), 1);
+}
+
+#[tokio::test]
+async fn a_manifest_pointing_outside_the_job_fails_it() {
+    let world = World::new();
+    let request_id = started(&world, 1).await;
+    world.finish_statement(&request_id, &[&["1,one"]]);
+    let prefix = world.job_prefix(&request_id);
+    let manifest = ObjectRef::new(&prefix.bucket, format!("{}manifest", prefix.key));
+    world.objects.insert(
+        &manifest,
+        r#"{"entries":[{"url":"s3://results/exports/someone-else/0000_part_00"}]}"#,
+    );
+    world.run_until_quiet(20).await;
+    let job = world.job(&request_id).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert!(job.error.unwrap().contains("is outside"));
+}
+
+#[tokio::test]
+async fn looks_racing_at_a_job_whose_notice_is_due_send_one_mail() {
+    let world = World::new();
+    world
+        .mailer
+        .faults
+        .fail("send", PortError::Unavailable("SES: Throttling".into()), 1);
+    let request_id = started(&world, 1).await;
+    world.finish_statement(&request_id, &[&["1,one"]]);
+    world.clock.advance(Duration::from_secs(5));
+    let first = world.deliver(QueueName::Polls).await;
+    assert!(matches!(first[..], [Delivered::Retry(_)]), "{first:?}");
+    // The retried follow-up, the sweep's look and a late event, all at once.
+    world
+        .queue
+        .send(&Message::follow_up(&request_id, None), Duration::ZERO)
+        .await
+        .unwrap();
+    world.announce(&request_id).await;
+    let outcomes = world.deliver_at_once(QueueName::Polls).await;
+    assert_eq!(outcomes.len(), 3);
+    assert!(outcomes.iter().all(Delivered::is_done), "{outcomes:?}");
+    assert_eq!(world.mailer.sent_about(&request_id).len(), 1);
+}

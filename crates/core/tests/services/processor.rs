@@ -1,0 +1,144 @@
+//! The processor: one statement per job whatever the deliveries, failures that fail the job,
+//! and a cancel that lands while the statement starts.
+
+use super::*;
+use export_core::domain::JobStatus;
+use export_core::messages::Message;
+use export_core::ports::{PortError, QueueSender, StatementState, Warehouse};
+use export_core::testing::World;
+use std::time::Duration;
+
+#[tokio::test]
+async fn redelivered_starts_run_one_statement() {
+    let world = World::new();
+    let request_id = submit(&world, 7).await;
+    // At-least-once delivery: the same start three times, all at once.
+    for _ in 0..2 {
+        world
+            .queue
+            .send(&Message::start(&request_id), Duration::ZERO)
+            .await
+            .unwrap();
+    }
+    let outcomes = world.deliver_at_once(QueueName::Requests).await;
+    assert!(outcomes.iter().all(Delivered::is_done), "{outcomes:?}");
+    assert_eq!(world.warehouse.statement_count(), 1);
+    let executions = world.warehouse.executions();
+    assert!(
+        executions
+            .iter()
+            .all(|e| e.client_token == request_id && e.name == request_id),
+        "{executions:?}"
+    );
+    let job = world.job(&request_id).await;
+    assert_eq!(job.status, JobStatus::Running);
+    assert_eq!(count(&world, &request_id, "started").await, 1);
+    // The statement is the export's UNLOAD into the job's own prefix, never overwriting.
+    let sql = world
+        .warehouse
+        .sql(job.statement_id.as_deref().unwrap())
+        .unwrap();
+    assert!(
+        sql.starts_with("UNLOAD ('SELECT id, name FROM things WHERE id = 7"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains(&format!("TO 's3://results/exports/{request_id}/'")),
+        "{sql}"
+    );
+    assert!(!sql.contains("ALLOWOVERWRITE"), "{sql}");
+
+    // Once RUNNING, a late redelivery only queues another look.
+    world
+        .queue
+        .send(&Message::start(&request_id), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(world.deliver(QueueName::Requests).await, [Delivered::Done]);
+    assert_eq!(world.warehouse.statement_count(), 1);
+    assert!(world
+        .queue
+        .waiting(QueueName::Polls)
+        .iter()
+        .all(|m| m.body.contains(&request_id)));
+}
+
+#[tokio::test]
+async fn a_statement_the_warehouse_refuses_fails_the_job_and_sends_the_notice() {
+    let world = World::new();
+    world.warehouse.faults.fail(
+        "execute",
+        PortError::Rejected("ValidationException: Cluster is not available".into()),
+        1,
+    );
+    let request_id = submit(&world, 1).await;
+    assert_eq!(world.deliver(QueueName::Requests).await, [Delivered::Done]);
+    let job = world.job(&request_id).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert!(job.error.unwrap().contains("Cluster is not available"));
+    world.run_until_quiet(20).await;
+    let mails = world.mailer.sent_about(&request_id);
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(mails[0].subject.contains("failed"), "{}", mails[0].subject);
+    assert_eq!(mails[0].to, ["alice@example.com"]);
+}
+
+#[tokio::test]
+async fn an_unavailable_warehouse_is_retried_then_given_up_on_the_last_delivery() {
+    let world = World::new();
+    world.warehouse.faults.fail_always(
+        "execute",
+        PortError::Unavailable("ThrottlingException".into()),
+    );
+    let request_id = submit(&world, 1).await;
+    for receive in 1..world.max_receives {
+        let outcomes = world.deliver(QueueName::Requests).await;
+        assert!(
+            matches!(outcomes[..], [Delivered::Retry(_)]),
+            "{receive}: {outcomes:?}"
+        );
+        assert_eq!(world.job(&request_id).await.status, JobStatus::Queued);
+    }
+    let last = world.deliver(QueueName::Requests).await;
+    assert!(matches!(last[..], [Delivered::GaveUp(_)]), "{last:?}");
+    let job = world.job(&request_id).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert!(
+        job.error.as_deref().unwrap().starts_with(
+            "gave up starting the export: dependency unavailable: ThrottlingException"
+        ),
+        "{job:?}"
+    );
+    // Nothing was started, and the failure is announced.
+    assert_eq!(world.warehouse.statement_count(), 0);
+    world.run_until_quiet(20).await;
+    assert_eq!(world.mailer.sent_about(&request_id).len(), 1);
+}
+
+#[tokio::test]
+async fn a_cancel_landing_while_the_statement_starts_cancels_the_statement() {
+    let world = World::new();
+    let request_id = submit(&world, 3).await;
+    let owner = export_core::domain::Owner(ALICE.into());
+    // The cancel and the start run side by side, interleaving at every port call.
+    let (delivered, cancelled) = tokio::join!(
+        world.deliver(QueueName::Requests),
+        world.submissions.cancel(&owner, &request_id)
+    );
+    assert_eq!(delivered, [Delivered::Done]);
+    assert_eq!(cancelled.unwrap().status, JobStatus::Cancelled);
+    let job = world.job(&request_id).await;
+    assert_eq!(job.status, JobStatus::Cancelled);
+    let statement = world
+        .warehouse
+        .statement_named(&request_id)
+        .expect("the statement was started");
+    let status = world.warehouse.describe(&statement).await.unwrap();
+    assert_eq!(status.state, StatementState::Aborted);
+    world.run_until_quiet(20).await;
+    assert!(
+        world.mailer.sent().is_empty(),
+        "a cancelled job sends no notice"
+    );
+    assert_eq!(world.job(&request_id).await.status, JobStatus::Cancelled);
+}

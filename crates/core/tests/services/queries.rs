@@ -1,0 +1,78 @@
+//! Queries: pages of a caller's jobs, and links whose expiry is the clock's.
+
+use super::*;
+use export_core::domain::{JobStatus, Owner};
+use export_core::testing::World;
+use http::StatusCode;
+use std::time::Duration;
+
+#[tokio::test]
+async fn a_cursor_the_api_did_not_issue_is_a_400_naming_it() {
+    let world = World::new();
+    let alice = Owner(ALICE.into());
+    for bad in [
+        "junk",
+        "1795395230806.0b6f6d2e-6c1a-4c58-9d55-0b8c7f2e9a11",
+        "",
+        "%%%",
+    ] {
+        let e = world.queries.list(&alice, 10, Some(bad)).await.unwrap_err();
+        assert_eq!(
+            (e.status, e.code, e.field.as_deref()),
+            (StatusCode::BAD_REQUEST, "invalid_request", Some("cursor")),
+            "{bad:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn pages_go_newest_first_and_only_show_the_caller_s_jobs() {
+    let world = World::new();
+    let mut ids = Vec::new();
+    for id in 0..5 {
+        ids.push(submit(&world, id).await);
+        world.clock.advance(Duration::from_millis(10));
+    }
+    world
+        .submit(
+            BOB,
+            serde_json::json!({"dataset": "things", "params": {"id": 9}}),
+        )
+        .await
+        .unwrap();
+    ids.reverse();
+    let alice = Owner(ALICE.into());
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let page = world
+            .queries
+            .list(&alice, 2, cursor.as_deref())
+            .await
+            .unwrap();
+        seen.extend(page.jobs.iter().map(|j| j.request_id.clone()));
+        match page.next {
+            Some(next) => cursor = Some(next.encode()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+}
+
+#[tokio::test]
+async fn a_link_expires_its_lifetime_after_it_is_made() {
+    let world = World::new();
+    let request_id = started(&world, 1).await;
+    world.finish_statement(&request_id, &[&["1,one"]]);
+    world.run_until_quiet(20).await;
+    let job = world.job(&request_id).await;
+    assert_eq!(job.status, JobStatus::Succeeded);
+    world.clock.advance(Duration::from_secs(86_400));
+    let link = world.queries.download_link(&job).await.unwrap();
+    assert_eq!(
+        link.expires_at,
+        export_core::clock::Clock::now(world.clock.as_ref()) + 3_600_000
+    );
+    assert!(link.url.contains("expires_in=3600"), "{}", link.url);
+    assert_eq!(link.file_name, format!("things-{request_id}.zip"));
+}

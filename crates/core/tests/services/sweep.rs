@@ -1,0 +1,119 @@
+//! The sweep: jobs whose messages were lost are carried on; settled and young ones are not.
+
+use super::*;
+use export_core::domain::{JobStatus, Owner};
+use export_core::messages::{Message, PollMessage};
+use export_core::ports::QueueSender;
+use export_core::testing::World;
+use std::time::Duration;
+
+/// Drops every message waiting on `queue`, as a crash past the last retry would.
+fn lose(world: &World, queue: QueueName) -> usize {
+    let lost = world.queue.waiting(queue);
+    for message in &lost {
+        world.queue.ack(message.id);
+    }
+    lost.len()
+}
+
+async fn tick(world: &World) {
+    world
+        .queue
+        .send(&Message::Poll(PollMessage::Sweep), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(world.deliver(QueueName::Polls).await, [Delivered::Done]);
+}
+
+#[tokio::test]
+async fn the_sweep_carries_on_what_has_not_moved_and_leaves_the_rest() {
+    let world = World::new();
+    // A job whose start was lost.
+    let queued = submit(&world, 1).await;
+    assert_eq!(lose(&world, QueueName::Requests), 1);
+    // A job whose statement ran, but whose follow-up was lost (and no event came).
+    let running = started(&world, 2).await;
+    assert_eq!(lose(&world, QueueName::Polls), 1);
+    world.finish_statement(&running, &[&["2,two"]]);
+    // A cancelled job: settled.
+    let cancelled = submit(&world, 3).await;
+    lose(&world, QueueName::Requests);
+    world
+        .submissions
+        .cancel(&Owner(ALICE.into()), &cancelled)
+        .await
+        .unwrap();
+    // Old enough to sweep; then one more job, too young.
+    world.clock.advance(Duration::from_secs(901));
+    let young = submit(&world, 4).await;
+    lose(&world, QueueName::Requests);
+
+    tick(&world).await;
+    let starts: Vec<String> = world
+        .queue
+        .waiting(QueueName::Requests)
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(starts, [Message::start(&queued).body()]);
+    let looks: Vec<String> = world
+        .queue
+        .waiting(QueueName::Polls)
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(looks, [Message::follow_up(&running, None).body()]);
+
+    // The look finds the finished statement and completes the job; the start starts it.
+    world.deliver(QueueName::Polls).await;
+    assert_eq!(world.job(&running).await.status, JobStatus::Succeeded);
+    assert_eq!(world.mailer.sent_about(&running).len(), 1);
+    world.deliver(QueueName::Requests).await;
+    assert_eq!(world.job(&queued).await.status, JobStatus::Running);
+    world.finish_statement(&queued, &[&["1,one"]]);
+    world.run_until_quiet(50).await;
+    assert_eq!(world.job(&queued).await.status, JobStatus::Succeeded);
+    assert_eq!(world.job(&cancelled).await.status, JobStatus::Cancelled);
+    assert_eq!(world.job(&young).await.status, JobStatus::Queued);
+
+    // Later, only the young job (now old) is swept; the settled ones never again.
+    world.clock.advance(Duration::from_secs(901));
+    tick(&world).await;
+    let starts: Vec<String> = world
+        .queue
+        .waiting(QueueName::Requests)
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(starts, [Message::start(&young).body()]);
+    assert!(world.queue.waiting(QueueName::Polls).is_empty());
+    for id in [&queued, &running] {
+        assert_eq!(world.mailer.sent_about(id).len(), 1, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn a_job_that_ended_without_its_notice_is_notified_by_the_sweep() {
+    let world = World::new();
+    let request_id = started(&world, 1).await;
+    world.finish_statement(&request_id, &[&["1,one"]]);
+    // The mailer is down for longer than the message's retries: the job is SUCCEEDED, its
+    // notice unsent, and its messages gone.
+    world.mailer.faults.fail_always(
+        "send",
+        export_core::ports::PortError::Unavailable("down".into()),
+    );
+    for _ in 0..world.max_receives {
+        world.clock.set(world.queue.next_visible_at().unwrap());
+        world.deliver(QueueName::Polls).await;
+    }
+    assert!(world.queue.is_empty());
+    let job = world.job(&request_id).await;
+    assert_eq!((job.status, job.notified_at), (JobStatus::Succeeded, None));
+    world.mailer.faults.clear("send");
+    world.clock.advance(Duration::from_secs(901));
+    tick(&world).await;
+    world.run_until_quiet(20).await;
+    assert_eq!(world.mailer.sent_about(&request_id).len(), 1);
+    assert!(world.job(&request_id).await.notified_at.is_some());
+}

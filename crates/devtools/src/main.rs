@@ -1,0 +1,69 @@
+//! `export-devtools`: the benchmarks. `cargo run --release -p export-devtools -- bench` (the
+//! local stack's submit path) and `-- bench-lambda` (the function binaries against the
+//! emulated AWS); results and the commands that made them are in docs/BENCHMARKS.md.
+
+mod bench;
+mod bench_lambda;
+
+use clap::{Parser, Subcommand};
+use export_local::LocalConfig;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "export-devtools", about = "Benchmarks of the export API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Measure submit latency and throughput, and submit-to-email time, on the local stack.
+    Bench {
+        /// The benchmark's stacks live beside this directory, in one of their own.
+        #[arg(long, default_value = ".export-local")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "sql")]
+        sql_dir: PathBuf,
+        /// TPC-H scale factor for orders and lineitem.
+        #[arg(long, default_value_t = 0.01)]
+        scale: f64,
+        /// Concurrent processor and poller workers, each.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        #[command(flatten)]
+        options: bench::BenchOptions,
+    },
+    /// Measure the Lambda binaries (size, cold init, peak memory) and the archive step on a
+    /// >1 GiB export, against moto and the project's Data API endpoint.
+    BenchLambda {
+        #[command(flatten)]
+        options: bench_lambda::LambdaBenchOptions,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Bench {
+            data_dir,
+            sql_dir,
+            scale,
+            workers,
+            options,
+        } => {
+            let mut config = LocalConfig::new(data_dir, sql_dir);
+            config.scale = scale;
+            config.processors = workers;
+            config.pollers = workers;
+            bench::run(config, options).await
+        }
+        Command::BenchLambda { options } => bench_lambda::run(options).await,
+    }
+}

@@ -1,0 +1,288 @@
+//! The control table's rows: jobs (the whole job as JSON, plus the columns its indexes need),
+//! their events, and idempotency keys. Which moves are legal, and when a job is settled, is
+//! the core's to say; this module stores what it is told.
+
+use super::{SqliteStore, StoreError};
+use async_trait::async_trait;
+use export_core::domain::{Job, JobEvent, JobUpdate, Millis, Owner, Transition};
+use export_core::page::{JobPage, PageToken};
+use export_core::ports::{ControlTable, CreateOutcome, IdempotencyKey, PortResult};
+use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
+
+fn decode_job(text: &str) -> Result<Job, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("stored job is corrupt: {e}")))
+}
+
+fn encode_job(job: &Job) -> String {
+    serde_json::to_string(job).expect("job serialises")
+}
+
+fn insert_event(tx: &Transaction<'_>, request_id: &str, event: &JobEvent) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO job_events (request_id, at, step, outcome, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![request_id, event.at, event.step, event.outcome, event.message])
+    .map(drop)
+}
+
+/// Writes the row back after a change: the JSON and every column derived from it.
+fn update_job(tx: &Transaction<'_>, job: &Job) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE jobs SET status = ?2, updated_at = ?3, notified_at = ?4, settled = ?5, job = ?6 WHERE request_id = ?1",
+    )?
+    .execute(params![
+        job.request_id,
+        job.status.as_str(),
+        job.updated_at,
+        job.notified_at,
+        job.is_settled(),
+        encode_job(job)
+    ])
+    .map(drop)
+}
+
+impl SqliteStore {
+    /// Sets `notified_at` (only where it is unset) or clears it; true if a row changed.
+    async fn set_notified(&self, request_id: &str, at: Option<Millis>) -> PortResult<bool> {
+        let request_id = request_id.to_owned();
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let text: Option<String> = tx
+                .query_row(
+                    "SELECT job FROM jobs WHERE request_id = ?1",
+                    params![request_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(text) = text else {
+                return Ok(false);
+            };
+            let mut job = decode_job(&text)?;
+            if at.is_some() && job.notified_at.is_some() {
+                return Ok(false);
+            }
+            job.notified_at = at;
+            update_job(&tx, &job)?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ControlTable for SqliteStore {
+    async fn create_job(
+        &self,
+        job: &Job,
+        event: &JobEvent,
+        key: Option<&IdempotencyKey>,
+    ) -> PortResult<CreateOutcome> {
+        let (job, event, key) = (job.clone(), event.clone(), key.cloned());
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(key) = &key {
+                let existing: Option<(String, String)> = tx
+                    .prepare_cached("SELECT request_id, digest FROM idempotency_keys WHERE owner = ?1 AND key = ?2")?
+                    .query_row(params![key.owner.0, key.key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                if let Some((request_id, digest)) = existing {
+                    return Ok(CreateOutcome::KeyUsed { request_id, same_request: digest == key.request_digest });
+                }
+                tx.prepare_cached("INSERT INTO idempotency_keys (owner, key, request_id, digest, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                    .execute(params![key.owner.0, key.key, job.request_id, key.request_digest, job.created_at])?;
+            }
+            tx.prepare_cached("INSERT INTO jobs (request_id, owner, status, created_at, updated_at, notified_at, settled, job) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?
+                .execute(params![job.request_id, job.owner.0, job.status.as_str(), job.created_at, job.updated_at, job.notified_at, job.is_settled(), encode_job(&job)])?;
+            insert_event(&tx, &job.request_id, &event)?;
+            tx.commit()?;
+            Ok(CreateOutcome::Created)
+        })
+        .await
+    }
+
+    async fn delete_job(&self, request_id: &str, key: Option<&IdempotencyKey>) -> PortResult<()> {
+        let (request_id, key) = (request_id.to_owned(), key.cloned());
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM jobs WHERE request_id = ?1", params![request_id])?;
+            tx.execute("DELETE FROM job_events WHERE request_id = ?1", params![request_id])?;
+            if let Some(key) = key {
+                // Only this job's key: a key another job took since must stay.
+                tx.execute(
+                    "DELETE FROM idempotency_keys WHERE owner = ?1 AND key = ?2 AND request_id = ?3",
+                    params![key.owner.0, key.key, request_id],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_job(&self, request_id: &str) -> PortResult<Option<Job>> {
+        let request_id = request_id.to_owned();
+        self.call(move |conn| {
+            let text: Option<String> = conn
+                .prepare_cached("SELECT job FROM jobs WHERE request_id = ?1")?
+                .query_row(params![request_id], |r| r.get(0))
+                .optional()?;
+            text.as_deref().map(decode_job).transpose()
+        })
+        .await
+    }
+
+    async fn transition(
+        &self,
+        request_id: &str,
+        transition: Transition,
+        update: &JobUpdate,
+        event: &JobEvent,
+    ) -> PortResult<bool> {
+        let (request_id, update, event) = (request_id.to_owned(), update.clone(), event.clone());
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current: Option<String> = tx
+                .prepare_cached("SELECT job FROM jobs WHERE request_id = ?1 AND status = ?2")?
+                .query_row(params![request_id, transition.from().as_str()], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let Some(text) = current else {
+                return Ok(false);
+            };
+            let mut job = decode_job(&text)?;
+            job.apply(transition, &update, event.at);
+            update_job(&tx, &job)?;
+            insert_event(&tx, &request_id, &event)?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn append_event(&self, request_id: &str, event: &JobEvent) -> PortResult<()> {
+        let (request_id, event) = (request_id.to_owned(), event.clone());
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            insert_event(&tx, &request_id, &event)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn events(&self, request_id: &str) -> PortResult<Vec<JobEvent>> {
+        let request_id = request_id.to_owned();
+        self.call(move |conn| {
+            let events = conn
+                .prepare_cached("SELECT at, step, outcome, message FROM job_events WHERE request_id = ?1 ORDER BY seq")?
+                .query_map(params![request_id], |r| {
+                    Ok(JobEvent { at: r.get(0)?, step: r.get(1)?, outcome: r.get(2)?, message: r.get(3)? })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(events)
+        })
+        .await
+    }
+
+    async fn claim_notification(&self, request_id: &str, at: Millis) -> PortResult<bool> {
+        self.set_notified(request_id, Some(at)).await
+    }
+
+    async fn release_notification(&self, request_id: &str) -> PortResult<()> {
+        self.set_notified(request_id, None).await.map(drop)
+    }
+
+    async fn unsettled_jobs(&self, updated_before: Millis, limit: usize) -> PortResult<Vec<Job>> {
+        self.call(move |conn| {
+            let rows: Vec<String> = conn
+                .prepare_cached(
+                    "SELECT job FROM jobs WHERE settled = 0 AND updated_at < ?1 ORDER BY updated_at LIMIT ?2",
+                )?
+                .query_map(params![updated_before, limit as i64], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            rows.iter().map(|t| decode_job(t)).collect()
+        })
+        .await
+    }
+
+    async fn list_jobs(
+        &self,
+        owner: &Owner,
+        limit: usize,
+        after: Option<&PageToken>,
+    ) -> PortResult<JobPage> {
+        let owner = owner.0.clone();
+        // The listing's order is the index's: (created_at, request_id), newest first.
+        let (at, id) = match after {
+            Some(token) => (token.created_at, token.request_id.clone()),
+            None => (i64::MAX, "\u{10FFFF}".to_owned()),
+        };
+        let jobs = self
+            .call(move |conn| {
+                let rows: Vec<String> = conn
+                    .prepare_cached(
+                        "SELECT job FROM jobs WHERE owner = ?1 AND (created_at < ?2 OR (created_at = ?2 AND request_id < ?3))
+                         ORDER BY created_at DESC, request_id DESC LIMIT ?4",
+                    )?
+                    .query_map(params![owner, at, id, limit as i64 + 1], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                rows.iter().map(|t| decode_job(t)).collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        Ok(JobPage::from_rows(jobs, limit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_sqlite_table_meets_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("control.sqlite"), 5).unwrap();
+        export_core::testing::conformance::check_control_table(&store).await;
+    }
+
+    /// A file written before jobs had a `settled` column gets one, filled from the rows.
+    #[tokio::test]
+    async fn an_older_file_gains_the_settled_column() {
+        use export_core::testing::conformance::queued_job;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sqlite");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE jobs (request_id TEXT PRIMARY KEY, owner TEXT NOT NULL, status TEXT NOT NULL,
+                 created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, notified_at INTEGER, job TEXT NOT NULL);
+                 CREATE INDEX jobs_unsettled ON jobs (updated_at) WHERE status IN ('QUEUED', 'RUNNING', 'PACKAGING');",
+            )
+            .unwrap();
+            for (id, status, notified) in [
+                ("old-queued", "QUEUED", None),
+                ("old-done", "SUCCEEDED", Some(5)),
+            ] {
+                let mut job = queued_job(id, &Owner("o".into()), 1_000);
+                job.status = status.parse().unwrap();
+                job.notified_at = notified;
+                conn.execute(
+                    "INSERT INTO jobs (request_id, owner, status, created_at, updated_at, notified_at, job) VALUES (?1, 'o', ?2, 1000, 1000, ?3, ?4)",
+                    params![id, status, notified, encode_job(&job)],
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(&path, 5).unwrap();
+        let stuck: Vec<String> = store
+            .unsettled_jobs(10_000, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|j| j.request_id)
+            .collect();
+        assert_eq!(stuck, ["old-queued"]);
+    }
+}

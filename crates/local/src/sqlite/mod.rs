@@ -1,0 +1,186 @@
+//! The control table and the durable queues, in one SQLite file (WAL): the table in
+//! [`control`], the queues in [`queue`], both over one connection.
+//!
+//! The connection lives on a thread of its own (tokio-rusqlite): every statement runs there,
+//! never on the async runtime's threads, and the operations, each a short transaction, are
+//! serialised as they arrive, which also rules out `SQLITE_BUSY` between the API and the workers.
+
+mod control;
+mod queue;
+
+pub use queue::Delivery;
+
+use export_core::ports::{PortError, PortResult, QueueName};
+use rusqlite::Connection;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    request_id  TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    notified_at INTEGER,
+    job         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, created_at DESC, request_id DESC);
+CREATE TABLE IF NOT EXISTS job_events (
+    seq        INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    at         INTEGER NOT NULL,
+    step       TEXT NOT NULL,
+    outcome    TEXT NOT NULL,
+    message    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events (request_id, seq);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    owner      TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    digest     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (owner, key)
+);
+CREATE TABLE IF NOT EXISTS queue_messages (
+    id            INTEGER PRIMARY KEY,
+    queue         TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    visible_at    INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt       TEXT,
+    sent_at       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_ready ON queue_messages (queue, visible_at, id);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    message_id    INTEGER NOT NULL,
+    queue         TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    receive_count INTEGER NOT NULL,
+    sent_at       INTEGER NOT NULL,
+    dead_at       INTEGER NOT NULL
+);
+";
+
+/// `jobs.settled` holds what the core's `Job::is_settled` says of the row, written with every
+/// change; the sweep's partial index covers the rows where it is 0. Files from before the
+/// column existed get it here, filled by the rule as it stood then.
+const SETTLED_COLUMN: &str = "
+ALTER TABLE jobs ADD COLUMN settled INTEGER NOT NULL DEFAULT 0;
+UPDATE jobs SET settled = 1
+    WHERE status = 'CANCELLED' OR (status IN ('SUCCEEDED', 'FAILED') AND notified_at IS NOT NULL);
+DROP INDEX IF EXISTS jobs_unsettled;
+";
+const UNSETTLED_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS jobs_unsettled_by_age ON jobs (updated_at) WHERE settled = 0;";
+
+/// The SQLite file holding jobs, events, idempotency keys and queue messages.
+#[derive(Clone)]
+pub struct SqliteStore {
+    db: tokio_rusqlite::Connection,
+    /// Wakes receivers waiting on a queue when a message is sent to it.
+    wakers: Arc<HashMap<QueueName, Notify>>,
+    /// After this many receives without an ack, a message goes to `dead_letters`.
+    max_receives: u32,
+}
+
+/// How a call on the connection failed.
+#[derive(Debug)]
+enum StoreError {
+    Sqlite(rusqlite::Error),
+    /// A stored row that does not decode: no retry will change it.
+    Corrupt(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
+    }
+}
+
+fn port_error(e: tokio_rusqlite::Error<StoreError>) -> PortError {
+    match e {
+        tokio_rusqlite::Error::Error(StoreError::Corrupt(message)) => PortError::Rejected(message),
+        tokio_rusqlite::Error::Error(StoreError::Sqlite(e)) => {
+            PortError::Unavailable(format!("sqlite: {e}"))
+        }
+        other => PortError::Unavailable(format!("sqlite connection: {other:?}")),
+    }
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path, max_receives: u32) -> anyhow::Result<SqliteStore> {
+        let conn = Connection::open(path)?;
+        // Small pages for small rows: every page a commit touches is written to the log whole.
+        // (Takes effect when the file is created.)
+        conn.pragma_update(None, "page_size", 1024)?;
+        // WAL with NORMAL sync: durable across process crashes (what the local stack needs),
+        // without an fsync per commit.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "busy_timeout", 5000)?;
+        // Checkpoints (and their fsyncs) run on a connection of their own, off the request
+        // path: see `spawn_checkpointer`.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.execute_batch(SCHEMA)?;
+        let has_settled = conn
+            .prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'settled'")?
+            .exists([])?;
+        if !has_settled {
+            conn.execute_batch(SETTLED_COLUMN)?;
+        }
+        conn.execute_batch(UNSETTLED_INDEX)?;
+        let wakers = [QueueName::Requests, QueueName::Polls]
+            .into_iter()
+            .map(|q| (q, Notify::new()))
+            .collect();
+        Ok(SqliteStore {
+            db: tokio_rusqlite::Connection::from(conn),
+            wakers: Arc::new(wakers),
+            max_receives: max_receives.max(1),
+        })
+    }
+
+    /// Runs `f` on the connection's thread.
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> PortResult<T> {
+        self.db.call(f).await.map_err(port_error)
+    }
+
+    /// Copies the write-ahead log back into the database every `interval`, on a second
+    /// connection, so no request ever waits for a checkpoint. Stops when the store is dropped.
+    pub fn spawn_checkpointer(
+        &self,
+        path: &Path,
+        interval: Duration,
+    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "busy_timeout", 5000)?;
+        let alive = Arc::downgrade(&self.wakers);
+        let conn = Arc::new(Mutex::new(conn));
+        Ok(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tick.tick().await;
+                if alive.strong_count() == 0 {
+                    return;
+                }
+                let conn = Arc::clone(&conn);
+                let checkpoint = tokio::task::spawn_blocking(move || {
+                    let conn = conn.lock().expect("checkpoint connection");
+                    // PASSIVE: copy what it can without waiting for readers or writers.
+                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                });
+                if let Ok(Err(e)) = checkpoint.await {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+            }
+        }))
+    }
+}

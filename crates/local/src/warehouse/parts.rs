@@ -1,0 +1,211 @@
+//! UNLOAD's part files: the result split into parts of about `MAXFILESIZE` each, written as
+//! CSV (with header), Parquet or JSON lines, compressed if asked, through the object store
+//! port while the rows stream in.
+
+use super::manifest::PartEntry;
+use super::unload::UnloadPlan;
+use bytes::Bytes;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use export_core::archive::SharedBuffer as Buffer;
+use export_core::domain::{Compression, Format, ObjectRef};
+use export_core::ports::{ObjectStore, PortError, PortResult, Upload};
+use std::io::Write;
+
+/// The text formats' compression, as a `Write` in front of the buffer.
+enum Compressor {
+    Plain(Buffer),
+    Gzip(flate2::write::GzEncoder<Buffer>),
+    Zstd(zstd::stream::write::Encoder<'static, Buffer>),
+}
+
+impl Compressor {
+    fn new(compression: Compression, buffer: Buffer) -> std::io::Result<Compressor> {
+        Ok(match compression {
+            Compression::None => Compressor::Plain(buffer),
+            Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(
+                buffer,
+                flate2::Compression::default(),
+            )),
+            Compression::Zstd => Compressor::Zstd(zstd::stream::write::Encoder::new(buffer, 3)?),
+        })
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Compressor::Plain(_) => Ok(()),
+            Compressor::Gzip(gz) => gz.finish().map(drop),
+            Compressor::Zstd(z) => z.finish().map(drop),
+        }
+    }
+}
+
+impl Write for Compressor {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Compressor::Plain(b) => b.write(buf),
+            Compressor::Gzip(g) => g.write(buf),
+            Compressor::Zstd(z) => z.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One per open part, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Encoder {
+    Text(Compressor),
+    Parquet(Box<ArrowWriter<Buffer>>),
+}
+
+struct OpenPart {
+    object: ObjectRef,
+    upload: Box<dyn Upload>,
+    buffer: Buffer,
+    encoder: Encoder,
+    rows: u64,
+    bytes: u64,
+}
+
+/// Splits the result into parts of at most about `max_file_size` bytes, as UNLOAD does.
+pub struct PartWriter<'a> {
+    objects: &'a dyn ObjectStore,
+    plan: &'a UnloadPlan,
+    schema: SchemaRef,
+    open: Option<OpenPart>,
+    written: Vec<PartEntry>,
+}
+
+fn io(e: impl std::fmt::Display) -> PortError {
+    PortError::Rejected(e.to_string())
+}
+
+impl<'a> PartWriter<'a> {
+    pub fn new(objects: &'a dyn ObjectStore, plan: &'a UnloadPlan, schema: SchemaRef) -> Self {
+        PartWriter {
+            objects,
+            plan,
+            schema,
+            open: None,
+            written: Vec::new(),
+        }
+    }
+
+    fn part_key(&self, index: usize) -> String {
+        let extension = match self.plan.format {
+            Format::Parquet => ".parquet",
+            _ => "",
+        };
+        format!(
+            "{}0000_part_{index:02}{extension}{}",
+            self.plan.target.key,
+            self.plan.compression.suffix()
+        )
+    }
+
+    async fn open_part(&mut self) -> PortResult<()> {
+        let object = ObjectRef::new(&self.plan.target.bucket, self.part_key(self.written.len()));
+        let upload = self
+            .objects
+            .start_upload(&object, "application/octet-stream")
+            .await?;
+        let buffer = Buffer::default();
+        let encoder = match self.plan.format {
+            Format::Parquet => Encoder::Parquet(Box::new(
+                ArrowWriter::try_new(buffer.clone(), self.schema.clone(), None).map_err(io)?,
+            )),
+            _ => Encoder::Text(Compressor::new(self.plan.compression, buffer.clone()).map_err(io)?),
+        };
+        self.open = Some(OpenPart {
+            object,
+            upload,
+            buffer,
+            encoder,
+            rows: 0,
+            bytes: 0,
+        });
+        Ok(())
+    }
+
+    pub async fn write(&mut self, batch: &RecordBatch) -> PortResult<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if self.open.is_none() {
+            self.open_part().await?;
+        }
+        let header = self.plan.header;
+        let part = self.open.as_mut().expect("a part is open");
+        match &mut part.encoder {
+            Encoder::Text(out) => match self.plan.format {
+                Format::Csv => {
+                    let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+                        .with_header(header && part.rows == 0)
+                        .build(out);
+                    writer.write(batch).map_err(io)?;
+                }
+                _ => {
+                    let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(out);
+                    writer.write(batch).map_err(io)?;
+                    writer.finish().map_err(io)?;
+                }
+            },
+            Encoder::Parquet(writer) => writer.write(batch).map_err(io)?,
+        }
+        part.rows += batch.num_rows() as u64;
+        let pending = part.buffer.take();
+        part.bytes += pending.len() as u64;
+        if !pending.is_empty() {
+            part.upload.write(Bytes::from(pending)).await?;
+        }
+        if part.bytes >= self.plan.max_file_size {
+            self.close_part().await?;
+        }
+        Ok(())
+    }
+
+    async fn close_part(&mut self) -> PortResult<()> {
+        let Some(mut part) = self.open.take() else {
+            return Ok(());
+        };
+        match part.encoder {
+            Encoder::Text(out) => out.finish().map_err(io)?,
+            Encoder::Parquet(writer) => drop(writer.close().map_err(io)?),
+        }
+        let rest = part.buffer.take();
+        if !rest.is_empty() {
+            part.upload.write(Bytes::from(rest)).await?;
+        }
+        let bytes = part.upload.complete().await?;
+        self.written.push(PartEntry {
+            url: part.object.s3_url(),
+            bytes,
+            rows: part.rows,
+        });
+        Ok(())
+    }
+
+    pub async fn finish(mut self) -> PortResult<Vec<PartEntry>> {
+        if self.open.is_none() && self.written.is_empty() {
+            // No rows: still one part (a header alone, an empty Parquet file), as callers
+            // expect a file to open.
+            self.open_part().await?;
+            let part = self.open.as_mut().expect("just opened");
+            if let (Encoder::Text(out), Format::Csv, true) =
+                (&mut part.encoder, self.plan.format, self.plan.header)
+            {
+                let empty = RecordBatch::new_empty(self.schema.clone());
+                datafusion::arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(out)
+                    .write(&empty)
+                    .map_err(io)?;
+            }
+        }
+        self.close_part().await?;
+        Ok(self.written)
+    }
+}
