@@ -1,0 +1,242 @@
+//! A catalogue file's header: `-- export:`, `-- description:` and `-- param:` lines, then the
+//! SELECT. Modifiers are `key=value` words: `max_length`, `pattern` (a regex without spaces;
+//! use `\s`), `min`, `max` (integers), `max_items` (lists), `optional`. Types: `text`,
+//! `integer`, `decimal(p,s)`, `date`, `timestamp`, `boolean`, `enum(a|b|c)`, and `list<T>` of
+//! any of them.
+
+use super::params::{Param, ParamType, Pattern, ScalarType, DEFAULT_MAX_ITEMS, MAX_TEXT_LENGTH};
+use super::Export;
+use regex::Regex;
+use std::collections::BTreeMap;
+
+impl Export {
+    /// Parses one catalogue file.
+    pub fn parse(text: &str) -> Result<Export, String> {
+        let mut name = None;
+        let mut description = String::new();
+        let mut params: Vec<Param> = Vec::new();
+        let mut body = Vec::new();
+        let mut in_header = true;
+        for line in text.lines() {
+            let trimmed = line.trim();
+            if in_header {
+                if let Some(rest) = trimmed.strip_prefix("--") {
+                    let rest = rest.trim();
+                    if let Some(v) = rest.strip_prefix("export:") {
+                        name = Some(v.trim().to_owned());
+                    } else if let Some(v) = rest.strip_prefix("description:") {
+                        if !description.is_empty() {
+                            description.push(' ');
+                        }
+                        description.push_str(v.trim());
+                    } else if let Some(v) = rest.strip_prefix("param:") {
+                        let param = Param::parse(v.trim())?;
+                        if params.iter().any(|p| p.name == param.name) {
+                            return Err(format!("parameter '{}' is declared twice", param.name));
+                        }
+                        params.push(param);
+                    }
+                    continue;
+                }
+                if trimmed.is_empty() {
+                    continue;
+                }
+                in_header = false;
+            }
+            body.push(line);
+        }
+        let name = name.ok_or("missing '-- export: <name>' header")?;
+        if !valid_identifier(&name) {
+            return Err(format!(
+                "export name '{name}' must be lower-case letters, digits and _"
+            ));
+        }
+        let template = body.join("\n").trim().trim_end_matches(';').to_owned();
+        if template.is_empty() {
+            return Err("no SELECT body after the header".into());
+        }
+        let export = Export {
+            name,
+            description,
+            params,
+            template,
+        };
+        export.check_template()?;
+        Ok(export)
+    }
+}
+
+impl Param {
+    /// Parses `name type [modifier …] [-- description]`.
+    fn parse(spec: &str) -> Result<Param, String> {
+        let (spec, description) = match spec.split_once(" -- ") {
+            Some((s, d)) => (s, d.trim().to_owned()),
+            None => (spec, String::new()),
+        };
+        let mut words = spec.split_whitespace();
+        let name = words
+            .next()
+            .ok_or("empty parameter declaration")?
+            .to_owned();
+        if !valid_identifier(&name) {
+            return Err(format!(
+                "parameter name '{name}' must be lower-case letters, digits and _"
+            ));
+        }
+        let ty_word = words
+            .next()
+            .ok_or_else(|| format!("parameter '{name}' has no type"))?;
+        let mut modifiers = BTreeMap::new();
+        let mut optional = false;
+        for word in words {
+            if word == "optional" {
+                optional = true;
+            } else if let Some((k, v)) = word.split_once('=') {
+                modifiers.insert(k, v);
+            } else {
+                return Err(format!("parameter '{name}': unknown modifier '{word}'"));
+            }
+        }
+        let ctx = |m: String| format!("parameter '{name}': {m}");
+        let ty = if let Some(inner) = ty_word
+            .strip_prefix("list<")
+            .and_then(|s| s.strip_suffix('>'))
+        {
+            let max_items = match modifiers.remove("max_items") {
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| ctx(format!("max_items '{v}' is not a number")))?,
+                None => DEFAULT_MAX_ITEMS,
+            };
+            ParamType::List {
+                item: ScalarType::parse(inner, &mut modifiers).map_err(ctx)?,
+                max_items,
+            }
+        } else {
+            ParamType::Scalar(ScalarType::parse(ty_word, &mut modifiers).map_err(ctx)?)
+        };
+        if let Some(k) = modifiers.keys().next() {
+            return Err(ctx(format!("modifier '{k}' does not apply to its type")));
+        }
+        Ok(Param {
+            name,
+            ty,
+            optional,
+            description,
+        })
+    }
+}
+
+impl ScalarType {
+    fn parse(word: &str, modifiers: &mut BTreeMap<&str, &str>) -> Result<ScalarType, String> {
+        let int_modifier =
+            |m: &mut BTreeMap<&str, &str>, key: &str| -> Result<Option<i64>, String> {
+                m.remove(key)
+                    .map(|v| {
+                        v.parse()
+                            .map_err(|_| format!("{key} '{v}' is not an integer"))
+                    })
+                    .transpose()
+            };
+        Ok(match word {
+            "text" => {
+                let max_length = match modifiers.remove("max_length") {
+                    Some(v) => v
+                        .parse()
+                        .map_err(|_| format!("max_length '{v}' is not a number"))?,
+                    None => 256,
+                };
+                if max_length == 0 || max_length > MAX_TEXT_LENGTH {
+                    return Err(format!("max_length must be 1..={MAX_TEXT_LENGTH}"));
+                }
+                let pattern = modifiers
+                    .remove("pattern")
+                    .map(|p| {
+                        // The pattern must stand alone, so that wrapping it in the anchors
+                        // below cannot be escaped by a stray `)` (as `a)|(.*` would).
+                        Regex::new(p)
+                            .and_then(|_| Regex::new(&format!("^(?:{p})$")))
+                            .map(Pattern)
+                            .map_err(|e| format!("pattern does not compile: {e}"))
+                    })
+                    .transpose()?;
+                ScalarType::Text {
+                    max_length,
+                    pattern,
+                }
+            }
+            "integer" => ScalarType::Integer {
+                min: int_modifier(modifiers, "min")?,
+                max: int_modifier(modifiers, "max")?,
+            },
+            "date" => ScalarType::Date,
+            "timestamp" => ScalarType::Timestamp,
+            "boolean" => ScalarType::Boolean,
+            _ => {
+                if let Some(args) = word
+                    .strip_prefix("decimal(")
+                    .and_then(|s| s.strip_suffix(')'))
+                {
+                    let (p, s) = args
+                        .split_once(',')
+                        .ok_or("decimal needs (precision,scale)")?;
+                    let precision: u32 = p.trim().parse().map_err(|_| "bad decimal precision")?;
+                    let scale: u32 = s.trim().parse().map_err(|_| "bad decimal scale")?;
+                    if precision == 0 || precision > 38 || scale > precision {
+                        return Err("decimal precision must be 1..=38 and scale ≤ precision".into());
+                    }
+                    ScalarType::Decimal { precision, scale }
+                } else if let Some(args) =
+                    word.strip_prefix("enum(").and_then(|s| s.strip_suffix(')'))
+                {
+                    let values: Vec<String> = args.split('|').map(str::to_owned).collect();
+                    if values
+                        .iter()
+                        .any(|v| v.is_empty() || v.contains(['\'', '\\']))
+                    {
+                        return Err("enum values must be non-empty and free of quotes".into());
+                    }
+                    ScalarType::Enum(values)
+                } else {
+                    return Err(format!("unknown type '{word}'"));
+                }
+            }
+        })
+    }
+}
+
+fn valid_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_broken_catalogue_files() {
+        for (text, needle) in [
+            ("SELECT 1", "missing '-- export"),
+            ("-- export: a\nSELECT :x", "no '-- param: x"),
+            ("-- export: a\n-- param: x integer\nSELECT 1", "never used"),
+            ("-- export: a\n-- param: x blob\nSELECT :x", "unknown type"),
+            ("-- export: a\nSELECT FROM WHERE", "does not parse"),
+            // A pattern that would escape its anchors once wrapped.
+            (
+                "-- export: a\n-- param: x text pattern=a)|(.*\nSELECT :x",
+                "pattern does not compile",
+            ),
+            ("-- export: a\nSELECT 1; DROP TABLE t", "does not parse"),
+            (
+                "-- export: a\n-- param: x text colour=red\nSELECT :x",
+                "does not apply",
+            ),
+        ] {
+            let e = Export::parse(text).unwrap_err();
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The export catalogue: one `.sql` file per export, with a header declaring typed parameters
+//! and a SELECT body that uses `:name` placeholders.
+//!
+//! ```sql
+//! -- export: product_detail
+//! -- description: One product by its SKU.
+//! -- param: sku text max_length=20 -- the product's stock-keeping unit
+//! -- param: ids list<integer> max_items=100 optional
+//! SELECT * FROM rsdataapi.product_detail WHERE sku = :sku
+//! ```
+//!
+//! Loading is here; reading a file's header is [`header`], the parameter types and the
+//! checking of values against them [`params`], putting the values into the SELECT
+//! [`template`], and how `GET /datasets` shows an export [`describe`].
+
+mod describe;
+mod header;
+mod params;
+mod template;
+
+pub use describe::{ExportDescription, ParamDescription};
+pub use params::{
+    Param, ParamError, ParamType, Pattern, ScalarType, DEFAULT_MAX_ITEMS, MAX_TEXT_LENGTH,
+};
+pub use template::placeholders;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// One export: a name, what it is, its parameters and its SELECT template.
+#[derive(Clone, Debug)]
+pub struct Export {
+    pub name: String,
+    pub description: String,
+    pub params: Vec<Param>,
+    pub template: String,
+}
+
+/// All exports, by name.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    exports: BTreeMap<String, Export>,
+}
+
+/// Why a catalogue file was refused at load time.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct CatalogError {
+    pub file: String,
+    pub message: String,
+}
+
+impl Catalog {
+    /// Loads every `*.sql` file in `dir`, refusing the whole catalogue if any file is invalid,
+    /// so a broken export is found at start-up rather than by a caller.
+    pub fn load_dir(dir: &Path) -> Result<Catalog, CatalogError> {
+        let err = |message: String| CatalogError {
+            file: dir.display().to_string(),
+            message,
+        };
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| err(format!("cannot read the catalogue directory: {e}")))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|ext| ext == "sql"))
+            .collect();
+        paths.sort();
+        let mut sources = Vec::new();
+        for path in paths {
+            let text = std::fs::read_to_string(&path).map_err(|e| CatalogError {
+                file: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            sources.push((path.display().to_string(), text));
+        }
+        Catalog::from_sources(sources.iter().map(|(f, t)| (f.as_str(), t.as_str())))
+    }
+
+    /// Builds a catalogue from `(file name, text)` pairs.
+    pub fn from_sources<'a>(
+        sources: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Catalog, CatalogError> {
+        let mut exports = BTreeMap::new();
+        for (file, text) in sources {
+            let export = Export::parse(text).map_err(|message| CatalogError {
+                file: file.to_owned(),
+                message,
+            })?;
+            if exports.contains_key(&export.name) {
+                return Err(CatalogError {
+                    file: file.to_owned(),
+                    message: format!("export '{}' is declared twice", export.name),
+                });
+            }
+            exports.insert(export.name.clone(), export);
+        }
+        Ok(Catalog { exports })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Export> {
+        self.exports.get(name)
+    }
+
+    pub fn exports(&self) -> impl Iterator<Item = &Export> {
+        self.exports.values()
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.exports.keys().map(String::as_str).collect()
+    }
+}
