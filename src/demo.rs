@@ -103,7 +103,8 @@ async fn exercise(stack: &LocalStack) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The plain-text part of the mail about `request_id`.
+/// The mail about `request_id`, as a mail reader shows it: who it went to, its subject and
+/// its plain-text body.
 fn read_mail(stack: &LocalStack, request_id: &str) -> anyhow::Result<String> {
     for entry in std::fs::read_dir(&stack.outbox)? {
         let path = entry?.path();
@@ -112,18 +113,20 @@ fn read_mail(stack: &LocalStack, request_id: &str) -> anyhow::Result<String> {
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.contains(request_id))
         {
-            let text = std::fs::read_to_string(&path)?;
-            let headers: Vec<&str> = text
-                .lines()
-                .filter(|l| l.starts_with("To:") || l.starts_with("Subject:"))
-                .collect();
-            let body = text
-                .split("Content-Type: text/plain")
-                .nth(1)
-                .and_then(|p| p.split_once("\r\n\r\n").map(|(_, body)| body))
-                .and_then(|p| p.split("\r\n--").next())
-                .unwrap_or("");
-            return Ok(format!("{}\n{}", headers.join("\n"), body));
+            let raw = std::fs::read(&path)?;
+            let message = mail_parser::MessageParser::default()
+                .parse(&raw)
+                .with_context(|| format!("{} is not a mail", path.display()))?;
+            let to: Vec<&str> = message
+                .to()
+                .map(|to| to.iter().filter_map(|a| a.address()).collect())
+                .unwrap_or_default();
+            return Ok(format!(
+                "To: {}\nSubject: {}\n{}",
+                to.join(", "),
+                message.subject().unwrap_or(""),
+                message.body_text(0).unwrap_or_default()
+            ));
         }
     }
     bail!("no mail for {request_id} in {}", stack.outbox.display())

@@ -128,21 +128,49 @@ pub async fn start() -> TestStack {
     start_with(dir, config).await
 }
 
-/// The `.eml` files in the outbox that are about `request_id`.
-pub fn mails_for(stack: &LocalStack, request_id: &str) -> Vec<String> {
+/// One mail from the outbox, as a mail reader shows it.
+#[derive(Debug)]
+pub struct Mail {
+    pub to: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// The mails in the outbox that are about `request_id`.
+pub fn mails_for(stack: &LocalStack, request_id: &str) -> Vec<Mail> {
     std::fs::read_dir(&stack.outbox)
         .map(|entries| {
             entries
                 .flatten()
                 .filter(|e| e.file_name().to_string_lossy().contains(request_id))
-                .map(|e| std::fs::read_to_string(e.path()).unwrap())
+                .map(|e| {
+                    let raw = std::fs::read(e.path()).unwrap();
+                    let message = mail_parser::MessageParser::default()
+                        .parse(&raw)
+                        .expect("an RFC 5322 message");
+                    Mail {
+                        to: message
+                            .to()
+                            .map(|to| {
+                                to.iter()
+                                    .filter_map(|a| a.address())
+                                    .map(str::to_owned)
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        subject: message.subject().unwrap_or("").to_owned(),
+                        text: message.body_text(0).unwrap_or_default().into_owned(),
+                        html: message.body_html(0).unwrap_or_default().into_owned(),
+                    }
+                })
                 .collect()
         })
         .unwrap_or_default()
 }
 
 /// Waits (up to 30 s) until `count` mails about `request_id` are in the outbox.
-pub async fn wait_for_mails(stack: &LocalStack, request_id: &str, count: usize) -> Vec<String> {
+pub async fn wait_for_mails(stack: &LocalStack, request_id: &str, count: usize) -> Vec<Mail> {
     eventually(
         &format!("{count} mails about {request_id}"),
         Duration::from_secs(30),

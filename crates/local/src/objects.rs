@@ -6,6 +6,7 @@ use bytes::Bytes;
 use export_core::domain::ObjectRef;
 use export_core::ports::{ByteStream, ObjectStore, PortError, PortResult, Upload};
 use hmac::{Hmac, Mac};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::Sha256;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -16,6 +17,17 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Read objects in chunks of this size.
 const CHUNK: usize = 256 * 1024;
+
+/// What a link's path leaves as it is: RFC 3986's unreserved characters, and `/` between a
+/// key's segments.
+const PATH: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+/// The same for one query value, where `/` is encoded too.
+const QUERY_VALUE: &AsciiSet = &PATH.add(b'/');
 
 #[derive(Clone)]
 pub struct FsObjectStore {
@@ -42,9 +54,10 @@ impl FsObjectStore {
         let key = match std::fs::read(key_file) {
             Ok(key) if key.len() >= 32 => key,
             _ => {
-                let key: Vec<u8> = (0..2)
-                    .flat_map(|_| *uuid::Uuid::new_v4().as_bytes())
-                    .collect();
+                // 256 bits from the operating system's generator: the whole of the links' security.
+                let mut key = vec![0u8; 32];
+                getrandom::fill(&mut key)
+                    .map_err(|e| anyhow::anyhow!("no randomness for the link key: {e}"))?;
                 std::fs::write(key_file, &key)?;
                 key
             }
@@ -81,7 +94,8 @@ impl FsObjectStore {
         Ok(self.root.join(&object.bucket).join(&object.key))
     }
 
-    fn signature(&self, object: &ObjectRef, expires: i64, file_name: &str) -> String {
+    /// The MAC over what a link grants: this object, until `expires`, under this name.
+    fn mac(&self, object: &ObjectRef, expires: i64, file_name: &str) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(
             format!(
@@ -90,7 +104,11 @@ impl FsObjectStore {
             )
             .as_bytes(),
         );
-        hex::encode(mac.finalize().into_bytes())
+        mac
+    }
+
+    fn signature(&self, object: &ObjectRef, expires: i64, file_name: &str) -> String {
+        hex::encode(self.mac(object, expires, file_name).finalize().into_bytes())
     }
 
     /// Checks a link's signature and expiry (seconds since the epoch).
@@ -102,12 +120,11 @@ impl FsObjectStore {
         signature: &str,
         now: i64,
     ) -> Result<(), LinkError> {
-        let expected = self.signature(object, expires, file_name);
-        let matches: bool =
-            subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), signature.as_bytes()).into();
-        if !matches {
-            return Err(LinkError::BadSignature);
-        }
+        // Compared in constant time by the MAC itself.
+        let presented = hex::decode(signature).map_err(|_| LinkError::BadSignature)?;
+        self.mac(object, expires, file_name)
+            .verify_slice(&presented)
+            .map_err(|_| LinkError::BadSignature)?;
         if now > expires {
             return Err(LinkError::Expired);
         }
@@ -121,19 +138,6 @@ fn io_error(object: &ObjectRef, e: std::io::Error) -> PortError {
     } else {
         PortError::Unavailable(format!("{}: {e}", object.s3_url()))
     }
-}
-
-/// Percent-encodes everything but unreserved characters and `/`.
-pub fn encode_path(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[async_trait]
@@ -202,9 +206,9 @@ impl ObjectStore for FsObjectStore {
         let base = self.base_url.read().expect("base url lock").clone();
         Ok(format!(
             "{base}/objects/{}/{}?expires={expires}&filename={}&signature={signature}",
-            encode_path(&object.bucket),
-            encode_path(&object.key),
-            encode_path(file_name).replace('/', "%2F"),
+            utf8_percent_encode(&object.bucket, PATH),
+            utf8_percent_encode(&object.key, PATH),
+            utf8_percent_encode(file_name, QUERY_VALUE),
         ))
     }
 }
@@ -277,6 +281,12 @@ mod tests {
             url.contains("/objects/downloads/a/b%20c.zip?expires="),
             "{url}"
         );
+        assert!(url.contains("&filename=b%20c.zip&"), "{url}");
+        let nested = store
+            .presign_get(&object, Duration::from_secs(60), "dir/ü.zip")
+            .await
+            .unwrap();
+        assert!(nested.contains("&filename=dir%2F%C3%BC.zip&"), "{nested}");
         let expires = chrono::Utc::now().timestamp() + 60;
         let good = store.signature(&object, expires, "b c.zip");
         assert_eq!(
@@ -291,6 +301,24 @@ mod tests {
             store.verify_link(&object, expires + 1, "b c.zip", &good, 0),
             Err(LinkError::BadSignature)
         );
+        for forged in [
+            "",
+            "zz",
+            &good[..10],
+            &good.to_uppercase()[..good.len() - 1],
+        ] {
+            assert_eq!(
+                store.verify_link(&object, expires, "b c.zip", forged, 0),
+                Err(LinkError::BadSignature),
+                "{forged}"
+            );
+        }
+        // The key is 32 random bytes, kept for the next start.
+        let key = std::fs::read(dir.path().join("key")).unwrap();
+        assert_eq!(key.len(), 32);
+        let again =
+            FsObjectStore::open(&dir.path().join("objects"), &dir.path().join("key")).unwrap();
+        assert_eq!(again.signature(&object, expires, "b c.zip"), good);
         for bad in ["../x", "/etc/passwd", "a/../../x", ""] {
             assert!(
                 store.path_of(&ObjectRef::new("downloads", bad)).is_err(),

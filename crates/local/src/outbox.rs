@@ -1,64 +1,48 @@
-//! The mailer as an outbox directory: one RFC 5322 `.eml` file per message (plain text and
-//! HTML alternatives), and one log line.
+//! The mailer as an outbox directory: one RFC 5322 message per `.eml` file (plain text and
+//! HTML alternatives), built by `mail-builder`, which encodes headers that are not plain ASCII
+//! and chooses each body's transfer encoding so no line is over the limit; and one log line.
 
 use async_trait::async_trait;
-use base64::Engine;
 use export_core::ports::{Email, Mailer, PortError, PortResult};
+use mail_builder::headers::address::Address;
+use mail_builder::headers::raw::Raw;
+use mail_builder::MessageBuilder;
 use std::path::{Path, PathBuf};
 
 pub struct OutboxMailer {
     dir: PathBuf,
-    sender: String,
+    /// The sender's display name and address.
+    sender: (String, String),
 }
 
 impl OutboxMailer {
-    pub fn open(dir: &Path, sender: &str) -> anyhow::Result<OutboxMailer> {
+    pub fn open(
+        dir: &Path,
+        sender_name: &str,
+        sender_address: &str,
+    ) -> anyhow::Result<OutboxMailer> {
         std::fs::create_dir_all(dir)?;
         Ok(OutboxMailer {
             dir: dir.to_owned(),
-            sender: sender.to_owned(),
+            sender: (sender_name.to_owned(), sender_address.to_owned()),
         })
     }
-}
 
-/// RFC 2047 encoding for a header value that is not plain ASCII.
-fn header_value(s: &str) -> String {
-    if s.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) {
-        s.to_owned()
-    } else {
-        format!(
-            "=?UTF-8?B?{}?=",
-            base64::engine::general_purpose::STANDARD.encode(s)
-        )
+    /// The message as RFC 5322 text, with a multipart/alternative body.
+    pub fn render(&self, email: &Email, message_id: &str) -> PortResult<String> {
+        let to: Vec<Address<'_>> = email.to.iter().map(|a| Address::from(a.as_str())).collect();
+        MessageBuilder::new()
+            .from((self.sender.0.as_str(), self.sender.1.as_str()))
+            .to(to)
+            .subject(email.subject.as_str())
+            .date(chrono::Utc::now().timestamp())
+            .message_id(message_id)
+            .header("X-Export-Request-Id", Raw::new(email.request_id.as_str()))
+            .text_body(email.text.as_str())
+            .html_body(email.html.as_str())
+            .write_to_string()
+            .map_err(|e| PortError::Rejected(format!("the message could not be written: {e}")))
     }
-}
-
-/// A body as 8-bit text with CRLF line ends; HTML is broken between tags so no line nears
-/// the 998-character limit of RFC 5322.
-fn body_lines(s: &str, html: bool) -> String {
-    let s = if html {
-        s.replace("><", ">\n<")
-    } else {
-        s.to_owned()
-    };
-    s.lines().collect::<Vec<_>>().join("\r\n")
-}
-
-/// Renders the message as RFC 5322 text with a multipart/alternative body.
-pub fn render_eml(email: &Email, sender: &str, message_id: &str) -> String {
-    let boundary = format!(
-        "=_export_{}",
-        message_id.split('@').next().unwrap_or(message_id)
-    );
-    let date = chrono::Utc::now().to_rfc2822();
-    format!(
-        "From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: <{message_id}>\r\nX-Export-Request-Id: {request_id}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{text}\r\n--{boundary}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{html}\r\n--{boundary}--\r\n",
-        to = email.to.join(", "),
-        subject = header_value(&email.subject),
-        request_id = email.request_id,
-        text = body_lines(&email.text, false),
-        html = body_lines(&email.html, true),
-    )
 }
 
 #[async_trait]
@@ -72,7 +56,7 @@ impl Mailer for OutboxMailer {
             email.request_id,
             &id[..8]
         ));
-        let text = render_eml(email, &self.sender, &message_id);
+        let text = self.render(email, &message_id)?;
         tokio::fs::write(&file, text)
             .await
             .map_err(|e| PortError::Unavailable(format!("outbox {}: {e}", file.display())))?;
@@ -84,25 +68,50 @@ impl Mailer for OutboxMailer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mail_parser::MessageParser;
 
     #[tokio::test]
-    async fn writes_a_mime_message() {
+    async fn writes_a_mime_message_a_mail_reader_reads_back() {
         let dir = tempfile::tempdir().unwrap();
-        let mailer = OutboxMailer::open(dir.path(), "exports@localhost").unwrap();
+        let mailer =
+            OutboxMailer::open(dir.path(), "Redshift Export API", "exports@localhost").unwrap();
+        let long_link = format!(
+            "https://downloads.example/{}?X-Amz-Signature=abc",
+            "x".repeat(1500)
+        );
         let email = Email {
-            to: vec!["a@example.com".into()],
+            to: vec!["a@example.com".into(), "b@example.org".into()],
             subject: "Export ready – ünïcode".into(),
-            text: "link: http://x/y".into(),
-            html: "<a href=\"http://x/y\">y</a>".into(),
+            text: format!("Download: {long_link}\n"),
+            html: format!("<p><a href=\"{long_link}\">Download</a></p>"),
             request_id: "r-1".into(),
         };
         mailer.send(&email).await.unwrap();
         let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(files.len(), 1);
-        let text = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
-        assert!(text.contains("Subject: =?UTF-8?B?"));
-        assert!(text.contains("Content-Type: text/html; charset=utf-8"));
-        assert!(text.contains("X-Export-Request-Id: r-1"));
-        assert!(text.contains("link: http://x/y\r\n"));
+        let raw = std::fs::read(files[0].as_ref().unwrap().path()).unwrap();
+        let text = String::from_utf8(raw.clone()).unwrap();
+        // RFC 5322 caps a line at 998 characters; a 1.5 KB link must not break that.
+        assert!(text.split("\r\n").all(|line| line.len() <= 998), "{text}");
+        assert!(text.contains("X-Export-Request-Id: r-1"), "{text}");
+        let message = MessageParser::default().parse(&raw).unwrap();
+        assert_eq!(message.subject(), Some("Export ready – ünïcode"));
+        let to: Vec<&str> = message
+            .to()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.address())
+            .collect();
+        assert_eq!(to, ["a@example.com", "b@example.org"]);
+        let from = message.from().unwrap().first().unwrap();
+        assert_eq!(
+            (from.name(), from.address()),
+            (Some("Redshift Export API"), Some("exports@localhost"))
+        );
+        assert_eq!(
+            message.body_text(0).unwrap().trim_end(),
+            email.text.trim_end()
+        );
+        assert_eq!(message.body_html(0).unwrap(), email.html);
     }
 }

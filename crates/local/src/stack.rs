@@ -110,7 +110,8 @@ impl LocalStack {
         let outbox = dir.join("outbox");
         let mailer = Arc::new(OutboxMailer::open(
             &outbox,
-            "Redshift Export API <exports@localhost>",
+            "Redshift Export API",
+            "exports@localhost",
         )?);
 
         let session = redshift_session()?;
