@@ -97,6 +97,27 @@ async fn bad_requests_are_refused_and_leave_nothing() {
         );
     }
 
+    // A page token or page size the caller made up is the caller's mistake: 400, naming it,
+    // never a 5xx a client would retry.
+    for (query, field) in [
+        ("cursor=junk", "cursor"),
+        ("cursor=", "cursor"),
+        ("cursor=MTc5NTM5NTIzMDgwNi5ub3QtYS11dWlk", "cursor"),
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=ten", "limit"),
+        ("limit=1&limit=2", "query"),
+    ] {
+        let reply = stack
+            .alice
+            .send(Method::GET, &format!("/exports?{query}"), None, &[])
+            .await
+            .unwrap();
+        let body = reply.json().unwrap();
+        assert_eq!(reply.status, 400, "{query}: {body}");
+        assert_eq!(body["error"]["field"], field, "{query}: {body}");
+    }
+
     // Unknown ids, malformed ids and unknown routes.
     for path in [
         "/exports/00000000-0000-4000-8000-000000000000",

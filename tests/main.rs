@@ -5,6 +5,7 @@
 
 mod aws;
 mod bad_input;
+mod cli;
 mod common;
 mod exports;
 mod lifecycle;

@@ -175,3 +175,16 @@ async fn a_request_without_an_iam_identity_is_refused() {
     assert_eq!(reply.status, 403);
     assert_eq!(reply.body["error"]["code"], "forbidden", "{}", reply.body);
 }
+
+#[tokio::test]
+async fn a_page_token_the_api_never_issued_is_a_400_naming_it() {
+    let h = Harness::start().await;
+    for cursor in ["junk", "MTc5NTM5NTIzMDgwNi5ub3QtYS11dWlk"] {
+        let mut event = sample_event("status-list-exports.json", "");
+        event["queryStringParameters"]["cursor"] = cursor.into();
+        event["multiValueQueryStringParameters"]["cursor"] = serde_json::json!([cursor]);
+        let reply = h.call(&h.status, &event).await;
+        assert_eq!(reply.status, 400, "{cursor}: {}", reply.body);
+        assert_eq!(reply.body["error"]["field"], "cursor", "{}", reply.body);
+    }
+}

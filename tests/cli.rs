@@ -1,0 +1,130 @@
+//! The `redshift-export` binary as a person runs it: the demo's story on standard output with
+//! the stack's log lines kept out of it, and times people read.
+
+use crate::common::*;
+use serde_json::json;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// Runs the binary with `args` (and no `RUST_LOG`), failing the test past `deadline`.
+async fn run(args: &[&str], deadline: Duration) -> (bool, String, String) {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_redshift-export"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .current_dir(repo())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let output = tokio::time::timeout(deadline, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("redshift-export {args:?} did not finish within {deadline:?}"))
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `2026-12-01T18:23:28.806+00:00`, at the start of `line` (after its indentation).
+fn starts_with_a_time(line: &str) -> bool {
+    let t = line.trim_start().as_bytes();
+    t.len() >= 29
+        && t[4] == b'-'
+        && t[10] == b'T'
+        && t[19] == b'.'
+        && (t[23] == b'+' || t[23] == b'-' || t[23] == b'Z')
+        && t[..4].iter().all(u8::is_ascii_digit)
+}
+
+/// A line a `tracing` subscriber wrote: a level word after the timestamp.
+fn is_a_log_line(line: &str) -> bool {
+    [" INFO ", " WARN ", " ERROR ", " DEBUG "]
+        .iter()
+        .any(|level| line.contains(level))
+}
+
+#[tokio::test]
+async fn the_demo_tells_its_story_and_keeps_the_log_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("demo");
+    let (ok, stdout, stderr) = run(
+        &["demo", "--data-dir", data_dir.to_str().unwrap()],
+        Duration::from_secs(300),
+    )
+    .await;
+    assert!(ok, "the demo failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("Demo complete"), "{stdout}");
+    assert!(
+        !stdout.lines().chain(stderr.lines()).any(is_a_log_line),
+        "log lines in the story:\n{stdout}\n{stderr}"
+    );
+    // The history reads as times, not epoch milliseconds.
+    let history: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("  ") && (l.contains(" submitted ") || l.contains(" packaged ")))
+        .collect();
+    assert!(history.len() >= 4, "{stdout}");
+    assert!(
+        history.iter().all(|l| starts_with_a_time(l)),
+        "{history:#?}"
+    );
+    assert!(!stdout.contains("[17"), "{stdout}");
+    // The log is in the data directory instead.
+    let log = std::fs::read_to_string(data_dir.join("demo.log")).unwrap();
+    assert!(log.contains("local stack started"), "{log}");
+}
+
+#[tokio::test]
+async fn the_cli_shows_a_job_and_its_history_readably_or_as_json() {
+    let stack = start().await;
+    let id = submit_ok(
+        &stack.alice,
+        json!({"dataset": "product_detail", "params": {"sku": "FLOWER12"}}),
+    )
+    .await;
+    wait_done(&stack.alice, &id).await;
+    let endpoint = stack.stack.base_url();
+    let client = ["--as", "alice", "--endpoint", endpoint.as_str()];
+    let deadline = Duration::from_secs(60);
+
+    let (ok, stdout, stderr) =
+        run(&[&["status", &id, "--all"], &client[..]].concat(), deadline).await;
+    assert!(ok, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    assert!(lines.iter().all(|l| starts_with_a_time(l)), "{stdout}");
+    assert!(
+        lines[0].contains("submitted") && lines[4].contains("notified"),
+        "{stdout}"
+    );
+
+    let (ok, stdout, _) = run(&[&["status", &id], &client[..]].concat(), deadline).await;
+    assert!(ok);
+    assert!(stdout.contains("status     SUCCEEDED"), "{stdout}");
+    let created = stdout.lines().find(|l| l.starts_with("created")).unwrap();
+    assert!(
+        starts_with_a_time(created.trim_start_matches("created")),
+        "{created}"
+    );
+
+    let (ok, stdout, _) = run(
+        &[&["status", &id, "--all", "--json"], &client[..]].concat(),
+        deadline,
+    )
+    .await;
+    assert!(ok);
+    let raw: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(raw["events"][0]["at"].is_i64(), "{raw}");
+
+    let (ok, stdout, _) = run(&[&["list"], &client[..]].concat(), deadline).await;
+    assert!(ok);
+    assert!(
+        stdout.contains(&id) && starts_with_a_time(&stdout),
+        "{stdout}"
+    );
+    stack.stack.stop().await;
+}
