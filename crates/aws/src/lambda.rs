@@ -190,33 +190,7 @@ pub async fn serve_queue(consumer: Arc<dyn Consumer>, max_receives: u32) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use async_trait::async_trait;
-    use export_core::service::Retry;
-    use std::sync::Mutex;
-
-    /// Fails every body that starts with `bad`; records what it gave up on.
-    #[derive(Default)]
-    struct Picky {
-        given_up: Mutex<Vec<String>>,
-    }
-
-    #[async_trait]
-    impl Consumer for Picky {
-        async fn handle(&self, body: &str) -> Result<(), Retry> {
-            if body.starts_with("bad") {
-                Err(Retry(format!("cannot handle {body}")))
-            } else {
-                Ok(())
-            }
-        }
-        async fn give_up(&self, body: &str, _reason: &str) -> Result<(), Retry> {
-            self.given_up.lock().unwrap().push(body.to_owned());
-            Ok(())
-        }
-        fn request_id(&self, body: &str) -> Option<String> {
-            Some(body.to_owned())
-        }
-    }
+    use export_core::testing::PickyConsumer;
 
     fn message(id: &str, body: &str, receives: u32) -> SqsMessage {
         let mut message = SqsMessage::default();
@@ -230,7 +204,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_failed_messages_are_reported_and_the_last_delivery_gives_up() {
-        let consumer = Picky::default();
+        let consumer = PickyConsumer::default();
         let mut event = SqsEvent::default();
         event.records = vec![
             message("m1", "good", 1),
@@ -245,6 +219,6 @@ mod tests {
             .map(|f| f.item_identifier.as_str())
             .collect();
         assert_eq!(failed, ["m2", "m3"]);
-        assert_eq!(*consumer.given_up.lock().unwrap(), ["bad-last"]);
+        assert_eq!(consumer.given_up(), ["bad-last"]);
     }
 }

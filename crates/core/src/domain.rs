@@ -393,25 +393,9 @@ mod tests {
     }
 
     fn sample_job(status: JobStatus) -> Job {
-        Job {
-            request_id: "r1".into(),
-            owner: Owner("o".into()),
-            dataset: "d".into(),
-            params: serde_json::Map::new(),
-            format: Format::Csv,
-            compression: Compression::None,
-            archive: Archive::Zip,
-            notify: Vec::new(),
-            status,
-            created_at: 1,
-            updated_at: 1,
-            statement_id: None,
-            rows: None,
-            bytes: None,
-            archive_object: None,
-            error: None,
-            notified_at: None,
-        }
+        let mut job = crate::testing::conformance::queued_job("r1", &Owner("o".into()), 1);
+        job.status = status;
+        job
     }
 
     #[test]

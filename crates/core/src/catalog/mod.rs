@@ -108,3 +108,20 @@ impl Catalog {
         self.exports.keys().map(String::as_str).collect()
     }
 }
+
+/// An export every module's tests read: a text and an optional date parameter, and a string
+/// literal in the template that looks like a placeholder but is not one.
+#[cfg(test)]
+pub(crate) const PRODUCT: &str = "-- export: product_detail
+-- description: One product by SKU.
+-- param: sku text max_length=20 -- the SKU
+-- param: since date optional
+SELECT sku, product_name FROM rsdataapi.product_detail
+WHERE sku = :sku AND (:since IS NULL OR created_on >= :since) AND note <> ':sku'::varchar;
+";
+
+/// Request parameters from a JSON object.
+#[cfg(test)]
+pub(crate) fn params(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    v.as_object().expect("an object").clone()
+}

@@ -243,20 +243,9 @@ impl fmt::Display for ScalarType {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{params, PRODUCT};
     use super::*;
     use serde_json::json;
-
-    const PRODUCT: &str = "-- export: product_detail
--- description: One product by SKU.
--- param: sku text max_length=20 -- the SKU
--- param: since date optional
-SELECT sku, product_name FROM rsdataapi.product_detail
-WHERE sku = :sku AND (:since IS NULL OR created_on >= :since) AND note <> ':sku'::varchar;
-";
-
-    fn params(v: Value) -> serde_json::Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
 
     #[test]
     fn errors_name_the_parameter_and_the_rule() {

@@ -122,20 +122,9 @@ fn substitute(template: &str, bound: &BTreeMap<String, Vec<Literal>>) -> Result<
 
 #[cfg(test)]
 mod tests {
+    use super::super::{params, PRODUCT};
     use super::*;
     use serde_json::json;
-
-    const PRODUCT: &str = "-- export: product_detail
--- description: One product by SKU.
--- param: sku text max_length=20 -- the SKU
--- param: since date optional
-SELECT sku, product_name FROM rsdataapi.product_detail
-WHERE sku = :sku AND (:since IS NULL OR created_on >= :since) AND note <> ':sku'::varchar;
-";
-
-    fn params(v: Value) -> serde_json::Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
 
     #[test]
     fn parses_header_and_renders_literals() {

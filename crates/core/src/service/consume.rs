@@ -96,35 +96,11 @@ impl Consumer for Poller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-
-    /// Fails every body that starts with `bad`; records what it gave up on.
-    #[derive(Default)]
-    struct Picky {
-        given_up: Mutex<Vec<String>>,
-    }
-
-    #[async_trait]
-    impl Consumer for Picky {
-        async fn handle(&self, body: &str) -> Result<(), Retry> {
-            if body.starts_with("bad") {
-                Err(Retry(format!("cannot handle {body}")))
-            } else {
-                Ok(())
-            }
-        }
-        async fn give_up(&self, body: &str, _reason: &str) -> Result<(), Retry> {
-            self.given_up.lock().unwrap().push(body.to_owned());
-            Ok(())
-        }
-        fn request_id(&self, body: &str) -> Option<String> {
-            Some(body.to_owned())
-        }
-    }
+    use crate::testing::PickyConsumer;
 
     #[tokio::test]
     async fn only_the_last_failed_delivery_gives_up() {
-        let consumer = Picky::default();
+        let consumer = PickyConsumer::default();
         assert_eq!(consume(&consumer, "good", 5, 5).await, Delivered::Done);
         assert!(matches!(
             consume(&consumer, "bad-early", 4, 5).await,
@@ -139,9 +115,6 @@ mod tests {
             consume(&consumer, "bad-later", 6, 5).await,
             Delivered::GaveUp(_)
         ));
-        assert_eq!(
-            *consumer.given_up.lock().unwrap(),
-            ["bad-last", "bad-later"]
-        );
+        assert_eq!(consumer.given_up(), ["bad-last", "bad-later"]);
     }
 }

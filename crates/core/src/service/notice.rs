@@ -111,32 +111,20 @@ pub fn human_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Archive, Compression, Format, JobStatus, Owner};
+    use crate::domain::{JobStatus, Owner};
 
     fn job(error: Option<&str>) -> Job {
-        Job {
-            request_id: "r-1".into(),
-            owner: Owner("o".into()),
-            dataset: "product<detail>".into(),
-            params: serde_json::Map::new(),
-            format: Format::Csv,
-            compression: Compression::None,
-            archive: Archive::Zip,
-            notify: Vec::new(),
-            status: if error.is_some() {
-                JobStatus::Failed
-            } else {
-                JobStatus::Succeeded
-            },
-            created_at: 0,
-            updated_at: 0,
-            statement_id: None,
-            rows: Some(3),
-            bytes: Some(1536),
-            archive_object: None,
-            error: error.map(str::to_owned),
-            notified_at: None,
-        }
+        let mut job = crate::testing::conformance::queued_job("r-1", &Owner("o".into()), 0);
+        job.dataset = "product<detail>".into();
+        job.status = if error.is_some() {
+            JobStatus::Failed
+        } else {
+            JobStatus::Succeeded
+        };
+        job.rows = Some(3);
+        job.bytes = Some(1536);
+        job.error = error.map(str::to_owned);
+        job
     }
 
     #[test]

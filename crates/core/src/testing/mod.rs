@@ -5,6 +5,7 @@
 
 mod clock;
 pub mod conformance;
+mod consumer;
 mod control;
 mod faults;
 mod mailer;
@@ -14,6 +15,7 @@ mod warehouse;
 mod world;
 
 pub use clock::ManualClock;
+pub use consumer::PickyConsumer;
 pub use control::MemoryControlTable;
 pub use faults::Faults;
 pub use mailer::FakeMailer;

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use export_core::domain::{Job, JobEvent, JobUpdate, Millis, Owner, Transition};
 use export_core::page::{JobPage, PageToken};
 use export_core::ports::{ControlTable, CreateOutcome, IdempotencyKey, PortResult};
-use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 
 fn decode_job(text: &str) -> Result<Job, StoreError> {
     serde_json::from_str(text)
@@ -18,7 +18,7 @@ fn encode_job(job: &Job) -> String {
     serde_json::to_string(job).expect("job serialises")
 }
 
-fn insert_event(tx: &Transaction<'_>, request_id: &str, event: &JobEvent) -> rusqlite::Result<()> {
+fn insert_event(tx: &Connection, request_id: &str, event: &JobEvent) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO job_events (request_id, at, step, outcome, message) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
@@ -27,7 +27,7 @@ fn insert_event(tx: &Transaction<'_>, request_id: &str, event: &JobEvent) -> rus
 }
 
 /// Writes the row back after a change: the JSON and every column derived from it.
-fn update_job(tx: &Transaction<'_>, job: &Job) -> rusqlite::Result<()> {
+fn update_job(tx: &Connection, job: &Job) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "UPDATE jobs SET status = ?2, updated_at = ?3, notified_at = ?4, settled = ?5, job = ?6 WHERE request_id = ?1",
     )?
@@ -47,7 +47,7 @@ impl SqliteStore {
     async fn set_notified(&self, request_id: &str, at: Option<Millis>) -> PortResult<bool> {
         let request_id = request_id.to_owned();
         self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.savepoint()?;
             let text: Option<String> = tx
                 .query_row(
                     "SELECT job FROM jobs WHERE request_id = ?1",
@@ -81,7 +81,7 @@ impl ControlTable for SqliteStore {
     ) -> PortResult<CreateOutcome> {
         let (job, event, key) = (job.clone(), event.clone(), key.cloned());
         self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.savepoint()?;
             if let Some(key) = &key {
                 let existing: Option<(String, String)> = tx
                     .prepare_cached("SELECT request_id, digest FROM idempotency_keys WHERE owner = ?1 AND key = ?2")?
@@ -105,7 +105,7 @@ impl ControlTable for SqliteStore {
     async fn delete_job(&self, request_id: &str, key: Option<&IdempotencyKey>) -> PortResult<()> {
         let (request_id, key) = (request_id.to_owned(), key.cloned());
         self.call(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.savepoint()?;
             tx.execute("DELETE FROM jobs WHERE request_id = ?1", params![request_id])?;
             tx.execute("DELETE FROM job_events WHERE request_id = ?1", params![request_id])?;
             if let Some(key) = key {
@@ -142,7 +142,7 @@ impl ControlTable for SqliteStore {
     ) -> PortResult<bool> {
         let (request_id, update, event) = (request_id.to_owned(), update.clone(), event.clone());
         self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.savepoint()?;
             let current: Option<String> = tx
                 .prepare_cached("SELECT job FROM jobs WHERE request_id = ?1 AND status = ?2")?
                 .query_row(params![request_id, transition.from().as_str()], |r| {
@@ -165,7 +165,7 @@ impl ControlTable for SqliteStore {
     async fn append_event(&self, request_id: &str, event: &JobEvent) -> PortResult<()> {
         let (request_id, event) = (request_id.to_owned(), event.clone());
         self.call(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.savepoint()?;
             insert_event(&tx, &request_id, &event)?;
             tx.commit()?;
             Ok(())

@@ -1,15 +1,17 @@
 //! The control table and the durable queues, in one SQLite file (WAL): the table in
 //! [`control`], the queues in [`queue`], both over one connection.
 //!
-//! The connection lives on a thread of its own (tokio-rusqlite): every statement runs there,
-//! never on the async runtime's threads, and the operations, each a short transaction, are
-//! serialised as they arrive, which also rules out `SQLITE_BUSY` between the API and the workers.
+//! The connection lives on a thread of its own ([`db`]): every statement runs there, never on
+//! the async runtime's threads, and operations are serialised as they arrive (committed in
+//! groups), which also rules out `SQLITE_BUSY` between the API and the workers.
 
 mod control;
+mod db;
 mod queue;
 
 pub use queue::Delivery;
 
+use db::{Db, StoreError};
 use export_core::ports::{PortError, PortResult, QueueName};
 use rusqlite::Connection;
 use std::collections::HashMap;
@@ -81,34 +83,19 @@ const UNSETTLED_INDEX: &str =
 /// The SQLite file holding jobs, events, idempotency keys and queue messages.
 #[derive(Clone)]
 pub struct SqliteStore {
-    db: tokio_rusqlite::Connection,
+    db: Db,
     /// Wakes receivers waiting on a queue when a message is sent to it.
     wakers: Arc<HashMap<QueueName, Notify>>,
     /// After this many receives without an ack, a message goes to `dead_letters`.
     max_receives: u32,
 }
 
-/// How a call on the connection failed.
-#[derive(Debug)]
-enum StoreError {
-    Sqlite(rusqlite::Error),
-    /// A stored row that does not decode: no retry will change it.
-    Corrupt(String),
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError::Sqlite(e)
-    }
-}
-
-fn port_error(e: tokio_rusqlite::Error<StoreError>) -> PortError {
+fn port_error(e: StoreError) -> PortError {
     match e {
-        tokio_rusqlite::Error::Error(StoreError::Corrupt(message)) => PortError::Rejected(message),
-        tokio_rusqlite::Error::Error(StoreError::Sqlite(e)) => {
-            PortError::Unavailable(format!("sqlite: {e}"))
-        }
-        other => PortError::Unavailable(format!("sqlite connection: {other:?}")),
+        StoreError::Corrupt(message) => PortError::Rejected(message),
+        StoreError::Sqlite(e) => PortError::Unavailable(format!("sqlite: {e}")),
+        StoreError::Commit(e) => PortError::Unavailable(format!("sqlite commit: {e}")),
+        StoreError::Closed => PortError::Unavailable("sqlite connection closed".into()),
     }
 }
 
@@ -139,13 +126,13 @@ impl SqliteStore {
             .map(|q| (q, Notify::new()))
             .collect();
         Ok(SqliteStore {
-            db: tokio_rusqlite::Connection::from(conn),
+            db: Db::start(conn)?,
             wakers: Arc::new(wakers),
             max_receives: max_receives.max(1),
         })
     }
 
-    /// Runs `f` on the connection's thread.
+    /// Runs `f` on the connection's thread; its changes are made in `conn.savepoint()`.
     async fn call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use export_core::clock::system_millis;
 use export_core::messages::Message;
 use export_core::ports::{PortResult, QueueName, QueueSender};
-use rusqlite::{params, TransactionBehavior};
+use rusqlite::params;
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -36,7 +36,7 @@ impl SqliteStore {
         let now = system_millis();
         let max_receives = self.max_receives;
         self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.savepoint()?;
             let mut delivered = Vec::new();
             {
                 let mut select = tx.prepare_cached(
