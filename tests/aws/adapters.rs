@@ -336,6 +336,25 @@ async fn data_api_runs_on_a_cluster_or_a_workgroup_and_cancels() {
             (status.state, status.rows, status.error),
             (StatementState::Finished, Some(1), None)
         );
+        // "If the HEADER option is specified, the row count includes the header line"
+        // (UNLOAD, MANIFEST VERBOSE): one data row, counted with its file's header.
+        let manifest = h
+            .emulator
+            .clients
+            .s3
+            .get_object()
+            .bucket(&h.emulator.results_bucket)
+            .key(format!("adapter/{i}/manifest"))
+            .send()
+            .await
+            .unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&manifest.body.collect().await.unwrap().into_bytes()).unwrap();
+        assert_eq!(manifest["meta"]["record_count"], 2, "{manifest}");
+        assert_eq!(
+            manifest["entries"][0]["meta"]["record_count"], 2,
+            "{manifest}"
+        );
         // Already finished: nothing to cancel.
         assert!(!warehouse.cancel(&id).await.unwrap());
     }

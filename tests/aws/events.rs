@@ -1,6 +1,6 @@
 //! Every sample event in `events/` through its function's handler.
 
-use super::{sample_event, Harness, ALICE};
+use super::{behind_base_path, sample_event, Harness, ALICE};
 use crate::common::eventually;
 use aws_lambda_events::event::sqs::SqsEvent;
 use export_aws::lambda::handle_batch;
@@ -113,9 +113,10 @@ async fn every_sample_event_runs_through_its_function() {
         .is_empty());
     exercised.push("eventbridge-scheduled-sweep.json");
 
-    // status: every route, for the finished job.
+    // status: every route, for the finished job, and each again behind a base path mapping.
     for (sample, expected) in [
         ("status-get-export.json", 200),
+        ("status-get-export-base-path.json", 200),
         ("status-get-export-events.json", 200),
         ("status-get-export-download.json", 303),
         ("status-list-exports.json", 200),
@@ -124,6 +125,27 @@ async fn every_sample_event_runs_through_its_function() {
     ] {
         let reply = h.status_of(sample, &request_id, ALICE).await;
         assert_eq!(reply.status, expected, "{sample}: {}", reply.body);
+        let mapped = h
+            .call(
+                &h.status,
+                &behind_base_path(&sample_event(sample, &request_id)),
+            )
+            .await;
+        assert_eq!(
+            mapped.status, expected,
+            "{sample} behind a base path: {}",
+            mapped.body
+        );
+        exercised.push(sample);
+    }
+    // The other kinds of caller, as the samples have them: none of them sees Alice's job.
+    for sample in [
+        "status-list-exports-assumed-role.json",
+        "status-list-exports-cognito.json",
+    ] {
+        let reply = h.call(&h.status, &sample_event(sample, &request_id)).await;
+        assert_eq!(reply.status, 200, "{sample}: {}", reply.body);
+        assert_eq!(reply.body["jobs"], serde_json::json!([]), "{sample}");
         exercised.push(sample);
     }
     let listed = h
@@ -152,6 +174,17 @@ async fn every_sample_event_runs_through_its_function() {
         .await;
     assert_eq!(product.status, 200, "{}", product.body);
     assert!(product.body["RequestId"].is_string());
+    let mapped = behind_base_path(&sample_event("receiver-post-product.json", &request_id));
+    assert_eq!(h.call(&h.receiver, &mapped).await.status, 200);
+    // The same Idempotency-Key: the same job, found through the mapped path too.
+    let mapped = behind_base_path(&sample_event("receiver-post-exports.json", ""));
+    let replayed = h.call(&h.receiver, &mapped).await;
+    assert_eq!(
+        replayed.body["request_id"],
+        request_id.as_str(),
+        "{}",
+        replayed.body
+    );
     exercised.push("receiver-post-product.json");
     let cancel = h
         .call(
@@ -160,6 +193,8 @@ async fn every_sample_event_runs_through_its_function() {
         )
         .await;
     assert_eq!(cancel.status, 409, "{}", cancel.body);
+    let mapped = behind_base_path(&sample_event("receiver-delete-export.json", &request_id));
+    assert_eq!(h.call(&h.receiver, &mapped).await.status, 409);
     exercised.push("receiver-delete-export.json");
 
     exercised.sort();
@@ -187,4 +222,142 @@ async fn a_page_token_the_api_never_issued_is_a_400_naming_it() {
         assert_eq!(reply.status, 400, "{cursor}: {}", reply.body);
         assert_eq!(reply.body["error"]["field"], "cursor", "{}", reply.body);
     }
+}
+
+/// The statement-events rule's pattern, exactly as template.yaml has it, for the stack
+/// samconfig.toml deploys (`redshift-export`).
+fn statement_rule_pattern() -> String {
+    let template = std::fs::read_to_string(super::repo().join("template.yaml")).unwrap();
+    let rule = &template[template.find("StatementEventsRule:").unwrap()..];
+    let line = rule
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("EventPattern: "))
+        .expect("the rule's pattern, on one line");
+    let pattern = line.replace(
+        r#"!Sub "${AWS::StackName}:""#,
+        &format!("{:?}", export_emulator::provision::STATEMENT_NAME_PREFIX),
+    );
+    assert!(!pattern.contains('!'), "a tag left in {pattern}");
+    serde_json::from_str::<Value>(&pattern).expect("the pattern is JSON");
+    pattern
+}
+
+#[tokio::test]
+async fn the_statement_rule_forwards_this_stack_s_statements_whoever_started_them() {
+    // The rule as the template has it, on moto's EventBridge, with a queue of its own as its
+    // target: what moto routes to the queue is what the rule lets through.
+    let h = Harness::start().await;
+    let sdk = export_emulator::provision::sdk_config(&super::moto().endpoint).await;
+    let events = aws_sdk_eventbridge::Client::new(&sdk);
+    let sqs = &h.emulator.clients.sqs;
+    let name = format!(
+        "statements-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    events
+        .put_rule()
+        .name(&name)
+        .event_pattern(statement_rule_pattern())
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule(&name)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("polls")
+                .arn(queue_arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let sample = sample_event(
+        "eventbridge-statement-status-change.json",
+        super::SAMPLE_REQUEST_ID,
+    );
+    let ours = format!("redshift-export:{}", super::SAMPLE_REQUEST_ID);
+    assert_eq!(sample["detail"]["statementName"], ours.as_str());
+    // The principal forms AWS's examples of this event show ("Monitoring events for the Amazon
+    // Redshift Data API in Amazon EventBridge": an IAM user; an assumed role), and session
+    // ARNs of the roles a deployment starts statements as.
+    let mut cases: Vec<(String, Value, bool)> = [
+        "arn:aws:iam::123456789012:user/myuser",
+        "arn:aws:sts::123456789012:assumed-role/any",
+        "arn:aws:sts::123456789012:assumed-role/redshift-export-data-api/redshift-export",
+        "arn:aws:sts::123456789012:assumed-role/redshift-export-ProcessorRole-1AB2C3/redshift-export-ProcessorFunction-4D5E6F",
+    ]
+    .into_iter()
+    .map(|principal| (principal.to_owned(), Value::String(ours.clone()), true))
+    .collect();
+    // Statements of anyone else: another stack (even one whose name starts alike), a query
+    // of someone's own, a statement without a name.
+    for other in [
+        Value::String(format!("redshift-export-2:{}", super::SAMPLE_REQUEST_ID)),
+        Value::String("test.testtable".into()),
+        Value::Null,
+    ] {
+        cases.push(("arn:aws:iam::123456789012:user/myuser".into(), other, false));
+    }
+    for (i, (principal, statement_name, _)) in cases.iter().enumerate() {
+        let mut detail = sample["detail"].clone();
+        detail["principal"] = principal.as_str().into();
+        // Each case's event told apart by its statement id.
+        detail["statementId"] = format!("case-{i}").into();
+        match statement_name {
+            Value::Null => drop(detail.as_object_mut().unwrap().remove("statementName")),
+            name => detail["statementName"] = name.clone(),
+        }
+        let put = events
+            .put_events()
+            .entries(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .source(sample["source"].as_str().unwrap())
+                    .detail_type(sample["detail-type"].as_str().unwrap())
+                    .detail(detail.to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.failed_entry_count, 0);
+    }
+    let expected: Vec<String> = cases
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, _, forwarded))| *forwarded)
+        .map(|(i, _)| format!("case-{i}"))
+        .collect();
+    let mut forwarded: Vec<String> = h
+        .receive(&queue_url, std::time::Duration::from_secs(1))
+        .await
+        .into_iter()
+        .map(|(message, _)| {
+            let event: Value = serde_json::from_str(message.body.as_deref().unwrap()).unwrap();
+            event["detail"]["statementId"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    forwarded.sort();
+    assert_eq!(forwarded, expected);
 }

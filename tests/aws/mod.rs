@@ -5,6 +5,7 @@
 
 mod adapters;
 mod events;
+mod identity;
 mod pipeline;
 
 use crate::common::eventually;
@@ -15,6 +16,7 @@ use export_aws::functions;
 use export_aws::lambda;
 use export_core::domain::Job;
 use export_core::http::{receiver_router, status_router, with_json_fallbacks};
+use export_core::identity::RoleOwner;
 use export_core::service::{Consumer, Poller, Processor};
 use export_emulator::moto::SentEmail;
 use export_emulator::{Emulator, EmulatorOptions, Moto};
@@ -43,12 +45,40 @@ pub fn sample_event(name: &str, request_id: &str) -> Value {
     export_emulator::events::sample(name, request_id).unwrap()
 }
 
+/// The `requestContext.identity` API Gateway reports for the IAM user `arn`.
+pub fn iam_user(arn: &str) -> Value {
+    let mut identity =
+        sample_event("status-list-exports.json", "")["requestContext"]["identity"].clone();
+    identity["userArn"] = arn.into();
+    identity
+}
+
+/// `event` as it arrives through a custom domain whose base path mapping `reports` points at
+/// the API's stage: `path` and `requestContext.path` start with the base path, the resource
+/// and the path parameters are unchanged (as `events/status-get-export-base-path.json`).
+pub fn behind_base_path(event: &Value) -> Value {
+    let mut mapped = event.clone();
+    let path = format!("/reports{}", event["path"].as_str().unwrap());
+    mapped["path"] = path.clone().into();
+    mapped["requestContext"]["path"] = path.into();
+    mapped["requestContext"]["domainName"] = "exports.example.com".into();
+    mapped
+}
+
+/// The `requestContext.identity` of a sample event.
+pub fn identity_of(sample: &str) -> Value {
+    sample_event(sample, "")["requestContext"]["identity"].clone()
+}
+
 pub struct Harness {
     pub emulator: Emulator,
     pub receiver: Router,
     pub status: Router,
     pub processor: Arc<Processor>,
     pub poller: Arc<Poller>,
+    /// The functions' owner rule for assumed roles (from `ASSUMED_ROLE_OWNER`); tests may
+    /// change it.
+    pub role_owner: RoleOwner,
     _dir: tempfile::TempDir,
 }
 
@@ -79,6 +109,7 @@ impl Harness {
         let status = with_json_fallbacks(status_router(functions::status(&mut env, &clients)));
         let processor = functions::processor(&mut env, &clients);
         let poller = functions::poller(&mut env, &clients);
+        let role_owner = functions::role_owner(&mut env);
         env.finish().unwrap();
         Harness {
             emulator,
@@ -86,6 +117,7 @@ impl Harness {
             status,
             processor,
             poller,
+            role_owner,
             _dir: dir,
         }
     }
@@ -94,7 +126,7 @@ impl Harness {
     pub async fn call(&self, router: &Router, event: &Value) -> Reply {
         let request =
             lambda_http::request::from_str(&event.to_string()).expect("a REST proxy event");
-        let response = lambda::answer(router.clone(), request).await;
+        let response = lambda::answer(router.clone(), self.role_owner, request).await;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -111,8 +143,13 @@ impl Harness {
         }
     }
 
-    /// `POST /exports` with `body`, as `caller`, through the receiver.
+    /// `POST /exports` with `body`, as the IAM user `caller`, through the receiver.
     pub async fn submit(&self, caller: &str, body: &Value) -> Reply {
+        self.submit_as(&iam_user(caller), body).await
+    }
+
+    /// `POST /exports` with `body`, from the caller `identity` (`requestContext.identity`).
+    pub async fn submit_as(&self, identity: &Value, body: &Value) -> Reply {
         let mut event = sample_event("receiver-post-exports.json", SAMPLE_REQUEST_ID);
         event["body"] = Value::String(body.to_string());
         for headers in ["headers", "multiValueHeaders"] {
@@ -121,14 +158,19 @@ impl Harness {
                 .unwrap()
                 .remove("Idempotency-Key");
         }
-        event["requestContext"]["identity"]["userArn"] = caller.into();
+        event["requestContext"]["identity"] = identity.clone();
         self.call(&self.receiver, &event).await
     }
 
-    /// A status-function event from `events/` for `request_id`, as `caller`.
+    /// A status-function event from `events/` for `request_id`, as the IAM user `caller`.
     pub async fn status_of(&self, sample: &str, request_id: &str, caller: &str) -> Reply {
+        self.status_as(sample, request_id, &iam_user(caller)).await
+    }
+
+    /// A status-function event from `events/` for `request_id`, from the caller `identity`.
+    pub async fn status_as(&self, sample: &str, request_id: &str, identity: &Value) -> Reply {
         let mut event = sample_event(sample, request_id);
-        event["requestContext"]["identity"]["userArn"] = caller.into();
+        event["requestContext"]["identity"] = identity.clone();
         self.call(&self.status, &event).await
     }
 

@@ -8,6 +8,7 @@ use export_core::domain::JobStatus;
 use export_core::messages::{Message, PollMessage};
 use export_core::service::Poller;
 use export_core::settings::DeliverySettings;
+use export_emulator::provision::STATEMENT_NAME_PREFIX;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -158,12 +159,13 @@ async fn a_redelivered_request_starts_no_second_statement() {
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
     }
     let statement = h.job(&request_id).await.statement_id.expect("started");
+    let statement_name = format!("{STATEMENT_NAME_PREFIX}{request_id}");
     let executions = h.emulator.data_api.api.executions();
     assert!(!executions.is_empty());
     assert!(
         executions.iter().all(|e| e.statement_id == statement
             && e.client_token.as_deref() == Some(request_id.as_str())
-            && e.statement_name.as_deref() == Some(request_id.as_str())),
+            && e.statement_name.as_deref() == Some(statement_name.as_str())),
         "one statement, whatever the deliveries: {executions:?}"
     );
     // The same client token with the same text names the same statement.
@@ -184,7 +186,7 @@ async fn a_redelivered_request_starts_no_second_statement() {
         .cluster_identifier(export_emulator::provision::CLUSTER_ID)
         .secret_arn(export_emulator::provision::SECRET_ARN)
         .client_token(&request_id)
-        .statement_name(&request_id)
+        .statement_name(&statement_name)
         .with_event(true)
         .send()
         .await
@@ -438,6 +440,7 @@ async fn the_sweep_carries_on_jobs_whose_messages_were_lost() {
             sweep_after: Duration::ZERO,
             ..h.poller.delivery.clone()
         },
+        retry: h.poller.retry.clone(),
     };
     let tick = export_emulator::events::sample("eventbridge-scheduled-sweep.json", "").unwrap();
     let tick = PollMessage::parse(&tick.to_string()).unwrap();
@@ -523,4 +526,26 @@ async fn parameter_values_full_of_quotes_and_backslashes_match_exactly_their_row
         sql.contains("MANIFEST VERBOSE") && !sql.contains("ALLOWOVERWRITE"),
         "{sql}"
     );
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_within_seconds_not_a_visibility_timeout() {
+    // Messages left to SQS's redelivery would come back only after ten minutes, long after
+    // `run_until_done` gives up; retry copies wait one second, then two.
+    let h = Harness::start_with(|o| o.visibility_timeout = Duration::from_secs(600)).await;
+    h.emulator.data_api.api.refuse_next_executions(2);
+    let request_id = submitted(
+        &h,
+        json!({"dataset": "product_detail", "params": {"sku": "FLOWER16"}}),
+    )
+    .await;
+    let job = h.run_until_done(&request_id).await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    let executions = h.emulator.data_api.api.executions();
+    assert_eq!(
+        executions.len(),
+        1,
+        "one statement, after two refusals: {executions:?}"
+    );
+    assert_eq!(h.depth(&h.emulator.requests_url).await, 0);
 }

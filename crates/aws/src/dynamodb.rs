@@ -582,16 +582,18 @@ impl ControlTable for DynamoControlTable {
         }
     }
 
-    async fn release_notification(&self, request_id: &str) -> PortResult<()> {
+    async fn release_notification(&self, request_id: &str, at: Millis) -> PortResult<()> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::summary_key(request_id)))
-            .update_expression("REMOVE notified_at SET #unsettled = :mark")
+            .update_expression("REMOVE notified_at SET #unsettled = :mark, #updated_at = :at")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#unsettled", schema::UNSETTLED)
+            .expression_attribute_names("#updated_at", schema::UPDATED_AT)
             .expression_attribute_values(":mark", s(UNSETTLED_MARK))
+            .expression_attribute_values(":at", n(at))
             .send()
             .await;
         match result {

@@ -10,8 +10,9 @@ use crate::sqs::{SqsQueues, MAX_DELAY};
 use aws_config::SdkConfig;
 use export_core::catalog::Catalog;
 use export_core::clock::{Clock, SystemClock};
+use export_core::identity::RoleOwner;
 use export_core::service::{Poller, Processor, Queries, Submissions};
-use export_core::settings::{DeliverySettings, MailSettings, UnloadSettings};
+use export_core::settings::{DeliverySettings, MailSettings, RetrySettings, UnloadSettings};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -162,6 +163,7 @@ fn unload_settings(env: &mut Env, for_unload: bool) -> UnloadSettings {
         results_prefix: prefix(env.optional("RESULTS_PREFIX"), "exports/"),
         iam_role: String::new(),
         max_file_size_mb: 256,
+        statement_prefix: env.required("STATEMENT_NAME_PREFIX"),
     };
     if for_unload {
         settings.iam_role = env.required("UNLOAD_IAM_ROLE");
@@ -214,6 +216,12 @@ fn delivery_settings(env: &mut Env) -> DeliverySettings {
     }
 }
 
+/// Who owns the jobs of a caller that assumed a role (`ASSUMED_ROLE_OWNER`: `session`, the
+/// default, or `role`); the receiver and the status function must agree.
+pub fn role_owner(env: &mut Env) -> RoleOwner {
+    env.parsed("ASSUMED_ROLE_OWNER", RoleOwner::Session)
+}
+
 /// `receiver`: submit and cancel.
 pub fn receiver(env: &mut Env, clients: &Clients) -> Arc<Submissions> {
     Arc::new(Submissions {
@@ -242,10 +250,12 @@ pub fn processor(env: &mut Env, clients: &Clients) -> Arc<Processor> {
         catalog: catalog(),
         control: control(env, clients),
         warehouse: warehouse(env, clients),
-        queue: queues(env, clients, false, true),
+        // Follow-ups go to the polls queue, retries of a failed start to the requests queue.
+        queue: queues(env, clients, true, true),
         clock: clock(),
         unload: unload_settings(env, true),
         first_poll_delay: env.seconds("POLL_INITIAL_DELAY_SECONDS", 5, MAX_DELAY.as_secs()),
+        retry: retry_settings(env),
     })
 }
 
@@ -266,11 +276,21 @@ pub fn poller(env: &mut Env, clients: &Clients) -> Arc<Poller> {
         clock: clock(),
         unload: unload_settings(env, false),
         delivery: delivery_settings(env),
+        retry: retry_settings(env),
     })
 }
 
 /// Receives after which a failing message is given up on; the queue's redrive policy
 /// (`maxReceiveCount`) must say the same.
+/// How a failed message is tried again: a copy after `RETRY_FIRST_DELAY_SECONDS` (15 s by
+/// default), doubling up to SQS's longest delay.
+fn retry_settings(env: &mut Env) -> RetrySettings {
+    RetrySettings {
+        first_delay: env.seconds("RETRY_FIRST_DELAY_SECONDS", 15, MAX_DELAY.as_secs()),
+        max_delay: MAX_DELAY,
+    }
+}
+
 pub fn max_receives(env: &mut Env) -> u32 {
     env.parsed("MAX_RECEIVE_COUNT", 5)
 }

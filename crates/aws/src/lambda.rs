@@ -4,13 +4,14 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use axum::body::Body;
 use axum::Router;
-use export_core::domain::Owner;
 use export_core::http::Caller;
+use export_core::identity::{CallerIdentity, NoOwner, RoleOwner};
 use export_core::service::{consume, Consumer, Delivered};
 use export_core::ApiError;
 use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
 use lambda_runtime::LambdaEvent;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::convert::Infallible;
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -41,11 +42,19 @@ pub fn init_logging() {
 }
 
 /// Answers one API Gateway request with `router`. API Gateway has already checked the SigV4
-/// signature (IAM auth); the caller's ARN it reports becomes the [`Caller`].
-pub async fn answer(router: Router, request: lambda_http::Request) -> http::Response<Body> {
+/// signature (IAM auth); the identity it reports, by `role_owner`'s rule, becomes the
+/// [`Caller`].
+pub async fn answer(
+    router: Router,
+    role_owner: RoleOwner,
+    request: lambda_http::Request,
+) -> http::Response<Body> {
     let caller = match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV1(context)) => context.identity.user_arn.clone(),
-        _ => None,
+        Some(RequestContext::ApiGatewayV1(context)) => role_owner.owner_of(&CallerIdentity {
+            user_arn: context.identity.user_arn.as_deref(),
+            cognito_identity_id: context.identity.cognito_identity_id.as_deref(),
+        }),
+        _ => Err(NoOwner::Anonymous),
     };
     let api_request_id = request
         .request_context_ref()
@@ -75,25 +84,31 @@ pub async fn answer(router: Router, request: lambda_http::Request) -> http::Resp
         path = %request.raw_http_path(),
     );
     async move {
-        let Some(arn) = caller.filter(|a| !a.is_empty()) else {
-            tracing::warn!(
-                "request without an IAM identity; is the route's authorisation AWS_IAM?"
-            );
-            return axum::response::IntoResponse::into_response(ApiError::forbidden(
-                "the request carries no IAM identity",
-            ));
+        let owner = match caller {
+            Ok(owner) => owner,
+            Err(refusal) => {
+                if refusal == NoOwner::Anonymous {
+                    tracing::warn!(
+                        "request without an IAM identity; is the route's authorisation AWS_IAM?"
+                    );
+                }
+                return axum::response::IntoResponse::into_response(ApiError::forbidden(
+                    refusal.message(),
+                ));
+            }
         };
-        // lambda_http puts the stage in front of the path (`/prod/exports`); the API's routes
-        // are the resource paths API Gateway matched, without it.
-        let raw_path = request.raw_http_path().to_owned();
+        // Route on the resource API Gateway matched (`/exports/{id}`), filled in with its path
+        // parameters: the event's `path` carries a custom domain's base path mapping
+        // (`/reports/exports/…`), and lambda_http adds the stage in front of it as well.
+        let path = route_path(&request).unwrap_or_else(|| request.raw_http_path().to_owned());
         let (mut parts, body) = request.into_parts();
-        if raw_path.starts_with('/') {
+        if path.starts_with('/') {
             let query = parts
                 .uri
                 .query()
                 .map(|q| format!("?{q}"))
                 .unwrap_or_default();
-            match format!("{raw_path}{query}").parse() {
+            match format!("{path}{query}").parse() {
                 Ok(uri) => parts.uri = uri,
                 Err(_) => {
                     return axum::response::IntoResponse::into_response(ApiError::invalid(
@@ -103,7 +118,7 @@ pub async fn answer(router: Router, request: lambda_http::Request) -> http::Resp
                 }
             }
         }
-        parts.extensions.insert(Caller(Owner(arn)));
+        parts.extensions.insert(Caller(owner));
         let request = http::Request::from_parts(parts, Body::new(body));
         let response = router.oneshot(request).await.unwrap_or_else(|e| match e {});
         // A new job's id is known only now: its status URL is `/exports/<id>`.
@@ -122,11 +137,57 @@ pub async fn answer(router: Router, request: lambda_http::Request) -> http::Resp
     .await
 }
 
+/// What a path parameter's value may hold unencoded in a path segment: RFC 3986's unreserved
+/// characters.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The request's path as the API's routes know it: `requestContext.resourcePath` with each
+/// `{name}` (or greedy `{name+}`) replaced by its percent-encoded path parameter. API Gateway
+/// fills both in the same for a call through its own endpoint and for one through a custom
+/// domain with a base path mapping, where `path` also has the mapping's base path in front
+/// ("Set up Lambda proxy integrations in API Gateway": `resource`/`resourcePath` name the
+/// resource, `path` the request's path). None if the event has no resource path.
+fn route_path(request: &lambda_http::Request) -> Option<String> {
+    let Some(RequestContext::ApiGatewayV1(context)) = request.request_context_ref() else {
+        return None;
+    };
+    let resource = context.resource_path.as_deref()?;
+    let parameters = request.path_parameters_ref();
+    let mut path = String::new();
+    for segment in resource.split('/').skip(1) {
+        path.push('/');
+        match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            None => path.push_str(segment),
+            Some(name) => {
+                let (name, greedy) = match name.strip_suffix('+') {
+                    Some(name) => (name, true),
+                    None => (name, false),
+                };
+                let value = parameters?.first(name)?;
+                let pieces: Vec<String> = if greedy {
+                    value
+                        .split('/')
+                        .map(|p| utf8_percent_encode(p, SEGMENT).to_string())
+                        .collect()
+                } else {
+                    vec![utf8_percent_encode(value, SEGMENT).to_string()]
+                };
+                path.push_str(&pieces.join("/"));
+            }
+        }
+    }
+    Some(if path.is_empty() { "/".into() } else { path })
+}
+
 /// Serves API Gateway events with `router` until the runtime stops.
-pub async fn serve_http(router: Router) -> Result<(), Error> {
+pub async fn serve_http(router: Router, role_owner: RoleOwner) -> Result<(), Error> {
     lambda_http::run(tower::service_fn(move |request| {
         let router = router.clone();
-        async move { Ok::<_, Infallible>(answer(router, request).await) }
+        async move { Ok::<_, Infallible>(answer(router, role_owner, request).await) }
     }))
     .await
 }
@@ -149,7 +210,7 @@ pub async fn handle_batch(
     .await;
     let mut response = SqsBatchResponse::default();
     for (message, delivered) in event.records.iter().zip(outcomes) {
-        if !delivered.is_done() {
+        if !delivered.acknowledges() {
             response.add_failure(message.message_id.clone().unwrap_or_default());
         }
     }

@@ -7,7 +7,8 @@ use std::str::FromStr;
 /// Milliseconds since the Unix epoch; every timestamp the API stores or returns.
 pub type Millis = i64;
 
-/// The caller's identity as API Gateway's IAM authoriser reports it (an IAM ARN).
+/// Whose a job is: derived from the identity API Gateway's IAM authorisation reports by
+/// [`crate::identity::RoleOwner::owner_of`] (an IAM ARN, or a Cognito identity).
 /// Every job belongs to exactly one owner, and only that owner can see it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Owner(pub String);
@@ -199,6 +200,12 @@ impl Format {
             Format::Parquet => "parquet",
             Format::Json => "json",
         }
+    }
+
+    /// Whether the UNLOAD writes a header line at the top of each file (CSV is unloaded with
+    /// `HEADER`; Parquet and JSON cannot have one).
+    pub fn has_header_line(self) -> bool {
+        self == Format::Csv
     }
 }
 

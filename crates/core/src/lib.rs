@@ -9,6 +9,7 @@ pub mod clock;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod identity;
 pub mod messages;
 pub mod page;
 pub mod ports;

@@ -18,6 +18,7 @@ impl Message {
     pub fn start(request_id: &str) -> Message {
         Message::Start(StartJob {
             request_id: request_id.to_owned(),
+            tries: 0,
         })
     }
 
@@ -26,6 +27,7 @@ impl Message {
         Message::Poll(PollMessage::FollowUp(FollowUp {
             request_id: request_id.to_owned(),
             attempt,
+            tries: 0,
         }))
     }
 
@@ -50,6 +52,13 @@ impl Message {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartJob {
     pub request_id: String,
+    /// On a retry's copy, the tries the message had before it (see [`FollowUp::tries`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// On the polls queue: the poller's own follow-up, the warehouse's status-change event as
@@ -70,9 +79,14 @@ pub struct FollowUp {
     pub request_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// On a retry's copy, the tries the message had before it: a copy is a new message to
+    /// the queue, whose receive count starts again at one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tries: u32,
 }
 
-/// The `detail` of a Data API status-change event; `statementName` carries the request id.
+/// The `detail` of a Data API status-change event; `statementName` is the deployment's
+/// statement prefix and the request id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatementEvent {
@@ -99,15 +113,6 @@ struct EventEnvelope<T> {
 }
 
 impl PollMessage {
-    /// The job the message is about; the sweep's tick is about none.
-    pub fn request_id(&self) -> Option<String> {
-        match self {
-            PollMessage::FollowUp(follow_up) => Some(follow_up.request_id.clone()),
-            PollMessage::StatementEvent(event) => event.statement_name.clone(),
-            PollMessage::Sweep => None,
-        }
-    }
-
     pub fn parse(body: &str) -> Result<PollMessage, String> {
         let value: serde_json::Value =
             serde_json::from_str(body).map_err(|e| format!("poll message is not JSON: {e}"))?;
@@ -172,11 +177,13 @@ mod tests {
         let follow = PollMessage::FollowUp(FollowUp {
             request_id: "r1".into(),
             attempt: Some(3),
+            tries: 2,
         });
         assert_eq!(PollMessage::parse(&follow.to_body()).unwrap(), follow);
         let look = PollMessage::FollowUp(FollowUp {
             request_id: "r1".into(),
             attempt: None,
+            tries: 0,
         });
         assert_eq!(look.to_body(), r#"{"request_id":"r1"}"#);
         assert_eq!(PollMessage::parse(&look.to_body()).unwrap(), look);

@@ -80,8 +80,10 @@ pub trait ControlTable: Send + Sync {
     /// a redelivered message cannot send the same email twice.
     async fn claim_notification(&self, request_id: &str, at: Millis) -> PortResult<bool>;
 
-    /// Undoes a claim whose email could not be sent, so a retry can send it.
-    async fn release_notification(&self, request_id: &str) -> PortResult<()>;
+    /// Undoes a claim whose email could not be sent, so a retry can send it, and records the
+    /// attempt as the job's last change (`updated_at = at`): the sweep then waits its full
+    /// delay before it looks at the job again.
+    async fn release_notification(&self, request_id: &str, at: Millis) -> PortResult<()>;
 
     /// Jobs not yet settled — still in flight, or ended without their notice sent — whose last
     /// change is older than `updated_before`, oldest first, at most `limit`. Cancelled jobs

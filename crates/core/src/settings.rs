@@ -12,6 +12,9 @@ pub struct UnloadSettings {
     /// The role Redshift assumes to write to the bucket (`default` for the cluster's default).
     pub iam_role: String,
     pub max_file_size_mb: u32,
+    /// Starts the name of every statement this deployment runs (then the request id), so its
+    /// statement events can be told from any other statement's by name alone.
+    pub statement_prefix: String,
 }
 
 /// How the poller follows statements and hands out results.
@@ -69,6 +72,26 @@ impl MailSettings {
     }
 }
 
+/// How a message whose handling failed for a transient reason is tried again: a copy sent
+/// with a delay that doubles from `first_delay` up to `max_delay`, instead of waiting out the
+/// queue's visibility timeout (on the polls queue, an hour and a half).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetrySettings {
+    pub first_delay: Duration,
+    /// At most what a queue can delay a message by (SQS: 900 s).
+    pub max_delay: Duration,
+}
+
+impl RetrySettings {
+    /// The delay before the try that follows the `tries`-th (1-based).
+    pub fn delay(&self, tries: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(tries.saturating_sub(1).min(16))
+            .unwrap_or(u32::MAX);
+        self.first_delay.saturating_mul(factor).min(self.max_delay)
+    }
+}
+
 impl DeliverySettings {
     /// Capped exponential backoff for the `attempt`-th follow-up poll (0-based).
     pub fn poll_delay(&self, attempt: u32) -> Duration {
@@ -82,6 +105,17 @@ impl DeliverySettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_wait_longer_each_time_up_to_the_cap() {
+        let retry = RetrySettings {
+            first_delay: Duration::from_secs(15),
+            max_delay: Duration::from_secs(900),
+        };
+        let delays: Vec<u64> = (1..=8).map(|t| retry.delay(t).as_secs()).collect();
+        assert_eq!(delays, [15, 30, 60, 120, 240, 480, 900, 900]);
+        assert_eq!(retry.delay(u32::MAX).as_secs(), 900);
+    }
 
     #[test]
     fn backoff_doubles_then_caps() {

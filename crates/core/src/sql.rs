@@ -133,6 +133,8 @@ pub struct UnloadOptions {
     pub max_file_size_mb: u32,
     /// Only a retry that must replace a failed attempt's parts sets this.
     pub allow_overwrite: bool,
+    /// False renders `PARALLEL OFF`: one slice writes, in the SELECT's order.
+    pub parallel: bool,
 }
 
 /// Renders `UNLOAD ('<select>') TO … MANIFEST VERBOSE …` with the SELECT quoted once more.
@@ -148,10 +150,13 @@ pub fn render_unload(select: &str, options: &UnloadOptions) -> String {
         }
     );
     sql.push_str(match options.format {
-        Format::Csv => "FORMAT AS CSV\nHEADER\n",
+        Format::Csv => "FORMAT AS CSV\n",
         Format::Parquet => "FORMAT AS PARQUET\n",
         Format::Json => "FORMAT AS JSON\n",
     });
+    if options.format.has_header_line() {
+        sql.push_str("HEADER\n");
+    }
     match options.compression {
         Compression::None => {}
         Compression::Gzip => sql.push_str("GZIP\n"),
@@ -161,6 +166,9 @@ pub fn render_unload(select: &str, options: &UnloadOptions) -> String {
         "MANIFEST VERBOSE\nMAXFILESIZE {} MB",
         options.max_file_size_mb
     ));
+    if !options.parallel {
+        sql.push_str("\nPARALLEL OFF");
+    }
     if options.allow_overwrite {
         sql.push_str("\nALLOWOVERWRITE");
     }
@@ -205,6 +213,7 @@ mod tests {
                 compression: Compression::Gzip,
                 max_file_size_mb: 100,
                 allow_overwrite: false,
+                parallel: true,
             },
         );
         assert!(sql.starts_with("UNLOAD ('SELECT ''a''''b'' AS x')\nTO 's3://results/exports/r1/'"));

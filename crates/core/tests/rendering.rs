@@ -107,6 +107,7 @@ fn check(
             compression: Compression::Gzip,
             max_file_size_mb: 100,
             allow_overwrite: false,
+            parallel: true,
         },
     );
     let Statement::Unload {

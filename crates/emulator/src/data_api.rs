@@ -53,6 +53,9 @@ pub struct DataApi {
     /// Where each statement ran (cluster or workgroup, database, user), for `DescribeStatement`.
     targets: Mutex<HashMap<String, Map<String, Value>>>,
     executions: Mutex<Vec<Execution>>,
+    /// How many of the next `ExecuteStatement` calls are refused as a busy cluster refuses
+    /// them, for tests of what a transient failure costs.
+    busy_for: std::sync::atomic::AtomicU32,
 }
 
 /// The endpoint, listening on a loopback port.
@@ -93,6 +96,7 @@ impl DataApiServer {
             options,
             targets: Mutex::new(HashMap::new()),
             executions: Mutex::new(Vec::new()),
+            busy_for: std::sync::atomic::AtomicU32::new(0),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
@@ -126,6 +130,14 @@ impl DataApi {
             .ok()
             .flatten()
             .map(|d| d.sql)
+    }
+
+    /// Refuses the next `calls` `ExecuteStatement` calls with `ActiveStatementsExceededException`
+    /// ("The number of active statements exceeds the limit", HTTP 400: ExecuteStatement,
+    /// Amazon Redshift Data API Reference), as a cluster at its limit of running statements does.
+    pub fn refuse_next_executions(&self, calls: u32) {
+        self.busy_for
+            .store(calls, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Every `ExecuteStatement` call answered so far, in order.
@@ -240,6 +252,17 @@ fn epoch_seconds(ms: i64) -> Value {
 impl DataApi {
     async fn execute(&self, input: &Map<String, Value>) -> Result<Value, ApiFault> {
         let sql = text(input, "Sql").ok_or_else(|| validation("Sql is required"))?;
+        let busy = self.busy_for.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        );
+        if busy.is_ok() {
+            return Err(ApiFault {
+                kind: "ActiveStatementsExceededException",
+                ..validation("The number of active statements exceeds the limit.")
+            });
+        }
         if input.contains_key("SessionId") || input.contains_key("Parameters") {
             return Err(validation(
                 "SessionId and Parameters are not supported by this endpoint",

@@ -27,6 +27,9 @@ pub const SECRET_ARN: &str =
 pub const UNLOAD_ROLE: &str = "arn:aws:iam::123456789012:role/export-unload";
 pub const SENDER: &str = "exports@example.com";
 pub const DEFAULT_RECIPIENT: &str = "data-team@example.com";
+/// What the template sets STATEMENT_NAME_PREFIX to for the stack `redshift-export`
+/// (samconfig.toml's name): `<stack name>:`.
+pub const STATEMENT_NAME_PREFIX: &str = "redshift-export:";
 
 #[derive(Clone, Debug)]
 pub struct EmulatorOptions {
@@ -163,8 +166,11 @@ impl Emulator {
                 ("DEFAULT_RECIPIENTS", DEFAULT_RECIPIENT),
                 ("NOTIFY_ALLOWLIST", "@example.com"),
                 ("LINK_TTL_SECONDS", "3600"),
+                ("ASSUMED_ROLE_OWNER", "session"),
+                ("STATEMENT_NAME_PREFIX", STATEMENT_NAME_PREFIX),
                 ("POLL_INITIAL_DELAY_SECONDS", "1"),
                 ("POLL_MAX_DELAY_SECONDS", "2"),
+                ("RETRY_FIRST_DELAY_SECONDS", "1"),
             ]
             .map(|(k, v)| (k.to_owned(), v.to_owned())),
         )

@@ -14,8 +14,8 @@ use export_core::clock::{Clock, SystemClock};
 use export_core::http::api_router;
 use export_core::messages::{Message, PollMessage};
 use export_core::ports::{QueueName, QueueSender};
-use export_core::service::{consume, Consumer, Delivered, Poller, Processor, Queries, Submissions};
-use export_core::settings::{DeliverySettings, MailSettings, UnloadSettings};
+use export_core::service::{consume, Consumer, Poller, Processor, Queries, Submissions};
+use export_core::settings::{DeliverySettings, MailSettings, RetrySettings, UnloadSettings};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +24,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub const RESULTS_BUCKET: &str = "export-results";
+/// The local stack's statements are named `local:<request id>`.
+pub const STATEMENT_PREFIX: &str = "local:";
 pub const DOWNLOADS_BUCKET: &str = "export-downloads";
 
 /// Everything the local stack can be told.
@@ -42,8 +44,12 @@ pub struct LocalConfig {
     pub identities: Vec<LocalIdentity>,
     /// How long a received message stays hidden before it is delivered again.
     pub visibility_timeout: Duration,
-    /// Receives before a message goes to the dead-letter table.
+    /// Receives before a message goes to the dead-letter table; also the tries a failing
+    /// message and its retry copies get together.
     pub max_receives: u32,
+    /// The delay before a failed message's first retry copy; it doubles for each next one,
+    /// up to 30 s.
+    pub retry_first_delay: Duration,
     /// Time each statement waits before it runs (a stand-in for a busy cluster).
     pub statement_delay: Duration,
     pub max_file_size_mb: u32,
@@ -69,6 +75,7 @@ impl LocalConfig {
             identities: LocalIdentity::demo(),
             visibility_timeout: Duration::from_secs(30),
             max_receives: 5,
+            retry_first_delay: Duration::from_secs(1),
             statement_delay: Duration::ZERO,
             max_file_size_mb: 256,
             link_ttl: Duration::from_secs(3600),
@@ -136,6 +143,7 @@ impl LocalStack {
             results_prefix: "exports/".into(),
             iam_role: "arn:aws:iam::000000000000:role/local-unload".into(),
             max_file_size_mb: config.max_file_size_mb,
+            statement_prefix: STATEMENT_PREFIX.into(),
         };
         let delivery = DeliverySettings {
             downloads_bucket: DOWNLOADS_BUCKET.into(),
@@ -166,6 +174,10 @@ impl LocalStack {
             clock: clock.clone(),
             link_ttl: config.link_ttl,
         });
+        let retry = RetrySettings {
+            first_delay: config.retry_first_delay,
+            max_delay: Duration::from_secs(30),
+        };
         let processor = Arc::new(Processor {
             catalog,
             control: control.clone(),
@@ -174,6 +186,7 @@ impl LocalStack {
             clock: clock.clone(),
             unload: unload.clone(),
             first_poll_delay: config.poll_initial_delay,
+            retry: retry.clone(),
         });
         let poller = Arc::new(Poller {
             control: control.clone(),
@@ -184,6 +197,7 @@ impl LocalStack {
             clock,
             unload,
             delivery,
+            retry,
         });
 
         let shutdown = CancellationToken::new();
@@ -299,7 +313,8 @@ async fn schedule_sweeps(store: SqliteStore, every: Duration, shutdown: Cancella
     }
 }
 
-/// One worker: take a message, handle it, ack it — or leave it for redelivery with a backoff.
+/// One worker: take a message, handle it, ack it (a failure's retry is a delayed copy) — or,
+/// if no copy could be queued, leave it for redelivery with a backoff.
 /// While a handler works, the message's invisibility is renewed so no other worker takes it;
 /// on its last delivery, a failing message fails its job instead of stranding it.
 async fn work(
@@ -344,13 +359,13 @@ async fn work(
                     }
                 }
             };
-            if let Delivered::Done = outcome {
+            if outcome.acknowledges() {
                 if let Err(e) = store.ack(&delivery.receipt).await {
                     tracing::error!(queue = queue.as_str(), error = %e, "ack failed; the message will be handled again");
                 }
             } else {
-                // Delivered again after a pause that grows with each try; a message given up
-                // on is moved to the dead letters by its next receive.
+                // No copy could be queued: delivered again after a pause that grows with each
+                // try; a message given up on is moved to the dead letters by its next receive.
                 let delay = Duration::from_secs(u64::from(delivery.receive_count).min(30));
                 let _ = store.release(&delivery.receipt, delay).await;
             }

@@ -11,6 +11,11 @@ async fn main() -> Result<(), Error> {
     let clients = Clients::from_environment().await;
     let mut env = Env::from_process();
     let submissions = functions::receiver(&mut env, &clients);
+    let role_owner = functions::role_owner(&mut env);
     env.finish()?;
-    lambda::serve_http(with_json_fallbacks(receiver_router(submissions))).await
+    lambda::serve_http(
+        with_json_fallbacks(receiver_router(submissions)),
+        role_owner,
+    )
+    .await
 }

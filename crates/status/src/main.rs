@@ -11,6 +11,7 @@ async fn main() -> Result<(), Error> {
     let clients = Clients::from_environment().await;
     let mut env = Env::from_process();
     let queries = functions::status(&mut env, &clients);
+    let role_owner = functions::role_owner(&mut env);
     env.finish()?;
-    lambda::serve_http(with_json_fallbacks(status_router(queries))).await
+    lambda::serve_http(with_json_fallbacks(status_router(queries)), role_owner).await
 }

@@ -1,5 +1,5 @@
-//! A catalogue file's header: `-- export:`, `-- description:` and `-- param:` lines, then the
-//! SELECT. Modifiers are `key=value` words: `max_length`, `pattern` (a regex without spaces;
+//! A catalogue file's header: `-- export:`, `-- description:`, `-- param:` and optionally
+//! `-- parallel: on|off` lines, then the SELECT. Modifiers are `key=value` words: `max_length`, `pattern` (a regex without spaces;
 //! use `\s`), `min`, `max` (integers), `max_items` (lists), `optional`. Types: `text`,
 //! `integer`, `decimal(p,s)`, `date`, `timestamp`, `boolean`, `enum(a|b|c)`, and `list<T>` of
 //! any of them.
@@ -15,6 +15,7 @@ impl Export {
         let mut name = None;
         let mut description = String::new();
         let mut params: Vec<Param> = Vec::new();
+        let mut parallel = None;
         let mut body = Vec::new();
         let mut in_header = true;
         for line in text.lines() {
@@ -35,6 +36,14 @@ impl Export {
                             return Err(format!("parameter '{}' is declared twice", param.name));
                         }
                         params.push(param);
+                    } else if let Some(v) = rest.strip_prefix("parallel:") {
+                        parallel = Some(match v.trim() {
+                            "on" => true,
+                            "off" => false,
+                            other => {
+                                return Err(format!("'-- parallel: {other}' is not on or off"))
+                            }
+                        });
                     }
                     continue;
                 }
@@ -55,15 +64,39 @@ impl Export {
         if template.is_empty() {
             return Err("no SELECT body after the header".into());
         }
+        let parallel = parallel.unwrap_or_else(|| !ends_in_order_by(&template));
         let export = Export {
             name,
             description,
             params,
             template,
+            parallel,
         };
         export.check_template()?;
         Ok(export)
     }
+}
+
+/// Whether the SELECT's last clauses order its result: an `ORDER BY` outside any parentheses,
+/// string literal or quoted name (one inside a subquery or a window orders nothing UNLOAD
+/// writes).
+fn ends_in_order_by(select: &str) -> bool {
+    let mut depth = 0usize;
+    let mut quote = None;
+    let mut outer = String::with_capacity(select.len());
+    for c in select.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') => depth = depth.saturating_sub(1),
+            (None, c) if depth == 0 => outer.push(c.to_ascii_uppercase()),
+            (None, _) => outer.push(' '),
+        }
+    }
+    let words: Vec<&str> = outer.split_whitespace().collect();
+    words.windows(2).any(|w| w == ["ORDER", "BY"])
 }
 
 impl Param {
@@ -215,6 +248,26 @@ fn valid_identifier(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ordered_select_unloads_serially_unless_the_header_says_otherwise() {
+        let export = |header: &str, select: &str| {
+            Export::parse(&format!("-- export: e\n{header}\n{select}")).unwrap()
+        };
+        let ordered = "SELECT a FROM t ORDER BY a";
+        assert!(!export("", ordered).parallel);
+        assert!(!export("", "select a from t\norder  by a desc").parallel);
+        assert!(export("", "SELECT a FROM t").parallel);
+        // An ORDER BY that orders nothing UNLOAD writes: in a subquery, a window, a literal.
+        assert!(export("", "SELECT a FROM (SELECT a FROM t ORDER BY a LIMIT 5) s").parallel);
+        assert!(export("", "SELECT a, rank() OVER (ORDER BY a) FROM t").parallel);
+        assert!(export("", "SELECT 'order by' AS a FROM t").parallel);
+        assert!(export("-- parallel: on", ordered).parallel);
+        assert!(!export("-- parallel: off", "SELECT a FROM t").parallel);
+        assert!(Export::parse("-- export: e\n-- parallel: maybe\nSELECT 1")
+            .unwrap_err()
+            .contains("maybe"));
+    }
 
     #[test]
     fn refuses_broken_catalogue_files() {

@@ -34,6 +34,12 @@ pub struct Export {
     pub description: String,
     pub params: Vec<Param>,
     pub template: String,
+    /// Whether the UNLOAD may write in parallel, one or more files per slice, each in the
+    /// SELECT's order only within itself; when false it runs `PARALLEL OFF`, serially and
+    /// "sorted absolutely according to the ORDER BY clause" (UNLOAD, Amazon Redshift Database
+    /// Developer Guide). From the header `-- parallel: on|off`; by default off exactly when
+    /// the SELECT ends in an ORDER BY.
+    pub parallel: bool,
 }
 
 /// All exports, by name.

@@ -9,7 +9,7 @@ pub mod query;
 pub mod submit;
 
 pub use consume::{consume, Consumer, Delivered};
-pub use poll::Poller;
+pub use poll::{Poller, NOTICE_ATTEMPTS};
 pub use process::Processor;
 pub use query::Queries;
 pub use submit::{ExportRequest, Submissions, Submitted};

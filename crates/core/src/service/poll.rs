@@ -5,11 +5,11 @@ use super::{notice, Retry};
 use crate::archive;
 use crate::clock::Clock;
 use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef, Transition};
-use crate::messages::{FollowUp, Message, PollMessage};
+use crate::messages::{FollowUp, Message, PollMessage, StatementEvent};
 use crate::ports::{
     ControlTable, Email, Mailer, ObjectStore, PortError, QueueSender, StatementState, Warehouse,
 };
-use crate::settings::{DeliverySettings, UnloadSettings};
+use crate::settings::{DeliverySettings, RetrySettings, UnloadSettings};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,10 +22,15 @@ pub struct Poller {
     pub clock: Arc<dyn Clock>,
     pub unload: UnloadSettings,
     pub delivery: DeliverySettings,
+    pub retry: RetrySettings,
 }
 
 /// Jobs looked at per sweep, oldest first; the rest wait for the next tick.
 pub const SWEEP_LIMIT: usize = 200;
+
+/// Tries at sending a job's email that fails for a transient reason, before it is given up:
+/// more than one message's deliveries, so that a sweep tries again after an outage.
+pub const NOTICE_ATTEMPTS: usize = 10;
 
 impl UnloadSettings {
     /// The prefix UNLOAD writes a job's parts and manifest under.
@@ -35,9 +40,35 @@ impl UnloadSettings {
             format!("{}{request_id}/", self.results_prefix),
         )
     }
+
+    /// The name a job's statement runs under: the deployment's prefix, then the request id.
+    /// The EventBridge rule forwards the events of the statements whose name has the prefix.
+    pub fn statement_name(&self, request_id: &str) -> String {
+        format!("{}{request_id}", self.statement_prefix)
+    }
+
+    /// The job a statement named `name` runs for, if the statement is this deployment's.
+    pub fn request_id_of<'a>(&self, name: &'a str) -> Option<&'a str> {
+        name.strip_prefix(self.statement_prefix.as_str())
+            .filter(|id| !id.is_empty())
+    }
 }
 
 impl Poller {
+    /// The job a polls-queue message is about; the sweep's tick is about none.
+    pub fn request_id(&self, message: &PollMessage) -> Option<String> {
+        match message {
+            PollMessage::FollowUp(follow_up) => Some(follow_up.request_id.clone()),
+            PollMessage::StatementEvent(event) => self.job_of(event),
+            PollMessage::Sweep => None,
+        }
+    }
+
+    fn job_of(&self, event: &StatementEvent) -> Option<String> {
+        let name = event.statement_name.as_deref()?;
+        self.unload.request_id_of(name).map(str::to_owned)
+    }
+
     /// Handles one polls-queue message: a follow-up of its own or a statement event. Safe to
     /// run twice for the same job: every step is a conditional transition, and the one that
     /// wins is the only one that goes on.
@@ -46,11 +77,12 @@ impl Poller {
             PollMessage::FollowUp(FollowUp {
                 request_id,
                 attempt,
+                ..
             }) => (request_id, attempt, None),
-            PollMessage::StatementEvent(event) => match event.statement_name.clone() {
-                Some(name) => (name, None, Some(event)),
+            PollMessage::StatementEvent(event) => match self.job_of(&event) {
+                Some(request_id) => (request_id, None, Some(event)),
                 None => {
-                    tracing::warn!(statement_id = %event.statement_id, "statement event without a name; not one of ours");
+                    tracing::warn!(statement_id = %event.statement_id, name = ?event.statement_name, "statement event for a statement that is not one of ours; dropped");
                     return Ok(());
                 }
             },
@@ -209,6 +241,7 @@ impl Poller {
                         &manifest,
                         &job.dataset,
                         &extension,
+                        job.format.has_header_line(),
                         job.archive,
                         &target,
                     )
@@ -299,7 +332,10 @@ impl Poller {
     /// flight fails with the reason, rather than wait forever behind a dead letter.
     pub async fn give_up(&self, body: &str, reason: &str) -> Result<(), Retry> {
         // The sweep's tick has no job; the next tick sweeps again.
-        let Some(request_id) = PollMessage::parse(body).ok().and_then(|m| m.request_id()) else {
+        let Some(request_id) = PollMessage::parse(body)
+            .ok()
+            .and_then(|m| self.request_id(&m))
+        else {
             return Ok(());
         };
         let Some(job) = self.control.get_job(&request_id).await? else {
@@ -314,8 +350,11 @@ impl Poller {
     }
 
     /// Sends the job's one email: the link when it succeeded, the error when it failed. The
-    /// send is claimed first so that concurrent handlers send it once; if it fails, the
-    /// claim is released and the message retried. The job's state never depends on it.
+    /// send is claimed first so that concurrent handlers send it once. A mail refused for good
+    /// (SES's `MessageRejected`, say, for an unverified recipient in the sandbox) is recorded
+    /// once and never retried; after a transient failure the claim is released and the
+    /// message retried, [`NOTICE_ATTEMPTS`] times in all. Either way the job's state and its
+    /// link are untouched.
     async fn notify(&self, job: &Job) -> Result<(), Retry> {
         if !self
             .control
@@ -341,7 +380,33 @@ impl Poller {
                     .await?;
                 Ok(())
             }
+            Err(PortError::Rejected(reason)) => {
+                // The claim stays: the job is settled, and no sweep brings it back.
+                tracing::warn!(request_id = %job.request_id, reason, "notification refused; not retried");
+                self.control
+                    .append_event(&job.request_id, &self.event("notified", "refused", reason))
+                    .await?;
+                Ok(())
+            }
             Err(e) => {
+                let earlier = self
+                    .control
+                    .events(&job.request_id)
+                    .await?
+                    .iter()
+                    .filter(|e| e.step == "notified" && e.outcome == "error")
+                    .count();
+                if earlier + 1 >= NOTICE_ATTEMPTS {
+                    tracing::warn!(request_id = %job.request_id, error = %e, "notification failed again; given up");
+                    let message = format!("gave up after {} attempts: {e}", earlier + 1);
+                    self.control
+                        .append_event(
+                            &job.request_id,
+                            &self.event("notified", "abandoned", message),
+                        )
+                        .await?;
+                    return Ok(());
+                }
                 tracing::warn!(request_id = %job.request_id, error = %e, "notification failed; will retry");
                 self.control
                     .append_event(
@@ -349,7 +414,9 @@ impl Poller {
                         &self.event("notified", "error", e.to_string()),
                     )
                     .await?;
-                self.control.release_notification(&job.request_id).await?;
+                self.control
+                    .release_notification(&job.request_id, self.clock.now())
+                    .await?;
                 Err(Retry(format!("notification failed: {e}")))
             }
         }

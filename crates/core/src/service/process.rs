@@ -6,7 +6,7 @@ use crate::clock::Clock;
 use crate::domain::{JobEvent, JobStatus, JobUpdate, Transition};
 use crate::messages::{Message, StartJob};
 use crate::ports::{ControlTable, PortError, QueueSender, StatementRequest, Warehouse};
-use crate::settings::UnloadSettings;
+use crate::settings::{RetrySettings, UnloadSettings};
 use crate::sql::{render_unload, UnloadOptions};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +20,7 @@ pub struct Processor {
     pub unload: UnloadSettings,
     /// Delay before the first follow-up poll of a new statement.
     pub first_poll_delay: Duration,
+    pub retry: RetrySettings,
 }
 
 impl Processor {
@@ -27,7 +28,7 @@ impl Processor {
     /// message: the statement is started with the request id as its client token, and the
     /// job moves to RUNNING only from QUEUED.
     pub async fn handle(&self, body: &str) -> Result<(), Retry> {
-        let StartJob { request_id } = serde_json::from_str(body)
+        let StartJob { request_id, .. } = serde_json::from_str(body)
             .map_err(|e| Retry(format!("requests message is not a job: {e}")))?;
         let Some(job) = self.control.get_job(&request_id).await? else {
             tracing::warn!(request_id, "message for a job that does not exist; dropped");
@@ -44,13 +45,16 @@ impl Processor {
             }
         }
 
-        let select = match self
+        let rendered = self
             .catalog
             .get(&job.dataset)
             .ok_or_else(|| format!("export '{}' is no longer in the catalogue", job.dataset))
-            .and_then(|export| export.render(&job.params).map_err(|e| e.message))
-        {
-            Ok(select) => select,
+            .and_then(|export| {
+                let select = export.render(&job.params).map_err(|e| e.message)?;
+                Ok((select, export.parallel))
+            });
+        let (select, parallel) = match rendered {
+            Ok(rendered) => rendered,
             Err(message) => return self.fail(&request_id, "render", message).await,
         };
         let sql = render_unload(
@@ -62,12 +66,13 @@ impl Processor {
                 compression: job.compression,
                 max_file_size_mb: self.unload.max_file_size_mb,
                 allow_overwrite: false,
+                parallel,
             },
         );
         let statement = StatementRequest {
             sql,
             client_token: request_id.clone(),
-            name: request_id.clone(),
+            name: self.unload.statement_name(&request_id),
         };
         let statement_id = match self.warehouse.execute(&statement).await {
             Ok(id) => id,
@@ -140,7 +145,7 @@ impl Processor {
     /// Called for a message on its last delivery whose handling failed again: the job cannot
     /// be started, so it fails rather than wait forever behind a dead letter.
     pub async fn give_up(&self, body: &str, reason: &str) -> Result<(), Retry> {
-        let Ok(StartJob { request_id }) = serde_json::from_str::<StartJob>(body) else {
+        let Ok(StartJob { request_id, .. }) = serde_json::from_str::<StartJob>(body) else {
             return Ok(());
         };
         self.fail(

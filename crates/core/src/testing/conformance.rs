@@ -319,10 +319,12 @@ pub async fn notices_are_claimed_once(control: &dyn ControlTable) {
         control.get_job(id).await.unwrap().unwrap().notified_at,
         Some(1_200)
     );
-    control.release_notification(id).await.unwrap();
+    control.release_notification(id, 1_350).await.unwrap();
+    let released = control.get_job(id).await.unwrap().unwrap();
     assert_eq!(
-        control.get_job(id).await.unwrap().unwrap().notified_at,
-        None
+        (released.notified_at, released.updated_at),
+        (None, 1_350),
+        "a release is the job's last change"
     );
     assert!(control.claim_notification(id, 1_400).await.unwrap());
     assert!(!control
@@ -382,8 +384,11 @@ pub async fn lists_the_jobs_the_sweep_needs(control: &dyn ControlTable) {
     // A claimed notice settles the job; a released one (the send failed) unsettles it again.
     assert!(control.claim_notification(failed, 3_000).await.unwrap());
     assert!(!ours(control.unsettled_jobs(10_000, 100).await.unwrap()).contains(&failed.to_owned()));
-    control.release_notification(failed).await.unwrap();
+    // Released at 3_100: the job's last change, so a sweep looking for jobs older than that
+    // leaves it for later.
+    control.release_notification(failed, 3_100).await.unwrap();
     assert!(ours(control.unsettled_jobs(10_000, 100).await.unwrap()).contains(&failed.to_owned()));
+    assert!(!ours(control.unsettled_jobs(3_000, 100).await.unwrap()).contains(&failed.to_owned()));
 }
 
 pub async fn pages_through_an_owner_s_jobs(control: &dyn ControlTable) {

@@ -1,12 +1,35 @@
+use super::{ManualClock, MemoryQueue};
+use crate::messages::{Message, StartJob};
+use crate::ports::QueueSender;
 use crate::service::{Consumer, Retry};
+use crate::settings::RetrySettings;
 use async_trait::async_trait;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// A consumer that fails every body starting with `bad` and keeps what it gave up on: for
-/// tests of the runners around [`crate::service::consume`].
-#[derive(Default)]
+/// A consumer that fails every job whose id starts with `bad` and keeps what it gave up on:
+/// for tests of the runners around [`crate::service::consume`]. Its messages are bare ids or
+/// start messages; with `copies` it retries by sending copies to `queue`, else it leaves
+/// retries to the queue's redelivery.
 pub struct PickyConsumer {
-    given_up: Mutex<Vec<String>>,
+    pub given_up: Mutex<Vec<String>>,
+    pub copies: bool,
+    pub queue: MemoryQueue,
+    pub retry: RetrySettings,
+}
+
+impl Default for PickyConsumer {
+    fn default() -> Self {
+        PickyConsumer {
+            given_up: Mutex::default(),
+            copies: false,
+            queue: MemoryQueue::new(Arc::new(ManualClock::at(0))),
+            retry: RetrySettings {
+                first_delay: Duration::from_secs(10),
+                max_delay: Duration::from_secs(900),
+            },
+        }
+    }
 }
 
 impl PickyConsumer {
@@ -14,13 +37,21 @@ impl PickyConsumer {
     pub fn given_up(&self) -> Vec<String> {
         self.given_up.lock().expect("consumer lock").clone()
     }
+
+    fn start(body: &str) -> StartJob {
+        serde_json::from_str(body).unwrap_or_else(|_| StartJob {
+            request_id: body.to_owned(),
+            tries: 0,
+        })
+    }
 }
 
 #[async_trait]
 impl Consumer for PickyConsumer {
     async fn handle(&self, body: &str) -> Result<(), Retry> {
-        if body.starts_with("bad") {
-            Err(Retry(format!("cannot handle {body}")))
+        let request_id = Self::start(body).request_id;
+        if request_id.starts_with("bad") {
+            Err(Retry(format!("cannot handle {request_id}")))
         } else {
             Ok(())
         }
@@ -29,10 +60,24 @@ impl Consumer for PickyConsumer {
         self.given_up
             .lock()
             .expect("consumer lock")
-            .push(body.to_owned());
+            .push(Self::start(body).request_id);
         Ok(())
     }
     fn request_id(&self, body: &str) -> Option<String> {
-        Some(body.to_owned())
+        Some(Self::start(body).request_id)
+    }
+    fn earlier_tries(&self, body: &str) -> u32 {
+        Self::start(body).tries
+    }
+    fn retry_copy(&self, body: &str, tries: u32) -> Option<Message> {
+        self.copies.then(|| {
+            Message::Start(StartJob {
+                tries,
+                ..Self::start(body)
+            })
+        })
+    }
+    fn retries(&self) -> (&dyn QueueSender, &RetrySettings) {
+        (&self.queue, &self.retry)
     }
 }

@@ -144,11 +144,12 @@ impl ControlTable for MemoryControlTable {
         })
     }
 
-    async fn release_notification(&self, request_id: &str) -> PortResult<()> {
+    async fn release_notification(&self, request_id: &str, at: Millis) -> PortResult<()> {
         super::interleave().await;
         self.faults.check("release_notification")?;
         if let Some(job) = self.state().jobs.get_mut(request_id) {
             job.notified_at = None;
+            job.updated_at = at;
         }
         Ok(())
     }

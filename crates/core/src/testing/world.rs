@@ -10,7 +10,7 @@ use crate::ports::{QueueName, QueueSender, StatementState};
 use crate::service::{
     consume, Consumer, Delivered, ExportRequest, Poller, Processor, Queries, Submissions,
 };
-use crate::settings::{DeliverySettings, MailSettings, UnloadSettings};
+use crate::settings::{DeliverySettings, MailSettings, RetrySettings, UnloadSettings};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +41,8 @@ pub const THINGS: &str = "-- export: things
 SELECT id, name FROM things WHERE id = :id";
 
 pub const RESULTS_BUCKET: &str = "results";
+/// What the world's statements are named after, before the request id.
+pub const STATEMENT_PREFIX: &str = "world:";
 pub const DOWNLOADS_BUCKET: &str = "downloads";
 /// Where mail goes when a request names no allowed address.
 pub const DEFAULT_RECIPIENT: &str = "ops@example.com";
@@ -73,6 +75,7 @@ impl World {
             results_prefix: "exports/".into(),
             iam_role: "arn:aws:iam::123456789012:role/unload".into(),
             max_file_size_mb: 256,
+            statement_prefix: STATEMENT_PREFIX.into(),
         };
         let mut delivery = DeliverySettings {
             downloads_bucket: DOWNLOADS_BUCKET.into(),
@@ -95,6 +98,10 @@ impl World {
             warehouse: warehouse.clone(),
             clock: dyn_clock.clone(),
         });
+        let retry = RetrySettings {
+            first_delay: Duration::from_secs(10),
+            max_delay: Duration::from_secs(900),
+        };
         let processor = Arc::new(Processor {
             catalog: catalog.clone(),
             control: control.clone(),
@@ -103,6 +110,7 @@ impl World {
             clock: dyn_clock.clone(),
             unload: unload.clone(),
             first_poll_delay: delivery.poll_initial_delay,
+            retry: retry.clone(),
         });
         let poller = Arc::new(Poller {
             control: control.clone(),
@@ -113,6 +121,7 @@ impl World {
             clock: dyn_clock.clone(),
             unload,
             delivery: delivery.clone(),
+            retry,
         });
         let queries = Arc::new(Queries {
             catalog,
@@ -211,7 +220,8 @@ impl World {
 
     fn settle_message(&self, id: u64, outcome: &Delivered) {
         match outcome {
-            Delivered::Done => self.queue.ack(id),
+            // A retry's copy is already on the queue.
+            Delivered::Done | Delivered::Requeued(_) => self.queue.ack(id),
             // Visible again at once: the tests move the clock themselves.
             Delivered::Retry(_) => self.queue.release(id, Duration::ZERO),
             // What the queue's redrive does after the last receive.
@@ -246,16 +256,23 @@ impl World {
         self.processor.unload.job_prefix(request_id)
     }
 
+    /// The statement started for the job, if any.
+    pub fn statement_of(&self, request_id: &str) -> Option<String> {
+        self.warehouse
+            .statement_named(&self.processor.unload.statement_name(request_id))
+    }
+
     /// What a finished UNLOAD leaves: one CSV part per item of `parts` (each a header and its
-    /// rows) and a verbose manifest; the statement is FINISHED. Returns the statement id.
+    /// rows) and a verbose manifest counting as Redshift's does with HEADER (each file's
+    /// header line included); the statement is FINISHED. Returns the statement id.
     pub fn finish_statement(&self, request_id: &str, parts: &[&[&str]]) -> String {
         let statement = self
-            .warehouse
-            .statement_named(request_id)
+            .statement_of(request_id)
             .unwrap_or_else(|| panic!("no statement was started for {request_id}"));
         let prefix = self.job_prefix(request_id);
         let mut entries = Vec::new();
         let mut total_rows = 0;
+        let mut total_lines = 0;
         for (index, rows) in parts.iter().enumerate() {
             let object = ObjectRef::new(
                 &prefix.bucket,
@@ -267,14 +284,15 @@ impl World {
                 .collect();
             entries.push(serde_json::json!({
                 "url": object.s3_url(),
-                "meta": {"content_length": body.len(), "record_count": rows.len()}
+                "meta": {"content_length": body.len(), "record_count": rows.len() + 1}
             }));
             total_rows += rows.len() as u64;
+            total_lines += rows.len() as u64 + 1;
             self.objects.insert(&object, body);
         }
         let manifest = serde_json::json!({
             "entries": entries,
-            "meta": {"record_count": total_rows}
+            "meta": {"record_count": total_lines}
         });
         self.objects.insert(
             &ObjectRef::new(&prefix.bucket, format!("{}manifest", prefix.key)),
@@ -288,8 +306,7 @@ impl World {
     /// The statement's status-change event, as the EventBridge rule puts it on the polls queue.
     pub async fn announce(&self, request_id: &str) {
         let statement = self
-            .warehouse
-            .statement_named(request_id)
+            .statement_of(request_id)
             .expect("a statement to announce");
         let state = crate::ports::Warehouse::describe(self.warehouse.as_ref(), &statement)
             .await
@@ -297,7 +314,7 @@ impl World {
             .state;
         let event = Message::Poll(PollMessage::StatementEvent(StatementEvent {
             statement_id: statement,
-            statement_name: Some(request_id.to_owned()),
+            statement_name: Some(self.processor.unload.statement_name(request_id)),
             state: state.as_str().to_owned(),
             rows: None,
         }));

@@ -56,7 +56,7 @@ async fn the_statement_event_racing_follow_ups_finishes_the_job_once() {
 async fn follow_ups_back_off_while_the_statement_runs() {
     let world = World::new();
     let request_id = started(&world, 1).await;
-    let statement = world.warehouse.statement_named(&request_id).unwrap();
+    let statement = world.statement_of(&request_id).unwrap();
     world
         .warehouse
         .set_state(&statement, StatementState::Started, None, None);
@@ -140,12 +140,14 @@ async fn a_mail_that_fails_is_retried_until_sent_once() {
     world.finish_statement(&request_id, &[&["1,one"]]);
     world.clock.advance(Duration::from_secs(5));
     let first = world.deliver(QueueName::Polls).await;
-    assert!(matches!(first[..], [Delivered::Retry(_)]), "{first:?}");
+    assert!(matches!(first[..], [Delivered::Requeued(_)]), "{first:?}");
     // The job is done whatever the mail does; the claim was released for the retry.
     let job = world.job(&request_id).await;
     assert_eq!((job.status, job.notified_at), (JobStatus::Succeeded, None));
+    world.clock.set(world.queue.next_visible_at().unwrap());
     let second = world.deliver(QueueName::Polls).await;
-    assert!(matches!(second[..], [Delivered::Retry(_)]), "{second:?}");
+    assert!(matches!(second[..], [Delivered::Requeued(_)]), "{second:?}");
+    world.clock.set(world.queue.next_visible_at().unwrap());
     assert_eq!(world.deliver(QueueName::Polls).await, [Delivered::Done]);
     assert_eq!(world.mailer.sent_about(&request_id).len(), 1);
     let events = world
@@ -170,7 +172,7 @@ async fn a_mail_that_fails_is_retried_until_sent_once() {
 async fn a_failed_statement_fails_the_job_with_its_error_and_one_notice() {
     let world = World::new();
     let request_id = started(&world, 1).await;
-    let statement = world.warehouse.statement_named(&request_id).unwrap();
+    let statement = world.statement_of(&request_id).unwrap();
     world.warehouse.set_state(
         &statement,
         StatementState::Failed,
@@ -201,7 +203,7 @@ async fn a_statement_the_warehouse_forgot_fails_the_job() {
     let request_id = started(&world, 1).await;
     world
         .warehouse
-        .forget(&world.warehouse.statement_named(&request_id).unwrap());
+        .forget(&world.statement_of(&request_id).unwrap());
     world.run_until_quiet(20).await;
     let job = world.job(&request_id).await;
     assert_eq!(job.status, JobStatus::Failed);
@@ -245,7 +247,7 @@ async fn an_event_that_overtakes_the_processor_records_the_start_itself() {
         .fail("transition", PortError::Unavailable("throttled".into()), 1);
     let outcomes = world.deliver(QueueName::Requests).await;
     assert!(
-        matches!(outcomes[..], [Delivered::Retry(_)]),
+        matches!(outcomes[..], [Delivered::Requeued(_)]),
         "{outcomes:?}"
     );
     assert_eq!(world.job(&request_id).await.status, JobStatus::Queued);
@@ -289,7 +291,8 @@ async fn looks_racing_at_a_job_whose_notice_is_due_send_one_mail() {
     world.finish_statement(&request_id, &[&["1,one"]]);
     world.clock.advance(Duration::from_secs(5));
     let first = world.deliver(QueueName::Polls).await;
-    assert!(matches!(first[..], [Delivered::Retry(_)]), "{first:?}");
+    assert!(matches!(first[..], [Delivered::Requeued(_)]), "{first:?}");
+    world.clock.set(world.queue.next_visible_at().unwrap());
     // The retried follow-up, the sweep's look and a late event, all at once.
     world
         .queue

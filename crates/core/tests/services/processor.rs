@@ -2,10 +2,11 @@
 //! and a cancel that lands while the statement starts.
 
 use super::*;
+use export_core::clock::Clock;
 use export_core::domain::JobStatus;
 use export_core::messages::Message;
 use export_core::ports::{PortError, QueueSender, StatementState, Warehouse};
-use export_core::testing::World;
+use export_core::testing::{World, STATEMENT_PREFIX};
 use std::time::Duration;
 
 #[tokio::test]
@@ -27,7 +28,8 @@ async fn redelivered_starts_run_one_statement() {
     assert!(
         executions
             .iter()
-            .all(|e| e.client_token == request_id && e.name == request_id),
+            .all(|e| e.client_token == request_id
+                && e.name == format!("{STATEMENT_PREFIX}{request_id}")),
         "{executions:?}"
     );
     let job = world.job(&request_id).await;
@@ -84,21 +86,28 @@ async fn a_statement_the_warehouse_refuses_fails_the_job_and_sends_the_notice() 
 }
 
 #[tokio::test]
-async fn an_unavailable_warehouse_is_retried_then_given_up_on_the_last_delivery() {
+async fn an_unavailable_warehouse_is_retried_by_delayed_copies_then_given_up() {
     let world = World::new();
     world.warehouse.faults.fail_always(
         "execute",
         PortError::Unavailable("ThrottlingException".into()),
     );
     let request_id = submit(&world, 1).await;
-    for receive in 1..world.max_receives {
+    let mut delays = Vec::new();
+    for tries in 1..world.max_receives {
         let outcomes = world.deliver(QueueName::Requests).await;
         assert!(
-            matches!(outcomes[..], [Delivered::Retry(_)]),
-            "{receive}: {outcomes:?}"
+            matches!(outcomes[..], [Delivered::Requeued(_)]),
+            "{tries}: {outcomes:?}"
         );
         assert_eq!(world.job(&request_id).await.status, JobStatus::Queued);
+        // The copy is the only message, visible after a delay that doubles.
+        let copy = world.queue.waiting(QueueName::Requests);
+        assert_eq!(copy.len(), 1, "{copy:?}");
+        delays.push((copy[0].visible_at - world.clock.now()) / 1000);
+        world.clock.set(copy[0].visible_at);
     }
+    assert_eq!(delays, [10, 20, 40, 80]);
     let last = world.deliver(QueueName::Requests).await;
     assert!(matches!(last[..], [Delivered::GaveUp(_)]), "{last:?}");
     let job = world.job(&request_id).await;
@@ -130,8 +139,7 @@ async fn a_cancel_landing_while_the_statement_starts_cancels_the_statement() {
     let job = world.job(&request_id).await;
     assert_eq!(job.status, JobStatus::Cancelled);
     let statement = world
-        .warehouse
-        .statement_named(&request_id)
+        .statement_of(&request_id)
         .expect("the statement was started");
     let status = world.warehouse.describe(&statement).await.unwrap();
     assert_eq!(status.state, StatementState::Aborted);

@@ -115,7 +115,7 @@ async fn a_cancel_stops_the_running_statement_and_a_finished_job_refuses_one() {
     let alice = Owner(ALICE.into());
     let cancelled = world.submissions.cancel(&alice, &request_id).await.unwrap();
     assert_eq!(cancelled.status, JobStatus::Cancelled);
-    let statement = world.warehouse.statement_named(&request_id).unwrap();
+    let statement = world.statement_of(&request_id).unwrap();
     assert_eq!(
         world.warehouse.describe(&statement).await.unwrap().state,
         StatementState::Aborted

@@ -1,9 +1,12 @@
 //! The sweep: jobs whose messages were lost are carried on; settled and young ones are not.
 
 use super::*;
+use export_core::clock::Clock;
 use export_core::domain::{JobStatus, Owner};
 use export_core::messages::{Message, PollMessage};
+use export_core::ports::PortError;
 use export_core::ports::QueueSender;
+use export_core::service::NOTICE_ATTEMPTS;
 use export_core::testing::World;
 use std::time::Duration;
 
@@ -115,5 +118,81 @@ async fn a_job_that_ended_without_its_notice_is_notified_by_the_sweep() {
     tick(&world).await;
     world.run_until_quiet(20).await;
     assert_eq!(world.mailer.sent_about(&request_id).len(), 1);
+    assert!(world.job(&request_id).await.notified_at.is_some());
+}
+
+/// The outcomes of the job's notice attempts, oldest first, with their messages.
+async fn notices(world: &World, request_id: &str) -> Vec<(String, String)> {
+    world
+        .queries
+        .events(&Owner(ALICE.into()), request_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.step == "notified")
+        .map(|e| (e.outcome, e.message))
+        .collect()
+}
+
+/// Sweeps after the sweep's delay, a few times over, and drains what each tick queues.
+async fn sweep_a_while(world: &World) {
+    for _ in 0..3 {
+        world.clock.advance(Duration::from_secs(901));
+        tick(world).await;
+        world.run_until_quiet(50).await;
+    }
+}
+
+#[tokio::test]
+async fn a_mail_refused_for_good_is_recorded_once_and_never_retried() {
+    let world = World::new();
+    let request_id = started(&world, 1).await;
+    world.finish_statement(&request_id, &[&["1,one"]]);
+    // SES in its sandbox, to an unverified recipient ("Amazon SES email sending errors").
+    let refusal = "MessageRejected: Email address is not verified. The following identities failed the check in region US-EAST-1: alice@example.com";
+    world
+        .mailer
+        .faults
+        .fail_always("send", PortError::Rejected(refusal.into()));
+    world.clock.advance(Duration::from_secs(5));
+    assert_eq!(world.deliver(QueueName::Polls).await, [Delivered::Done]);
+    let job = world.job(&request_id).await;
+    assert_eq!(job.status, JobStatus::Succeeded);
+    assert!(job.notified_at.is_some(), "settled, so the sweep leaves it");
+    sweep_a_while(&world).await;
+    assert_eq!(
+        notices(&world, &request_id).await,
+        [("refused".to_owned(), refusal.to_owned())]
+    );
+    // The export itself is unharmed: its link is still handed out.
+    let job = world.job(&request_id).await;
+    assert!(world.queries.download_link(&job).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_mail_that_keeps_failing_is_given_up_after_a_bounded_number_of_tries() {
+    let world = World::new();
+    let request_id = started(&world, 1).await;
+    world.finish_statement(&request_id, &[&["1,one"]]);
+    world.mailer.faults.fail_always(
+        "send",
+        PortError::Unavailable("SES: TooManyRequestsException".into()),
+    );
+    world.clock.advance(Duration::from_secs(5));
+    let first = world.deliver(QueueName::Polls).await;
+    assert!(matches!(first[..], [Delivered::Requeued(_)]), "{first:?}");
+    // The release is the job's last change: the sweep waits its full delay from now.
+    let job = world.job(&request_id).await;
+    assert_eq!((job.notified_at, job.updated_at), (None, world.clock.now()));
+    world.run_until_quiet(50).await;
+    sweep_a_while(&world).await;
+    let notices = notices(&world, &request_id).await;
+    assert_eq!(notices.len(), NOTICE_ATTEMPTS, "{notices:?}");
+    assert!(notices[..NOTICE_ATTEMPTS - 1]
+        .iter()
+        .all(|(outcome, _)| outcome == "error"));
+    let (outcome, message) = notices.last().unwrap();
+    assert_eq!(outcome, "abandoned");
+    assert!(message.contains("TooManyRequestsException"), "{message}");
     assert!(world.job(&request_id).await.notified_at.is_some());
 }

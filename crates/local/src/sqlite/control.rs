@@ -43,8 +43,14 @@ fn update_job(tx: &Connection, job: &Job) -> rusqlite::Result<()> {
 }
 
 impl SqliteStore {
-    /// Sets `notified_at` (only where it is unset) or clears it; true if a row changed.
-    async fn set_notified(&self, request_id: &str, at: Option<Millis>) -> PortResult<bool> {
+    /// Sets `notified_at` (only where it is unset), or clears it and moves `updated_at` to
+    /// `released_at`; true if a row changed.
+    async fn set_notified(
+        &self,
+        request_id: &str,
+        at: Option<Millis>,
+        released_at: Option<Millis>,
+    ) -> PortResult<bool> {
         let request_id = request_id.to_owned();
         self.call(move |conn| {
             let tx = conn.savepoint()?;
@@ -63,6 +69,9 @@ impl SqliteStore {
                 return Ok(false);
             }
             job.notified_at = at;
+            if let Some(released_at) = released_at {
+                job.updated_at = released_at;
+            }
             update_job(&tx, &job)?;
             tx.commit()?;
             Ok(true)
@@ -188,11 +197,13 @@ impl ControlTable for SqliteStore {
     }
 
     async fn claim_notification(&self, request_id: &str, at: Millis) -> PortResult<bool> {
-        self.set_notified(request_id, Some(at)).await
+        self.set_notified(request_id, Some(at), None).await
     }
 
-    async fn release_notification(&self, request_id: &str) -> PortResult<()> {
-        self.set_notified(request_id, None).await.map(drop)
+    async fn release_notification(&self, request_id: &str, at: Millis) -> PortResult<()> {
+        self.set_notified(request_id, None, Some(at))
+            .await
+            .map(drop)
     }
 
     async fn unsettled_jobs(&self, updated_before: Millis, limit: usize) -> PortResult<Vec<Job>> {

@@ -155,7 +155,11 @@ mod tests {
             .await;
         assert!(matches!(panicked, Err(StoreError::Closed)), "{panicked:?}");
         db.call(insert(8)).await.unwrap();
-        assert_eq!(db.call(count).await.unwrap(), 1, "the panicking insert is rolled back");
+        assert_eq!(
+            db.call(count).await.unwrap(),
+            1,
+            "the panicking insert is rolled back"
+        );
     }
 
     #[tokio::test]

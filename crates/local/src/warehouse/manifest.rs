@@ -1,4 +1,7 @@
-//! The manifest UNLOAD writes with `MANIFEST [VERBOSE]`, in Redshift's format.
+//! The manifest UNLOAD writes with `MANIFEST [VERBOSE]`, in Redshift's format ("UNLOAD",
+//! Amazon Redshift Database Developer Guide: with VERBOSE, each entry's `meta` has its
+//! `content_length` and `record_count`, and "if the HEADER option is specified, the row count
+//! includes the header line"; the top-level `meta` has the totals, header lines included).
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use serde_json::json;
@@ -7,7 +10,10 @@ use serde_json::json;
 pub struct PartEntry {
     pub url: String,
     pub bytes: u64,
+    /// Data rows.
     pub rows: u64,
+    /// Rows as the manifest counts them: with HEADER, the header line too.
+    pub lines: u64,
 }
 
 /// Redshift's name for an Arrow type, for the verbose manifest's schema.
@@ -38,14 +44,14 @@ pub fn manifest_json(
     json!({
         "entries": entries.iter().map(|e| json!({
             "url": e.url,
-            "meta": { "content_length": e.bytes, "record_count": e.rows }
+            "meta": { "content_length": e.bytes, "record_count": e.lines }
         })).collect::<Vec<_>>(),
         "schema": {
             "elements": schema.fields().iter().map(|f| json!({"name": f.name(), "type": redshift_type(f.data_type())})).collect::<Vec<_>>()
         },
         "meta": {
             "content_length": entries.iter().map(|e| e.bytes).sum::<u64>(),
-            "record_count": entries.iter().map(|e| e.rows).sum::<u64>(),
+            "record_count": entries.iter().map(|e| e.lines).sum::<u64>(),
         },
         "author": { "name": "Amazon Redshift", "version": "1.0.0" }
     })

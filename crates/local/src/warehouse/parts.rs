@@ -70,11 +70,13 @@ struct OpenPart {
     bytes: u64,
 }
 
-/// Splits the result into parts of at most about `max_file_size` bytes, as UNLOAD does.
+/// Splits one slice's share of the result into parts of at most about `max_file_size` bytes,
+/// as UNLOAD does.
 pub struct PartWriter<'a> {
     objects: &'a dyn ObjectStore,
     plan: &'a UnloadPlan,
     schema: SchemaRef,
+    slice: usize,
     open: Option<OpenPart>,
     written: Vec<PartEntry>,
 }
@@ -84,11 +86,17 @@ fn io(e: impl std::fmt::Display) -> PortError {
 }
 
 impl<'a> PartWriter<'a> {
-    pub fn new(objects: &'a dyn ObjectStore, plan: &'a UnloadPlan, schema: SchemaRef) -> Self {
+    pub fn new(
+        objects: &'a dyn ObjectStore,
+        plan: &'a UnloadPlan,
+        schema: SchemaRef,
+        slice: usize,
+    ) -> Self {
         PartWriter {
             objects,
             plan,
             schema,
+            slice,
             open: None,
             written: Vec::new(),
         }
@@ -100,8 +108,9 @@ impl<'a> PartWriter<'a> {
             _ => "",
         };
         format!(
-            "{}0000_part_{index:02}{extension}{}",
+            "{}{:04}_part_{index:02}{extension}{}",
             self.plan.target.key,
+            self.slice,
             self.plan.compression.suffix()
         )
     }
@@ -180,16 +189,27 @@ impl<'a> PartWriter<'a> {
             part.upload.write(Bytes::from(rest)).await?;
         }
         let bytes = part.upload.complete().await?;
+        // Every CSV part written with HEADER starts with one header line, the empty result's
+        // lone part included.
+        let header_line = self.plan.header && self.plan.format == Format::Csv;
         self.written.push(PartEntry {
             url: part.object.s3_url(),
             bytes,
             rows: part.rows,
+            lines: part.rows + u64::from(header_line),
         });
         Ok(())
     }
 
-    pub async fn finish(mut self) -> PortResult<Vec<PartEntry>> {
-        if self.open.is_none() && self.written.is_empty() {
+    /// Whether any row came this slice's way.
+    pub fn has_rows(&self) -> bool {
+        self.open.is_some() || !self.written.is_empty()
+    }
+
+    /// Closes the last part. A slice that got no rows writes nothing, unless `lone` (no slice
+    /// got any): then it writes the one empty part.
+    pub async fn finish(mut self, lone: bool) -> PortResult<Vec<PartEntry>> {
+        if lone && !self.has_rows() {
             // No rows: still one part (a header alone, an empty Parquet file), as callers
             // expect a file to open.
             self.open_part().await?;

@@ -27,6 +27,8 @@ pub struct UnloadPlan {
     pub manifest: Option<bool>,
     pub max_file_size: u64,
     pub allow_overwrite: bool,
+    /// `PARALLEL ON` (Redshift's default) or `OFF`.
+    pub parallel: bool,
     pub iam_role: Option<String>,
 }
 
@@ -77,6 +79,7 @@ pub fn parse_unload(sql: &str) -> Result<UnloadPlan, String> {
         manifest: None,
         max_file_size: DEFAULT_FILE_SIZE,
         allow_overwrite: false,
+        parallel: true,
         iam_role: auth.map(|kind| match kind {
             IamRoleKind::Default => "default".to_owned(),
             IamRoleKind::Arn(arn) => arn,
@@ -106,6 +109,7 @@ pub fn parse_unload(sql: &str) -> Result<UnloadPlan, String> {
             CopyLegacyOption::Zstd => plan.compression = Compression::Zstd,
             CopyLegacyOption::Manifest { verbose } => plan.manifest = Some(verbose),
             CopyLegacyOption::AllowOverwrite => plan.allow_overwrite = true,
+            CopyLegacyOption::Parallel(on) => plan.parallel = on.unwrap_or(true),
             CopyLegacyOption::IamRole(kind) => {
                 plan.iam_role = Some(match kind {
                     IamRoleKind::Default => "default".to_owned(),
@@ -168,6 +172,7 @@ mod tests {
             compression,
             max_file_size_mb: 16,
             allow_overwrite: true,
+            parallel: format != Format::Json,
         }
     }
 
@@ -187,6 +192,11 @@ mod tests {
             assert_eq!(plan.manifest, Some(true));
             assert_eq!(plan.max_file_size, 16 * 1024 * 1024);
             assert!(plan.allow_overwrite);
+            assert_eq!(
+                plan.parallel,
+                format != Format::Json,
+                "PARALLEL OFF read back"
+            );
             assert_eq!(
                 plan.iam_role.as_deref(),
                 Some("arn:aws:iam::000000000000:role/unload")
