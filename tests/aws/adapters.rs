@@ -389,3 +389,59 @@ async fn data_api_runs_on_a_cluster_or_a_workgroup_and_cancels() {
         Err(PortError::NotFound(_))
     ));
 }
+
+#[tokio::test]
+async fn the_data_api_forgets_client_tokens_and_unload_refuses_a_used_prefix() {
+    let clock = std::sync::Arc::new(export_core::testing::ManualClock::at(1_000_000));
+    let tokens = export_local::warehouse::ClientTokens {
+        clock: clock.clone(),
+        lifetime: Duration::from_secs(3600),
+    };
+    let h = Harness::start_with(|o| o.data_api.client_tokens = tokens).await;
+    let warehouse = DataApiWarehouse::new(
+        h.emulator.clients.redshift.clone(),
+        Target::Workgroup {
+            name: WORKGROUP.into(),
+            secret_arn: None,
+        },
+        DATABASE,
+    );
+    let sql = format!(
+        "UNLOAD ('SELECT 1 AS n') TO 's3://{}/late/' IAM_ROLE default FORMAT AS CSV HEADER MANIFEST VERBOSE",
+        h.emulator.results_bucket
+    );
+    let request = |token: &str| StatementRequest {
+        sql: sql.clone(),
+        client_token: token.into(),
+        name: "late".into(),
+    };
+    let ended = |id: String| {
+        let warehouse = &warehouse;
+        async move {
+            eventually("the statement to end", Duration::from_secs(30), || async {
+                let status = warehouse.describe(&id).await.unwrap();
+                match status.state {
+                    StatementState::Finished | StatementState::Failed => Ok(status),
+                    _ => Err(status),
+                }
+            })
+            .await
+        }
+    };
+    let first = warehouse.execute(&request("first")).await.unwrap();
+    assert_eq!(ended(first.clone()).await.state, StatementState::Finished);
+    // Within the token's life, a retry names the statement already run.
+    clock.advance(Duration::from_secs(1800));
+    assert_eq!(warehouse.execute(&request("first")).await.unwrap(), first);
+    // A new token is a new statement, and it finds the prefix full: "By default, UNLOAD
+    // fails if it finds files that it would possibly overwrite" (UNLOAD).
+    let second = warehouse.execute(&request("second")).await.unwrap();
+    let status = ended(second).await;
+    assert_eq!(status.state, StatementState::Failed);
+    assert!(status.error.unwrap().contains("is not empty"));
+    // Past its life, the first token is forgotten: the retry is a statement of its own.
+    clock.advance(Duration::from_secs(3600));
+    let late = warehouse.execute(&request("first")).await.unwrap();
+    assert_ne!(late, first);
+    assert_eq!(ended(late).await.state, StatementState::Failed);
+}

@@ -75,6 +75,9 @@ struct JobItem {
     expires_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     statement_id: Option<String>,
+    /// Absent on items from before attempts, and for a first attempt.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    unload_attempt: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rows: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,6 +92,10 @@ struct JobItem {
     notified_at: Option<Millis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     unsettled: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One event of a job's history.
@@ -184,6 +191,7 @@ fn decode_job(item: Item) -> PortResult<Job> {
         created_at: item.created_at,
         updated_at: item.updated_at,
         statement_id: item.statement_id,
+        unload_attempt: item.unload_attempt,
         rows: item.rows,
         bytes: item.bytes,
         archive_object,
@@ -207,6 +215,9 @@ fn update_attributes(update: &JobUpdate) -> Vec<(&'static str, AttributeValue)> 
     let mut out = Vec::new();
     if let Some(v) = &update.statement_id {
         out.push(("statement_id", s(v)));
+    }
+    if let Some(v) = update.unload_attempt {
+        out.push(("unload_attempt", n(v)));
     }
     if let Some(v) = update.rows {
         out.push(("rows", n(v)));
@@ -256,6 +267,7 @@ impl DynamoControlTable {
             updated_at: job.updated_at,
             expires_at: self.expires_at(job.created_at),
             statement_id: job.statement_id.clone(),
+            unload_attempt: job.unload_attempt,
             rows: job.rows,
             bytes: job.bytes,
             archive_bucket: job.archive_object.as_ref().map(|o| o.bucket.clone()),
@@ -696,6 +708,7 @@ mod tests {
             created_at: 1_000,
             updated_at: 2_000,
             statement_id: Some("s1".into()),
+            unload_attempt: 0,
             rows: None,
             bytes: None,
             archive_object: None,

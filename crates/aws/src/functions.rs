@@ -164,6 +164,8 @@ fn unload_settings(env: &mut Env, for_unload: bool) -> UnloadSettings {
         iam_role: String::new(),
         max_file_size_mb: 256,
         statement_prefix: env.required("STATEMENT_NAME_PREFIX"),
+        // Well inside any plausible life of a Data API client token.
+        restart_after: env.seconds("RESTART_AFTER_SECONDS", 600, 86_400),
     };
     if for_unload {
         settings.iam_role = env.required("UNLOAD_IAM_ROLE");

@@ -4,7 +4,7 @@
 use crate::domain::Millis;
 
 /// Milliseconds since the Unix epoch, from wherever the deployment says time comes from.
-pub trait Clock: Send + Sync {
+pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> Millis;
 }
 

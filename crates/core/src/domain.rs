@@ -277,6 +277,10 @@ pub struct Job {
     pub updated_at: Millis,
     /// The warehouse statement running the UNLOAD, once started.
     pub statement_id: Option<String>,
+    /// Which start of the job that statement is: each has its own client token and its own
+    /// UNLOAD prefix (see `UnloadSettings::attempt_at`). 0 for jobs from before attempts.
+    #[serde(default)]
+    pub unload_attempt: u32,
     pub rows: Option<u64>,
     pub bytes: Option<u64>,
     /// The packaged archive, once written.
@@ -313,6 +317,7 @@ impl JobEvent {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct JobUpdate {
     pub statement_id: Option<String>,
+    pub unload_attempt: Option<u32>,
     pub rows: Option<u64>,
     pub bytes: Option<u64>,
     pub archive_object: Option<ObjectRef>,
@@ -336,6 +341,9 @@ impl Job {
         self.updated_at = at;
         if let Some(v) = &update.statement_id {
             self.statement_id = Some(v.clone());
+        }
+        if let Some(v) = update.unload_attempt {
+            self.unload_attempt = v;
         }
         if let Some(v) = update.rows {
             self.rows = Some(v);

@@ -15,6 +15,10 @@ pub struct UnloadSettings {
     /// Starts the name of every statement this deployment runs (then the request id), so its
     /// statement events can be told from any other statement's by name alone.
     pub statement_prefix: String,
+    /// A start this long after the job was created is a new attempt, with a client token and
+    /// a prefix of its own: the Data API's client token protects a retry only for a while
+    /// (how long is not documented), and UNLOAD refuses a prefix an earlier statement filled.
+    pub restart_after: std::time::Duration,
 }
 
 /// How the poller follows statements and hands out results.

@@ -14,7 +14,7 @@ use datafusion::execution::context::SessionContext;
 use export_core::ports::{
     ObjectStore, PortError, QueueSender, StatementRequest, StatementState, Warehouse,
 };
-use export_local::warehouse::{redshift_session, DataFusionWarehouse};
+use export_local::warehouse::{redshift_session, ClientTokens, DataFusionWarehouse};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -36,6 +36,8 @@ pub struct DataApiOptions {
     pub workgroups: Vec<String>,
     /// Time each statement waits before it runs (a busy cluster).
     pub statement_delay: Duration,
+    /// How long a `ClientToken` names its statement, on which clock.
+    pub client_tokens: ClientTokens,
 }
 
 /// One `ExecuteStatement` call as it was answered.
@@ -89,6 +91,7 @@ impl DataApiServer {
             objects,
             events,
             options.statement_delay,
+            options.client_tokens.clone(),
         )?;
         let api = Arc::new(DataApi {
             warehouse,

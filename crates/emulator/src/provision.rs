@@ -13,6 +13,8 @@ use export_aws::dynamodb::schema;
 use export_aws::s3::S3ObjectStore;
 use export_aws::sqs::SqsQueues;
 use export_aws::{Clients, Env};
+use export_core::clock::SystemClock;
+use export_local::warehouse::{ClientTokens, CLIENT_TOKEN_LIFETIME};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,6 +53,10 @@ impl EmulatorOptions {
                 clusters: vec![CLUSTER_ID.into()],
                 workgroups: vec![WORKGROUP.into()],
                 statement_delay: Duration::ZERO,
+                client_tokens: ClientTokens {
+                    clock: Arc::new(SystemClock),
+                    lifetime: CLIENT_TOKEN_LIFETIME,
+                },
             },
             visibility_timeout: Duration::from_secs(30),
         }

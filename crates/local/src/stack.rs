@@ -7,7 +7,9 @@ use crate::outbox::OutboxMailer;
 use crate::sigv4::{LocalIdentity, Verifier};
 use crate::sqlite::SqliteStore;
 use crate::tables;
-use crate::warehouse::{redshift_session, DataFusionWarehouse};
+use crate::warehouse::{
+    redshift_session, ClientTokens, DataFusionWarehouse, CLIENT_TOKEN_LIFETIME,
+};
 use anyhow::Context;
 use export_core::catalog::Catalog;
 use export_core::clock::{Clock, SystemClock};
@@ -26,6 +28,9 @@ use tokio_util::sync::CancellationToken;
 pub const RESULTS_BUCKET: &str = "export-results";
 /// The local stack's statements are named `local:<request id>`.
 pub const STATEMENT_PREFIX: &str = "local:";
+/// A start this long after a job's creation is a new attempt (see `UnloadSettings`); the local
+/// warehouse keeps client tokens longer ([`crate::warehouse::CLIENT_TOKEN_LIFETIME`]).
+pub const RESTART_AFTER: Duration = Duration::from_secs(600);
 pub const DOWNLOADS_BUCKET: &str = "export-downloads";
 
 /// Everything the local stack can be told.
@@ -130,6 +135,10 @@ impl LocalStack {
             Arc::new(objects.clone()),
             Arc::new(store.clone()),
             config.statement_delay,
+            ClientTokens {
+                clock: Arc::new(SystemClock),
+                lifetime: CLIENT_TOKEN_LIFETIME,
+            },
         )?);
 
         let listener = tokio::net::TcpListener::bind(config.addr)
@@ -144,6 +153,7 @@ impl LocalStack {
             iam_role: "arn:aws:iam::000000000000:role/local-unload".into(),
             max_file_size_mb: config.max_file_size_mb,
             statement_prefix: STATEMENT_PREFIX.into(),
+            restart_after: RESTART_AFTER,
         };
         let delivery = DeliverySettings {
             downloads_bucket: DOWNLOADS_BUCKET.into(),

@@ -50,6 +50,7 @@ pub async fn record_start(
     control: &dyn ControlTable,
     request_id: &str,
     statement_id: &str,
+    unload_attempt: u32,
     at: Millis,
 ) -> Result<Option<(JobUpdate, Millis)>, PortError> {
     let event = JobEvent::new(
@@ -60,6 +61,7 @@ pub async fn record_start(
     );
     let update = JobUpdate {
         statement_id: Some(statement_id.to_owned()),
+        unload_attempt: Some(unload_attempt),
         ..JobUpdate::default()
     };
     let won = control

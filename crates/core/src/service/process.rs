@@ -57,10 +57,11 @@ impl Processor {
             Ok(rendered) => rendered,
             Err(message) => return self.fail(&request_id, "render", message).await,
         };
+        let attempt = self.unload.attempt_at(job.created_at, self.clock.now());
         let sql = render_unload(
             &select,
             &UnloadOptions {
-                target: self.unload.job_prefix(&request_id),
+                target: self.unload.attempt_prefix(&request_id, attempt),
                 iam_role: self.unload.iam_role.clone(),
                 format: job.format,
                 compression: job.compression,
@@ -71,8 +72,8 @@ impl Processor {
         );
         let statement = StatementRequest {
             sql,
-            client_token: request_id.clone(),
-            name: self.unload.statement_name(&request_id),
+            client_token: self.unload.client_token(&request_id, attempt),
+            name: self.unload.statement_name(&request_id, attempt),
         };
         let statement_id = match self.warehouse.execute(&statement).await {
             Ok(id) => id,
@@ -85,6 +86,7 @@ impl Processor {
             self.control.as_ref(),
             &request_id,
             &statement_id,
+            attempt,
             self.clock.now(),
         )
         .await?;
@@ -92,17 +94,19 @@ impl Processor {
             tracing::info!(request_id, statement_id, "statement started");
             return self.schedule_poll(&request_id).await;
         }
-        // Lost the race: most likely a cancel arrived while the statement was being started.
+        // Lost the race: a cancel arrived while the statement was being started, or another
+        // attempt's statement was recorded first. Either way this one is not wanted.
         let now = self.control.get_job(&request_id).await?;
         if now
             .as_ref()
-            .is_some_and(|j| j.status == JobStatus::Cancelled)
+            .is_some_and(|j| j.statement_id.as_deref() != Some(statement_id.as_str()))
         {
             let _ = self.warehouse.cancel(&statement_id).await;
             tracing::info!(
                 request_id,
                 statement_id,
-                "job was cancelled while starting; statement cancelled"
+                recorded = ?now.and_then(|j| j.statement_id),
+                "the job was cancelled or follows another statement; this one cancelled"
             );
         }
         Ok(())

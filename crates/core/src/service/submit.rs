@@ -246,6 +246,7 @@ impl Submissions {
             created_at: now,
             updated_at: now,
             statement_id: None,
+            unload_attempt: 0,
             rows: None,
             bytes: None,
             archive_object: None,

@@ -52,6 +52,7 @@ pub fn queued_job(request_id: &str, owner: &Owner, created_at: Millis) -> Job {
         created_at,
         updated_at: created_at,
         statement_id: None,
+        unload_attempt: 0,
         rows: None,
         bytes: None,
         archive_object: None,
@@ -181,6 +182,7 @@ pub async fn transitions_are_conditional_on_the_current_status(control: &dyn Con
     let id = &job.request_id;
     let start = JobUpdate {
         statement_id: Some("s1".into()),
+        unload_attempt: Some(2),
         ..JobUpdate::default()
     };
     assert!(control
@@ -239,6 +241,7 @@ pub async fn transitions_are_conditional_on_the_current_status(control: &dyn Con
         status: JobStatus::Succeeded,
         updated_at: 2_500,
         statement_id: Some("s1".into()),
+        unload_attempt: 2,
         rows: Some(7),
         bytes: Some(1234),
         archive_object: Some(archive),

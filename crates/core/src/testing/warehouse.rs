@@ -51,6 +51,14 @@ impl FakeWarehouse {
             .map(|(id, _)| id.clone())
     }
 
+    /// The name a statement was started under.
+    pub fn name_of(&self, statement_id: &str) -> Option<String> {
+        self.state()
+            .statements
+            .get(statement_id)
+            .map(|s| s.request.name.clone())
+    }
+
     pub fn sql(&self, statement_id: &str) -> Option<String> {
         self.state()
             .statements

@@ -76,6 +76,7 @@ impl World {
             iam_role: "arn:aws:iam::123456789012:role/unload".into(),
             max_file_size_mb: 256,
             statement_prefix: STATEMENT_PREFIX.into(),
+            restart_after: Duration::from_secs(600),
         };
         let mut delivery = DeliverySettings {
             downloads_bucket: DOWNLOADS_BUCKET.into(),
@@ -251,25 +252,55 @@ impl World {
         );
     }
 
-    /// Where UNLOAD writes the job's output.
+    /// Where UNLOAD writes the output of the job's first start.
     pub fn job_prefix(&self, request_id: &str) -> ObjectRef {
         self.processor.unload.job_prefix(request_id)
     }
 
-    /// The statement started for the job, if any.
+    /// The statement of the job's latest start, if any.
     pub fn statement_of(&self, request_id: &str) -> Option<String> {
+        let unload = &self.processor.unload;
         self.warehouse
-            .statement_named(&self.processor.unload.statement_name(request_id))
+            .executions()
+            .iter()
+            .rev()
+            .find(|r| {
+                unload
+                    .attempt_of(&r.name)
+                    .is_some_and(|(id, _)| id == request_id)
+            })
+            .and_then(|r| self.warehouse.statement_named(&r.name))
     }
 
-    /// What a finished UNLOAD leaves: one CSV part per item of `parts` (each a header and its
-    /// rows) and a verbose manifest counting as Redshift's does with HEADER (each file's
-    /// header line included); the statement is FINISHED. Returns the statement id.
+    /// The job and attempt a statement was started for.
+    fn attempt_of_statement(&self, statement: &str) -> (String, u32) {
+        let name = self
+            .warehouse
+            .name_of(statement)
+            .unwrap_or_else(|| panic!("no statement {statement}"));
+        let (request_id, attempt) = self
+            .processor
+            .unload
+            .attempt_of(&name)
+            .unwrap_or_else(|| panic!("statement {statement} is not a job's: {name}"));
+        (request_id.to_owned(), attempt)
+    }
+
+    /// [`Self::finish`] for the statement of the job's latest start.
     pub fn finish_statement(&self, request_id: &str, parts: &[&[&str]]) -> String {
         let statement = self
             .statement_of(request_id)
             .unwrap_or_else(|| panic!("no statement was started for {request_id}"));
-        let prefix = self.job_prefix(request_id);
+        self.finish(&statement, parts);
+        statement
+    }
+
+    /// What a finished UNLOAD leaves under its attempt's prefix: one CSV part per item of
+    /// `parts` (each a header and its rows) and a verbose manifest counting as Redshift's does
+    /// with HEADER (each file's header line included); the statement is FINISHED.
+    pub fn finish(&self, statement: &str, parts: &[&[&str]]) {
+        let (request_id, attempt) = self.attempt_of_statement(statement);
+        let prefix = self.processor.unload.attempt_prefix(&request_id, attempt);
         let mut entries = Vec::new();
         let mut total_rows = 0;
         let mut total_lines = 0;
@@ -299,22 +330,26 @@ impl World {
             manifest.to_string(),
         );
         self.warehouse
-            .set_state(&statement, StatementState::Finished, Some(total_rows), None);
-        statement
+            .set_state(statement, StatementState::Finished, Some(total_rows), None);
     }
 
-    /// The statement's status-change event, as the EventBridge rule puts it on the polls queue.
+    /// The status-change event of the statement of the job's latest start.
     pub async fn announce(&self, request_id: &str) {
         let statement = self
             .statement_of(request_id)
             .expect("a statement to announce");
-        let state = crate::ports::Warehouse::describe(self.warehouse.as_ref(), &statement)
+        self.announce_statement(&statement).await;
+    }
+
+    /// A statement's status-change event, as the EventBridge rule puts it on the polls queue.
+    pub async fn announce_statement(&self, statement: &str) {
+        let state = crate::ports::Warehouse::describe(self.warehouse.as_ref(), statement)
             .await
             .expect("the statement exists")
             .state;
         let event = Message::Poll(PollMessage::StatementEvent(StatementEvent {
-            statement_id: statement,
-            statement_name: Some(self.processor.unload.statement_name(request_id)),
+            statement_id: statement.to_owned(),
+            statement_name: self.warehouse.name_of(statement),
             state: state.as_str().to_owned(),
             rows: None,
         }));

@@ -4,7 +4,7 @@
 use super::*;
 use export_core::clock::Clock;
 use export_core::domain::JobStatus;
-use export_core::messages::Message;
+use export_core::messages::{Message, PollMessage};
 use export_core::ports::{PortError, QueueSender, StatementState, Warehouse};
 use export_core::testing::{World, STATEMENT_PREFIX};
 use std::time::Duration;
@@ -149,4 +149,61 @@ async fn a_cancel_landing_while_the_statement_starts_cancels_the_statement() {
         "a cancelled job sends no notice"
     );
     assert_eq!(world.job(&request_id).await.status, JobStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn a_late_restart_is_an_attempt_of_its_own_and_the_earlier_statement_is_ignored() {
+    let world = World::new();
+    let request_id = submit(&world, 1).await;
+    // The statement starts but the write of RUNNING fails, and then the start's messages are
+    // lost (a crash past the last retry): the job stays QUEUED, its statement unrecorded.
+    world
+        .control
+        .faults
+        .fail("transition", PortError::Unavailable("throttled".into()), 1);
+    let outcomes = world.deliver(QueueName::Requests).await;
+    assert!(
+        matches!(outcomes[..], [Delivered::Requeued(_)]),
+        "{outcomes:?}"
+    );
+    let first = world.statement_of(&request_id).unwrap();
+    for message in world.queue.waiting(QueueName::Requests) {
+        world.queue.ack(message.id);
+    }
+    // Twenty minutes on, past the restart window, the sweep starts the job again: a new
+    // client token, so a new statement, writing under a prefix of its own.
+    world.clock.advance(Duration::from_secs(1200));
+    world
+        .queue
+        .send(&Message::Poll(PollMessage::Sweep), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(world.deliver(QueueName::Polls).await, [Delivered::Done]);
+    assert_eq!(world.deliver(QueueName::Requests).await, [Delivered::Done]);
+    let second = world.statement_of(&request_id).unwrap();
+    assert_ne!(first, second);
+    let sql = world.warehouse.sql(&second).unwrap();
+    assert!(
+        sql.contains(&format!("TO 's3://results/exports/{request_id}/2/'")),
+        "{sql}"
+    );
+    assert!(!sql.contains("ALLOWOVERWRITE"), "{sql}");
+    let job = world.job(&request_id).await;
+    assert_eq!(
+        (job.status, job.statement_id.as_deref(), job.unload_attempt),
+        (JobStatus::Running, Some(second.as_str()), 2)
+    );
+    // Both statements finish, and the earlier one's event arrives as well: the job takes
+    // the output of the statement it follows, and only that.
+    world.finish(&first, &[&["1,stale", "2,stale"]]);
+    world.finish(&second, &[&["1,one"]]);
+    world.announce_statement(&first).await;
+    world.announce_statement(&second).await;
+    world.run_until_quiet(50).await;
+    let job = world.job(&request_id).await;
+    assert_eq!(
+        (job.status, job.rows, job.statement_id.as_deref()),
+        (JobStatus::Succeeded, Some(1), Some(second.as_str()))
+    );
+    assert_eq!(world.mailer.sent_about(&request_id).len(), 1);
 }

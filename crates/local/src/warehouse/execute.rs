@@ -8,18 +8,20 @@ use bytes::Bytes;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::context::{SQLOptions, SessionContext};
 use export_core::domain::ObjectRef;
-use export_core::ports::ObjectStore;
+use export_core::ports::{ObjectStore, PortError};
 use futures::StreamExt;
 use std::sync::Arc;
 
 /// The slices of the emulated cluster: each writes its own files under PARALLEL ON.
 pub const SLICES: usize = 4;
 
-/// Runs the UNLOAD `sql`: returns the rows written, or Redshift-like error text.
+/// Runs the UNLOAD `sql`: returns the rows written, or Redshift-like error text. `resumed`
+/// (the same statement carried on after a restart) may replace the files it wrote before.
 pub async fn unload(
     ctx: &SessionContext,
     objects: &dyn ObjectStore,
     sql: &str,
+    resumed: bool,
 ) -> Result<u64, String> {
     let plan = parse_unload(sql)?;
     export_core::sql::parse_query(&plan.query)
@@ -45,6 +47,22 @@ pub async fn unload(
     let mut writers: Vec<PartWriter> = (0..slices)
         .map(|slice| PartWriter::new(objects, &plan, schema.clone(), slice))
         .collect();
+    // "By default, UNLOAD fails if it finds files that it would possibly overwrite. If
+    // ALLOWOVERWRITE is specified, UNLOAD overwrites existing files, including the manifest
+    // file." (UNLOAD)
+    if !plan.allow_overwrite && !resumed {
+        let mut keys: Vec<String> = writers.iter().map(PartWriter::first_part_key).collect();
+        if plan.manifest.is_some() {
+            keys.push(format!("{}manifest", plan.target.key));
+        }
+        for key in keys {
+            match objects.get(&ObjectRef::new(&plan.target.bucket, key)).await {
+                Err(PortError::NotFound(_)) => {}
+                Ok(_) => return Err("ERROR: Specified unload destination on S3 is not empty. Consider using a different bucket / prefix, manually removing the target files in S3, or using the ALLOWOVERWRITE option.".into()),
+                Err(e) => return Err(format!("ERROR: reading the UNLOAD target failed: {e}")),
+            }
+        }
+    }
     let mut dealt = 0;
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| format!("ERROR: {e}"))?;
@@ -117,7 +135,7 @@ mod tests {
         let sorted: Vec<i64> = (1..=40000).rev().collect();
 
         assert_eq!(
-            unload(&ctx, &objects, &statement("on/", "")).await,
+            unload(&ctx, &objects, &statement("on/", ""), false).await,
             Ok(40000)
         );
         let files = objects.keys("b", "on/");
@@ -133,7 +151,7 @@ mod tests {
         );
 
         assert_eq!(
-            unload(&ctx, &objects, &statement("off/", "PARALLEL OFF")).await,
+            unload(&ctx, &objects, &statement("off/", "PARALLEL OFF"), false).await,
             Ok(40000)
         );
         assert!(objects
@@ -141,5 +159,23 @@ mod tests {
             .iter()
             .all(|k| !k.starts_with("off/0001")));
         assert_eq!(rows_in_manifest_order(&objects, "off/"), sorted);
+    }
+
+    #[tokio::test]
+    async fn a_second_unload_into_a_used_target_fails_unless_it_may_overwrite() {
+        let ctx = crate::warehouse::redshift_session().unwrap();
+        let objects = MemoryObjectStore::default();
+        let sql = |options: &str| {
+            format!("UNLOAD ('SELECT 1 AS n') TO 's3://b/used/' IAM_ROLE default FORMAT AS CSV HEADER MANIFEST VERBOSE {options}")
+        };
+        assert_eq!(unload(&ctx, &objects, &sql(""), false).await, Ok(1));
+        let refused = unload(&ctx, &objects, &sql(""), false).await.unwrap_err();
+        assert!(refused.contains("is not empty"), "{refused}");
+        assert_eq!(
+            unload(&ctx, &objects, &sql("ALLOWOVERWRITE"), false).await,
+            Ok(1)
+        );
+        // The same statement carried on after a restart replaces its own parts.
+        assert_eq!(unload(&ctx, &objects, &sql(""), true).await, Ok(1));
     }
 }

@@ -15,7 +15,12 @@ pub mod statements;
 mod supervisor;
 pub mod unload;
 
-pub use statements::StatementDetails;
+pub use statements::{ClientTokens, StatementDetails};
+
+/// How long the local warehouse's client tokens name their statement unless told otherwise:
+/// longer than the processor's restart window, as the Data API's must be for its retries to
+/// be safe.
+pub const CLIENT_TOKEN_LIFETIME: Duration = Duration::from_secs(8 * 3600);
 
 use async_trait::async_trait;
 use datafusion::execution::context::{SessionConfig, SessionContext};
@@ -53,11 +58,12 @@ impl DataFusionWarehouse {
         objects: Arc<dyn ObjectStore>,
         events: Arc<dyn QueueSender>,
         queue_delay: Duration,
+        tokens: ClientTokens,
     ) -> anyhow::Result<DataFusionWarehouse> {
         Ok(DataFusionWarehouse {
             inner: Arc::new(Inner {
                 ctx,
-                log: StatementLog::open(statements_db)?,
+                log: StatementLog::open(statements_db, tokens)?,
                 objects,
                 events,
                 tasks: Supervisor::default(),
@@ -122,7 +128,8 @@ impl Inner {
                     .log
                     .set_state(id, StatementState::Started, None, None)
                     .await;
-                execute::unload(&self.ctx, self.objects.as_ref(), &work.sql).await
+                // A statement carried on after a restart may find its own earlier parts.
+                execute::unload(&self.ctx, self.objects.as_ref(), &work.sql, work.resumed).await
             }
             Err(e) => Err(e.to_string()),
         };

@@ -201,6 +201,11 @@ impl<'a> PartWriter<'a> {
         Ok(())
     }
 
+    /// The name of the slice's first part: the file UNLOAD would overwrite first.
+    pub fn first_part_key(&self) -> String {
+        self.part_key(0)
+    }
+
     /// Whether any row came this slice's way.
     pub fn has_rows(&self) -> bool {
         self.open.is_some() || !self.written.is_empty()

@@ -2,7 +2,7 @@
 //! file of its own, so statements outlive the process that started them as Redshift's outlive
 //! the Lambda that sent them.
 
-use export_core::clock::system_millis;
+use export_core::clock::{system_millis, Clock};
 use export_core::ports::{
     PortError, PortResult, StatementRequest, StatementState, StatementStatus,
 };
@@ -40,11 +40,24 @@ pub struct StatementWork {
     pub sql: String,
     pub name: Option<String>,
     pub with_event: bool,
+    /// It had started before: this run carries on one a stopped process left unfinished.
+    pub resumed: bool,
 }
 
 #[derive(Clone)]
 pub struct StatementLog {
     db: tokio_rusqlite::Connection,
+    tokens: ClientTokens,
+}
+
+/// How long a client token names its statement. The Data API's reference says a token
+/// ensures "the idempotency of the request" and not for how long, so the emulated warehouse
+/// forgets one after `lifetime`, on `clock`: a retry later than that starts a new statement,
+/// which is what a caller must be ready for.
+#[derive(Clone, Debug)]
+pub struct ClientTokens {
+    pub clock: std::sync::Arc<dyn Clock>,
+    pub lifetime: std::time::Duration,
 }
 
 fn port_error(e: tokio_rusqlite::Error) -> PortError {
@@ -52,7 +65,7 @@ fn port_error(e: tokio_rusqlite::Error) -> PortError {
 }
 
 impl StatementLog {
-    pub fn open(path: &Path) -> anyhow::Result<StatementLog> {
+    pub fn open(path: &Path, tokens: ClientTokens) -> anyhow::Result<StatementLog> {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -68,6 +81,7 @@ impl StatementLog {
         }
         Ok(StatementLog {
             db: tokio_rusqlite::Connection::from(conn),
+            tokens,
         })
     }
 
@@ -87,8 +101,15 @@ impl StatementLog {
     ) -> PortResult<(String, bool)> {
         let token = request.client_token.clone();
         let request = request.clone();
+        let now = self.tokens.clock.now();
+        let forgotten_before = now - self.tokens.lifetime.as_millis() as i64;
         let outcome = self
             .call(move |db| {
+                // A token past its lifetime names nothing any more.
+                db.execute(
+                    "UPDATE statements SET client_token = NULL WHERE client_token = ?1 AND created_at <= ?2",
+                    params![request.client_token, forgotten_before],
+                )?;
                 let existing: Option<(String, String)> = db
                     .query_row(
                         "SELECT id, sql FROM statements WHERE client_token = ?1",
@@ -100,7 +121,6 @@ impl StatementLog {
                     return Ok(Err((id, sql == request.sql)));
                 }
                 let id = uuid::Uuid::new_v4().to_string();
-                let now = system_millis();
                 db.execute(
                     "INSERT INTO statements (id, client_token, name, sql, state, created_at, updated_at, with_event) VALUES (?1, ?2, ?3, ?4, 'SUBMITTED', ?5, ?5, ?6)",
                     params![id, request.client_token, request.name, request.sql, now, with_event],
@@ -140,13 +160,14 @@ impl StatementLog {
         let id = id.to_owned();
         self.call(move |db| {
             db.query_row(
-                "SELECT sql, name, with_event FROM statements WHERE id = ?1",
+                "SELECT sql, name, with_event, state = 'STARTED' FROM statements WHERE id = ?1",
                 params![id],
                 |r| {
                     Ok(StatementWork {
                         sql: r.get(0)?,
                         name: r.get(1)?,
                         with_event: r.get(2)?,
+                        resumed: r.get(3)?,
                     })
                 },
             )
