@@ -179,7 +179,8 @@ async fn s3_uploads_in_parts_reads_back_and_presigns() {
     let url = store
         .presign_get(&small, Duration::from_secs(600), "export.txt")
         .await
-        .unwrap();
+        .unwrap()
+        .url;
     assert!(url.contains("X-Amz-Expires=600"), "{url}");
     // S3 names the download after the export (moto ignores the override; S3 honours it).
     assert!(
@@ -444,4 +445,95 @@ async fn the_data_api_forgets_client_tokens_and_unload_refuses_a_used_prefix() {
     let late = warehouse.execute(&request("first")).await.unwrap();
     assert_ne!(late, first);
     assert_eq!(ended(late).await.state, StatementState::Failed);
+}
+
+#[tokio::test]
+async fn links_expire_with_their_signer_and_a_kept_access_key_signs_for_days() {
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    use export_aws::s3::LinkSigner;
+    let h = Harness::start().await;
+    let sdk = export_emulator::provision::sdk_config(&super::moto().endpoint).await;
+    let object = ObjectRef::new(&h.emulator.downloads_bucket, "archives/linked.txt");
+    S3ObjectStore::new(h.emulator.clients.s3.clone())
+        .put(&object, Bytes::from_static(b"linked"), "text/plain")
+        .await
+        .unwrap();
+    let signer = |credentials: aws_credential_types::Credentials, sdk: &aws_config::SdkConfig| {
+        let provider = SharedCredentialsProvider::new(credentials);
+        let config = aws_sdk_s3::config::Builder::from(sdk)
+            .credentials_provider(provider.clone())
+            .force_path_style(true)
+            .build();
+        LinkSigner {
+            client: aws_sdk_s3::Client::from_conf(config),
+            credentials: Some(provider),
+        }
+    };
+
+    // A role's temporary credentials, thirty minutes from expiring: an hour's link works for
+    // thirty minutes only, and says so.
+    let expiry = std::time::SystemTime::now() + Duration::from_secs(1800);
+    let session = aws_credential_types::Credentials::new(
+        "ASIAEXAMPLE",
+        "secret",
+        Some("session-token".into()),
+        Some(expiry),
+        "test",
+    );
+    let store =
+        S3ObjectStore::new(h.emulator.clients.s3.clone()).with_link_signer(signer(session, &sdk));
+    let link = store
+        .presign_get(&object, Duration::from_secs(3600), "linked.txt")
+        .await
+        .unwrap();
+    let expiry_ms = expiry
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert_eq!(link.signer_expires_at, Some(expiry_ms));
+    assert!(link.url.contains("X-Amz-Security-Token="), "{}", link.url);
+
+    // The access key kept in Secrets Manager for links, as the template's LongLivedLinks
+    // option keeps it: its links last the seven days asked for.
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let name = format!("{}-link-signer", h.emulator.downloads_bucket);
+    let secret = secrets
+        .create_secret()
+        .name(&name)
+        .secret_string(r#"{"AccessKeyId":"AKIALINKSIGNER","SecretAccessKey":"kept-for-links"}"#)
+        .send()
+        .await
+        .unwrap();
+    let kept =
+        export_aws::functions::link_signer_from_secret(&secrets, &sdk, secret.arn().unwrap(), true)
+            .await
+            .unwrap();
+    let store = S3ObjectStore::new(h.emulator.clients.s3.clone()).with_link_signer(kept);
+    let link = store
+        .presign_get(&object, Duration::from_secs(7 * 24 * 3600), "linked.txt")
+        .await
+        .unwrap();
+    assert_eq!(link.signer_expires_at, None);
+    assert!(
+        link.url.contains("X-Amz-Credential=AKIALINKSIGNER"),
+        "{}",
+        link.url
+    );
+    assert!(link.url.contains("X-Amz-Expires=604800"), "{}", link.url);
+    assert!(!link.url.contains("X-Amz-Security-Token"), "{}", link.url);
+    let response = reqwest::get(&link.url).await.unwrap();
+    assert_eq!(response.bytes().await.unwrap(), "linked");
+    // A secret that is not an access key stops the function at init, naming it.
+    let broken = secrets
+        .create_secret()
+        .name(format!("{name}-broken"))
+        .secret_string("not json")
+        .send()
+        .await
+        .unwrap();
+    let error =
+        export_aws::functions::link_signer_from_secret(&secrets, &sdk, broken.arn().unwrap(), true)
+            .await
+            .unwrap_err();
+    assert!(error.contains("is not an access key"), "{error}");
 }

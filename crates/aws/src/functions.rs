@@ -4,10 +4,12 @@
 use crate::dynamodb::DynamoControlTable;
 use crate::env::Env;
 use crate::redshift::{ClusterCredentials, DataApiWarehouse, Target};
-use crate::s3::{S3ObjectStore, MAX_LINK_TTL};
+use crate::s3::{LinkSigner, S3ObjectStore, MAX_LINK_TTL};
 use crate::ses::SesMailer;
 use crate::sqs::{SqsQueues, MAX_DELAY};
 use aws_config::SdkConfig;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use export_core::catalog::Catalog;
 use export_core::clock::{Clock, SystemClock};
 use export_core::identity::RoleOwner;
@@ -24,12 +26,16 @@ pub struct Clients {
     pub redshift: aws_sdk_redshiftdata::Client,
     pub s3: aws_sdk_s3::Client,
     pub ses: aws_sdk_sesv2::Client,
+    /// What presigns download links: the function's own credentials, or the access key kept
+    /// for it in Secrets Manager when the deployment has one (`LINK_SIGNER_SECRET_ARN`).
+    pub link_signer: LinkSigner,
 }
 
 impl Clients {
     /// Loads the SDK configuration the standard way: environment, profile, container or
-    /// instance credentials; `AWS_ENDPOINT_URL[_<SERVICE>]` for endpoints.
-    pub async fn from_environment() -> Clients {
+    /// instance credentials; `AWS_ENDPOINT_URL[_<SERVICE>]` for endpoints. Fails if the link
+    /// signer's secret cannot be read.
+    pub async fn from_environment() -> Result<Clients, String> {
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         // Emulators and most S3-compatible endpoints serve buckets by path, not by host name.
         let custom_endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
@@ -43,21 +49,81 @@ impl Clients {
             let data_api = data_api_config(&sdk, role.trim()).await;
             clients.redshift = aws_sdk_redshiftdata::Client::new(&data_api);
         }
-        clients
+        if let Some(secret) = std::env::var("LINK_SIGNER_SECRET_ARN")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        {
+            let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+            clients.link_signer =
+                link_signer_from_secret(&secrets, &sdk, secret.trim(), custom_endpoint).await?;
+        }
+        Ok(clients)
     }
 
     pub fn new(sdk: &SdkConfig, s3_path_style: bool) -> Clients {
         let s3 = aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(s3_path_style)
             .build();
+        let s3 = aws_sdk_s3::Client::from_conf(s3);
         Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
             redshift: aws_sdk_redshiftdata::Client::new(sdk),
-            s3: aws_sdk_s3::Client::from_conf(s3),
+            link_signer: LinkSigner {
+                client: s3.clone(),
+                credentials: sdk.credentials_provider(),
+            },
+            s3,
             ses: aws_sdk_sesv2::Client::new(sdk),
         }
     }
+}
+
+/// A link signer on the access key kept in the Secrets Manager secret `secret` as JSON
+/// (`{"AccessKeyId": …, "SecretAccessKey": …}`, as the template writes it). Its URLs live as
+/// long as they are asked to (S3 allows seven days), unlike those signed with a function's
+/// temporary credentials.
+pub async fn link_signer_from_secret(
+    secrets: &aws_sdk_secretsmanager::Client,
+    sdk: &SdkConfig,
+    secret: &str,
+    s3_path_style: bool,
+) -> Result<LinkSigner, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct AccessKey {
+        access_key_id: String,
+        secret_access_key: String,
+    }
+    let value = secrets
+        .get_secret_value()
+        .secret_id(secret)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "reading the link signer's secret {secret}: {}",
+                DisplayErrorContext(&e)
+            )
+        })?;
+    let key: AccessKey = serde_json::from_str(value.secret_string().unwrap_or_default())
+        .map_err(|e| format!("the link signer's secret {secret} is not an access key: {e}"))?;
+    let credentials = aws_credential_types::Credentials::new(
+        key.access_key_id,
+        key.secret_access_key,
+        None,
+        None,
+        "link-signer-secret",
+    );
+    let provider = SharedCredentialsProvider::new(credentials);
+    let config = aws_sdk_s3::config::Builder::from(sdk)
+        .credentials_provider(provider.clone())
+        .force_path_style(s3_path_style)
+        .build();
+    Ok(LinkSigner {
+        client: aws_sdk_s3::Client::from_conf(config),
+        credentials: Some(provider),
+    })
 }
 
 /// The session every function's Data API calls run in, when they share a role.
@@ -240,7 +306,9 @@ pub fn status(env: &mut Env, clients: &Clients) -> Arc<Queries> {
     Arc::new(Queries {
         catalog: catalog(),
         control: control(env, clients),
-        objects: Arc::new(S3ObjectStore::new(clients.s3.clone())),
+        objects: Arc::new(
+            S3ObjectStore::new(clients.s3.clone()).with_link_signer(clients.link_signer.clone()),
+        ),
         clock: clock(),
         link_ttl: link_ttl(env),
     })
@@ -267,7 +335,9 @@ pub fn poller(env: &mut Env, clients: &Clients) -> Arc<Poller> {
     Arc::new(Poller {
         control: control(env, clients),
         warehouse: warehouse(env, clients),
-        objects: Arc::new(S3ObjectStore::new(clients.s3.clone())),
+        objects: Arc::new(
+            S3ObjectStore::new(clients.s3.clone()).with_link_signer(clients.link_signer.clone()),
+        ),
         mailer: Arc::new(SesMailer::new(
             clients.ses.clone(),
             sender,

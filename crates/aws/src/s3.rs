@@ -4,13 +4,14 @@
 
 use crate::error::port_error;
 use async_trait::async_trait;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
-use export_core::domain::ObjectRef;
-use export_core::ports::{ByteStream, ObjectStore, PortError, PortResult, Upload};
+use export_core::domain::{Millis, ObjectRef};
+use export_core::ports::{ByteStream, ObjectStore, PortError, PortResult, PresignedUrl, Upload};
 use futures::StreamExt;
 use std::time::Duration;
 
@@ -24,11 +25,45 @@ pub const PART_SIZE: usize = 8 * 1024 * 1024;
 #[derive(Clone)]
 pub struct S3ObjectStore {
     client: Client,
+    links: LinkSigner,
+}
+
+/// What presigns the download links: a client, and the credentials it signs with, so that a
+/// link's true expiry can be told (the SDK's client no longer gives its provider back).
+#[derive(Clone, Debug)]
+pub struct LinkSigner {
+    pub client: Client,
+    pub credentials: Option<SharedCredentialsProvider>,
 }
 
 impl S3ObjectStore {
+    /// Links signed by `client` itself, their signer's expiry unknown.
     pub fn new(client: Client) -> Self {
-        S3ObjectStore { client }
+        let links = LinkSigner {
+            client: client.clone(),
+            credentials: None,
+        };
+        S3ObjectStore { client, links }
+    }
+
+    pub fn with_link_signer(self, links: LinkSigner) -> Self {
+        S3ObjectStore { links, ..self }
+    }
+}
+
+impl LinkSigner {
+    /// When the signer's current credentials expire: temporary ones (a Lambda role's, an
+    /// assumed role's) do, an IAM user's access key does not.
+    async fn expires_at(&self) -> Option<Millis> {
+        let credentials = self
+            .credentials
+            .as_ref()?
+            .provide_credentials()
+            .await
+            .ok()?;
+        let expiry = credentials.expiry()?;
+        let since_epoch = expiry.duration_since(std::time::UNIX_EPOCH).ok()?;
+        Some(since_epoch.as_millis() as Millis)
     }
 }
 
@@ -101,10 +136,12 @@ impl ObjectStore for S3ObjectStore {
         object: &ObjectRef,
         expires_in: Duration,
         file_name: &str,
-    ) -> PortResult<String> {
+    ) -> PortResult<PresignedUrl> {
         let config = PresigningConfig::expires_in(expires_in.min(MAX_LINK_TTL))
             .map_err(|e| PortError::Rejected(format!("presigning: {e}")))?;
+        let signer_expires_at = self.links.expires_at().await;
         let request = self
+            .links
             .client
             .get_object()
             .bucket(&object.bucket)
@@ -116,7 +153,10 @@ impl ObjectStore for S3ObjectStore {
             .presigned(config)
             .await
             .map_err(|e| port_error("GetObject (presign)", e))?;
-        Ok(request.uri().to_owned())
+        Ok(PresignedUrl {
+            url: request.uri().to_owned(),
+            signer_expires_at,
+        })
     }
 }
 

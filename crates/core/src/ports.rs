@@ -218,7 +218,18 @@ pub trait ObjectStore: Send + Sync {
         object: &ObjectRef,
         expires_in: Duration,
         file_name: &str,
-    ) -> PortResult<String>;
+    ) -> PortResult<PresignedUrl>;
+}
+
+/// A presigned GET, and when it stops working if that is before `expires_in` runs out: a URL
+/// signed with temporary credentials "expires when the token expires, even if the URL was
+/// created with a later expiration time" ("Sharing objects with presigned URLs", Amazon S3
+/// User Guide).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PresignedUrl {
+    pub url: String,
+    /// When the credentials that signed it expire, if they do and the signer knows.
+    pub signer_expires_at: Option<crate::domain::Millis>,
 }
 
 /// One message for the mailer, with both a plain-text and an HTML body.

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use export_core::domain::ObjectRef;
-use export_core::ports::{ByteStream, ObjectStore, PortError, PortResult, Upload};
+use export_core::ports::{ByteStream, ObjectStore, PortError, PortResult, PresignedUrl, Upload};
 use hmac::{Hmac, Mac};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::Sha256;
@@ -199,17 +199,21 @@ impl ObjectStore for FsObjectStore {
         object: &ObjectRef,
         expires_in: Duration,
         file_name: &str,
-    ) -> PortResult<String> {
+    ) -> PortResult<PresignedUrl> {
         self.path_of(object)?;
         let expires = chrono::Utc::now().timestamp() + expires_in.as_secs() as i64;
         let signature = self.signature(object, expires, file_name);
         let base = self.base_url.read().expect("base url lock").clone();
-        Ok(format!(
-            "{base}/objects/{}/{}?expires={expires}&filename={}&signature={signature}",
-            utf8_percent_encode(&object.bucket, PATH),
-            utf8_percent_encode(&object.key, PATH),
-            utf8_percent_encode(file_name, QUERY_VALUE),
-        ))
+        Ok(PresignedUrl {
+            url: format!(
+                "{base}/objects/{}/{}?expires={expires}&filename={}&signature={signature}",
+                utf8_percent_encode(&object.bucket, PATH),
+                utf8_percent_encode(&object.key, PATH),
+                utf8_percent_encode(file_name, QUERY_VALUE),
+            ),
+            // The store's key does not expire.
+            signer_expires_at: None,
+        })
     }
 }
 
@@ -276,7 +280,8 @@ mod tests {
         let url = store
             .presign_get(&object, Duration::from_secs(60), "b c.zip")
             .await
-            .unwrap();
+            .unwrap()
+            .url;
         assert!(
             url.contains("/objects/downloads/a/b%20c.zip?expires="),
             "{url}"
@@ -285,7 +290,8 @@ mod tests {
         let nested = store
             .presign_get(&object, Duration::from_secs(60), "dir/ü.zip")
             .await
-            .unwrap();
+            .unwrap()
+            .url;
         assert!(nested.contains("&filename=dir%2F%C3%BC.zip&"), "{nested}");
         let expires = chrono::Utc::now().timestamp() + 60;
         let good = store.signature(&object, expires, "b c.zip");

@@ -6,7 +6,7 @@ use export_aws::{functions, Clients, Env};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda::init_logging();
-    let clients = Clients::from_environment().await;
+    let clients = Clients::from_environment().await?;
     let mut env = Env::from_process();
     let processor = functions::processor(&mut env, &clients);
     let max_receives = functions::max_receives(&mut env);

@@ -8,7 +8,7 @@ use export_core::http::{receiver_router, with_json_fallbacks};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda::init_logging();
-    let clients = Clients::from_environment().await;
+    let clients = Clients::from_environment().await?;
     let mut env = Env::from_process();
     let submissions = functions::receiver(&mut env, &clients);
     let role_owner = functions::role_owner(&mut env);

@@ -78,7 +78,8 @@ pub struct DownloadLink {
     pub expires_at: Millis,
 }
 
-/// Presigns the job's archive for `ttl` from `now`; `None` while the job has no archive.
+/// Presigns the job's archive for `ttl` from `now`; `None` while the job has no archive. The
+/// link's `expires_at` is when it really stops working.
 pub async fn presign_archive(
     objects: &dyn ObjectStore,
     job: &Job,
@@ -94,10 +95,14 @@ pub async fn presign_archive(
         .next()
         .unwrap_or(&object.key)
         .to_owned();
-    let url = objects.presign_get(object, ttl, &file_name).await?;
+    let presigned = objects.presign_get(object, ttl, &file_name).await?;
+    let asked = now + ttl.as_millis() as Millis;
     Ok(Some(DownloadLink {
-        url,
+        url: presigned.url,
         file_name,
-        expires_at: now + ttl.as_millis() as Millis,
+        // The earlier of the two: the URL's own expiry, and its signer's.
+        expires_at: presigned
+            .signer_expires_at
+            .map_or(asked, |at| at.min(asked)),
     }))
 }

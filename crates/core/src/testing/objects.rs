@@ -1,6 +1,6 @@
 use super::Faults;
 use crate::domain::ObjectRef;
-use crate::ports::{ByteStream, ObjectStore, PortError, PortResult, Upload};
+use crate::ports::{ByteStream, ObjectStore, PortError, PortResult, PresignedUrl, Upload};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 pub struct MemoryObjectStore {
     objects: Arc<Mutex<HashMap<(String, String), Bytes>>>,
     hold: Mutex<Option<Arc<Semaphore>>>,
+    signer_expires_at: Mutex<Option<crate::domain::Millis>>,
     pub faults: Faults,
 }
 
@@ -49,6 +50,11 @@ impl MemoryObjectStore {
             .collect();
         keys.sort();
         keys
+    }
+
+    /// Signs from now on as credentials expiring at `at` would.
+    pub fn sign_with_credentials_expiring_at(&self, at: crate::domain::Millis) {
+        *self.signer_expires_at.lock().expect("signer lock") = Some(at);
     }
 
     /// The next `get` waits until the returned hold is released.
@@ -107,15 +113,18 @@ impl ObjectStore for MemoryObjectStore {
         object: &ObjectRef,
         expires_in: Duration,
         file_name: &str,
-    ) -> PortResult<String> {
+    ) -> PortResult<PresignedUrl> {
         super::interleave().await;
         self.faults.check("presign_get")?;
-        Ok(format!(
-            "memory://{}/{}?expires_in={}&file_name={file_name}",
-            object.bucket,
-            object.key,
-            expires_in.as_secs()
-        ))
+        Ok(PresignedUrl {
+            url: format!(
+                "memory://{}/{}?expires_in={}&file_name={file_name}",
+                object.bucket,
+                object.key,
+                expires_in.as_secs()
+            ),
+            signer_expires_at: *self.signer_expires_at.lock().expect("signer lock"),
+        })
     }
 }
 

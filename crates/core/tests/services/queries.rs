@@ -76,3 +76,25 @@ async fn a_link_expires_its_lifetime_after_it_is_made() {
     assert!(link.url.contains("expires_in=3600"), "{}", link.url);
     assert_eq!(link.file_name, format!("things-{request_id}.zip"));
 }
+
+#[tokio::test]
+async fn a_link_signed_with_credentials_that_expire_sooner_says_when_it_stops_working() {
+    let world = World::new();
+    let request_id = started(&world, 1).await;
+    world.finish_statement(&request_id, &[&["1,one"]]);
+    world.run_until_quiet(20).await;
+    let job = world.job(&request_id).await;
+    // The signer's credentials expire in twenty minutes, before the link's hour is up.
+    let now = export_core::clock::Clock::now(world.clock.as_ref());
+    world
+        .objects
+        .sign_with_credentials_expiring_at(now + 1_200_000);
+    let link = world.queries.download_link(&job).await.unwrap();
+    assert_eq!(link.expires_at, now + 1_200_000);
+    // Credentials that outlive the link's hour leave it at its hour.
+    world
+        .objects
+        .sign_with_credentials_expiring_at(now + 7_200_000);
+    let link = world.queries.download_link(&job).await.unwrap();
+    assert_eq!(link.expires_at, now + 3_600_000);
+}
