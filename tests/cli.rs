@@ -2,7 +2,6 @@
 //! the stack's log lines kept out of it, and times people read.
 
 use crate::common::*;
-use serde_json::json;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -81,12 +80,7 @@ async fn the_demo_tells_its_story_and_keeps_the_log_apart() {
 #[tokio::test]
 async fn the_cli_shows_a_job_and_its_history_readably_or_as_json() {
     let stack = start().await;
-    let id = submit_ok(
-        &stack.alice,
-        json!({"dataset": "product_detail", "params": {"sku": "FLOWER12"}}),
-    )
-    .await;
-    wait_done(&stack.alice, &id).await;
+    let (id, _) = finished_export(&stack).await;
     let endpoint = stack.stack.base_url();
     let client = ["--as", "alice", "--endpoint", endpoint.as_str()];
     let deadline = Duration::from_secs(60);

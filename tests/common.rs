@@ -226,6 +226,17 @@ pub async fn submit_ok(client: &Client, request: serde_json::Value) -> String {
         .to_owned()
 }
 
+/// Alice's one-row `product_detail` export, followed to its end: its id and final status.
+pub async fn finished_export(stack: &TestStack) -> (String, serde_json::Value) {
+    let id = submit_ok(
+        &stack.alice,
+        serde_json::json!({"dataset": "product_detail", "params": {"sku": "FLOWER12"}}),
+    )
+    .await;
+    let status = wait_done(&stack.alice, &id).await;
+    (id, status)
+}
+
 pub async fn wait_done(client: &Client, id: &str) -> serde_json::Value {
     client
         .wait(id, std::time::Duration::from_secs(120), |_| {})

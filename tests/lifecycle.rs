@@ -100,12 +100,7 @@ async fn a_restart_mid_job_still_ends_succeeded_once_with_one_email() {
 #[tokio::test]
 async fn a_redelivered_start_message_starts_no_second_statement() {
     let stack = start().await;
-    let id = submit_ok(
-        &stack.alice,
-        json!({"dataset": "product_detail", "params": {"sku": "FLOWER12"}}),
-    )
-    .await;
-    let status = wait_done(&stack.alice, &id).await;
+    let (id, status) = finished_export(&stack).await;
     assert_eq!(status["status"], "SUCCEEDED");
     let statement = status["statement_id"].as_str().unwrap().to_owned();
     let store = stack.stack.store.clone();

@@ -2,7 +2,6 @@
 
 use crate::common::*;
 use http::Method;
-use serde_json::json;
 use std::time::{Duration, SystemTime};
 
 async fn raw_get(stack: &TestStack, headers: &[(String, String)]) -> (u16, serde_json::Value) {
@@ -94,12 +93,7 @@ async fn requests_must_carry_a_valid_fresh_signature() {
 #[tokio::test]
 async fn callers_see_only_their_own_jobs() {
     let stack = start().await;
-    let id = submit_ok(
-        &stack.alice,
-        json!({"dataset": "product_detail", "params": {"sku": "FLOWER12"}}),
-    )
-    .await;
-    wait_done(&stack.alice, &id).await;
+    let (id, _) = finished_export(&stack).await;
     for path in [
         format!("/exports/{id}"),
         format!("/exports/{id}/events"),
@@ -136,12 +130,7 @@ async fn download_links_expire_and_cannot_be_altered() {
     let mut config = config(&dir);
     config.link_ttl = Duration::from_secs(1);
     let stack = start_with(dir, config).await;
-    let id = submit_ok(
-        &stack.alice,
-        json!({"dataset": "product_detail", "params": {"sku": "FLOWER12"}}),
-    )
-    .await;
-    wait_done(&stack.alice, &id).await;
+    let (id, _) = finished_export(&stack).await;
     let link = stack.alice.download_link(&id).await.unwrap();
     assert!(!stack.alice.fetch(&link).await.unwrap().is_empty());
 

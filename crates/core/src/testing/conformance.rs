@@ -73,7 +73,8 @@ async fn create(control: &dyn ControlTable, job: &Job) {
     assert_eq!(outcome, CreateOutcome::Created, "{}", job.request_id);
 }
 
-async fn steps(control: &dyn ControlTable, request_id: &str) -> Vec<String> {
+/// The steps of the job's history, oldest first.
+pub async fn steps(control: &dyn ControlTable, request_id: &str) -> Vec<String> {
     control
         .events(request_id)
         .await

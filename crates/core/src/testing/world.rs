@@ -168,14 +168,7 @@ impl World {
 
     /// The steps of the job's history, in order.
     pub async fn steps(&self, request_id: &str) -> Vec<String> {
-        use crate::ports::ControlTable;
-        self.control
-            .events(request_id)
-            .await
-            .expect("events")
-            .into_iter()
-            .map(|e| e.step)
-            .collect()
+        super::conformance::steps(self.control.as_ref(), request_id).await
     }
 
     fn consumer(&self, queue: QueueName) -> &dyn Consumer {

@@ -35,6 +35,39 @@ pub async fn started(world: &World, id: i64) -> String {
     request_id
 }
 
+/// Submits; the processor starts the statement, but its write of RUNNING fails once, so the
+/// start is to be tried again: the job is QUEUED, its statement started and unrecorded.
+pub async fn started_unrecorded(world: &World, id: i64) -> String {
+    let request_id = submit(world, id).await;
+    world.control.faults.fail(
+        "transition",
+        export_core::ports::PortError::Unavailable("throttled".into()),
+        1,
+    );
+    let outcomes = world.deliver(QueueName::Requests).await;
+    assert!(
+        matches!(outcomes[..], [Delivered::Requeued(_)]),
+        "{outcomes:?}"
+    );
+    assert_eq!(world.job(&request_id).await.status, JobStatus::Queued);
+    request_id
+}
+
+/// The schedule's tick, handled: the sweep runs once.
+pub async fn tick(world: &World) {
+    use export_core::messages::{Message, PollMessage};
+    use export_core::ports::QueueSender;
+    world
+        .queue
+        .send(
+            &Message::Poll(PollMessage::Sweep),
+            std::time::Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(world.deliver(QueueName::Polls).await, [Delivered::Done]);
+}
+
 /// How many times `step` is in the job's history.
 pub async fn count(world: &World, request_id: &str, step: &str) -> usize {
     world

@@ -239,18 +239,8 @@ async fn the_poller_gives_up_on_the_last_delivery() {
 #[tokio::test]
 async fn an_event_that_overtakes_the_processor_records_the_start_itself() {
     let world = World::new();
-    let request_id = submit(&world, 1).await;
     // The processor starts the statement, but its write of RUNNING fails.
-    world
-        .control
-        .faults
-        .fail("transition", PortError::Unavailable("throttled".into()), 1);
-    let outcomes = world.deliver(QueueName::Requests).await;
-    assert!(
-        matches!(outcomes[..], [Delivered::Requeued(_)]),
-        "{outcomes:?}"
-    );
-    assert_eq!(world.job(&request_id).await.status, JobStatus::Queued);
+    let request_id = started_unrecorded(&world, 1).await;
     // The statement ends, and its event arrives first.
     world.finish_statement(&request_id, &[&["1,one"]]);
     world.announce(&request_id).await;

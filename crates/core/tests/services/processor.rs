@@ -4,7 +4,7 @@
 use super::*;
 use export_core::clock::Clock;
 use export_core::domain::JobStatus;
-use export_core::messages::{Message, PollMessage};
+use export_core::messages::Message;
 use export_core::ports::{PortError, QueueSender, StatementState, Warehouse};
 use export_core::testing::{World, STATEMENT_PREFIX};
 use std::time::Duration;
@@ -154,18 +154,9 @@ async fn a_cancel_landing_while_the_statement_starts_cancels_the_statement() {
 #[tokio::test]
 async fn a_late_restart_is_an_attempt_of_its_own_and_the_earlier_statement_is_ignored() {
     let world = World::new();
-    let request_id = submit(&world, 1).await;
     // The statement starts but the write of RUNNING fails, and then the start's messages are
     // lost (a crash past the last retry): the job stays QUEUED, its statement unrecorded.
-    world
-        .control
-        .faults
-        .fail("transition", PortError::Unavailable("throttled".into()), 1);
-    let outcomes = world.deliver(QueueName::Requests).await;
-    assert!(
-        matches!(outcomes[..], [Delivered::Requeued(_)]),
-        "{outcomes:?}"
-    );
+    let request_id = started_unrecorded(&world, 1).await;
     let first = world.statement_of(&request_id).unwrap();
     for message in world.queue.waiting(QueueName::Requests) {
         world.queue.ack(message.id);
@@ -173,12 +164,7 @@ async fn a_late_restart_is_an_attempt_of_its_own_and_the_earlier_statement_is_ig
     // Twenty minutes on, past the restart window, the sweep starts the job again: a new
     // client token, so a new statement, writing under a prefix of its own.
     world.clock.advance(Duration::from_secs(1200));
-    world
-        .queue
-        .send(&Message::Poll(PollMessage::Sweep), Duration::ZERO)
-        .await
-        .unwrap();
-    assert_eq!(world.deliver(QueueName::Polls).await, [Delivered::Done]);
+    tick(&world).await;
     assert_eq!(world.deliver(QueueName::Requests).await, [Delivered::Done]);
     let second = world.statement_of(&request_id).unwrap();
     assert_ne!(first, second);

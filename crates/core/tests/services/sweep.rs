@@ -3,9 +3,8 @@
 use super::*;
 use export_core::clock::Clock;
 use export_core::domain::{JobStatus, Owner};
-use export_core::messages::{Message, PollMessage};
+use export_core::messages::Message;
 use export_core::ports::PortError;
-use export_core::ports::QueueSender;
 use export_core::service::NOTICE_ATTEMPTS;
 use export_core::testing::World;
 use std::time::Duration;
@@ -19,13 +18,14 @@ fn lose(world: &World, queue: QueueName) -> usize {
     lost.len()
 }
 
-async fn tick(world: &World) {
+/// The bodies of the messages waiting on `queue`.
+fn bodies(world: &World, queue: QueueName) -> Vec<String> {
     world
         .queue
-        .send(&Message::Poll(PollMessage::Sweep), Duration::ZERO)
-        .await
-        .unwrap();
-    assert_eq!(world.deliver(QueueName::Polls).await, [Delivered::Done]);
+        .waiting(queue)
+        .into_iter()
+        .map(|m| m.body)
+        .collect()
 }
 
 #[tokio::test]
@@ -52,20 +52,14 @@ async fn the_sweep_carries_on_what_has_not_moved_and_leaves_the_rest() {
     lose(&world, QueueName::Requests);
 
     tick(&world).await;
-    let starts: Vec<String> = world
-        .queue
-        .waiting(QueueName::Requests)
-        .into_iter()
-        .map(|m| m.body)
-        .collect();
-    assert_eq!(starts, [Message::start(&queued).body()]);
-    let looks: Vec<String> = world
-        .queue
-        .waiting(QueueName::Polls)
-        .into_iter()
-        .map(|m| m.body)
-        .collect();
-    assert_eq!(looks, [Message::follow_up(&running, None).body()]);
+    assert_eq!(
+        bodies(&world, QueueName::Requests),
+        [Message::start(&queued).body()]
+    );
+    assert_eq!(
+        bodies(&world, QueueName::Polls),
+        [Message::follow_up(&running, None).body()]
+    );
 
     // The look finds the finished statement and completes the job; the start starts it.
     world.deliver(QueueName::Polls).await;
@@ -82,13 +76,10 @@ async fn the_sweep_carries_on_what_has_not_moved_and_leaves_the_rest() {
     // Later, only the young job (now old) is swept; the settled ones never again.
     world.clock.advance(Duration::from_secs(901));
     tick(&world).await;
-    let starts: Vec<String> = world
-        .queue
-        .waiting(QueueName::Requests)
-        .into_iter()
-        .map(|m| m.body)
-        .collect();
-    assert_eq!(starts, [Message::start(&young).body()]);
+    assert_eq!(
+        bodies(&world, QueueName::Requests),
+        [Message::start(&young).body()]
+    );
     assert!(world.queue.waiting(QueueName::Polls).is_empty());
     for id in [&queued, &running] {
         assert_eq!(world.mailer.sent_about(id).len(), 1, "{id}");
