@@ -87,9 +87,11 @@ async fn every_sample_event_runs_through_its_function() {
         PollMessage::parse(&body.to_string()),
         Ok(PollMessage::StatementEvent(_))
     ));
+    // The sample is of the stack samconfig.toml names; this emulated stack has its own name.
     let body = body
         .to_string()
-        .replace("d9b5a7c1-3e2f-4a6b-8c0d-1e2f3a4b5c6d", &statement_id);
+        .replace("d9b5a7c1-3e2f-4a6b-8c0d-1e2f3a4b5c6d", &statement_id)
+        .replace("redshift-export:", &h.emulator.statement_prefix);
     event["Records"][0]["body"] = Value::String(body);
     let batch: SqsEvent = serde_json::from_value(event).unwrap();
     assert!(handle_batch(h.poller.as_ref(), batch, 5)
@@ -224,24 +226,6 @@ async fn a_page_token_the_api_never_issued_is_a_400_naming_it() {
     }
 }
 
-/// The statement-events rule's pattern, exactly as template.yaml has it, for the stack
-/// samconfig.toml deploys (`redshift-export`).
-fn statement_rule_pattern() -> String {
-    let template = std::fs::read_to_string(super::repo().join("template.yaml")).unwrap();
-    let rule = &template[template.find("StatementEventsRule:").unwrap()..];
-    let line = rule
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("EventPattern: "))
-        .expect("the rule's pattern, on one line");
-    let pattern = line.replace(
-        r#"!Sub "${AWS::StackName}:""#,
-        &format!("{:?}", export_emulator::provision::STATEMENT_NAME_PREFIX),
-    );
-    assert!(!pattern.contains('!'), "a tag left in {pattern}");
-    serde_json::from_str::<Value>(&pattern).expect("the pattern is JSON");
-    pattern
-}
-
 #[tokio::test]
 async fn the_statement_rule_forwards_this_stack_s_statements_whoever_started_them() {
     // The rule as the template has it, on moto's EventBridge, with a queue of its own as its
@@ -275,7 +259,9 @@ async fn the_statement_rule_forwards_this_stack_s_statements_whoever_started_the
     events
         .put_rule()
         .name(&name)
-        .event_pattern(statement_rule_pattern())
+        .event_pattern(
+            export_emulator::eventbridge::statement_rule_pattern("redshift-export").unwrap(),
+        )
         .send()
         .await
         .unwrap();

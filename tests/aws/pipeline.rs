@@ -8,7 +8,6 @@ use export_core::domain::JobStatus;
 use export_core::messages::{Message, PollMessage};
 use export_core::service::Poller;
 use export_core::settings::DeliverySettings;
-use export_emulator::provision::STATEMENT_NAME_PREFIX;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -159,7 +158,7 @@ async fn a_redelivered_request_starts_no_second_statement() {
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
     }
     let statement = h.job(&request_id).await.statement_id.expect("started");
-    let statement_name = format!("{STATEMENT_NAME_PREFIX}{request_id}");
+    let statement_name = format!("{}{request_id}", h.emulator.statement_prefix);
     let executions = h.emulator.data_api.api.executions();
     assert!(!executions.is_empty());
     assert!(
@@ -315,6 +314,16 @@ async fn the_statement_event_and_the_backoff_poll_racing_finish_the_job_once() {
         }
     }
     assert!(polls.len() >= 2, "{polls:?}");
+    // The event came the way it comes on AWS: put on EventBridge by the Data API, routed to
+    // the polls queue by the template's rule.
+    assert!(
+        polls.iter().any(|(m, _)| m
+            .body
+            .as_deref()
+            .unwrap_or("")
+            .contains("Redshift Data Statement Status Change")),
+        "no statement event through the rule: {polls:?}"
+    );
     for _ in 0..2 {
         h.poller
             .queue

@@ -4,6 +4,7 @@
 //! template creates them; and a Lambda runtime API to start the real function binaries against.
 
 pub mod data_api;
+pub mod eventbridge;
 pub mod events;
 pub mod moto;
 pub mod provision;

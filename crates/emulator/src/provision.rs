@@ -2,6 +2,7 @@
 //! configuration the functions get from it.
 
 use crate::data_api::{DataApiOptions, DataApiServer};
+use crate::eventbridge::EventBridgeEvents;
 use anyhow::Context;
 use aws_credential_types::Credentials;
 use aws_sdk_dynamodb::types::{
@@ -11,7 +12,6 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_sqs::types::QueueAttributeName;
 use export_aws::dynamodb::schema;
 use export_aws::s3::S3ObjectStore;
-use export_aws::sqs::SqsQueues;
 use export_aws::{Clients, Env};
 use export_core::clock::SystemClock;
 use export_local::warehouse::{ClientTokens, CLIENT_TOKEN_LIFETIME};
@@ -29,9 +29,6 @@ pub const SECRET_ARN: &str =
 pub const UNLOAD_ROLE: &str = "arn:aws:iam::123456789012:role/export-unload";
 pub const SENDER: &str = "exports@example.com";
 pub const DEFAULT_RECIPIENT: &str = "data-team@example.com";
-/// What the template sets STATEMENT_NAME_PREFIX to for the stack `redshift-export`
-/// (samconfig.toml's name): `<stack name>:`.
-pub const STATEMENT_NAME_PREFIX: &str = "redshift-export:";
 
 #[derive(Clone, Debug)]
 pub struct EmulatorOptions {
@@ -74,6 +71,9 @@ pub struct Emulator {
     pub polls_url: String,
     pub results_bucket: String,
     pub downloads_bucket: String,
+    /// The stack's statement names start with this: `<prefix>:`, as the template makes it of
+    /// the stack's name, so emulated stacks sharing one moto keep their events apart.
+    pub statement_prefix: String,
 }
 
 /// The SDK configuration for an emulator: fixed test credentials, one region, one endpoint.
@@ -128,14 +128,19 @@ impl Emulator {
             .await
             .context("creating the SES identity")?;
 
+        // Statement events reach the polls queue through the template's rule on EventBridge.
+        let events = aws_sdk_eventbridge::Client::new(&sdk);
+        let polls_arn = queue_arn(&clients.sqs, &polls_url).await?;
+        crate::eventbridge::create_statement_rule(&events, prefix, &polls_arn).await?;
         let data_api = DataApiServer::start(
             options.data_api.clone(),
             Arc::new(S3ObjectStore::new(clients.s3.clone())),
-            Arc::new(SqsQueues::new(
-                clients.sqs.clone(),
-                None,
-                Some(polls_url.clone()),
-            )),
+            Arc::new(EventBridgeEvents {
+                client: events,
+                principal: format!(
+                    "arn:aws:sts::123456789012:assumed-role/{prefix}-data-api/redshift-export"
+                ),
+            }),
         )
         .await?;
         clients.redshift = aws_sdk_redshiftdata::Client::from_conf(
@@ -152,6 +157,7 @@ impl Emulator {
             polls_url,
             results_bucket,
             downloads_bucket,
+            statement_prefix: format!("{prefix}:"),
         })
     }
 
@@ -173,7 +179,7 @@ impl Emulator {
                 ("NOTIFY_ALLOWLIST", "@example.com"),
                 ("LINK_TTL_SECONDS", "3600"),
                 ("ASSUMED_ROLE_OWNER", "session"),
-                ("STATEMENT_NAME_PREFIX", STATEMENT_NAME_PREFIX),
+                ("STATEMENT_NAME_PREFIX", &self.statement_prefix),
                 ("POLL_INITIAL_DELAY_SECONDS", "1"),
                 ("POLL_MAX_DELAY_SECONDS", "2"),
                 ("RETRY_FIRST_DELAY_SECONDS", "1"),
@@ -200,6 +206,22 @@ impl Emulator {
     pub fn env(&self) -> Env {
         Env::from_pairs(self.function_variables())
     }
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<String> {
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await?;
+    attributes
+        .attributes
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
+        .ok_or_else(|| anyhow::anyhow!("queue {url} has no ARN"))
 }
 
 async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> anyhow::Result<()> {
