@@ -1,5 +1,6 @@
 //! Tunables shared by the services; each deployment fills them from its own configuration.
 
+use crate::domain::{Millis, ObjectRef};
 use std::time::Duration;
 
 /// Where UNLOAD writes and how it is told to write.
@@ -19,6 +20,61 @@ pub struct UnloadSettings {
     /// a prefix of its own: the Data API's client token protects a retry only for a while
     /// (how long is not documented), and UNLOAD refuses a prefix an earlier statement filled.
     pub restart_after: std::time::Duration,
+}
+
+/// One start of a job's UNLOAD. Every redelivery of the start message within the same
+/// attempt sends the same statement (same client token, same text), so the Data API answers
+/// with the statement already running; a later attempt cannot collide with an earlier one.
+impl UnloadSettings {
+    /// The attempt a start of a job created at `created_at` makes at `now`: one per
+    /// `restart_after` since creation, 0 for the first.
+    pub fn attempt_at(&self, created_at: Millis, now: Millis) -> u32 {
+        let window = self.restart_after.as_millis().max(1) as i64;
+        u32::try_from((now - created_at).max(0) / window).unwrap_or(u32::MAX)
+    }
+
+    /// The prefix UNLOAD writes an attempt's parts and manifest under: `<id>/` for the first,
+    /// `<id>/<attempt>/` after it.
+    pub fn attempt_prefix(&self, request_id: &str, attempt: u32) -> ObjectRef {
+        let key = match attempt {
+            0 => format!("{}{request_id}/", self.results_prefix),
+            n => format!("{}{request_id}/{n}/", self.results_prefix),
+        };
+        ObjectRef::new(&self.results_bucket, key)
+    }
+
+    /// Where the first attempt writes; every attempt writes below it.
+    pub fn job_prefix(&self, request_id: &str) -> ObjectRef {
+        self.attempt_prefix(request_id, 0)
+    }
+
+    /// The attempt's `ClientToken`: the request id, then `<id>.<attempt>`.
+    pub fn client_token(&self, request_id: &str, attempt: u32) -> String {
+        match attempt {
+            0 => request_id.to_owned(),
+            n => format!("{request_id}.{n}"),
+        }
+    }
+
+    /// The name an attempt's statement runs under: the deployment's prefix, the request id,
+    /// and `/<attempt>` after the first. The EventBridge rule forwards the events of the
+    /// statements whose name has the prefix.
+    pub fn statement_name(&self, request_id: &str, attempt: u32) -> String {
+        match attempt {
+            0 => format!("{}{request_id}", self.statement_prefix),
+            n => format!("{}{request_id}/{n}", self.statement_prefix),
+        }
+    }
+
+    /// The job and attempt a statement named `name` runs for, if it is this deployment's.
+    pub fn attempt_of<'a>(&self, name: &'a str) -> Option<(&'a str, u32)> {
+        let rest = name.strip_prefix(self.statement_prefix.as_str())?;
+        let (request_id, attempt) = match rest.split_once('/') {
+            Some((id, n)) => (id, n.parse().ok()?),
+            None => (rest, 0),
+        };
+        (!request_id.is_empty()).then_some((request_id, attempt))
+    }
 }
 
 /// How the poller follows statements and hands out results.
