@@ -458,17 +458,6 @@ async fn links_expire_with_their_signer_and_a_kept_access_key_signs_for_days() {
         .put(&object, Bytes::from_static(b"linked"), "text/plain")
         .await
         .unwrap();
-    let signer = |credentials: aws_credential_types::Credentials, sdk: &aws_config::SdkConfig| {
-        let provider = SharedCredentialsProvider::new(credentials);
-        let config = aws_sdk_s3::config::Builder::from(sdk)
-            .credentials_provider(provider.clone())
-            .force_path_style(true)
-            .build();
-        LinkSigner {
-            client: aws_sdk_s3::Client::from_conf(config),
-            credentials: Some(provider),
-        }
-    };
 
     // A role's temporary credentials, thirty minutes from expiring: an hour's link works for
     // thirty minutes only, and says so.
@@ -480,8 +469,9 @@ async fn links_expire_with_their_signer_and_a_kept_access_key_signs_for_days() {
         Some(expiry),
         "test",
     );
-    let store =
-        S3ObjectStore::new(h.emulator.clients.s3.clone()).with_link_signer(signer(session, &sdk));
+    let store = S3ObjectStore::new(h.emulator.clients.s3.clone()).with_link_signer(
+        LinkSigner::new(&sdk, Some(SharedCredentialsProvider::new(session)), true),
+    );
     let link = store
         .presign_get(&object, Duration::from_secs(3600), "linked.txt")
         .await

@@ -69,10 +69,7 @@ impl Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
             redshift: aws_sdk_redshiftdata::Client::new(sdk),
-            link_signer: LinkSigner {
-                client: s3.clone(),
-                credentials: sdk.credentials_provider(),
-            },
+            link_signer: LinkSigner::new(sdk, None, s3_path_style),
             s3,
             ses: aws_sdk_sesv2::Client::new(sdk),
         }
@@ -115,15 +112,11 @@ pub async fn link_signer_from_secret(
         None,
         "link-signer-secret",
     );
-    let provider = SharedCredentialsProvider::new(credentials);
-    let config = aws_sdk_s3::config::Builder::from(sdk)
-        .credentials_provider(provider.clone())
-        .force_path_style(s3_path_style)
-        .build();
-    Ok(LinkSigner {
-        client: aws_sdk_s3::Client::from_conf(config),
-        credentials: Some(provider),
-    })
+    Ok(LinkSigner::new(
+        sdk,
+        Some(SharedCredentialsProvider::new(credentials)),
+        s3_path_style,
+    ))
 }
 
 /// The session every function's Data API calls run in, when they share a role.

@@ -138,12 +138,13 @@ pub async fn answer(
 }
 
 /// What a path parameter's value may hold unencoded in a path segment: RFC 3986's unreserved
-/// characters.
+/// characters; a greedy `{name+}` parameter spans segments, so keeps its `/` too.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
+const SEGMENTS: &AsciiSet = &SEGMENT.remove(b'/');
 
 /// The request's path as the API's routes know it: `requestContext.resourcePath` with each
 /// `{name}` (or greedy `{name+}`) replaced by its percent-encoded path parameter. API Gateway
@@ -163,20 +164,12 @@ fn route_path(request: &lambda_http::Request) -> Option<String> {
         match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
             None => path.push_str(segment),
             Some(name) => {
-                let (name, greedy) = match name.strip_suffix('+') {
-                    Some(name) => (name, true),
-                    None => (name, false),
+                let (name, keep) = match name.strip_suffix('+') {
+                    Some(name) => (name, SEGMENTS),
+                    None => (name, SEGMENT),
                 };
                 let value = parameters?.first(name)?;
-                let pieces: Vec<String> = if greedy {
-                    value
-                        .split('/')
-                        .map(|p| utf8_percent_encode(p, SEGMENT).to_string())
-                        .collect()
-                } else {
-                    vec![utf8_percent_encode(value, SEGMENT).to_string()]
-                };
-                path.push_str(&pieces.join("/"));
+                path.extend(utf8_percent_encode(value, keep));
             }
         }
     }

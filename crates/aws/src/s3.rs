@@ -4,7 +4,7 @@
 
 use crate::error::port_error;
 use async_trait::async_trait;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -13,7 +13,8 @@ use bytes::{Bytes, BytesMut};
 use export_core::domain::{Millis, ObjectRef};
 use export_core::ports::{ByteStream, ObjectStore, PortError, PortResult, PresignedUrl, Upload};
 use futures::StreamExt;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 /// S3 SigV4 presigned URLs live at most seven days.
 pub const MAX_LINK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -28,12 +29,35 @@ pub struct S3ObjectStore {
     links: LinkSigner,
 }
 
-/// What presigns the download links: a client, and the credentials it signs with, so that a
-/// link's true expiry can be told (the SDK's client no longer gives its provider back).
+/// What presigns the download links: a client, and the expiry of the credentials it last
+/// signed with, so that a link's true expiry can be told.
 #[derive(Clone, Debug)]
 pub struct LinkSigner {
-    pub client: Client,
-    pub credentials: Option<SharedCredentialsProvider>,
+    client: Client,
+    /// `None` until it signs, or when its credentials do not expire.
+    signed_until: Arc<Mutex<Option<SystemTime>>>,
+}
+
+/// Hands out `inner`'s credentials and notes when they expire. The SDK's identity cache asks
+/// for credentials only when it needs new ones, so the last ones handed out are the ones it
+/// signs with: their expiry is known without resolving credentials again per link.
+#[derive(Debug)]
+struct ExpiryNoted {
+    inner: SharedCredentialsProvider,
+    signed_until: Arc<Mutex<Option<SystemTime>>>,
+}
+
+impl ProvideCredentials for ExpiryNoted {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let credentials = self.inner.provide_credentials().await?;
+            *self.signed_until.lock().expect("expiry lock") = credentials.expiry();
+            Ok(credentials)
+        })
+    }
 }
 
 impl S3ObjectStore {
@@ -41,7 +65,7 @@ impl S3ObjectStore {
     pub fn new(client: Client) -> Self {
         let links = LinkSigner {
             client: client.clone(),
-            credentials: None,
+            signed_until: Arc::default(),
         };
         S3ObjectStore { client, links }
     }
@@ -52,16 +76,30 @@ impl S3ObjectStore {
 }
 
 impl LinkSigner {
-    /// When the signer's current credentials expire: temporary ones (a Lambda role's, an
+    /// A client on `sdk` that signs with `credentials` (or `sdk`'s own) and notes their expiry.
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        credentials: Option<SharedCredentialsProvider>,
+        s3_path_style: bool,
+    ) -> LinkSigner {
+        let signed_until = Arc::<Mutex<Option<SystemTime>>>::default();
+        let mut config = aws_sdk_s3::config::Builder::from(sdk).force_path_style(s3_path_style);
+        if let Some(inner) = credentials.or_else(|| sdk.credentials_provider()) {
+            config = config.credentials_provider(ExpiryNoted {
+                inner,
+                signed_until: signed_until.clone(),
+            });
+        }
+        LinkSigner {
+            client: Client::from_conf(config.build()),
+            signed_until,
+        }
+    }
+
+    /// When the credentials it last signed with expire: temporary ones (a Lambda role's, an
     /// assumed role's) do, an IAM user's access key does not.
-    async fn expires_at(&self) -> Option<Millis> {
-        let credentials = self
-            .credentials
-            .as_ref()?
-            .provide_credentials()
-            .await
-            .ok()?;
-        let expiry = credentials.expiry()?;
+    fn expires_at(&self) -> Option<Millis> {
+        let expiry = (*self.signed_until.lock().expect("expiry lock"))?;
         let since_epoch = expiry.duration_since(std::time::UNIX_EPOCH).ok()?;
         Some(since_epoch.as_millis() as Millis)
     }
@@ -139,7 +177,6 @@ impl ObjectStore for S3ObjectStore {
     ) -> PortResult<PresignedUrl> {
         let config = PresigningConfig::expires_in(expires_in.min(MAX_LINK_TTL))
             .map_err(|e| PortError::Rejected(format!("presigning: {e}")))?;
-        let signer_expires_at = self.links.expires_at().await;
         let request = self
             .links
             .client
@@ -153,9 +190,10 @@ impl ObjectStore for S3ObjectStore {
             .presigned(config)
             .await
             .map_err(|e| port_error("GetObject (presign)", e))?;
+        // Read after signing: signing is what has the SDK fetch credentials when it needs to.
         Ok(PresignedUrl {
             url: request.uri().to_owned(),
-            signer_expires_at,
+            signer_expires_at: self.links.expires_at(),
         })
     }
 }

@@ -2,7 +2,7 @@
 //! file of its own, so statements outlive the process that started them as Redshift's outlive
 //! the Lambda that sent them.
 
-use export_core::clock::{system_millis, Clock};
+use export_core::clock::Clock;
 use export_core::ports::{
     PortError, PortResult, StatementRequest, StatementState, StatementStatus,
 };
@@ -50,7 +50,8 @@ pub struct StatementLog {
     tokens: ClientTokens,
 }
 
-/// How long a client token names its statement. The Data API's reference says a token
+/// The statement log's clock, and how long a client token names its statement on it. The
+/// Data API's reference says a token
 /// ensures "the idempotency of the request" and not for how long, so the emulated warehouse
 /// forgets one after `lifetime`, on `clock`: a retry later than that starts a new statement,
 /// which is what a caller must be ready for.
@@ -146,10 +147,11 @@ impl StatementLog {
         error: Option<String>,
     ) -> PortResult<bool> {
         let id = id.to_owned();
+        let now = self.tokens.clock.now();
         self.call(move |db| {
             db.execute(
                 &format!("UPDATE statements SET state = ?2, rows = COALESCE(?3, rows), error = ?4, updated_at = ?5 WHERE id = ?1 AND state IN {UNFINISHED}"),
-                params![id, state.as_str(), rows.map(|r| r as i64), error, system_millis()],
+                params![id, state.as_str(), rows.map(|r| r as i64), error, now],
             )
             .map(|n| n == 1)
         })
