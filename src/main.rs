@@ -122,9 +122,11 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Download a finished job's archive (a fresh link each time).
+    /// Download a finished job's archive (a fresh link each time); for `archive: none`, every
+    /// part into a directory (the request id, unless --output names one).
     Download {
         request_id: String,
+        /// The archive's file, or the parts' directory.
         #[arg(short, long)]
         output: Option<PathBuf>,
         #[command(flatten)]
@@ -300,6 +302,28 @@ async fn main() -> anyhow::Result<()> {
             client: args,
         } => {
             let client = client(&args).await?;
+            let status = client.status(&request_id).await?;
+            if status["archive"] == "none" && status["status"] == "SUCCEEDED" {
+                let dir = output.unwrap_or_else(|| PathBuf::from(&request_id));
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                let parts = client.all_parts(&request_id).await?;
+                for part in &parts {
+                    let name = part["name"].as_str().context("a part without a name")?;
+                    let url = part["url"].as_str().context("a part without a link")?;
+                    // Names are the service's own (`<dataset>-NNNN.<ext>`); keep only the last
+                    // component all the same.
+                    let file = dir.join(
+                        std::path::Path::new(name)
+                            .file_name()
+                            .context("a part's name names no file")?,
+                    );
+                    let written = client.fetch_to(url, &file).await?;
+                    println!("{} ({written} bytes)", file.display());
+                }
+                println!("{} parts in {}", parts.len(), dir.display());
+                return Ok(());
+            }
             let link = client.download_link(&request_id).await?;
             let name = link
                 .split('?')

@@ -10,6 +10,7 @@ mod common;
 mod exports;
 mod lifecycle;
 mod postman;
+mod resume;
 mod security;
 mod sweep;
 mod template;

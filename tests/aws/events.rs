@@ -40,7 +40,7 @@ async fn every_sample_event_runs_through_its_function() {
     );
     let batch: SqsEvent =
         serde_json::from_value(sample_event("processor-sqs-requests.json", &request_id)).unwrap();
-    assert!(handle_batch(h.processor.as_ref(), batch, 5)
+    assert!(handle_batch(h.processor.as_ref(), batch, 5, None)
         .await
         .batch_item_failures
         .is_empty());
@@ -50,7 +50,7 @@ async fn every_sample_event_runs_through_its_function() {
     // poller: the follow-up, then the statement event once the statement has ended.
     let follow_up: SqsEvent =
         serde_json::from_value(sample_event("poller-sqs-follow-up.json", &request_id)).unwrap();
-    assert!(handle_batch(h.poller.as_ref(), follow_up, 5)
+    assert!(handle_batch(h.poller.as_ref(), follow_up, 5, None)
         .await
         .batch_item_failures
         .is_empty());
@@ -94,7 +94,7 @@ async fn every_sample_event_runs_through_its_function() {
         .replace("redshift-export:", &h.emulator.statement_prefix);
     event["Records"][0]["body"] = Value::String(body);
     let batch: SqsEvent = serde_json::from_value(event).unwrap();
-    assert!(handle_batch(h.poller.as_ref(), batch, 5)
+    assert!(handle_batch(h.poller.as_ref(), batch, 5, None)
         .await
         .batch_item_failures
         .is_empty());
@@ -109,7 +109,7 @@ async fn every_sample_event_runs_through_its_function() {
     tick["Records"][0]["body"] =
         Value::String(sample_event("eventbridge-scheduled-sweep.json", &request_id).to_string());
     let batch: SqsEvent = serde_json::from_value(tick).unwrap();
-    assert!(handle_batch(h.poller.as_ref(), batch, 5)
+    assert!(handle_batch(h.poller.as_ref(), batch, 5, None)
         .await
         .batch_item_failures
         .is_empty());
@@ -121,6 +121,8 @@ async fn every_sample_event_runs_through_its_function() {
         ("status-get-export-base-path.json", 200),
         ("status-get-export-events.json", 200),
         ("status-get-export-download.json", 303),
+        // A packaged export has no parts to list; the route says where its archive is.
+        ("status-get-export-parts.json", 409),
         ("status-list-exports.json", 200),
         ("status-get-datasets.json", 200),
         ("status-get-product.json", 200),

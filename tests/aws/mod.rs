@@ -252,7 +252,7 @@ impl Harness {
     ) -> SqsBatchResponse {
         let mut event = SqsEvent::default();
         event.records = messages.iter().map(|(m, _)| m.clone()).collect();
-        let response = lambda::handle_batch(consumer, event, 5).await;
+        let response = lambda::handle_batch(consumer, event, 5, None).await;
         for (message, receipt) in &messages {
             let failed = response
                 .batch_item_failures

@@ -150,10 +150,10 @@ async fn a_redelivered_request_starts_no_second_statement() {
     // At-least-once delivery: two instances get the same message at once, then a third
     // gets it again once the job is RUNNING.
     let (first, second) = tokio::join!(
-        export_aws::lambda::handle_batch(h.processor.as_ref(), event.clone(), 5),
-        export_aws::lambda::handle_batch(h.processor.as_ref(), event.clone(), 5),
+        export_aws::lambda::handle_batch(h.processor.as_ref(), event.clone(), 5, None),
+        export_aws::lambda::handle_batch(h.processor.as_ref(), event.clone(), 5, None),
     );
-    let third = export_aws::lambda::handle_batch(h.processor.as_ref(), event, 5).await;
+    let third = export_aws::lambda::handle_batch(h.processor.as_ref(), event, 5, None).await;
     for response in [first, second, third] {
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
     }
@@ -449,6 +449,7 @@ async fn the_sweep_carries_on_jobs_whose_messages_were_lost() {
             sweep_after: Duration::ZERO,
             ..h.poller.delivery.clone()
         },
+        packaging: h.poller.packaging.clone(),
         retry: h.poller.retry.clone(),
     };
     let tick = export_emulator::events::sample("eventbridge-scheduled-sweep.json", "").unwrap();
@@ -557,4 +558,193 @@ async fn transient_failures_are_retried_within_seconds_not_a_visibility_timeout(
         "one statement, after two refusals: {executions:?}"
     );
     assert_eq!(h.depth(&h.emulator.requests_url).await, 0);
+}
+
+#[tokio::test]
+async fn parts_handed_out_as_they_are_go_through_every_function() {
+    let h = Harness::start().await;
+    let request_id = submitted(
+        &h,
+        json!({"dataset": "customers", "params": {"ids": [1, 2, 3, 4]}, "archive": "none", "notify": ["analyst@example.com"]}),
+    )
+    .await;
+    let job = h.run_until_done(&request_id).await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    assert_eq!(job.rows, Some(4));
+    // No archive was written: the result is the UNLOAD's own parts.
+    let archives = h
+        .emulator
+        .clients
+        .s3
+        .list_objects_v2()
+        .bucket(&h.emulator.downloads_bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        archives
+            .contents()
+            .iter()
+            .all(|o| !o.key().unwrap_or("").contains(&request_id)),
+        "{archives:?}"
+    );
+    let status = h
+        .status_of("status-get-export.json", &request_id, ALICE)
+        .await;
+    assert_eq!(status.status, 200, "{}", status.body);
+    assert_eq!(status.body["archive"], "none");
+    let listed = h
+        .status_of("status-get-export-parts.json", &request_id, ALICE)
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let parts = listed.body["parts"].as_array().unwrap();
+    assert_eq!(
+        listed.body["total_parts"].as_u64(),
+        Some(parts.len() as u64)
+    );
+    // The job's status shows the same first page of parts (each link signed afresh).
+    let fields = |parts: &[Value]| -> Vec<(Value, Value, Value)> {
+        parts
+            .iter()
+            .map(|p| (p["name"].clone(), p["size"].clone(), p["rows"].clone()))
+            .collect()
+    };
+    assert_eq!(
+        fields(parts),
+        fields(status.body["parts"].as_array().unwrap())
+    );
+    let mut rows = Vec::new();
+    for part in parts {
+        let url = part["url"].as_str().unwrap();
+        assert!(
+            url.starts_with(&h.emulator.moto_endpoint) && url.contains("X-Amz-Signature="),
+            "{url}"
+        );
+        let body = reqwest::get(url)
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(body.len() as u64, part["size"].as_u64().unwrap());
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        rows.extend(text.lines().skip(1).map(str::to_owned));
+    }
+    let keys: Vec<&str> = rows.iter().map(|r| r.split(',').next().unwrap()).collect();
+    assert_eq!(keys, ["1", "2", "3", "4"]);
+    // Others see nothing of it; the one email links the parts.
+    let theirs = h
+        .status_of("status-get-export-parts.json", &request_id, BOB)
+        .await;
+    assert_eq!(theirs.status, 404, "{}", theirs.body);
+    let emails = h.emails_about(&request_id).await;
+    assert_eq!(emails.len(), 1, "{emails:?}");
+    assert!(
+        emails[0].body.contains("/exports/") && emails[0].body.contains("/parts"),
+        "{}",
+        emails[0].body
+    );
+}
+
+#[tokio::test]
+async fn packaging_that_outlives_an_invocation_carries_on_in_the_next() {
+    // At this scale the whole table is about 9 MB of CSV: two parts of at most 5 MB.
+    let h = Harness::start_with(|o| o.data_api.scale = 0.02).await;
+    // A poller whose invocations end at once: each packages one part and hands on.
+    let short = Poller {
+        control: h.poller.control.clone(),
+        warehouse: h.poller.warehouse.clone(),
+        objects: h.poller.objects.clone(),
+        mailer: h.poller.mailer.clone(),
+        queue: h.poller.queue.clone(),
+        clock: h.poller.clock.clone(),
+        unload: h.poller.unload.clone(),
+        delivery: h.poller.delivery.clone(),
+        packaging: export_core::settings::PackagingSettings {
+            budget: Some(Duration::ZERO),
+            ..h.poller.packaging.clone()
+        },
+        retry: h.poller.retry.clone(),
+    };
+    // Parts of at most 5 MB (UNLOAD's smallest MAXFILESIZE): the whole table takes several.
+    let processor = export_core::service::Processor {
+        catalog: h.processor.catalog.clone(),
+        control: h.processor.control.clone(),
+        warehouse: h.processor.warehouse.clone(),
+        queue: h.processor.queue.clone(),
+        clock: h.processor.clock.clone(),
+        unload: export_core::settings::UnloadSettings {
+            max_file_size_mb: 5,
+            ..h.processor.unload.clone()
+        },
+        first_poll_delay: h.processor.first_poll_delay,
+        retry: h.processor.retry.clone(),
+    };
+    let request_id = submitted(
+        &h,
+        json!({"dataset": "shipped_lineitems", "params": {"ship_from": "1992-01-01", "ship_to": "1998-12-31"}, "archive": "tar.gz"}),
+    )
+    .await;
+    let requests = h
+        .receive(&h.emulator.requests_url, Duration::from_secs(1))
+        .await;
+    h.deliver(&processor, &h.emulator.requests_url, requests)
+        .await;
+    let job = eventually(
+        "the job packaged in several invocations",
+        Duration::from_secs(90),
+        || async {
+            let job = h.job(&request_id).await;
+            if job.status.is_terminal() && job.notified_at.is_some() {
+                return Ok(job);
+            }
+            let polls = h
+                .receive(&h.emulator.polls_url, Duration::from_secs(1))
+                .await;
+            if !polls.is_empty() {
+                h.deliver(&short, &h.emulator.polls_url, polls).await;
+            }
+            Err(job)
+        },
+    )
+    .await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    let history = h
+        .status_of("status-get-export-events.json", &request_id, ALICE)
+        .await;
+    let paused = history.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["step"] == "packaging" && e["outcome"] == "paused")
+        .count();
+    let files = download(&h, &request_id).await;
+    assert!(files.len() >= 2, "{} files", files.len());
+    assert_eq!(paused, files.len() - 1, "{}", history.body);
+    assert_eq!(Some(data_rows(&files).len() as u64), job.rows);
+    // Nothing staged is left, and no upload is open.
+    let staged = h
+        .emulator
+        .clients
+        .s3
+        .list_objects_v2()
+        .bucket(&h.emulator.downloads_bucket)
+        .prefix(format!("archives/{request_id}/staging/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(staged.key_count(), Some(0), "{staged:?}");
+    let uploads = h
+        .emulator
+        .clients
+        .s3
+        .list_multipart_uploads()
+        .bucket(&h.emulator.downloads_bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty(), "{uploads:?}");
+    assert_eq!(h.emails_about(&request_id).await.len(), 1);
 }

@@ -21,7 +21,9 @@ use export_core::domain::{
     Transition,
 };
 use export_core::page::{JobPage, PageToken};
-use export_core::ports::{ControlTable, CreateOutcome, IdempotencyKey, PortError, PortResult};
+use export_core::ports::{
+    ControlTable, CreateOutcome, IdempotencyKey, PortError, PortResult, SavedCheckpoint,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +49,8 @@ const UNSETTLED_MARK: &str = "1";
 type Item = HashMap<String, AttributeValue>;
 
 const SUMMARY: &str = "JOB";
+/// The sort key of a job's packaging checkpoint, beside its summary.
+const CHECKPOINT: &str = "CHECKPOINT";
 const EVENT_PREFIX: &str = "EVENT#";
 
 /// Orders events written by this process within one millisecond.
@@ -107,6 +111,16 @@ struct EventItem {
     step: String,
     outcome: String,
     message: String,
+    expires_at: i64,
+}
+
+/// A job's packaging checkpoint: at most one per job, replaced by number.
+#[derive(Serialize, Deserialize)]
+struct CheckpointItem {
+    pk: String,
+    sk: String,
+    seq: u64,
+    body: String,
     expires_at: i64,
 }
 
@@ -463,6 +477,8 @@ impl ControlTable for DynamoControlTable {
             );
             self.delete_item(key).await?;
         }
+        self.delete_item(Self::item_key(job_pk(request_id), CHECKPOINT))
+            .await?;
         self.delete_item(Self::summary_key(request_id)).await?;
         if let Some(key) = key {
             // Only this job's key: a key another job took since must stay.
@@ -613,6 +629,96 @@ impl ControlTable for DynamoControlTable {
             Err(e) if is_condition_failure(&e) => Ok(()),
             Err(e) => Err(port_error("UpdateItem", e)),
         }
+    }
+
+    async fn touch(&self, request_id: &str, status: JobStatus, at: Millis) -> PortResult<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::summary_key(request_id)))
+            .update_expression("SET #updated_at = :at")
+            .condition_expression("#status = :status")
+            .expression_attribute_names("#updated_at", schema::UPDATED_AT)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":at", n(at))
+            .expression_attribute_values(":status", s(status.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
+            Err(e) => Err(port_error("UpdateItem", e)),
+        }
+    }
+
+    /// One transaction: the summary's `updated_at` moves only while the job is PACKAGING, and
+    /// the checkpoint item is replaced only while it is still number `expected_seq`.
+    async fn save_checkpoint(
+        &self,
+        request_id: &str,
+        expected_seq: u64,
+        checkpoint: &SavedCheckpoint,
+        at: Millis,
+    ) -> PortResult<bool> {
+        let alive = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::summary_key(request_id)))
+            .update_expression("SET #updated_at = :at")
+            .condition_expression("#status = :packaging")
+            .expression_attribute_names("#updated_at", schema::UPDATED_AT)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":at", n(at))
+            .expression_attribute_values(":packaging", s(JobStatus::Packaging.as_str()))
+            .build()
+            .map_err(|e| PortError::Rejected(e.to_string()))?;
+        let item = item_of(&CheckpointItem {
+            pk: job_pk(request_id),
+            sk: CHECKPOINT.into(),
+            seq: checkpoint.seq,
+            body: checkpoint.body.clone(),
+            expires_at: self.expires_at(at),
+        });
+        let mut put = Put::builder().table_name(&self.table).set_item(Some(item));
+        put = if expected_seq == 0 {
+            put.condition_expression("attribute_not_exists(sk)")
+        } else {
+            put.condition_expression("#seq = :expected")
+                .expression_attribute_names("#seq", "seq")
+                .expression_attribute_values(":expected", n(expected_seq))
+        };
+        let put = put
+            .build()
+            .map_err(|e| PortError::Rejected(e.to_string()))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(alive).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) => failed_conditions(error).map(|_| false),
+        }
+    }
+
+    async fn checkpoint(&self, request_id: &str) -> PortResult<Option<SavedCheckpoint>> {
+        let item = self
+            .get_item(Self::item_key(job_pk(request_id), CHECKPOINT))
+            .await?;
+        item.map(|item| {
+            decode::<CheckpointItem>(item).map(|c| SavedCheckpoint {
+                seq: c.seq,
+                body: c.body,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_checkpoint(&self, request_id: &str) -> PortResult<()> {
+        self.delete_item(Self::item_key(job_pk(request_id), CHECKPOINT))
+            .await
     }
 
     async fn unsettled_jobs(&self, updated_before: Millis, limit: usize) -> PortResult<Vec<Job>> {

@@ -14,7 +14,9 @@ use export_core::catalog::Catalog;
 use export_core::clock::{Clock, SystemClock};
 use export_core::identity::RoleOwner;
 use export_core::service::{Poller, Processor, Queries, Submissions};
-use export_core::settings::{DeliverySettings, MailSettings, RetrySettings, UnloadSettings};
+use export_core::settings::{
+    DeliverySettings, MailSettings, PackagingSettings, RetrySettings, UnloadSettings,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -277,6 +279,17 @@ fn delivery_settings(env: &mut Env) -> DeliverySettings {
     }
 }
 
+/// How the poller writes archives: on every core the function has (Lambda gives a function
+/// more vCPUs as its memory grows), stopping `PACKAGING_MARGIN_SECONDS` before the
+/// invocation's deadline at an entry boundary, with a checkpoint every `CHECKPOINT_SECONDS`.
+pub fn packaging_settings(env: &mut Env) -> PackagingSettings {
+    PackagingSettings {
+        margin: env.seconds("PACKAGING_MARGIN_SECONDS", 30, 600),
+        checkpoint_every: env.seconds("CHECKPOINT_SECONDS", 120, 3_600),
+        ..PackagingSettings::default()
+    }
+}
+
 /// Who owns the jobs of a caller that assumed a role (`ASSUMED_ROLE_OWNER`: `session`, the
 /// default, or `role`); the receiver and the status function must agree.
 pub fn role_owner(env: &mut Env) -> RoleOwner {
@@ -341,6 +354,7 @@ pub fn poller(env: &mut Env, clients: &Clients) -> Arc<Poller> {
         clock: clock(),
         unload: unload_settings(env, false),
         delivery: delivery_settings(env),
+        packaging: packaging_settings(env),
         retry: retry_settings(env),
     })
 }

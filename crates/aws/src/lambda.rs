@@ -14,6 +14,8 @@ use lambda_runtime::LambdaEvent;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
 use tower::ServiceExt;
 use tracing::Instrument;
 
@@ -193,12 +195,13 @@ pub async fn handle_batch(
     consumer: &dyn Consumer,
     event: SqsEvent,
     max_receives: u32,
+    deadline: Option<Instant>,
 ) -> SqsBatchResponse {
     let outcomes = futures::future::join_all(
         event
             .records
             .iter()
-            .map(|message| handle_message(consumer, message, max_receives)),
+            .map(|message| handle_message(consumer, message, max_receives, deadline)),
     )
     .await;
     let mut response = SqsBatchResponse::default();
@@ -214,6 +217,7 @@ async fn handle_message(
     consumer: &dyn Consumer,
     message: &SqsMessage,
     max_receives: u32,
+    deadline: Option<Instant>,
 ) -> Delivered {
     let body = message.body.as_deref().unwrap_or("");
     let message_id = message.message_id.as_deref().unwrap_or("");
@@ -223,9 +227,21 @@ async fn handle_message(
         .get("ApproximateReceiveCount")
         .and_then(|n| n.parse().ok())
         .unwrap_or(1);
-    consume(consumer, body, receives, max_receives)
+    consume(consumer, body, receives, max_receives, deadline)
         .instrument(tracing::info_span!("sqs", message_id))
         .await
+}
+
+/// When the invocation is stopped: the runtime API's `Lambda-Runtime-Deadline-Ms`, in
+/// milliseconds since the epoch ("Using the Lambda runtime API for custom runtimes"), as an
+/// instant of this process's clock.
+fn invocation_deadline(deadline_ms: u64) -> Option<Instant> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_millis() as u64;
+    (deadline_ms > 0)
+        .then(|| Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
 }
 
 /// Serves SQS batches with `consumer` until the runtime stops.
@@ -234,7 +250,10 @@ pub async fn serve_queue(consumer: Arc<dyn Consumer>, max_receives: u32) -> Resu
         move |event: LambdaEvent<SqsEvent>| {
             let consumer = consumer.clone();
             async move {
-                Ok::<_, Error>(handle_batch(consumer.as_ref(), event.payload, max_receives).await)
+                let deadline = invocation_deadline(event.context.deadline);
+                Ok::<_, Error>(
+                    handle_batch(consumer.as_ref(), event.payload, max_receives, deadline).await,
+                )
             }
         },
     ))
@@ -266,7 +285,7 @@ mod tests {
             message("m3", "bad-last", 5),
             message("m4", "good-again", 5),
         ];
-        let response = handle_batch(&consumer, event, 5).await;
+        let response = handle_batch(&consumer, event, 5, None).await;
         let failed: Vec<&str> = response
             .batch_item_failures
             .iter()

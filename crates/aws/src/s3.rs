@@ -11,7 +11,9 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
 use export_core::domain::{Millis, ObjectRef};
-use export_core::ports::{ByteStream, ObjectStore, PortError, PortResult, PresignedUrl, Upload};
+use export_core::ports::{
+    ByteStream, ObjectStore, PortError, PortResult, PresignedUrl, Upload, UploadedPart,
+};
 use futures::StreamExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -169,6 +171,121 @@ impl ObjectStore for S3ObjectStore {
         }))
     }
 
+    async fn size_of(&self, object: &ObjectRef) -> PortResult<Option<u64>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .send()
+            .await
+        {
+            Ok(output) => Ok(Some(output.content_length.unwrap_or(0).max(0) as u64)),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+            Err(e) => Err(port_error("HeadObject", e)),
+        }
+    }
+
+    async fn delete(&self, object: &ObjectRef) -> PortResult<()> {
+        self.client
+            .delete_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .send()
+            .await
+            .map_err(|e| port_error("DeleteObject", e))?;
+        Ok(())
+    }
+
+    async fn create_multipart(&self, object: &ObjectRef, content_type: &str) -> PortResult<String> {
+        let output = self
+            .client
+            .create_multipart_upload()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| port_error("CreateMultipartUpload", e))?;
+        output.upload_id.ok_or_else(|| {
+            PortError::Rejected("CreateMultipartUpload returned no upload id".into())
+        })
+    }
+
+    async fn upload_part(
+        &self,
+        object: &ObjectRef,
+        upload_id: &str,
+        number: u32,
+        body: Bytes,
+    ) -> PortResult<UploadedPart> {
+        let output = self
+            .client
+            .upload_part()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .upload_id(upload_id)
+            .part_number(number as i32)
+            .body(SdkByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| upload_error("UploadPart", upload_id, e))?;
+        Ok(UploadedPart {
+            number,
+            etag: output.e_tag.unwrap_or_default(),
+            checksum_crc32: output.checksum_crc32,
+        })
+    }
+
+    async fn complete_multipart(
+        &self,
+        object: &ObjectRef,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> PortResult<()> {
+        // The SDK sends a checksum with each part; completing the upload repeats it.
+        let parts = parts
+            .iter()
+            .map(|p| {
+                CompletedPart::builder()
+                    .part_number(p.number as i32)
+                    .e_tag(&p.etag)
+                    .set_checksum_crc32(p.checksum_crc32.clone())
+                    .build()
+            })
+            .collect();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| upload_error("CompleteMultipartUpload", upload_id, e))?;
+        Ok(())
+    }
+
+    async fn abort_multipart(&self, object: &ObjectRef, upload_id: &str) -> PortResult<()> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_upload()) => Ok(()),
+            Err(e) => Err(port_error("AbortMultipartUpload", e)),
+            Ok(_) => Ok(()),
+        }
+    }
+
     async fn presign_get(
         &self,
         object: &ObjectRef,
@@ -196,6 +313,25 @@ impl ObjectStore for S3ObjectStore {
             signer_expires_at: self.links.expires_at(),
         })
     }
+}
+
+/// An upload that was completed or aborted answers `NoSuchUpload` (404): "The specified
+/// multipart upload does not exist" (Amazon S3 API Reference, "Error responses").
+fn upload_error<E>(
+    operation: &str,
+    upload_id: &str,
+    error: aws_sdk_s3::error::SdkError<E>,
+) -> PortError
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if error
+        .as_service_error()
+        .is_some_and(|e| e.code() == Some("NoSuchUpload"))
+    {
+        return PortError::NotFound(format!("{operation}: upload {upload_id}"));
+    }
+    port_error(operation, error)
 }
 
 /// An object written in parts. Nothing is sent until a whole part is buffered; an object that

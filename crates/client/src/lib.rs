@@ -247,6 +247,71 @@ impl Client {
             .to_owned())
     }
 
+    /// One page of an export's parts (`archive: none`): `GET /exports/{id}/parts`.
+    pub async fn parts(
+        &self,
+        request_id: &str,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        let mut query = Vec::new();
+        if let Some(limit) = limit {
+            query.push(format!("limit={limit}"));
+        }
+        if let Some(cursor) = cursor {
+            // Part cursors are decimal: nothing in them needs escaping.
+            query.push(format!("cursor={cursor}"));
+        }
+        let query = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", query.join("&"))
+        };
+        self.get(&format!("/exports/{request_id}/parts{query}"))
+            .await
+    }
+
+    /// Every part of an export handed out as parts, each with a fresh link, page by page.
+    pub async fn all_parts(&self, request_id: &str) -> anyhow::Result<Vec<Value>> {
+        let mut parts = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self
+                .parts(request_id, Some(1000), cursor.as_deref())
+                .await?;
+            parts.extend(page["parts"].as_array().cloned().unwrap_or_default());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return Ok(parts),
+            }
+        }
+    }
+
+    /// Streams a presigned URL into `path`, whatever its size; returns the bytes written.
+    pub async fn fetch_to(&self, url: &str, path: &std::path::Path) -> anyhow::Result<u64> {
+        use tokio::io::AsyncWriteExt;
+        let mut response = self.http.get(url).send().await?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.bytes().await.unwrap_or_default();
+            bail!(
+                "downloading {} failed: {status} {}",
+                path.display(),
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let mut file = tokio::fs::File::create(path)
+            .await
+            .with_context(|| format!("creating {}", path.display()))?;
+        let mut written = 0;
+        while let Some(chunk) = response.chunk().await? {
+            file.write_all(&chunk).await?;
+            written += chunk.len() as u64;
+        }
+        file.flush().await?;
+        Ok(written)
+    }
+
     /// Fetches a presigned URL (no signing: the URL carries its own authorisation).
     pub async fn fetch(&self, url: &str) -> anyhow::Result<Bytes> {
         let response = self.http.get(url).send().await?;

@@ -10,7 +10,8 @@ pub struct ArchiveFile {
     pub contents: Vec<u8>,
 }
 
-fn decompress(name: &str, raw: Vec<u8>) -> anyhow::Result<ArchiveFile> {
+/// One downloaded file as the archive reader gives it: `.gz` / `.zst` undone.
+pub fn decompressed(name: &str, raw: Vec<u8>) -> anyhow::Result<ArchiveFile> {
     if let Some(stem) = name.strip_suffix(".gz") {
         let mut out = Vec::new();
         flate2::read::MultiGzDecoder::new(raw.as_slice())
@@ -45,16 +46,17 @@ pub fn unpack(archive: &[u8]) -> anyhow::Result<Vec<ArchiveFile>> {
             let mut raw = Vec::new();
             entry.read_to_end(&mut raw)?;
             let name = entry.name()?.into_owned();
-            files.push(decompress(&name, raw)?);
+            files.push(decompressed(&name, raw)?);
         }
     } else if archive.starts_with(&[0x1f, 0x8b]) {
-        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
+        // A packaged tar.gz is one gzip member per entry: read them all, as `gzip -d` does.
+        let mut tar = tar::Archive::new(flate2::read::MultiGzDecoder::new(archive));
         for entry in tar.entries()? {
             let mut entry = entry?;
             let name = entry.path()?.to_string_lossy().into_owned();
             let mut raw = Vec::new();
             entry.read_to_end(&mut raw)?;
-            files.push(decompress(&name, raw)?);
+            files.push(decompressed(&name, raw)?);
         }
     } else {
         bail!("the download is neither a zip nor a tar.gz archive");

@@ -188,8 +188,9 @@ string_enum!(
     Compression { None = "none", Gzip = "gzip", Zstd = "zstd" }
 );
 string_enum!(
-    /// The container the parts are packaged into for download.
-    Archive { Zip = "zip", TarGz = "tar.gz" }
+    /// The container the parts are packaged into for download; `none` hands out the parts
+    /// themselves, a link each.
+    Archive { Zip = "zip", TarGz = "tar.gz", None = "none" }
 );
 
 impl Format {
@@ -224,13 +225,19 @@ impl Archive {
         match self {
             Archive::Zip => "zip",
             Archive::TarGz => "tar.gz",
+            Archive::None => "",
         }
     }
     pub fn content_type(self) -> &'static str {
         match self {
             Archive::Zip => "application/zip",
             Archive::TarGz => "application/gzip",
+            Archive::None => "application/octet-stream",
         }
+    }
+    /// Whether the parts are packaged into one archive (else the job's result is its parts).
+    pub fn is_packaged(self) -> bool {
+        self != Archive::None
     }
 }
 
@@ -283,7 +290,8 @@ pub struct Job {
     pub unload_attempt: u32,
     pub rows: Option<u64>,
     pub bytes: Option<u64>,
-    /// The packaged archive, once written.
+    /// The packaged archive, once written; with `archive: none`, the UNLOAD's manifest, which
+    /// names the parts handed out.
     pub archive_object: Option<ObjectRef>,
     pub error: Option<String>,
     /// Set once the completion email has been handed to the mailer, so it is sent once.

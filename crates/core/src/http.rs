@@ -100,6 +100,7 @@ pub fn status_router(queries: Arc<Queries>) -> Router {
         .route("/exports/{id}", get(job_status))
         .route("/exports/{id}/events", get(job_events))
         .route("/exports/{id}/download", get(download))
+        .route("/exports/{id}/parts", get(job_parts))
         .route("/datasets", get(datasets))
         .route("/product", get(product_status))
         .with_state(queries)
@@ -215,23 +216,47 @@ async fn list_jobs(
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query
         .map_err(|e| ApiError::invalid("query", format!("the query string is not valid: {e}")))?;
-    let limit = match query.limit.as_deref() {
-        None => 20,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=crate::service::query::MAX_PAGE).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "limit",
-                    format!("'limit' must be 1 to {}", crate::service::query::MAX_PAGE),
-                )
-            })?,
-    };
+    let limit = page_limit(query.limit.as_deref(), 20, crate::service::query::MAX_PAGE)?;
     let page = queries.list(&owner, limit, query.cursor.as_deref()).await?;
     Ok(Json(json!({
         "jobs": page.jobs.iter().map(job_summary).collect::<Vec<_>>(),
         "next_cursor": page.next.map(|token| token.encode()),
+    })))
+}
+
+/// A page's `limit`: `default` when absent, else a number from 1 to `max`.
+fn page_limit(limit: Option<&str>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| ApiError::invalid("limit", format!("'limit' must be 1 to {max}"))),
+    }
+}
+
+/// `GET /exports/{id}/parts`: the parts of an export handed out as they are, a page at a time.
+async fn job_parts(
+    State(queries): State<Arc<Queries>>,
+    Caller(owner): Caller,
+    JobId(id): JobId,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query
+        .map_err(|e| ApiError::invalid("query", format!("the query string is not valid: {e}")))?;
+    let limit = page_limit(
+        query.limit.as_deref(),
+        crate::service::query::PARTS_PAGE,
+        crate::service::query::MAX_PARTS_PAGE,
+    )?;
+    let job = queries.job(&owner, &id).await?;
+    let page = queries.parts(&job, limit, query.cursor.as_deref()).await?;
+    Ok(Json(json!({
+        "request_id": job.request_id,
+        "total_parts": page.total,
+        "parts": page.parts,
+        "next_cursor": page.next_cursor,
     })))
 }
 
@@ -289,7 +314,16 @@ async fn job_status(
             "download": format!("/exports/{}/download", job.request_id),
         }),
     );
-    if job.status == JobStatus::Succeeded {
+    if job.status == JobStatus::Succeeded && !job.archive.is_packaged() {
+        // The first page of its parts; the rest are a cursor away.
+        let page = queries
+            .parts(&job, crate::service::query::PARTS_PAGE, None)
+            .await?;
+        fields.insert("total_parts".into(), json!(page.total));
+        fields.insert("parts".into(), json!(page.parts));
+        fields.insert("parts_next_cursor".into(), json!(page.next_cursor));
+        fields["links"]["parts"] = json!(format!("/exports/{}/parts", job.request_id));
+    } else if job.status == JobStatus::Succeeded {
         let DownloadLink {
             url, expires_at, ..
         } = queries.download_link(&job).await?;

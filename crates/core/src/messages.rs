@@ -27,6 +27,17 @@ impl Message {
         Message::Poll(PollMessage::FollowUp(FollowUp {
             request_id: request_id.to_owned(),
             attempt,
+            resume: None,
+            tries: 0,
+        }))
+    }
+
+    /// Packaging of `request_id` goes on from its checkpoint number `seq`.
+    pub fn resume(request_id: &str, seq: u64) -> Message {
+        Message::Poll(PollMessage::FollowUp(FollowUp {
+            request_id: request_id.to_owned(),
+            attempt: None,
+            resume: Some(seq),
             tries: 0,
         }))
     }
@@ -79,6 +90,10 @@ pub struct FollowUp {
     pub request_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// A continuation of packaging: the checkpoint it carries on from. One that finds the job
+    /// at another checkpoint is stale (a duplicate delivery) and does nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<u64>,
     /// On a retry's copy, the tries the message had before it: a copy is a new message to
     /// the queue, whose receive count starts again at one.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -177,15 +192,20 @@ mod tests {
         let follow = PollMessage::FollowUp(FollowUp {
             request_id: "r1".into(),
             attempt: Some(3),
+            resume: None,
             tries: 2,
         });
         assert_eq!(PollMessage::parse(&follow.to_body()).unwrap(), follow);
         let look = PollMessage::FollowUp(FollowUp {
             request_id: "r1".into(),
             attempt: None,
+            resume: None,
             tries: 0,
         });
         assert_eq!(look.to_body(), r#"{"request_id":"r1"}"#);
+        let resume = Message::resume("r1", 7);
+        assert_eq!(resume.queue(), QueueName::Polls);
+        assert_eq!(resume.body(), r#"{"request_id":"r1","resume":7}"#);
         assert_eq!(PollMessage::parse(&look.to_body()).unwrap(), look);
         assert_eq!(
             PollMessage::parse(&PollMessage::Sweep.to_body()).unwrap(),

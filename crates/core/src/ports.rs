@@ -1,7 +1,7 @@
 //! The ports: what the services need from the outside world. Each has an AWS adapter and a
 //! local (embedded) adapter; nothing in this crate knows which one it is talking to.
 
-use crate::domain::{Job, JobEvent, JobUpdate, Millis, ObjectRef, Owner, Transition};
+use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef, Owner, Transition};
 use crate::messages::Message;
 use crate::page::{JobPage, PageToken};
 use async_trait::async_trait;
@@ -90,6 +90,27 @@ pub trait ControlTable: Send + Sync {
     /// and notified ones are settled.
     async fn unsettled_jobs(&self, updated_before: Millis, limit: usize) -> PortResult<Vec<Job>>;
 
+    /// Records `at` as the job's last change if it is still `status`: the heartbeat of a long
+    /// step, which keeps the sweep and the packaging lease off it. False if it moved on.
+    async fn touch(&self, request_id: &str, status: JobStatus, at: Millis) -> PortResult<bool>;
+
+    /// Saves the job's packaging checkpoint if the job is still PACKAGING and the checkpoint
+    /// it has is still number `expected_seq` (0: none yet), recording `at` as its last change;
+    /// false, writing nothing, otherwise: another packager has moved on.
+    async fn save_checkpoint(
+        &self,
+        request_id: &str,
+        expected_seq: u64,
+        checkpoint: &SavedCheckpoint,
+        at: Millis,
+    ) -> PortResult<bool>;
+
+    /// The job's packaging checkpoint, if it has one.
+    async fn checkpoint(&self, request_id: &str) -> PortResult<Option<SavedCheckpoint>>;
+
+    /// Forgets the job's packaging checkpoint (its archive is written, or given up).
+    async fn delete_checkpoint(&self, request_id: &str) -> PortResult<()>;
+
     /// The owner's jobs, newest first, `limit` at a time, starting just after `after`.
     async fn list_jobs(
         &self,
@@ -97,6 +118,14 @@ pub trait ControlTable: Send + Sync {
         limit: usize,
         after: Option<&PageToken>,
     ) -> PortResult<JobPage>;
+}
+
+/// Where a job's packaging stands, as the control table keeps it: opaque to the table (the
+/// packager writes and reads `body`), numbered so that only one packager's next save wins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavedCheckpoint {
+    pub seq: u64,
+    pub body: String,
 }
 
 /// The two queues behind the API.
@@ -212,6 +241,33 @@ pub trait ObjectStore: Send + Sync {
         object: &ObjectRef,
         content_type: &str,
     ) -> PortResult<Box<dyn Upload>>;
+    /// The object's size, or None if there is no such object (S3's `HeadObject`).
+    async fn size_of(&self, object: &ObjectRef) -> PortResult<Option<u64>>;
+    /// Removes the object; removing one that is not there succeeds, as on S3.
+    async fn delete(&self, object: &ObjectRef) -> PortResult<()>;
+
+    /// Starts a multipart upload of `object` and returns its id. The parts live with the
+    /// store, not with the caller, so another process can carry the upload on.
+    async fn create_multipart(&self, object: &ObjectRef, content_type: &str) -> PortResult<String>;
+    /// Uploads part `number` (1 to 10,000); every part but the last must be at least 5 MiB
+    /// when the upload completes. `NotFound` if the upload was completed or aborted.
+    async fn upload_part(
+        &self,
+        object: &ObjectRef,
+        upload_id: &str,
+        number: u32,
+        body: Bytes,
+    ) -> PortResult<UploadedPart>;
+    /// Makes the object of `parts`, in order. `NotFound` if the upload is no longer there.
+    async fn complete_multipart(
+        &self,
+        object: &ObjectRef,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> PortResult<()>;
+    /// Drops the upload and its parts.
+    async fn abort_multipart(&self, object: &ObjectRef, upload_id: &str) -> PortResult<()>;
+
     /// A URL anyone holding it can GET until it expires.
     async fn presign_get(
         &self,
@@ -219,6 +275,20 @@ pub trait ObjectStore: Send + Sync {
         expires_in: Duration,
         file_name: &str,
     ) -> PortResult<PresignedUrl>;
+}
+
+/// A part of a multipart upload, as completing the upload must name it: "you must maintain
+/// your own list of the part numbers you specified when uploading parts and the corresponding
+/// ETag values that Amazon S3 returns" (`ListParts`, Amazon S3 API Reference).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UploadedPart {
+    #[serde(rename = "n")]
+    pub number: u32,
+    #[serde(rename = "e")]
+    pub etag: String,
+    /// The part's CRC-32 where the store sent one; completing must repeat it.
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    pub checksum_crc32: Option<String>,
 }
 
 /// A presigned GET, and when it stops working if that is before `expires_in` runs out: a URL

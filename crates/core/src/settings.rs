@@ -96,6 +96,43 @@ pub struct DeliverySettings {
     pub mail: MailSettings,
 }
 
+/// How archives are written: the upload's parts, the cores used, and when a run stops to
+/// leave the rest to the next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackagingSettings {
+    /// The smallest upload part (S3 wants 5 MiB but for the last); larger archives get larger
+    /// parts, so that they need at most `archive::package::MAX_PARTS`.
+    pub part_size: usize,
+    /// Blocks compressed at once: the cores the function has.
+    pub threads: usize,
+    /// Time left at the end of a run for the checkpoint and the continuation's message.
+    pub margin: Duration,
+    /// A checkpoint at least this often, so that a packager that dies loses little.
+    pub checkpoint_every: Duration,
+    /// The job's `updated_at` moves at least this often while it is packaged, well inside
+    /// the packaging lease, so no second packager starts beside a live one.
+    pub heartbeat_every: Duration,
+    /// Where a run stops when its invocation has no deadline of its own (the local stack's
+    /// workers): a budget per message, like a function's timeout.
+    pub budget: Option<Duration>,
+    /// Entries this large get ZIP64 fields; only tests set it, to exercise them on small data.
+    pub zip64_entry_size: Option<u64>,
+}
+
+impl Default for PackagingSettings {
+    fn default() -> Self {
+        PackagingSettings {
+            part_size: 8 * 1024 * 1024,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            margin: Duration::from_secs(30),
+            checkpoint_every: Duration::from_secs(120),
+            heartbeat_every: Duration::from_secs(30),
+            budget: None,
+            zip64_entry_size: None,
+        }
+    }
+}
+
 /// Who gets notified.
 #[derive(Clone, Debug, Default)]
 pub struct MailSettings {

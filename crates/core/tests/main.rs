@@ -1,5 +1,6 @@
 //! The core's own tests: the services over in-memory fakes on a manual clock (every race and
 //! timeout below runs in milliseconds), and property tests of parameter rendering.
 
+mod packaging;
 mod rendering;
 mod services;

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 /// Rust SDK rightly refuses (S3 sends `CompleteMultipartUploadResult`).
 pub const MOTO_VERSION: &str = "5.1.22";
 
+/// What moto does differently from AWS's documentation, put right before its server starts.
+const FIDELITY: &str = include_str!("moto_fidelity.py");
+
 /// Where moto is installed: a virtual environment of its own, so the pin never changes the
 /// machine's Python packages. `MOTO_VENV` overrides it.
 fn venv() -> PathBuf {
@@ -94,9 +97,14 @@ impl Moto {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
+        // moto's server with the fixes that make it answer as AWS documents.
+        let fidelity = venv().join("moto_fidelity.py");
+        std::fs::write(&fidelity, FIDELITY)
+            .with_context(|| format!("writing {}", fidelity.display()))?;
         let script = format!(
-            "'{}' -m moto.server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; read _; kill $pid",
-            python().display()
+            "'{}' '{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; read _; kill $pid",
+            python().display(),
+            fidelity.display()
         );
         let child = Command::new("sh")
             .args(["-c", &script])

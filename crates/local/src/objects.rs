@@ -4,10 +4,12 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use export_core::domain::ObjectRef;
-use export_core::ports::{ByteStream, ObjectStore, PortError, PortResult, PresignedUrl, Upload};
+use export_core::ports::{
+    ByteStream, ObjectStore, PortError, PortResult, PresignedUrl, Upload, UploadedPart,
+};
 use hmac::{Hmac, Mac};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -51,6 +53,7 @@ impl FsObjectStore {
     /// survive a restart, and is created at random the first time.
     pub fn open(root: &Path, key_file: &Path) -> anyhow::Result<FsObjectStore> {
         std::fs::create_dir_all(root.join(".uploads"))?;
+        std::fs::create_dir_all(root.join(".multipart"))?;
         let key = match std::fs::read(key_file) {
             Ok(key) if key.len() >= 32 => key,
             _ => {
@@ -132,6 +135,31 @@ impl FsObjectStore {
     }
 }
 
+/// S3's smallest part but for the last ("Amazon S3 multipart upload limits"), kept here too so
+/// that the local stack refuses what S3 would.
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+
+impl FsObjectStore {
+    /// A multipart upload's directory: `<root>/.multipart/<id>/`, holding `object` (what it
+    /// will become) and `part-NNNNN` files. Ids are the store's own UUIDs.
+    fn upload_dir(&self, object: &ObjectRef, upload_id: &str) -> PortResult<PathBuf> {
+        let gone = || PortError::NotFound(format!("upload {upload_id} of {}", object.s3_url()));
+        if uuid::Uuid::parse_str(upload_id).is_err() {
+            return Err(gone());
+        }
+        let dir = self.root.join(".multipart").join(upload_id);
+        match std::fs::read_to_string(dir.join("object")) {
+            Ok(named) if named == object.s3_url() => Ok(dir),
+            _ => Err(gone()),
+        }
+    }
+}
+
+/// A part's ETag: quoted hex, as S3's are, of the first half of its SHA-256.
+fn part_etag(body: &[u8]) -> String {
+    format!("\"{}\"", hex::encode(&Sha256::digest(body)[..16]))
+}
+
 fn io_error(object: &ObjectRef, e: std::io::Error) -> PortError {
     if e.kind() == std::io::ErrorKind::NotFound {
         PortError::NotFound(object.s3_url())
@@ -192,6 +220,136 @@ impl ObjectStore for FsObjectStore {
             target,
             written: 0,
         }))
+    }
+
+    async fn size_of(&self, object: &ObjectRef) -> PortResult<Option<u64>> {
+        match tokio::fs::metadata(self.path_of(object)?).await {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(object, e)),
+        }
+    }
+
+    async fn delete(&self, object: &ObjectRef) -> PortResult<()> {
+        match tokio::fs::remove_file(self.path_of(object)?).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(object, e)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn create_multipart(
+        &self,
+        object: &ObjectRef,
+        _content_type: &str,
+    ) -> PortResult<String> {
+        self.path_of(object)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let dir = self.root.join(".multipart").join(&id);
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| io_error(object, e))?;
+        tokio::fs::write(dir.join("object"), object.s3_url())
+            .await
+            .map_err(|e| io_error(object, e))?;
+        Ok(id)
+    }
+
+    async fn upload_part(
+        &self,
+        object: &ObjectRef,
+        upload_id: &str,
+        number: u32,
+        body: Bytes,
+    ) -> PortResult<UploadedPart> {
+        if !(1..=10_000).contains(&number) {
+            return Err(PortError::Rejected(format!(
+                "part number {number} is out of range"
+            )));
+        }
+        let dir = self.upload_dir(object, upload_id)?;
+        let (etag, body) = tokio::task::spawn_blocking(move || (part_etag(&body), body))
+            .await
+            .map_err(|e| PortError::Unavailable(format!("hashing a part: {e}")))?;
+        // Written aside and renamed, so a part is there whole or not at all.
+        let staging = dir.join(format!(
+            ".part-{number:05}-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        tokio::fs::write(&staging, &body)
+            .await
+            .map_err(|e| io_error(object, e))?;
+        tokio::fs::rename(&staging, dir.join(format!("part-{number:05}")))
+            .await
+            .map_err(|e| io_error(object, e))?;
+        Ok(UploadedPart {
+            number,
+            etag,
+            checksum_crc32: None,
+        })
+    }
+
+    async fn complete_multipart(
+        &self,
+        object: &ObjectRef,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> PortResult<()> {
+        let dir = self.upload_dir(object, upload_id)?;
+        let target = self.path_of(object)?;
+        let staging = self
+            .root
+            .join(".uploads")
+            .join(uuid::Uuid::new_v4().to_string());
+        let mut out = tokio::fs::File::create(&staging)
+            .await
+            .map_err(|e| io_error(object, e))?;
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 && parts[i - 1].number >= part.number {
+                return Err(PortError::Rejected(
+                    "InvalidPartOrder: parts must ascend".into(),
+                ));
+            }
+            let body = tokio::fs::read(dir.join(format!("part-{:05}", part.number)))
+                .await
+                .map_err(|_| PortError::Rejected(format!("InvalidPart: part {}", part.number)))?;
+            if part_etag(&body) != part.etag {
+                return Err(PortError::Rejected(format!(
+                    "InvalidPart: part {}'s ETag",
+                    part.number
+                )));
+            }
+            if i + 1 < parts.len() && (body.len() as u64) < MIN_PART_SIZE {
+                return Err(PortError::Rejected(format!(
+                    "EntityTooSmall: part {} is under 5 MiB",
+                    part.number
+                )));
+            }
+            out.write_all(&body)
+                .await
+                .map_err(|e| io_error(object, e))?;
+        }
+        out.flush().await.map_err(|e| io_error(object, e))?;
+        drop(out);
+        if let Some(parent) = target.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| io_error(object, e))?;
+        }
+        tokio::fs::rename(&staging, &target)
+            .await
+            .map_err(|e| io_error(object, e))?;
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        Ok(())
+    }
+
+    async fn abort_multipart(&self, object: &ObjectRef, upload_id: &str) -> PortResult<()> {
+        match self.upload_dir(object, upload_id) {
+            Ok(dir) => tokio::fs::remove_dir_all(&dir)
+                .await
+                .map_err(|e| io_error(object, e)),
+            Err(PortError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn presign_get(

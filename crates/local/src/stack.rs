@@ -17,7 +17,9 @@ use export_core::http::api_router;
 use export_core::messages::{Message, PollMessage};
 use export_core::ports::{QueueName, QueueSender};
 use export_core::service::{consume, Consumer, Poller, Processor, Queries, Submissions};
-use export_core::settings::{DeliverySettings, MailSettings, RetrySettings, UnloadSettings};
+use export_core::settings::{
+    DeliverySettings, MailSettings, PackagingSettings, RetrySettings, UnloadSettings,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,6 +64,9 @@ pub struct LocalConfig {
     pub poll_initial_delay: Duration,
     pub poll_max_delay: Duration,
     pub packaging_lease: Duration,
+    /// How archives are written; its `budget` is each poller message's time, the stand-in
+    /// for a function's timeout, after which packaging goes on in a continuation.
+    pub packaging: PackagingSettings,
     /// How often the sweep runs (the template's schedule), and how long a job must sit
     /// unsettled before the sweep looks at it.
     pub sweep_every: Duration,
@@ -87,6 +92,11 @@ impl LocalConfig {
             poll_initial_delay: Duration::from_secs(1),
             poll_max_delay: Duration::from_secs(10),
             packaging_lease: Duration::from_secs(60),
+            packaging: PackagingSettings {
+                budget: Some(Duration::from_secs(900)),
+                heartbeat_every: Duration::from_secs(10),
+                ..PackagingSettings::default()
+            },
             sweep_every: Duration::from_secs(60),
             sweep_after: Duration::from_secs(300),
         }
@@ -207,6 +217,7 @@ impl LocalStack {
             clock,
             unload,
             delivery,
+            packaging: config.packaging.clone(),
             retry,
         });
 
@@ -354,6 +365,8 @@ async fn work(
                     &delivery.body,
                     delivery.receive_count,
                     store.max_receives(),
+                    // The poller's packaging budget stands in for a function's deadline.
+                    None,
                 );
                 tokio::pin!(handling);
                 let mut heartbeat = tokio::time::interval(visibility / 2);

@@ -9,13 +9,15 @@ use crate::messages::{FollowUp, Message, PollMessage, StartJob};
 use crate::ports::QueueSender;
 use crate::settings::RetrySettings;
 use async_trait::async_trait;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 /// A service fed by a queue.
 #[async_trait]
 pub trait Consumer: Send + Sync {
-    /// Handles one message; `Retry` asks for it to be tried again.
-    async fn handle(&self, body: &str) -> Result<(), Retry>;
+    /// Handles one message, done by `deadline` if there is one (the invocation's end);
+    /// `Retry` asks for it to be tried again.
+    async fn handle(&self, body: &str, deadline: Option<Instant>) -> Result<(), Retry>;
     /// Called once a message has failed on its last try.
     async fn give_up(&self, body: &str, reason: &str) -> Result<(), Retry>;
     /// The job a message is about, for the log lines.
@@ -56,18 +58,19 @@ impl Delivered {
 }
 
 /// Handles `body`, delivered for the `receives`-th time; `max_tries` bounds the tries of the
-/// message and its copies together.
+/// message and its copies together, and `deadline` is when the runner stops the handler.
 pub async fn consume(
     consumer: &dyn Consumer,
     body: &str,
     receives: u32,
     max_tries: u32,
+    deadline: Option<Instant>,
 ) -> Delivered {
     let request_id = consumer.request_id(body).unwrap_or_default();
     let tries = consumer.earlier_tries(body).saturating_add(receives);
     let span = tracing::info_span!("message", request_id = %request_id, tries);
     async move {
-        match consumer.handle(body).await {
+        match consumer.handle(body, deadline).await {
             Ok(()) => Delivered::Done,
             Err(Retry(reason)) if tries >= max_tries => {
                 tracing::error!(%reason, "last try failed; giving up on the job");
@@ -102,7 +105,7 @@ pub async fn consume(
 
 #[async_trait]
 impl Consumer for Processor {
-    async fn handle(&self, body: &str) -> Result<(), Retry> {
+    async fn handle(&self, body: &str, _deadline: Option<Instant>) -> Result<(), Retry> {
         Processor::handle(self, body).await
     }
     async fn give_up(&self, body: &str, reason: &str) -> Result<(), Retry> {
@@ -127,8 +130,8 @@ impl Consumer for Processor {
 
 #[async_trait]
 impl Consumer for Poller {
-    async fn handle(&self, body: &str) -> Result<(), Retry> {
-        Poller::handle(self, body).await
+    async fn handle(&self, body: &str, deadline: Option<Instant>) -> Result<(), Retry> {
+        Poller::handle_until(self, body, deadline).await
     }
     async fn give_up(&self, body: &str, reason: &str) -> Result<(), Retry> {
         Poller::give_up(self, body, reason).await
@@ -150,6 +153,7 @@ impl Consumer for Poller {
             message @ PollMessage::StatementEvent(_) => FollowUp {
                 request_id: self.request_id(&message)?,
                 attempt: None,
+                resume: None,
                 tries,
             },
             PollMessage::Sweep => return None,
@@ -169,18 +173,21 @@ mod tests {
     #[tokio::test]
     async fn only_the_last_failed_delivery_gives_up() {
         let consumer = PickyConsumer::default();
-        assert_eq!(consume(&consumer, "good", 5, 5).await, Delivered::Done);
+        assert_eq!(
+            consume(&consumer, "good", 5, 5, None).await,
+            Delivered::Done
+        );
         assert!(matches!(
-            consume(&consumer, "bad-early", 4, 5).await,
+            consume(&consumer, "bad-early", 4, 5, None).await,
             Delivered::Retry(_)
         ));
         assert!(matches!(
-            consume(&consumer, "bad-last", 5, 5).await,
+            consume(&consumer, "bad-last", 5, 5, None).await,
             Delivered::GaveUp(_)
         ));
         // A count past the maximum (a queue redriving late) is a last delivery too.
         assert!(matches!(
-            consume(&consumer, "bad-later", 6, 5).await,
+            consume(&consumer, "bad-later", 6, 5, None).await,
             Delivered::GaveUp(_)
         ));
         assert_eq!(consumer.given_up(), ["bad-last", "bad-later"]);
@@ -194,7 +201,7 @@ mod tests {
         };
         // First try: a copy, 10 s later, carrying one try.
         assert!(matches!(
-            consume(&consumer, "bad-job", 1, 3).await,
+            consume(&consumer, "bad-job", 1, 3, None).await,
             Delivered::Requeued(_)
         ));
         let copies = consumer.queue.waiting(crate::ports::QueueName::Requests);
@@ -203,7 +210,7 @@ mod tests {
         assert_eq!(copies[0].body, r#"{"request_id":"bad-job","tries":1}"#);
         // The copy, redelivered once by the queue: its third try, the last.
         assert!(matches!(
-            consume(&consumer, &copies[0].body, 2, 3).await,
+            consume(&consumer, &copies[0].body, 2, 3, None).await,
             Delivered::GaveUp(_)
         ));
         assert_eq!(consumer.given_up(), ["bad-job"]);
@@ -220,7 +227,7 @@ mod tests {
             .faults
             .fail_always("send", crate::ports::PortError::Unavailable("down".into()));
         assert!(matches!(
-            consume(&consumer, "bad-other", 1, 3).await,
+            consume(&consumer, "bad-other", 1, 3, None).await,
             Delivered::Retry(_)
         ));
     }

@@ -11,10 +11,10 @@ pub mod submit;
 pub use consume::{consume, Consumer, Delivered};
 pub use poll::{Poller, NOTICE_ATTEMPTS};
 pub use process::Processor;
-pub use query::Queries;
+pub use query::{PartsPage, Queries};
 pub use submit::{ExportRequest, Submissions, Submitted};
 
-use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, Owner, Transition};
+use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef, Owner, Transition};
 use crate::error::ApiError;
 use crate::ports::{ControlTable, ObjectStore, PortError};
 use std::time::Duration;
@@ -70,6 +70,65 @@ pub async fn record_start(
     Ok(won.then_some((update, event.at)))
 }
 
+/// One part of an export handed out as it is (`archive: none`), with a fresh link.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PartLink {
+    pub index: usize,
+    /// The name it downloads as: `<dataset>-NNNN.<format>[.gz|.zst]`, as in an archive.
+    pub name: String,
+    pub size: u64,
+    /// Data rows (a CSV part's header line not counted).
+    pub rows: u64,
+    pub url: String,
+    pub expires_at: Millis,
+}
+
+/// The manifest of a job whose parts are its result (`archive: none`); None for any other.
+pub async fn parts_manifest(
+    objects: &dyn ObjectStore,
+    job: &Job,
+) -> Result<Option<crate::archive::Manifest>, PortError> {
+    match (&job.archive_object, job.archive.is_packaged()) {
+        (Some(manifest), false) if job.status == JobStatus::Succeeded => Ok(Some(
+            crate::archive::read_manifest(objects, manifest).await?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Fresh links to the parts `range` of the job's manifest, each for `ttl` from `now`.
+pub async fn presign_parts(
+    objects: &dyn ObjectStore,
+    job: &Job,
+    manifest: &crate::archive::Manifest,
+    range: std::ops::Range<usize>,
+    ttl: Duration,
+    now: Millis,
+) -> Result<Vec<PartLink>, PortError> {
+    let extension = format!("{}{}", job.format.extension(), job.compression.suffix());
+    let asked = now + ttl.as_millis() as Millis;
+    let mut links = Vec::with_capacity(range.len());
+    for index in range {
+        let entry = &manifest.entries[index];
+        let object = ObjectRef::parse_s3_url(&entry.url).ok_or_else(|| {
+            PortError::Rejected(format!("manifest entry {} is not an s3:// URL", entry.url))
+        })?;
+        let name = crate::archive::entry_name(&job.dataset, index, &extension);
+        let presigned = objects.presign_get(&object, ttl, &name).await?;
+        links.push(PartLink {
+            index,
+            size: entry.meta.as_ref().map_or(0, |m| m.content_length),
+            rows: manifest.entry_rows(index, job.format.has_header_line()),
+            name,
+            url: presigned.url,
+            expires_at: presigned
+                .signer_expires_at
+                .map_or(asked, |at| at.min(asked)),
+        });
+    }
+    Ok(links)
+}
+
 /// A freshly presigned link to a job's archive.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DownloadLink {
@@ -86,7 +145,11 @@ pub async fn presign_archive(
     ttl: Duration,
     now: Millis,
 ) -> Result<Option<DownloadLink>, PortError> {
-    let Some(object) = &job.archive_object else {
+    let Some(object) = job
+        .archive_object
+        .as_ref()
+        .filter(|_| job.archive.is_packaged())
+    else {
         return Ok(None);
     };
     let file_name = object

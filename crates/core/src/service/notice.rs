@@ -2,7 +2,7 @@
 //! and HTML. The bodies are templates (`templates/notice/`); the HTML ones escape every value
 //! they are given, so nothing a request carries can become markup.
 
-use super::DownloadLink;
+use super::{DownloadLink, PartLink};
 use crate::domain::Job;
 use crate::ports::Email;
 use askama::Template;
@@ -28,6 +28,41 @@ struct ReadyText<'a> {
 #[template(path = "notice/ready.html")]
 struct ReadyHtml<'a> {
     n: &'a Ready<'a>,
+}
+
+/// The parts a mail lists; the rest are at `GET /exports/{id}/parts`.
+pub const MAILED_PARTS: usize = 20;
+
+/// One part's line in the parts notice.
+struct PartLine<'a> {
+    name: &'a str,
+    url: &'a str,
+    size: String,
+    rows: u64,
+}
+
+/// What the notice for an export handed out as parts tells.
+struct Parts<'a> {
+    request_id: &'a str,
+    dataset: &'a str,
+    parts: Vec<PartLine<'a>>,
+    total: usize,
+    more: usize,
+    rows: u64,
+    size: String,
+    expires: String,
+}
+
+#[derive(Template)]
+#[template(path = "notice/parts.txt")]
+struct PartsText<'a> {
+    n: &'a Parts<'a>,
+}
+
+#[derive(Template)]
+#[template(path = "notice/parts.html")]
+struct PartsHtml<'a> {
+    n: &'a Parts<'a>,
 }
 
 /// What the failure notice tells.
@@ -73,6 +108,41 @@ pub fn ready(job: &Job, link: &DownloadLink, to: Vec<String>) -> Email {
         subject: format!("Export {} is ready ({})", job.dataset, job.request_id),
         text: render(&ReadyText { n: &notice }),
         html: render(&ReadyHtml { n: &notice }),
+        request_id: job.request_id.clone(),
+    }
+}
+
+/// The mail for a job handed out as `total` parts, the first of which are `links`.
+pub fn ready_parts(job: &Job, links: &[PartLink], total: usize, to: Vec<String>) -> Email {
+    let notice = Parts {
+        request_id: &job.request_id,
+        dataset: &job.dataset,
+        parts: links
+            .iter()
+            .map(|p| PartLine {
+                name: &p.name,
+                url: &p.url,
+                size: human_size(p.size),
+                rows: p.rows,
+            })
+            .collect(),
+        total,
+        more: total.saturating_sub(links.len()),
+        rows: job.rows.unwrap_or(0),
+        size: human_size(job.bytes.unwrap_or(0)),
+        expires: links
+            .iter()
+            .map(|p| p.expires_at)
+            .min()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default(),
+    };
+    Email {
+        to,
+        subject: format!("Export {} is ready ({})", job.dataset, job.request_id),
+        text: render(&PartsText { n: &notice }),
+        html: render(&PartsHtml { n: &notice }),
         request_id: job.request_id.clone(),
     }
 }
@@ -164,6 +234,46 @@ mod tests {
             email.html
         );
         assert!(!email.html.contains("<detail>"), "{}", email.html);
+    }
+
+    #[test]
+    fn the_parts_notice_links_the_first_parts_and_points_at_the_rest() {
+        let mut job = job(None);
+        job.archive = crate::domain::Archive::None;
+        let links: Vec<PartLink> = (0..2)
+            .map(|i| PartLink {
+                index: i,
+                name: format!("product-000{i}.csv"),
+                size: 2048,
+                rows: 10,
+                url: format!("https://results.example/p{i}?X-Amz-Signature=<x>&a=b"),
+                expires_at: 1_795_395_230_806,
+            })
+            .collect();
+        let email = ready_parts(&job, &links, 25, vec![]);
+        assert!(
+            email.text.contains("product-0001.csv (2.0 KiB, 10 rows): https://results.example/p1?X-Amz-Signature=<x>&a=b\n"),
+            "{}",
+            email.text
+        );
+        assert!(email.text.contains("… and 23 more."), "{}", email.text);
+        assert!(
+            email.text.contains("GET /exports/r-1/parts"),
+            "{}",
+            email.text
+        );
+        assert!(
+            email
+                .html
+                .contains("p1?X-Amz-Signature=&#60;x&#62;&#38;a=b"),
+            "{}",
+            email.html
+        );
+        assert!(
+            email.text.starts_with("Your export is ready: 25 parts"),
+            "{}",
+            email.text
+        );
     }
 
     #[test]

@@ -2,16 +2,19 @@
 //! The mail's words are in [`super::notice`]; this module is the state machine.
 
 use super::{notice, Retry};
-use crate::archive;
+use crate::archive::{self, Packaging, Packed, Progress};
 use crate::clock::Clock;
 use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef, Transition};
 use crate::messages::{FollowUp, Message, PollMessage, StatementEvent};
 use crate::ports::{
-    ControlTable, Email, Mailer, ObjectStore, PortError, QueueSender, StatementState, Warehouse,
+    ControlTable, Email, Mailer, ObjectStore, PortError, PortResult, QueueSender, SavedCheckpoint,
+    StatementState, Warehouse,
 };
-use crate::settings::{DeliverySettings, RetrySettings, UnloadSettings};
+use crate::settings::{DeliverySettings, PackagingSettings, RetrySettings, UnloadSettings};
+use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 pub struct Poller {
     pub control: Arc<dyn ControlTable>,
@@ -22,6 +25,7 @@ pub struct Poller {
     pub clock: Arc<dyn Clock>,
     pub unload: UnloadSettings,
     pub delivery: DeliverySettings,
+    pub packaging: PackagingSettings,
     pub retry: RetrySettings,
 }
 
@@ -52,18 +56,27 @@ impl Poller {
         Some((request_id.to_owned(), attempt))
     }
 
-    /// Handles one polls-queue message: a follow-up of its own or a statement event. Safe to
-    /// run twice for the same job: every step is a conditional transition, and the one that
-    /// wins is the only one that goes on.
+    /// Handles one polls-queue message with no deadline but the packaging budget.
     pub async fn handle(&self, body: &str) -> Result<(), Retry> {
-        let (request_id, attempt, event) = match PollMessage::parse(body).map_err(Retry)? {
+        self.handle_until(body, None).await
+    }
+
+    /// Handles one polls-queue message: a follow-up of its own, a continuation of packaging
+    /// or a statement event, stopping packaging in time for `deadline` (or, without one, the
+    /// packaging budget). Safe to run twice for the same job: every step is a conditional
+    /// write, and the one that wins is the only one that goes on.
+    pub async fn handle_until(&self, body: &str, deadline: Option<Instant>) -> Result<(), Retry> {
+        let deadline =
+            deadline.or_else(|| self.packaging.budget.map(|budget| Instant::now() + budget));
+        let (request_id, attempt, resume, event) = match PollMessage::parse(body).map_err(Retry)? {
             PollMessage::FollowUp(FollowUp {
                 request_id,
                 attempt,
+                resume,
                 ..
-            }) => (request_id, attempt, None),
+            }) => (request_id, attempt, resume, None),
             PollMessage::StatementEvent(event) => match self.job_of(&event) {
-                Some(request_id) => (request_id, None, Some(event)),
+                Some(request_id) => (request_id, None, None, Some(event)),
                 None => {
                     tracing::warn!(statement_id = %event.statement_id, name = ?event.statement_name, "statement event for a statement that is not one of ours; dropped");
                     return Ok(());
@@ -93,23 +106,28 @@ impl Poller {
                         Some((update, at)) => {
                             let mut job = job;
                             job.apply(Transition::START, &update, at);
-                            self.follow(job, None).await
+                            self.follow(job, None, deadline).await
                         }
                         None => Ok(()),
                     }
                 }
                 None => Ok(()),
             },
-            JobStatus::Running => self.follow(job, attempt).await,
+            JobStatus::Running => self.follow(job, attempt, deadline).await,
             JobStatus::Packaging => {
+                let saved = self.control.checkpoint(&request_id).await?;
                 let age = self.clock.now() - job.updated_at;
-                if age > self.delivery.packaging_lease.as_millis() as Millis {
+                if resume.is_some() && resume == saved.as_ref().map(|s| s.seq) {
+                    self.package(job, saved, deadline).await
+                } else if age > self.delivery.packaging_lease.as_millis() as Millis {
+                    // Its packager stopped beating: carry on from its last checkpoint.
                     tracing::warn!(
                         request_id,
                         age_ms = age,
+                        checkpoint = saved.as_ref().map(|s| s.seq),
                         "packaging lease expired; packaging again"
                     );
-                    self.package(job).await
+                    self.package(job, saved, deadline).await
                 } else {
                     self.follow_up_later(&request_id, attempt).await
                 }
@@ -126,7 +144,12 @@ impl Poller {
         JobEvent::new(self.clock.now(), step, outcome, message)
     }
 
-    async fn follow(&self, job: Job, attempt: Option<u32>) -> Result<(), Retry> {
+    async fn follow(
+        &self,
+        job: Job,
+        attempt: Option<u32>,
+        deadline: Option<Instant>,
+    ) -> Result<(), Retry> {
         let Some(statement_id) = job.statement_id.clone() else {
             return Err(Retry(format!(
                 "job {} is RUNNING without a statement",
@@ -162,7 +185,7 @@ impl Poller {
                 {
                     let mut job = job;
                     job.apply(Transition::FINISH, &update, event.at);
-                    self.package(job).await
+                    self.package(job, None, deadline).await
                 } else {
                     Ok(())
                 }
@@ -207,14 +230,38 @@ impl Poller {
         )
     }
 
-    async fn package(&self, job: Job) -> Result<(), Retry> {
+    /// Where packaging stages the bytes past its last whole part at a checkpoint.
+    fn staging_prefix(&self, job: &Job) -> ObjectRef {
+        ObjectRef::new(
+            &self.delivery.downloads_bucket,
+            format!(
+                "{}{}/staging/",
+                self.delivery.downloads_prefix, job.request_id
+            ),
+        )
+    }
+
+    /// Packages the job's parts into its archive, from `saved` if a run before left a
+    /// checkpoint, until done or until `deadline` draws near; then a continuation carries on.
+    async fn package(
+        &self,
+        job: Job,
+        saved: Option<SavedCheckpoint>,
+        deadline: Option<Instant>,
+    ) -> Result<(), Retry> {
         let prefix = self
             .unload
             .attempt_prefix(&job.request_id, job.unload_attempt);
         let manifest_ref = ObjectRef::new(&prefix.bucket, format!("{}manifest", prefix.key));
         let target = self.archive_object(&job);
+        let staging = self.staging_prefix(&job);
         let extension = format!("{}{}", job.format.extension(), job.compression.suffix());
-        let packaged = match archive::read_manifest(self.objects.as_ref(), &manifest_ref).await {
+        let progress = JobProgress {
+            control: self.control.as_ref(),
+            clock: self.clock.as_ref(),
+            request_id: &job.request_id,
+        };
+        let manifest = match archive::read_manifest(self.objects.as_ref(), &manifest_ref).await {
             Ok(manifest) => match manifest.entries.iter().find(|e| !within(&e.url, &prefix)) {
                 // The manifest may only point at this job's own parts.
                 Some(stray) => Err(PortError::Rejected(format!(
@@ -222,33 +269,82 @@ impl Poller {
                     stray.url,
                     prefix.s3_url()
                 ))),
-                None => {
-                    archive::package(
-                        self.objects.as_ref(),
-                        &manifest,
-                        &job.dataset,
-                        &extension,
-                        job.format.has_header_line(),
-                        job.archive,
-                        &target,
-                    )
-                    .await
-                }
+                None => Ok(manifest),
             },
             Err(e) => Err(e),
         };
-        let packaged = match packaged {
-            Ok(p) => p,
+        let packed = match manifest {
+            // Nothing to package: the parts are the result, the manifest names them.
+            Ok(manifest) if !job.archive.is_packaged() => Ok(Packed::Done(archive::Packaged {
+                rows: manifest.data_rows(job.format.has_header_line()),
+                bytes: manifest.content_length(),
+                files: manifest.entries.len(),
+            })),
+            Ok(manifest) => {
+                let run = Packaging {
+                    objects: self.objects.clone(),
+                    manifest: &manifest,
+                    dataset: &job.dataset,
+                    extension: &extension,
+                    kind: job.archive,
+                    target: &target,
+                    staging: &staging,
+                    mtime: job.created_at,
+                    settings: &self.packaging,
+                    deadline,
+                    header_lines: job.format.has_header_line(),
+                };
+                archive::package(&run, saved, &progress).await
+            }
+            Err(e) => Err(e),
+        };
+        let target = if job.archive.is_packaged() {
+            target
+        } else {
+            manifest_ref
+        };
+        let packaged = match packed {
+            Ok(Packed::Done(p)) => p,
+            Ok(Packed::Paused { seq }) => {
+                // The history shows a long packaging's progress, a line per invocation.
+                let event = self.event(
+                    "packaging",
+                    "paused",
+                    format!("checkpoint {seq} saved; the next invocation carries on from it"),
+                );
+                self.control.append_event(&job.request_id, &event).await?;
+                self.queue
+                    .send(&Message::resume(&job.request_id, seq), Duration::ZERO)
+                    .await?;
+                return Ok(());
+            }
+            Ok(Packed::Superseded) => {
+                tracing::info!(request_id = %job.request_id, "another packager carries this archive on");
+                return Ok(());
+            }
             Err(PortError::Unavailable(message)) => return Err(Retry(message)),
-            Err(e) => return self.fail(job, "package", e.to_string()).await,
+            Err(e) => {
+                if let Some(saved) = self.control.checkpoint(&job.request_id).await? {
+                    archive::package::discard(self.objects.as_ref(), &target, &saved).await;
+                    self.control.delete_checkpoint(&job.request_id).await?;
+                }
+                return self.fail(job, "package", e.to_string()).await;
+            }
         };
         let event = self.event(
             "packaged",
             JobStatus::Succeeded.as_str(),
-            format!(
-                "{} rows in {} files, {} bytes",
-                packaged.rows, packaged.files, packaged.bytes
-            ),
+            if job.archive.is_packaged() {
+                format!(
+                    "{} rows in {} files, {} bytes",
+                    packaged.rows, packaged.files, packaged.bytes
+                )
+            } else {
+                format!(
+                    "{} rows in {} parts, {} bytes, handed out as they are",
+                    packaged.rows, packaged.files, packaged.bytes
+                )
+            },
         );
         let update = JobUpdate {
             rows: Some(packaged.rows),
@@ -265,6 +361,7 @@ impl Poller {
             return Ok(());
         }
         tracing::info!(request_id = %job.request_id, rows = packaged.rows, bytes = packaged.bytes, "job succeeded");
+        self.control.delete_checkpoint(&job.request_id).await?;
         let mut job = job;
         job.apply(Transition::SUCCEED, &update, event.at);
         self.notify(&job).await
@@ -413,6 +510,19 @@ impl Poller {
         if job.status != JobStatus::Succeeded {
             return Ok(notice::failed(job, to));
         }
+        if let Some(manifest) = super::parts_manifest(self.objects.as_ref(), job).await? {
+            let shown = manifest.entries.len().min(notice::MAILED_PARTS);
+            let links = super::presign_parts(
+                self.objects.as_ref(),
+                job,
+                &manifest,
+                0..shown,
+                self.delivery.link_ttl,
+                self.clock.now(),
+            )
+            .await?;
+            return Ok(notice::ready_parts(job, &links, manifest.entries.len(), to));
+        }
         let link = super::presign_archive(
             self.objects.as_ref(),
             job,
@@ -422,6 +532,28 @@ impl Poller {
         .await?
         .ok_or_else(|| PortError::Rejected("succeeded job has no archive".into()))?;
         Ok(notice::ready(job, &link, to))
+    }
+}
+
+/// Packaging's progress, kept with the job: checkpoints and heartbeats move its `updated_at`.
+struct JobProgress<'a> {
+    control: &'a dyn ControlTable,
+    clock: &'a dyn Clock,
+    request_id: &'a str,
+}
+
+#[async_trait]
+impl Progress for JobProgress<'_> {
+    async fn save(&self, expected_seq: u64, next: &SavedCheckpoint) -> PortResult<bool> {
+        self.control
+            .save_checkpoint(self.request_id, expected_seq, next, self.clock.now())
+            .await
+    }
+
+    async fn heartbeat(&self) -> PortResult<bool> {
+        self.control
+            .touch(self.request_id, JobStatus::Packaging, self.clock.now())
+            .await
     }
 }
 

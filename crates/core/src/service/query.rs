@@ -1,6 +1,6 @@
 //! The query side (the `status` function): a caller's jobs, their history and download links.
 
-use super::DownloadLink;
+use super::{DownloadLink, PartLink};
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::domain::{Job, JobEvent, JobStatus, Owner};
@@ -22,6 +22,20 @@ pub struct Queries {
 
 /// The most jobs one page of `GET /exports` returns.
 pub const MAX_PAGE: usize = 100;
+
+/// The most parts one page of `GET /exports/{id}/parts` returns, and how many by default.
+pub const MAX_PARTS_PAGE: usize = 1000;
+pub const PARTS_PAGE: usize = 100;
+
+/// One page of an export's parts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartsPage {
+    pub parts: Vec<PartLink>,
+    /// How many parts the export has in all.
+    pub total: usize,
+    /// Hands out the next page; None on the last.
+    pub next_cursor: Option<String>,
+}
 
 impl Queries {
     /// The job, if it exists and belongs to `owner`; otherwise 404 either way.
@@ -48,8 +62,82 @@ impl Queries {
         Ok(self.control.list_jobs(owner, limit, after.as_ref()).await?)
     }
 
-    /// A new link for a finished job's archive; 409 while the job has none.
+    /// One page of the parts of a job handed out as they are (`archive: none`), with fresh
+    /// links, from the `cursor` the page before handed out; 409 for any other job.
+    pub async fn parts(
+        &self,
+        job: &Job,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<PartsPage, ApiError> {
+        let Some(manifest) = super::parts_manifest(self.objects.as_ref(), job).await? else {
+            return Err(self.no_parts(job));
+        };
+        let total = manifest.entries.len();
+        // The cursor is the index of the page's first part, as this route handed it out.
+        let start = match cursor {
+            None => 0,
+            Some(c) => c
+                .parse::<usize>()
+                .ok()
+                .filter(|&i| i > 0 && i < total && c == i.to_string())
+                .ok_or_else(|| {
+                    ApiError::invalid("cursor", "'cursor' is not one this route handed out")
+                })?,
+        };
+        let end = (start + limit).min(total);
+        let parts = super::presign_parts(
+            self.objects.as_ref(),
+            job,
+            &manifest,
+            start..end,
+            self.link_ttl,
+            self.clock.now(),
+        )
+        .await?;
+        Ok(PartsPage {
+            parts,
+            total,
+            next_cursor: (end < total).then(|| end.to_string()),
+        })
+    }
+
+    fn no_parts(&self, job: &Job) -> ApiError {
+        let message = if job.status != JobStatus::Succeeded {
+            format!(
+                "export job {} is {}; it has no parts to hand out yet",
+                job.request_id, job.status
+            )
+        } else {
+            format!(
+                "export job {} is packaged as one {} archive: GET /exports/{}/download",
+                job.request_id, job.archive, job.request_id
+            )
+        };
+        ApiError::new(StatusCode::CONFLICT, "no_parts", message)
+    }
+
+    /// A new link for a finished job's archive (or its one part); 409 while the job has none,
+    /// or when its parts are many (they are listed at `/exports/{id}/parts`).
     pub async fn download_link(&self, job: &Job) -> Result<DownloadLink, ApiError> {
+        if !job.archive.is_packaged() && job.status == JobStatus::Succeeded {
+            let page = self.parts(job, 2, None).await?;
+            return match &page.parts[..] {
+                [only] if page.total == 1 => Ok(DownloadLink {
+                    url: only.url.clone(),
+                    file_name: only.name.clone(),
+                    expires_at: only.expires_at,
+                }),
+                _ => Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "several_parts",
+                    format!(
+                        "export job {} has {} parts and no archive: GET /exports/{}/parts lists them with a link each",
+                        job.request_id, page.total, job.request_id
+                    ),
+                )),
+            };
+        }
         let link = match job.status {
             JobStatus::Succeeded => {
                 super::presign_archive(self.objects.as_ref(), job, self.link_ttl, self.clock.now())

@@ -9,7 +9,7 @@ use crate::domain::{
     Transition,
 };
 use crate::page::PageToken;
-use crate::ports::{ControlTable, CreateOutcome, IdempotencyKey};
+use crate::ports::{ControlTable, CreateOutcome, IdempotencyKey, SavedCheckpoint};
 
 /// Runs every check against `control`.
 pub async fn check_control_table(control: &dyn ControlTable) {
@@ -21,6 +21,7 @@ pub async fn check_control_table(control: &dyn ControlTable) {
     lists_the_jobs_the_sweep_needs(control).await;
     pages_through_an_owner_s_jobs(control).await;
     deletes_a_job_that_never_reached_the_queue(control).await;
+    checkpoints_replace_each_other_in_order_while_packaging(control).await;
 }
 
 fn fresh_id() -> String {
@@ -495,6 +496,96 @@ pub async fn deletes_a_job_that_never_reached_the_queue(control: &dyn ControlTab
             same_request: true
         }
     );
+}
+
+pub async fn checkpoints_replace_each_other_in_order_while_packaging(control: &dyn ControlTable) {
+    let job = queued_job(&fresh_id(), &fresh_owner(), 1_000);
+    let id = job.request_id.as_str();
+    create(control, &job).await;
+    let first = SavedCheckpoint {
+        seq: 1,
+        body: "{\"next_entry\":3}".into(),
+    };
+    // Only a job being packaged takes a checkpoint or a packaging heartbeat.
+    assert!(!control.save_checkpoint(id, 0, &first, 1_500).await.unwrap());
+    assert!(!control
+        .touch(id, JobStatus::Packaging, 1_500)
+        .await
+        .unwrap());
+    assert_eq!(control.checkpoint(id).await.unwrap(), None);
+    walk(
+        control,
+        id,
+        &[JobStatus::Running, JobStatus::Packaging],
+        2_000,
+    )
+    .await;
+    assert!(control
+        .touch(id, JobStatus::Packaging, 2_500)
+        .await
+        .unwrap());
+    assert_eq!(
+        control.get_job(id).await.unwrap().unwrap().updated_at,
+        2_500
+    );
+
+    assert!(control.save_checkpoint(id, 0, &first, 3_000).await.unwrap());
+    assert_eq!(control.checkpoint(id).await.unwrap(), Some(first.clone()));
+    assert_eq!(
+        control.get_job(id).await.unwrap().unwrap().updated_at,
+        3_000
+    );
+    // A second packager that started from nothing, or from an older number, loses.
+    let rival = SavedCheckpoint {
+        seq: 1,
+        body: "rival".into(),
+    };
+    assert!(!control.save_checkpoint(id, 0, &rival, 3_100).await.unwrap());
+    let second = SavedCheckpoint {
+        seq: 2,
+        body: "x".repeat(200_000),
+    };
+    assert!(control
+        .save_checkpoint(id, 1, &second, 4_000)
+        .await
+        .unwrap());
+    assert!(!control.save_checkpoint(id, 1, &rival, 4_100).await.unwrap());
+    assert_eq!(control.checkpoint(id).await.unwrap(), Some(second));
+    let job_now = control.get_job(id).await.unwrap().unwrap();
+    assert_eq!(job_now.updated_at, 4_000, "a lost save changes nothing");
+    // Once the job leaves PACKAGING, nothing more is saved.
+    walk_from(control, id, JobStatus::Packaging, JobStatus::Failed, 5_000).await;
+    let third = SavedCheckpoint {
+        seq: 3,
+        body: "late".into(),
+    };
+    assert!(!control.save_checkpoint(id, 2, &third, 5_100).await.unwrap());
+    assert!(!control
+        .touch(id, JobStatus::Packaging, 5_100)
+        .await
+        .unwrap());
+    control.delete_checkpoint(id).await.unwrap();
+    assert_eq!(control.checkpoint(id).await.unwrap(), None);
+    control.delete_checkpoint(id).await.unwrap();
+}
+
+async fn walk_from(
+    control: &dyn ControlTable,
+    request_id: &str,
+    from: JobStatus,
+    to: JobStatus,
+    at: Millis,
+) {
+    let transition = Transition::new(from, to).expect("a legal move");
+    assert!(control
+        .transition(
+            request_id,
+            transition,
+            &JobUpdate::default(),
+            &event(at, to.as_str())
+        )
+        .await
+        .expect("transition"));
 }
 
 #[cfg(test)]

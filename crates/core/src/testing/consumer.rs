@@ -48,7 +48,11 @@ impl PickyConsumer {
 
 #[async_trait]
 impl Consumer for PickyConsumer {
-    async fn handle(&self, body: &str) -> Result<(), Retry> {
+    async fn handle(
+        &self,
+        body: &str,
+        _deadline: Option<tokio::time::Instant>,
+    ) -> Result<(), Retry> {
         let request_id = Self::start(body).request_id;
         if request_id.starts_with("bad") {
             Err(Retry(format!("cannot handle {request_id}")))

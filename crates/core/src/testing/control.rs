@@ -1,7 +1,7 @@
 use super::Faults;
-use crate::domain::{Job, JobEvent, JobUpdate, Millis, Owner, Transition};
+use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, Owner, Transition};
 use crate::page::{JobPage, PageToken};
-use crate::ports::{ControlTable, CreateOutcome, IdempotencyKey, PortResult};
+use crate::ports::{ControlTable, CreateOutcome, IdempotencyKey, PortResult, SavedCheckpoint};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,6 +18,7 @@ struct State {
     jobs: HashMap<String, Job>,
     events: HashMap<String, Vec<JobEvent>>,
     keys: HashMap<(String, String), (String, String)>,
+    checkpoints: HashMap<String, SavedCheckpoint>,
 }
 
 impl MemoryControlTable {
@@ -67,6 +68,7 @@ impl ControlTable for MemoryControlTable {
         let mut state = self.state();
         state.jobs.remove(request_id);
         state.events.remove(request_id);
+        state.checkpoints.remove(request_id);
         if let Some(key) = key {
             let slot = (key.owner.0.clone(), key.key.clone());
             if state
@@ -167,6 +169,54 @@ impl ControlTable for MemoryControlTable {
         jobs.sort_by_key(|j| j.updated_at);
         jobs.truncate(limit);
         Ok(jobs)
+    }
+
+    async fn touch(&self, request_id: &str, status: JobStatus, at: Millis) -> PortResult<bool> {
+        super::interleave().await;
+        self.faults.check("touch")?;
+        Ok(match self.state().jobs.get_mut(request_id) {
+            Some(job) if job.status == status => {
+                job.updated_at = at;
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn save_checkpoint(
+        &self,
+        request_id: &str,
+        expected_seq: u64,
+        checkpoint: &SavedCheckpoint,
+        at: Millis,
+    ) -> PortResult<bool> {
+        super::interleave().await;
+        self.faults.check("save_checkpoint")?;
+        let mut state = self.state();
+        let current = state.checkpoints.get(request_id).map_or(0, |c| c.seq);
+        match state.jobs.get_mut(request_id) {
+            Some(job) if job.status == JobStatus::Packaging && current == expected_seq => {
+                job.updated_at = at;
+            }
+            _ => return Ok(false),
+        }
+        state
+            .checkpoints
+            .insert(request_id.to_owned(), checkpoint.clone());
+        Ok(true)
+    }
+
+    async fn checkpoint(&self, request_id: &str) -> PortResult<Option<SavedCheckpoint>> {
+        super::interleave().await;
+        self.faults.check("checkpoint")?;
+        Ok(self.state().checkpoints.get(request_id).cloned())
+    }
+
+    async fn delete_checkpoint(&self, request_id: &str) -> PortResult<()> {
+        super::interleave().await;
+        self.faults.check("delete_checkpoint")?;
+        self.state().checkpoints.remove(request_id);
+        Ok(())
     }
 
     async fn list_jobs(

@@ -1,21 +1,51 @@
 use super::Faults;
 use crate::domain::ObjectRef;
-use crate::ports::{ByteStream, ObjectStore, PortError, PortResult, PresignedUrl, Upload};
+use crate::ports::{
+    ByteStream, ObjectStore, PortError, PortResult, PresignedUrl, Upload, UploadedPart,
+};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use std::collections::HashMap;
+use sha2::Digest;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// Objects in memory. An upload's object appears whole when it completes, as on S3; links are
 /// `memory://bucket/key?…` and carry what they were signed for.
-#[derive(Default)]
 pub struct MemoryObjectStore {
     objects: Arc<Mutex<HashMap<(String, String), Bytes>>>,
     hold: Mutex<Option<Arc<Semaphore>>>,
     signer_expires_at: Mutex<Option<crate::domain::Millis>>,
+    uploads: Mutex<HashMap<String, MultipartUpload>>,
+    gets: std::sync::atomic::AtomicUsize,
+    /// The smallest part a multipart upload may have but for its last: S3's 5 MiB unless a
+    /// test lowers it to work on small data.
+    pub min_part_size: Mutex<usize>,
     pub faults: Faults,
+}
+
+/// A multipart upload in progress: its object and its parts so far.
+struct MultipartUpload {
+    object: ObjectRef,
+    parts: BTreeMap<u32, Bytes>,
+}
+
+/// S3's smallest part but for the last ("Amazon S3 multipart upload limits").
+pub const S3_MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+
+impl Default for MemoryObjectStore {
+    fn default() -> Self {
+        MemoryObjectStore {
+            objects: Arc::default(),
+            hold: Mutex::default(),
+            signer_expires_at: Mutex::default(),
+            uploads: Mutex::default(),
+            gets: Default::default(),
+            min_part_size: Mutex::new(S3_MIN_PART_SIZE),
+            faults: Faults::default(),
+        }
+    }
 }
 
 /// Holds the next `get` until [`ReadHold::release`]: a packager stopped mid-archive.
@@ -64,6 +94,16 @@ impl MemoryObjectStore {
         ReadHold(gate)
     }
 
+    /// How many GETs were asked for so far.
+    pub fn gets(&self) -> usize {
+        self.gets.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The multipart uploads neither completed nor aborted.
+    pub fn open_uploads(&self) -> usize {
+        self.uploads.lock().expect("uploads lock").len()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Bytes>> {
         self.objects.lock().expect("objects lock")
     }
@@ -72,6 +112,7 @@ impl MemoryObjectStore {
 #[async_trait]
 impl ObjectStore for MemoryObjectStore {
     async fn get(&self, object: &ObjectRef) -> PortResult<ByteStream> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let gate = self.hold.lock().expect("hold lock").take();
         if let Some(gate) = gate {
             let _ = gate.acquire().await;
@@ -106,6 +147,112 @@ impl ObjectStore for MemoryObjectStore {
             object: object.clone(),
             body: BytesMut::new(),
         }))
+    }
+
+    async fn size_of(&self, object: &ObjectRef) -> PortResult<Option<u64>> {
+        super::interleave().await;
+        self.faults.check("size_of")?;
+        Ok(self.read(object).map(|b| b.len() as u64))
+    }
+
+    async fn delete(&self, object: &ObjectRef) -> PortResult<()> {
+        super::interleave().await;
+        self.faults.check("delete")?;
+        self.lock().remove(&key(object));
+        Ok(())
+    }
+
+    async fn create_multipart(
+        &self,
+        object: &ObjectRef,
+        _content_type: &str,
+    ) -> PortResult<String> {
+        super::interleave().await;
+        self.faults.check("create_multipart")?;
+        let id = uuid::Uuid::new_v4().to_string();
+        self.uploads.lock().expect("uploads lock").insert(
+            id.clone(),
+            MultipartUpload {
+                object: object.clone(),
+                parts: BTreeMap::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    async fn upload_part(
+        &self,
+        object: &ObjectRef,
+        upload_id: &str,
+        number: u32,
+        body: Bytes,
+    ) -> PortResult<UploadedPart> {
+        super::interleave().await;
+        self.faults.check("upload_part")?;
+        let mut uploads = self.uploads.lock().expect("uploads lock");
+        let upload = uploads
+            .get_mut(upload_id)
+            .filter(|u| u.object == *object)
+            .ok_or_else(|| PortError::NotFound(format!("upload {upload_id}")))?;
+        if !(1..=10_000).contains(&number) {
+            return Err(PortError::Rejected(format!(
+                "part number {number} is out of range"
+            )));
+        }
+        let etag = format!("\"{}\"", hex::encode(&sha2::Sha256::digest(&body)[..16]));
+        upload.parts.insert(number, body);
+        Ok(UploadedPart {
+            number,
+            etag,
+            checksum_crc32: None,
+        })
+    }
+
+    async fn complete_multipart(
+        &self,
+        object: &ObjectRef,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> PortResult<()> {
+        super::interleave().await;
+        self.faults.check("complete_multipart")?;
+        let mut uploads = self.uploads.lock().expect("uploads lock");
+        let upload = uploads
+            .get(upload_id)
+            .filter(|u| u.object == *object)
+            .ok_or_else(|| PortError::NotFound(format!("upload {upload_id}")))?;
+        let min = *self.min_part_size.lock().expect("part size lock");
+        let mut body = BytesMut::new();
+        for (i, part) in parts.iter().enumerate() {
+            let stored = upload
+                .parts
+                .get(&part.number)
+                .filter(|b| {
+                    format!("\"{}\"", hex::encode(&sha2::Sha256::digest(b)[..16])) == part.etag
+                })
+                .ok_or_else(|| PortError::Rejected(format!("InvalidPart: part {}", part.number)))?;
+            if i > 0 && parts[i - 1].number >= part.number {
+                return Err(PortError::Rejected("InvalidPartOrder".into()));
+            }
+            if i + 1 < parts.len() && stored.len() < min {
+                return Err(PortError::Rejected(format!(
+                    "EntityTooSmall: part {}",
+                    part.number
+                )));
+            }
+            body.extend_from_slice(stored);
+        }
+        uploads.remove(upload_id);
+        drop(uploads);
+        self.insert(object, body.freeze());
+        Ok(())
+    }
+
+    async fn abort_multipart(&self, _object: &ObjectRef, upload_id: &str) -> PortResult<()> {
+        super::interleave().await;
+        self.faults.check("abort_multipart")?;
+        self.uploads.lock().expect("uploads lock").remove(upload_id);
+        Ok(())
     }
 
     async fn presign_get(

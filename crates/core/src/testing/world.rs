@@ -10,7 +10,9 @@ use crate::ports::{QueueName, QueueSender, StatementState};
 use crate::service::{
     consume, Consumer, Delivered, ExportRequest, Poller, Processor, Queries, Submissions,
 };
-use crate::settings::{DeliverySettings, MailSettings, RetrySettings, UnloadSettings};
+use crate::settings::{
+    DeliverySettings, MailSettings, PackagingSettings, RetrySettings, UnloadSettings,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +46,8 @@ pub const RESULTS_BUCKET: &str = "results";
 /// What the world's statements are named after, before the request id.
 pub const STATEMENT_PREFIX: &str = "world:";
 pub const DOWNLOADS_BUCKET: &str = "downloads";
+/// The world's smallest upload part, and the part size its poller packages with.
+pub const WORLD_PART_SIZE: usize = 4 * 1024;
 /// Where mail goes when a request names no allowed address.
 pub const DEFAULT_RECIPIENT: &str = "ops@example.com";
 
@@ -60,6 +64,18 @@ impl World {
 
     /// A world whose poller settings `configure` changes first.
     pub fn with_settings(configure: impl FnOnce(&mut DeliverySettings)) -> World {
+        World::build(configure, |_| {})
+    }
+
+    /// A world whose poller packages as `configure` says.
+    pub fn with_packaging(configure: impl FnOnce(&mut PackagingSettings)) -> World {
+        World::build(|_| {}, configure)
+    }
+
+    fn build(
+        configure: impl FnOnce(&mut DeliverySettings),
+        packaging: impl FnOnce(&mut PackagingSettings),
+    ) -> World {
         let clock = Arc::new(ManualClock::at(1_800_000_000_000));
         let dyn_clock: Arc<dyn Clock> = clock.clone();
         let catalog = Arc::new(
@@ -69,6 +85,8 @@ impl World {
         let queue = Arc::new(MemoryQueue::new(dyn_clock.clone()));
         let warehouse = Arc::new(FakeWarehouse::default());
         let objects = Arc::new(MemoryObjectStore::default());
+        // Parts of a few KiB, so that small archives still take several.
+        *objects.min_part_size.lock().expect("part size lock") = WORLD_PART_SIZE;
         let mailer = Arc::new(FakeMailer::default());
         let unload = UnloadSettings {
             results_bucket: RESULTS_BUCKET.into(),
@@ -122,6 +140,15 @@ impl World {
             clock: dyn_clock.clone(),
             unload,
             delivery: delivery.clone(),
+            packaging: {
+                let mut settings = PackagingSettings {
+                    part_size: WORLD_PART_SIZE,
+                    threads: 2,
+                    ..PackagingSettings::default()
+                };
+                packaging(&mut settings);
+                settings
+            },
             retry,
         });
         let queries = Arc::new(Queries {
@@ -188,6 +215,7 @@ impl World {
                 &message.body,
                 message.receives,
                 self.max_receives,
+                None,
             )
             .await;
             self.settle_message(message.id, &outcome);
@@ -200,11 +228,15 @@ impl World {
     /// concurrently: duplicates race each other.
     pub async fn deliver_at_once(&self, queue: QueueName) -> Vec<Delivered> {
         let messages = self.queue.receive(queue, self.visibility);
-        let outcomes = futures::future::join_all(
-            messages
-                .iter()
-                .map(|m| consume(self.consumer(queue), &m.body, m.receives, self.max_receives)),
-        )
+        let outcomes = futures::future::join_all(messages.iter().map(|m| {
+            consume(
+                self.consumer(queue),
+                &m.body,
+                m.receives,
+                self.max_receives,
+                None,
+            )
+        }))
         .await;
         for (message, outcome) in messages.iter().zip(&outcomes) {
             self.settle_message(message.id, outcome);

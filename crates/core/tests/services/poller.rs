@@ -295,3 +295,199 @@ async fn looks_racing_at_a_job_whose_notice_is_due_send_one_mail() {
     assert!(outcomes.iter().all(Delivered::is_done), "{outcomes:?}");
     assert_eq!(world.mailer.sent_about(&request_id).len(), 1);
 }
+
+async fn checkpoint(
+    world: &World,
+    request_id: &str,
+) -> Option<export_core::ports::SavedCheckpoint> {
+    use export_core::ports::ControlTable;
+    world.control.checkpoint(request_id).await.unwrap()
+}
+
+/// Rows enough to fill several of the world's upload parts.
+fn rows(part: usize, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| format!("{part}{i:05},name of thing {i} in part {part}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn packaging_out_of_time_goes_on_in_continuations_and_announces_once() {
+    // Every message's time is up at once: each run packages one part, then hands on.
+    let world = World::with_packaging(|p| p.budget = Some(Duration::ZERO));
+    let request_id = started(&world, 7).await;
+    let parts: Vec<Vec<String>> = (0..4).map(|p| rows(p, 1000)).collect();
+    let parts: Vec<Vec<&str>> = parts
+        .iter()
+        .map(|p| p.iter().map(String::as_str).collect())
+        .collect();
+    let parts: Vec<&[&str]> = parts.iter().map(Vec::as_slice).collect();
+    world.finish_statement(&request_id, &parts);
+    world.announce(&request_id).await;
+    assert_eq!(world.deliver(QueueName::Polls).await, [Delivered::Done]);
+    let job = world.job(&request_id).await;
+    assert_eq!(job.status, JobStatus::Packaging);
+    let saved = checkpoint(&world, &request_id).await.expect("a checkpoint");
+    assert_eq!(saved.seq, 1);
+    let waiting = world.queue.waiting(QueueName::Polls);
+    assert!(
+        waiting.iter().any(|m| m.body.contains("\"resume\":1")),
+        "no continuation: {waiting:?}"
+    );
+    let mut rounds = 0;
+    while world.job(&request_id).await.status == JobStatus::Packaging {
+        rounds += 1;
+        assert!(rounds < 20, "packaging never ended");
+        world.deliver(QueueName::Polls).await;
+        // A stale duplicate of the first continuation does nothing.
+        world
+            .queue
+            .send(&Message::resume(&request_id, 1), Duration::ZERO)
+            .await
+            .unwrap();
+        world.deliver(QueueName::Polls).await;
+    }
+    world.run_until_quiet(20).await;
+    let job = world.job(&request_id).await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    assert_eq!(job.rows, Some(4000));
+    assert_eq!(count(&world, &request_id, "packaged").await, 1);
+    assert_eq!(world.mailer.sent_about(&request_id).len(), 1);
+    assert!(checkpoint(&world, &request_id).await.is_none());
+    assert_eq!(world.objects.open_uploads(), 0);
+    assert!(world
+        .objects
+        .keys(
+            export_core::testing::DOWNLOADS_BUCKET,
+            &format!("archives/{request_id}/staging/")
+        )
+        .is_empty());
+    let archive = world
+        .objects
+        .read(job.archive_object.as_ref().unwrap())
+        .unwrap();
+    let zip = zip::ZipArchive::new(std::io::Cursor::new(archive.to_vec())).unwrap();
+    assert_eq!(zip.len(), 4);
+    assert!(
+        archive.len() > 2 * export_core::testing::WORLD_PART_SIZE,
+        "several upload parts: {} bytes",
+        archive.len()
+    );
+}
+
+#[tokio::test]
+async fn a_packager_that_stops_beating_is_replaced_from_its_checkpoint() {
+    let world = World::with_packaging(|p| p.budget = Some(Duration::ZERO));
+    let request_id = started(&world, 7).await;
+    let parts: Vec<Vec<String>> = (0..3).map(|p| rows(p, 200)).collect();
+    let parts: Vec<Vec<&str>> = parts
+        .iter()
+        .map(|p| p.iter().map(String::as_str).collect())
+        .collect();
+    let parts: Vec<&[&str]> = parts.iter().map(Vec::as_slice).collect();
+    world.finish_statement(&request_id, &parts);
+    world.announce(&request_id).await;
+    world.deliver(QueueName::Polls).await;
+    // The continuation is lost (its invocation died before sending, say).
+    for lost in world.queue.receive(QueueName::Polls, Duration::ZERO) {
+        world.queue.ack(lost.id);
+    }
+    // Within the lease, a look does nothing; past it, the sweep's look carries on.
+    world.clock.advance(Duration::from_secs(60));
+    world
+        .queue
+        .send(&Message::follow_up(&request_id, None), Duration::ZERO)
+        .await
+        .unwrap();
+    world.deliver(QueueName::Polls).await;
+    assert_eq!(checkpoint(&world, &request_id).await.unwrap().seq, 1);
+    world.clock.advance(Duration::from_secs(3600));
+    world
+        .queue
+        .send(
+            &Message::Poll(export_core::messages::PollMessage::Sweep),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    world.run_until_quiet(30).await;
+    let job = world.job(&request_id).await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    assert_eq!(world.mailer.sent_about(&request_id).len(), 1);
+}
+
+#[tokio::test]
+async fn parts_handed_out_as_they_are_need_no_packaging() {
+    let world = World::new();
+    let request_id = world
+        .submit(
+            ALICE,
+            serde_json::json!({"dataset": "things", "params": {"id": 3}, "archive": "none",
+                               "notify": ["alice@example.com"]}),
+        )
+        .await
+        .unwrap();
+    world.deliver(QueueName::Requests).await;
+    let parts: Vec<Vec<String>> = (0..25).map(|p| rows(p, 2)).collect();
+    let parts: Vec<Vec<&str>> = parts
+        .iter()
+        .map(|p| p.iter().map(String::as_str).collect())
+        .collect();
+    let parts: Vec<&[&str]> = parts.iter().map(Vec::as_slice).collect();
+    world.finish_statement(&request_id, &parts);
+    world.announce(&request_id).await;
+    world.run_until_quiet(10).await;
+    let job = world.job(&request_id).await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    assert_eq!(job.rows, Some(50));
+    assert!(job
+        .archive_object
+        .as_ref()
+        .unwrap()
+        .key
+        .ends_with("/manifest"));
+    assert!(
+        world
+            .objects
+            .keys(export_core::testing::DOWNLOADS_BUCKET, "")
+            .is_empty(),
+        "no archive"
+    );
+    // The mail links the first twenty parts and points at the rest.
+    let mail = &world.mailer.sent_about(&request_id)[0];
+    assert!(
+        mail.text.starts_with("Your export is ready: 25 parts"),
+        "{}",
+        mail.text
+    );
+    assert_eq!(
+        mail.text.matches("memory://results/").count(),
+        20,
+        "{}",
+        mail.text
+    );
+    assert!(mail.text.contains("… and 5 more."), "{}", mail.text);
+    // Paged, with a fresh link each, in the manifest's order.
+    let owner = export_core::domain::Owner(ALICE.into());
+    let job = world.queries.job(&owner, &request_id).await.unwrap();
+    let first = world.queries.parts(&job, 10, None).await.unwrap();
+    assert_eq!((first.total, first.parts.len()), (25, 10));
+    assert_eq!(first.parts[0].name, "things-0000.csv");
+    assert_eq!(first.parts[0].rows, 2);
+    let cursor = first.next_cursor.clone().unwrap();
+    let last = world.queries.parts(&job, 20, Some(&cursor)).await.unwrap();
+    assert_eq!(last.parts.len(), 15);
+    assert_eq!(last.parts[14].index, 24);
+    assert_eq!(last.next_cursor, None);
+    for made_up in ["0", "25", "x", "+3", "03"] {
+        let err = world
+            .queries
+            .parts(&job, 10, Some(made_up))
+            .await
+            .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("cursor"), "{made_up}");
+    }
+    // Many parts: no single download, a pointer to the list instead.
+    let err = world.queries.download_link(&job).await.unwrap_err();
+    assert_eq!(err.code, "several_parts");
+}

@@ -4,9 +4,11 @@
 
 use super::{SqliteStore, StoreError};
 use async_trait::async_trait;
-use export_core::domain::{Job, JobEvent, JobUpdate, Millis, Owner, Transition};
+use export_core::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, Owner, Transition};
 use export_core::page::{JobPage, PageToken};
-use export_core::ports::{ControlTable, CreateOutcome, IdempotencyKey, PortResult};
+use export_core::ports::{
+    ControlTable, CreateOutcome, IdempotencyKey, PortResult, SavedCheckpoint,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 
 fn decode_job(text: &str) -> Result<Job, StoreError> {
@@ -40,6 +42,26 @@ fn update_job(tx: &Connection, job: &Job) -> rusqlite::Result<()> {
         encode_job(job)
     ])
     .map(drop)
+}
+
+/// Moves the job's `updated_at` to `at` if it is still `status`; true if it was.
+fn touch_job(
+    tx: &Connection,
+    request_id: &str,
+    status: JobStatus,
+    at: Millis,
+) -> Result<bool, StoreError> {
+    let text: Option<String> = tx
+        .prepare_cached("SELECT job FROM jobs WHERE request_id = ?1 AND status = ?2")?
+        .query_row(params![request_id, status.as_str()], |r| r.get(0))
+        .optional()?;
+    let Some(text) = text else {
+        return Ok(false);
+    };
+    let mut job = decode_job(&text)?;
+    job.updated_at = at;
+    update_job(tx, &job)?;
+    Ok(true)
 }
 
 impl SqliteStore {
@@ -117,6 +139,7 @@ impl ControlTable for SqliteStore {
             let tx = conn.savepoint()?;
             tx.execute("DELETE FROM jobs WHERE request_id = ?1", params![request_id])?;
             tx.execute("DELETE FROM job_events WHERE request_id = ?1", params![request_id])?;
+            tx.execute("DELETE FROM packaging_checkpoints WHERE request_id = ?1", params![request_id])?;
             if let Some(key) = key {
                 // Only this job's key: a key another job took since must stay.
                 tx.execute(
@@ -215,6 +238,81 @@ impl ControlTable for SqliteStore {
                 .query_map(params![updated_before, limit as i64], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             rows.iter().map(|t| decode_job(t)).collect()
+        })
+        .await
+    }
+
+    async fn touch(&self, request_id: &str, status: JobStatus, at: Millis) -> PortResult<bool> {
+        let request_id = request_id.to_owned();
+        self.call(move |conn| {
+            let tx = conn.savepoint()?;
+            let moved = touch_job(&tx, &request_id, status, at)?;
+            tx.commit()?;
+            Ok(moved)
+        })
+        .await
+    }
+
+    async fn save_checkpoint(
+        &self,
+        request_id: &str,
+        expected_seq: u64,
+        checkpoint: &SavedCheckpoint,
+        at: Millis,
+    ) -> PortResult<bool> {
+        let (request_id, checkpoint) = (request_id.to_owned(), checkpoint.clone());
+        self.call(move |conn| {
+            let tx = conn.savepoint()?;
+            let current: i64 = tx
+                .prepare_cached("SELECT seq FROM packaging_checkpoints WHERE request_id = ?1")?
+                .query_row(params![request_id], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            if current != expected_seq as i64
+                || !touch_job(&tx, &request_id, JobStatus::Packaging, at)?
+            {
+                return Ok(false);
+            }
+            tx.prepare_cached(
+                "INSERT INTO packaging_checkpoints (request_id, seq, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (request_id) DO UPDATE SET seq = excluded.seq, body = excluded.body",
+            )?
+            .execute(params![request_id, checkpoint.seq as i64, checkpoint.body])?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn checkpoint(&self, request_id: &str) -> PortResult<Option<SavedCheckpoint>> {
+        let request_id = request_id.to_owned();
+        self.call(move |conn| {
+            let saved = conn
+                .prepare_cached(
+                    "SELECT seq, body FROM packaging_checkpoints WHERE request_id = ?1",
+                )?
+                .query_row(params![request_id], |r| {
+                    Ok(SavedCheckpoint {
+                        seq: r.get::<_, i64>(0)? as u64,
+                        body: r.get(1)?,
+                    })
+                })
+                .optional()?;
+            Ok(saved)
+        })
+        .await
+    }
+
+    async fn delete_checkpoint(&self, request_id: &str) -> PortResult<()> {
+        let request_id = request_id.to_owned();
+        self.call(move |conn| {
+            let tx = conn.savepoint()?;
+            tx.execute(
+                "DELETE FROM packaging_checkpoints WHERE request_id = ?1",
+                params![request_id],
+            )?;
+            tx.commit()?;
+            Ok(())
         })
         .await
     }

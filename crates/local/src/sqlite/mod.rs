@@ -48,6 +48,11 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (owner, key)
 );
+CREATE TABLE IF NOT EXISTS packaging_checkpoints (
+    request_id TEXT PRIMARY KEY,
+    seq        INTEGER NOT NULL,
+    body       TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS queue_messages (
     id            INTEGER PRIMARY KEY,
     queue         TEXT NOT NULL,

@@ -1,0 +1,678 @@
+//! Packaging that outlives one invocation. The archive is written as a multipart upload in
+//! fixed-size parts; at an entry boundary the packager can stop and leave a checkpoint (the
+//! upload, its parts and their ETags, the zip directory so far, the next entry, and the bytes
+//! written since the last whole part, staged as an object of their own), and the next
+//! invocation, or the packager that replaces a dead one, carries on from it. The archive's
+//! bytes depend only on the manifest and the job, never on where the runs stopped, so an
+//! interrupted archive is byte for byte the one an uninterrupted run writes, and two packagers
+//! racing on one upload write the same parts.
+
+use super::deflate::{Coded, EntryCoder};
+use super::format::{self, Coding, DirectoryEntry, ZipLayout};
+use super::{entry_name, Manifest, Packaged};
+use crate::domain::{Archive, Millis, ObjectRef};
+use crate::ports::{ObjectStore, PortError, PortResult, SavedCheckpoint, UploadedPart};
+use crate::settings::PackagingSettings;
+use async_trait::async_trait;
+use base64::Engine;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// S3 takes at most 10,000 parts; the part size grows with the archive so that its parts stay
+/// under this many, which keeps their ETags small enough for a checkpoint.
+pub const MAX_PARTS: u64 = 4_000;
+
+/// The most entries a zip checkpoint can carry the directory of (a control-table item holds
+/// at most 400 KB: 12 bytes an entry, base64-encoded, plus the parts' ETags).
+pub const MAX_ZIP_ENTRIES: usize = 8_000;
+
+/// What packaging one job needs.
+pub struct Packaging<'a> {
+    pub objects: Arc<dyn ObjectStore>,
+    pub manifest: &'a Manifest,
+    pub dataset: &'a str,
+    /// What each part is, e.g. `csv.gz`: names the entries, and says whether they are
+    /// compressed already.
+    pub extension: &'a str,
+    pub kind: Archive,
+    pub target: &'a ObjectRef,
+    /// Where the bytes past the last whole part are staged at a checkpoint (a key prefix).
+    pub staging: &'a ObjectRef,
+    /// The entries' modification time: fixed per job, so every run writes the same bytes.
+    pub mtime: Millis,
+    pub settings: &'a PackagingSettings,
+    /// When this run must have stopped (the invocation's end), if it must.
+    pub deadline: Option<Instant>,
+    /// Whether each part starts with a header line, for the row count.
+    pub header_lines: bool,
+}
+
+/// Where progress is recorded: the control table, through the poller.
+#[async_trait]
+pub trait Progress: Send + Sync {
+    /// Saves checkpoint `next.seq` in place of number `expected_seq`; false if another
+    /// packager (or a cancel) got there first.
+    async fn save(&self, expected_seq: u64, next: &SavedCheckpoint) -> PortResult<bool>;
+    /// Marks the job alive; false if it is no longer being packaged.
+    async fn heartbeat(&self) -> PortResult<bool>;
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Packed {
+    /// The archive is complete.
+    Done(Packaged),
+    /// The run stopped short of its deadline and saved checkpoint `seq`; a continuation
+    /// carries on from it.
+    Paused { seq: u64 },
+    /// Another packager saved first, or the job stopped being packaged: this run's work is
+    /// not needed.
+    Superseded,
+}
+
+/// The checkpoint's body, as saved in the control table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Checkpoint {
+    upload_id: String,
+    part_size: u64,
+    parts: Vec<UploadedPart>,
+    next_entry: usize,
+    /// Archive bytes written so far: the parts, then the staged tail.
+    written: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tail: Option<ObjectRef>,
+    /// zip only: each written entry's CRC-32 and compressed size (12 bytes, little-endian),
+    /// base64; the rest of its directory entry follows from the manifest.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    directory: String,
+}
+
+/// Packages `run.manifest` into `run.target`, from `resume` if given.
+pub async fn package(
+    run: &Packaging<'_>,
+    resume: Option<SavedCheckpoint>,
+    progress: &dyn Progress,
+) -> PortResult<Packed> {
+    if !run.kind.is_packaged() {
+        return Err(reject(
+            "archive \"none\" hands out the parts; there is nothing to package",
+        ));
+    }
+    if run.kind == Archive::Zip && run.manifest.entries.len() > MAX_ZIP_ENTRIES {
+        return Err(PortError::Rejected(format!(
+            "{} parts are more than a zip can be checkpointed with ({MAX_ZIP_ENTRIES}); ask for archive \"none\", or unload larger files",
+            run.manifest.entries.len()
+        )));
+    }
+    let base_seq = resume.as_ref().map_or(0, |c| c.seq);
+    let state = match resume {
+        Some(saved) => match Writer::resume(run, &saved).await {
+            Ok(writer) => Some(writer),
+            Err(PortError::NotFound(what)) => {
+                tracing::warn!(
+                    what,
+                    "the checkpoint's upload or tail is gone; packaging from the start"
+                );
+                None
+            }
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    let resumed = state.is_some();
+    let writer = match state {
+        Some(writer) => writer,
+        None => Writer::start(run, base_seq).await?,
+    };
+    match writer.run(run, progress).await {
+        // The upload was completed or aborted behind the checkpoint (a run that died between
+        // completing and recording, a lifecycle rule): write it again from the start.
+        Err(PortError::NotFound(what)) if resumed => {
+            tracing::warn!(
+                what,
+                "the checkpoint's upload is gone; packaging from the start"
+            );
+            Writer::start(run, base_seq).await?.run(run, progress).await
+        }
+        other => other,
+    }
+}
+
+/// One run's packager: the archive so far and the upload it is going into.
+struct Writer {
+    seq: u64,
+    next_entry: usize,
+    directory: Vec<DirectoryEntry>,
+    sink: PartSink,
+    /// The staged tail of the checkpoint this run holds, removed once superseded.
+    tail: Option<ObjectRef>,
+    /// The upload was started by this run and no checkpoint names it yet: if another
+    /// packager wins, nobody else will finish or abort it.
+    owns_upload: bool,
+}
+
+impl Writer {
+    async fn start(run: &Packaging<'_>, seq: u64) -> PortResult<Writer> {
+        let upload_id = run
+            .objects
+            .create_multipart(run.target, run.kind.content_type())
+            .await?;
+        Ok(Writer {
+            seq,
+            next_entry: 0,
+            directory: Vec::new(),
+            sink: PartSink::new(
+                run,
+                upload_id,
+                part_size(run),
+                Vec::new(),
+                0,
+                BytesMut::new(),
+            ),
+            tail: None,
+            owns_upload: true,
+        })
+    }
+
+    async fn resume(run: &Packaging<'_>, saved: &SavedCheckpoint) -> PortResult<Writer> {
+        let checkpoint: Checkpoint = serde_json::from_str(&saved.body)
+            .map_err(|e| PortError::Rejected(format!("packaging checkpoint is not valid: {e}")))?;
+        let tail = match &checkpoint.tail {
+            Some(object) => {
+                BytesMut::from(&super::read_object(run.objects.as_ref(), object).await?[..])
+            }
+            None => BytesMut::new(),
+        };
+        let whole = checkpoint.parts.len() as u64 * checkpoint.part_size;
+        if whole + tail.len() as u64 != checkpoint.written {
+            return Err(PortError::Rejected(
+                "packaging checkpoint does not add up; packaging from the start".into(),
+            ));
+        }
+        let directory = decode_directory(run, &checkpoint)?;
+        tracing::info!(
+            seq = saved.seq,
+            next_entry = checkpoint.next_entry,
+            written = checkpoint.written,
+            "packaging resumes from its checkpoint"
+        );
+        Ok(Writer {
+            seq: saved.seq,
+            next_entry: checkpoint.next_entry,
+            directory,
+            sink: PartSink::new(
+                run,
+                checkpoint.upload_id,
+                checkpoint.part_size as usize,
+                checkpoint.parts,
+                checkpoint.written,
+                tail,
+            ),
+            tail: checkpoint.tail,
+            owns_upload: false,
+        })
+    }
+
+    async fn run(mut self, run: &Packaging<'_>, progress: &dyn Progress) -> PortResult<Packed> {
+        let packed = self.write_all(run, progress).await;
+        if matches!(packed, Ok(Packed::Superseded) | Err(_)) && self.owns_upload {
+            self.sink.settle().await.ok();
+            if let Err(e) = run
+                .objects
+                .abort_multipart(run.target, &self.sink.upload_id)
+                .await
+            {
+                tracing::warn!(error = %e, "could not abort an upload no checkpoint names");
+            }
+        }
+        packed
+    }
+
+    async fn write_all(
+        &mut self,
+        run: &Packaging<'_>,
+        progress: &dyn Progress,
+    ) -> PortResult<Packed> {
+        let started = Instant::now();
+        let mut read = 0u64;
+        let mut last_save = Instant::now();
+        let first = self.next_entry;
+        let mut beat = Heartbeat::new(run.settings.heartbeat_every);
+        while self.next_entry < run.manifest.entries.len() {
+            let size = entry_size(run.manifest, self.next_entry);
+            if self.next_entry > first {
+                if let Some(deadline) = run.deadline {
+                    // Stop at an entry boundary while the rest of the time still covers the
+                    // next entry at this run's pace, and the margin.
+                    let rate = read as f64 / started.elapsed().as_secs_f64().max(0.001);
+                    let next = Duration::from_secs_f64(size as f64 / rate.max(1.0));
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left < run.settings.margin + next {
+                        return self.pause(run, progress).await;
+                    }
+                }
+                if last_save.elapsed() >= run.settings.checkpoint_every {
+                    if !self.save(run, progress).await? {
+                        return Ok(Packed::Superseded);
+                    }
+                    last_save = Instant::now();
+                    beat.reset();
+                }
+            }
+            if !self.write_entry(run, progress, &mut beat).await? {
+                return Ok(Packed::Superseded);
+            }
+            read += size;
+        }
+        self.finish(run).await
+    }
+
+    /// Writes entry `next_entry` whole; false if a heartbeat found the job moved on.
+    async fn write_entry(
+        &mut self,
+        run: &Packaging<'_>,
+        progress: &dyn Progress,
+        beat: &mut Heartbeat,
+    ) -> PortResult<bool> {
+        let index = self.next_entry;
+        let entry = &run.manifest.entries[index];
+        let part = ObjectRef::parse_s3_url(&entry.url).ok_or_else(|| {
+            PortError::Rejected(format!("manifest entry {} is not an s3:// URL", entry.url))
+        })?;
+        let size = entry_size(run.manifest, index);
+        let name = entry_name(run.dataset, index, run.extension);
+        let offset = self.sink.written;
+        let threads = run.settings.threads;
+        let zip = zip_layout(run);
+        let mut coder = match run.kind {
+            Archive::Zip => {
+                self.sink
+                    .write(zip.local_header(&name, size).into())
+                    .await?;
+                EntryCoder::new(zip.coding, threads)
+            }
+            _ => {
+                self.sink
+                    .write(Bytes::from_static(&format::GZIP_HEADER))
+                    .await?;
+                let mut coder = EntryCoder::new(Coding::Deflate, threads);
+                let header = format::tar_header(&name, size, run.mtime).map_err(reject)?;
+                self.sink.write_all(coder.write(&header).await?).await?;
+                coder
+            }
+        };
+        let mut data = 0u64;
+        let mut stream = run.objects.get(&part).await?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            data += chunk.len() as u64;
+            if data > size {
+                return Err(reject("a part is longer than its manifest entry says"));
+            }
+            self.sink.write_all(coder.write(&chunk).await?).await?;
+            if beat.due() {
+                if !progress.heartbeat().await? {
+                    return Ok(false);
+                }
+                beat.reset();
+            }
+        }
+        if data != size {
+            return Err(reject("a part is shorter than its manifest entry says"));
+        }
+        match run.kind {
+            Archive::Zip => {
+                let (rest, coded) = coder.finish().await?;
+                self.sink.write_all(rest).await?;
+                let entry = DirectoryEntry {
+                    crc: coded.crc,
+                    compressed: coded.compressed,
+                    size: coded.size,
+                    offset,
+                };
+                self.sink
+                    .write(zip.data_descriptor(&entry).map_err(reject)?.into())
+                    .await?;
+                self.directory.push(entry);
+            }
+            _ => {
+                self.sink
+                    .write_all(coder.write(&format::tar_padding(size)).await?)
+                    .await?;
+                let (rest, coded) = coder.finish().await?;
+                self.sink.write_all(rest).await?;
+                self.sink.write(gzip_trailer(coded)).await?;
+            }
+        }
+        self.next_entry += 1;
+        Ok(true)
+    }
+
+    /// Writes the archive's end and completes the upload.
+    async fn finish(&mut self, run: &Packaging<'_>) -> PortResult<Packed> {
+        match run.kind {
+            Archive::Zip => {
+                let offset = self.sink.written;
+                let directory = zip_layout(run).central_directory(
+                    &self.directory,
+                    |i| entry_name(run.dataset, i, run.extension),
+                    offset,
+                );
+                self.sink.write(directory.into()).await?;
+            }
+            _ => {
+                self.sink
+                    .write(Bytes::from_static(&format::GZIP_HEADER))
+                    .await?;
+                let mut coder = EntryCoder::new(Coding::Deflate, 1);
+                self.sink
+                    .write_all(coder.write(&format::TAR_END).await?)
+                    .await?;
+                let (rest, coded) = coder.finish().await?;
+                self.sink.write_all(rest).await?;
+                self.sink.write(gzip_trailer(coded)).await?;
+            }
+        }
+        let bytes = self.sink.complete().await?;
+        if let Some(tail) = self.tail.take() {
+            remove_staged(run, &tail).await;
+        }
+        Ok(Packed::Done(Packaged {
+            rows: run.manifest.data_rows(run.header_lines),
+            bytes,
+            files: run.manifest.entries.len(),
+        }))
+    }
+
+    async fn pause(&mut self, run: &Packaging<'_>, progress: &dyn Progress) -> PortResult<Packed> {
+        if self.save(run, progress).await? {
+            tracing::info!(
+                seq = self.seq,
+                next_entry = self.next_entry,
+                written = self.sink.written,
+                "packaging paused before the deadline"
+            );
+            Ok(Packed::Paused { seq: self.seq })
+        } else {
+            Ok(Packed::Superseded)
+        }
+    }
+
+    /// Saves a checkpoint at this entry boundary: the parts in flight finished, the bytes past
+    /// the last whole part staged. False if another packager saved first.
+    async fn save(&mut self, run: &Packaging<'_>, progress: &dyn Progress) -> PortResult<bool> {
+        self.sink.settle().await?;
+        let next_seq = self.seq + 1;
+        let tail = if self.sink.buffer.is_empty() {
+            None
+        } else {
+            // A name of its own per save and packager, so no racing packager overwrites it.
+            let object = ObjectRef::new(
+                &run.staging.bucket,
+                format!(
+                    "{}{next_seq}-{}.tail",
+                    run.staging.key,
+                    uuid::Uuid::new_v4().simple()
+                ),
+            );
+            let body = Bytes::copy_from_slice(&self.sink.buffer);
+            run.objects
+                .put(&object, body, "application/octet-stream")
+                .await?;
+            Some(object)
+        };
+        let checkpoint = Checkpoint {
+            upload_id: self.sink.upload_id.clone(),
+            part_size: self.sink.part_size as u64,
+            parts: self.sink.parts.clone(),
+            next_entry: self.next_entry,
+            written: self.sink.written,
+            tail: tail.clone(),
+            directory: encode_directory(&self.directory),
+        };
+        let saved = SavedCheckpoint {
+            seq: next_seq,
+            body: serde_json::to_string(&checkpoint).expect("plain struct serialises"),
+        };
+        if !progress.save(self.seq, &saved).await? {
+            if let Some(tail) = &tail {
+                remove_staged(run, tail).await;
+            }
+            return Ok(false);
+        }
+        if let Some(previous) = std::mem::replace(&mut self.tail, tail) {
+            remove_staged(run, &previous).await;
+        }
+        self.seq = next_seq;
+        self.owns_upload = false;
+        Ok(true)
+    }
+}
+
+/// Removes a staged tail no checkpoint needs any more; one left behind expires with the
+/// bucket's lifecycle rule.
+async fn remove_staged(run: &Packaging<'_>, tail: &ObjectRef) {
+    if let Err(e) = run.objects.delete(tail).await {
+        tracing::warn!(error = %e, tail = %tail.s3_url(), "could not remove a staged tail");
+    }
+}
+
+/// Aborts the multipart upload and removes the staged tail a saved checkpoint holds: for a
+/// job given up while being packaged.
+pub async fn discard(objects: &dyn ObjectStore, target: &ObjectRef, saved: &SavedCheckpoint) {
+    let Ok(checkpoint) = serde_json::from_str::<Checkpoint>(&saved.body) else {
+        return;
+    };
+    if let Err(e) = objects.abort_multipart(target, &checkpoint.upload_id).await {
+        tracing::warn!(error = %e, "could not abort the archive's upload");
+    }
+    if let Some(tail) = &checkpoint.tail {
+        let _ = objects.delete(tail).await;
+    }
+}
+
+/// The archive's upload, in parts of `part_size`: a full part is sent while the next fills,
+/// one in flight at a time, so memory holds about two parts whatever the archive's size.
+struct PartSink {
+    objects: Arc<dyn ObjectStore>,
+    target: ObjectRef,
+    upload_id: String,
+    part_size: usize,
+    parts: Vec<UploadedPart>,
+    buffer: BytesMut,
+    sending: Option<JoinHandle<PortResult<UploadedPart>>>,
+    written: u64,
+}
+
+impl PartSink {
+    fn new(
+        run: &Packaging<'_>,
+        upload_id: String,
+        part_size: usize,
+        parts: Vec<UploadedPart>,
+        written: u64,
+        buffer: BytesMut,
+    ) -> PartSink {
+        PartSink {
+            objects: run.objects.clone(),
+            target: run.target.clone(),
+            upload_id,
+            part_size,
+            parts,
+            buffer,
+            sending: None,
+            written,
+        }
+    }
+
+    async fn write_all(&mut self, chunks: Vec<Bytes>) -> PortResult<()> {
+        for chunk in chunks {
+            self.write(chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn write(&mut self, chunk: Bytes) -> PortResult<()> {
+        self.written += chunk.len() as u64;
+        self.buffer.extend_from_slice(&chunk);
+        while self.buffer.len() >= self.part_size {
+            let part = self.buffer.split_to(self.part_size).freeze();
+            self.send(part).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, body: Bytes) -> PortResult<()> {
+        self.settle().await?;
+        let number = self.parts.len() as u32 + 1;
+        let objects = self.objects.clone();
+        let target = self.target.clone();
+        let upload_id = self.upload_id.clone();
+        self.sending = Some(tokio::spawn(async move {
+            objects.upload_part(&target, &upload_id, number, body).await
+        }));
+        Ok(())
+    }
+
+    /// Waits for the part in flight.
+    async fn settle(&mut self) -> PortResult<()> {
+        if let Some(sending) = self.sending.take() {
+            let part = sending
+                .await
+                .map_err(|e| PortError::Unavailable(format!("uploading a part failed: {e}")))??;
+            self.parts.push(part);
+        }
+        Ok(())
+    }
+
+    /// Sends the last part and completes the upload; returns the object's size.
+    async fn complete(&mut self) -> PortResult<u64> {
+        if !self.buffer.is_empty() || self.parts.is_empty() && self.sending.is_none() {
+            let last = self.buffer.split().freeze();
+            self.send(last).await?;
+        }
+        self.settle().await?;
+        self.objects
+            .complete_multipart(&self.target, &self.upload_id, &self.parts)
+            .await?;
+        Ok(self.written)
+    }
+}
+
+/// A heartbeat due every `every`.
+struct Heartbeat {
+    every: Duration,
+    last: Instant,
+}
+
+impl Heartbeat {
+    fn new(every: Duration) -> Heartbeat {
+        Heartbeat {
+            every,
+            last: Instant::now(),
+        }
+    }
+    fn due(&self) -> bool {
+        self.last.elapsed() >= self.every
+    }
+    fn reset(&mut self) {
+        self.last = Instant::now();
+    }
+}
+
+fn zip_layout(run: &Packaging<'_>) -> ZipLayout {
+    let mut layout = ZipLayout::new(run.mtime, coding_for(run.extension));
+    if let Some(size) = run.settings.zip64_entry_size {
+        layout.zip64_entry_size = size;
+    }
+    layout
+}
+
+/// Parts that are compressed already are stored as they are.
+pub fn coding_for(extension: &str) -> Coding {
+    if extension.ends_with(".gz") || extension.ends_with(".zst") || extension == "parquet" {
+        Coding::Stored
+    } else {
+        Coding::Deflate
+    }
+}
+
+fn entry_size(manifest: &Manifest, index: usize) -> u64 {
+    manifest.entries[index]
+        .meta
+        .as_ref()
+        .map_or(0, |m| m.content_length)
+}
+
+/// A part size for this archive: at least the configured one, and large enough that the
+/// archive (at most its parts' size, plus headers) fits in [`MAX_PARTS`] parts.
+fn part_size(run: &Packaging<'_>) -> usize {
+    const MIB: u64 = 1024 * 1024;
+    let entries = run.manifest.entries.len() as u64;
+    let estimate: u64 = (0..run.manifest.entries.len())
+        .map(|i| entry_size(run.manifest, i))
+        .sum::<u64>()
+        + entries * 1024
+        + MIB;
+    let needed = estimate.div_ceil(MAX_PARTS);
+    if needed <= run.settings.part_size as u64 {
+        run.settings.part_size
+    } else {
+        (needed.div_ceil(MIB) * MIB) as usize
+    }
+}
+
+fn gzip_trailer(coded: Coded) -> Bytes {
+    Bytes::copy_from_slice(&format::gzip_trailer(coded.crc, coded.size))
+}
+
+fn reject(message: impl Into<String>) -> PortError {
+    PortError::Rejected(format!("packaging failed: {}", message.into()))
+}
+
+fn encode_directory(directory: &[DirectoryEntry]) -> String {
+    let mut packed = Vec::with_capacity(directory.len() * 12);
+    for entry in directory {
+        packed.extend_from_slice(&entry.crc.to_le_bytes());
+        packed.extend_from_slice(&entry.compressed.to_le_bytes());
+    }
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(packed)
+}
+
+/// The directory of the entries a checkpoint covers, their sizes from the manifest and their
+/// offsets added up from the start.
+fn decode_directory(
+    run: &Packaging<'_>,
+    checkpoint: &Checkpoint,
+) -> PortResult<Vec<DirectoryEntry>> {
+    if run.kind != Archive::Zip {
+        return Ok(Vec::new());
+    }
+    let packed = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(&checkpoint.directory)
+        .map_err(|e| reject(format!("checkpoint directory: {e}")))?;
+    if packed.len() != checkpoint.next_entry * 12
+        || checkpoint.next_entry > run.manifest.entries.len()
+    {
+        return Err(reject("checkpoint directory does not match its entries"));
+    }
+    let layout = zip_layout(run);
+    let mut offset = 0;
+    let mut directory = Vec::with_capacity(checkpoint.next_entry);
+    for (index, record) in packed.chunks_exact(12).enumerate() {
+        let entry = DirectoryEntry {
+            crc: u32::from_le_bytes(record[..4].try_into().expect("4 bytes")),
+            compressed: u64::from_le_bytes(record[4..].try_into().expect("8 bytes")),
+            size: entry_size(run.manifest, index),
+            offset,
+        };
+        offset += layout.entry_span(&entry_name(run.dataset, index, run.extension), &entry);
+        directory.push(entry);
+    }
+    Ok(directory)
+}
