@@ -39,10 +39,16 @@ pub struct LambdaBenchOptions {
     /// Also write the report (markdown) to this file.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// The size of the export packaged every way, side by side (GiB).
+    #[arg(long, default_value_t = 5.0)]
+    pub packaging_gib: f64,
+    /// Run the packaging section alone.
+    #[arg(long)]
+    pub packaging_only: bool,
 }
 
 /// One function process, started cold against its own runtime API.
-struct FunctionProcess {
+pub struct FunctionProcess {
     name: &'static str,
     child: tokio::process::Child,
     api: RuntimeApi,
@@ -55,8 +61,19 @@ impl FunctionProcess {
         options: &LambdaBenchOptions,
         emulator: &Emulator,
     ) -> anyhow::Result<FunctionProcess> {
+        FunctionProcess::start_with(name, options, emulator, Duration::from_secs(900), &[]).await
+    }
+
+    /// Started with a timeout of its own (each invocation's deadline) and `extra` variables.
+    pub async fn start_with(
+        name: &'static str,
+        options: &LambdaBenchOptions,
+        emulator: &Emulator,
+        timeout: Duration,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<FunctionProcess> {
         let bootstrap = options.bootstrap_dir.join(name).join("bootstrap");
-        let api = RuntimeApi::start().await?;
+        let api = RuntimeApi::with_timeout(timeout).await?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -65,6 +82,7 @@ impl FunctionProcess {
         let child = tokio::process::Command::new(&bootstrap)
             .env_clear()
             .envs(emulator.process_variables())
+            .envs(extra.iter().copied())
             .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", format!("export-{name}"))
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
@@ -94,7 +112,7 @@ impl FunctionProcess {
         })
     }
 
-    async fn invoke(&self, event: &Value) -> anyhow::Result<Value> {
+    pub async fn invoke(&self, event: &Value) -> anyhow::Result<Value> {
         tokio::time::timeout(Duration::from_secs(900), self.api.invoke(event))
             .await
             .with_context(|| format!("{} did not answer", self.name))?
@@ -102,7 +120,7 @@ impl FunctionProcess {
     }
 
     /// The process's peak resident memory so far, in MiB (`VmHWM`).
-    fn peak_rss_mib(&self) -> anyhow::Result<f64> {
+    pub fn peak_rss_mib(&self) -> anyhow::Result<f64> {
         let pid = self.child.id().context("the function has exited")?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         let kib: f64 = status
@@ -113,7 +131,7 @@ impl FunctionProcess {
         Ok(kib / 1024.0)
     }
 
-    async fn stop(mut self) {
+    pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
 }
@@ -147,7 +165,7 @@ fn api_body(reply: &Value) -> anyhow::Result<Value> {
     Ok(body)
 }
 
-fn no_failures(reply: &Value) -> anyhow::Result<()> {
+pub fn no_failures(reply: &Value) -> anyhow::Result<()> {
     match reply["batchItemFailures"].as_array() {
         Some(failures) if failures.is_empty() => Ok(()),
         _ => bail!("the batch reported failures: {reply}"),
@@ -304,6 +322,15 @@ pub async fn run(options: LambdaBenchOptions) -> anyhow::Result<()> {
         })
         .collect();
 
+    if options.packaging_only {
+        report.push_str(&crate::bench_packaging::run(&options, &emulator, &control).await?);
+        println!("{report}");
+        if let Some(path) = &options.report {
+            std::fs::write(path, &report)?;
+        }
+        return Ok(());
+    }
+
     // 1. Cold starts on a one-row export.
     let mut small: [Measures; 4] = std::array::from_fn(|_| Measures {
         init_ms: Vec::new(),
@@ -366,6 +393,9 @@ pub async fn run(options: LambdaBenchOptions) -> anyhow::Result<()> {
             measures[3].peak_mib[0],
         ));
     }
+    // 3. Packaging of a multi-GiB export, every way, side by side.
+    report.push('\n');
+    report.push_str(&crate::bench_packaging::run(&options, &emulator, &control).await?);
     println!("{report}");
     if let Some(path) = &options.report {
         std::fs::write(path, &report)?;

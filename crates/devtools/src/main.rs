@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_lambda;
+mod bench_packaging;
 
 use clap::{Parser, Subcommand};
 use export_local::LocalConfig;

@@ -24,6 +24,8 @@ struct Shared {
     first_poll: Mutex<Option<Instant>>,
     polled: Notify,
     init_error: Mutex<Option<String>>,
+    /// The function's timeout: each invocation's deadline is this long after it is handed over.
+    timeout: std::time::Duration,
 }
 
 pub struct RuntimeApi {
@@ -40,7 +42,15 @@ impl Drop for RuntimeApi {
 }
 
 impl RuntimeApi {
+    /// A runtime API for a function with Lambda's longest timeout, 900 s.
     pub async fn start() -> anyhow::Result<RuntimeApi> {
+        RuntimeApi::with_timeout(std::time::Duration::from_secs(900)).await
+    }
+
+    /// A runtime API whose invocations each end `timeout` after they are handed over: the
+    /// `Lambda-Runtime-Deadline-Ms` header, "the date that the function times out in Unix time
+    /// milliseconds" ("Using the Lambda runtime API for custom runtimes").
+    pub async fn with_timeout(timeout: std::time::Duration) -> anyhow::Result<RuntimeApi> {
         let (sender, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             events: AsyncMutex::new(receiver),
@@ -48,6 +58,7 @@ impl RuntimeApi {
             first_poll: Mutex::new(None),
             polled: Notify::new(),
             init_error: Mutex::new(None),
+            timeout,
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -109,7 +120,7 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
     let Some((id, body)) = shared.events.lock().await.recv().await else {
         return StatusCode::GONE.into_response();
     };
-    let deadline = (epoch_ms() + 900_000).to_string();
+    let deadline = (epoch_ms() + shared.timeout.as_millis()).to_string();
     let mut headers = HeaderMap::new();
     let mut put = |name: &'static str, value: &str| {
         headers.insert(name, HeaderValue::from_str(value).expect("header value"));
