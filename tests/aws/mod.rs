@@ -348,6 +348,23 @@ impl Harness {
         }
     }
 
+    /// The keys under `prefix` in `bucket`, as S3 lists them.
+    pub async fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        self.emulator
+            .clients
+            .s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .unwrap()
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect()
+    }
+
     /// The emails moto's SES accepted that mention `request_id`.
     pub async fn emails_about(&self, request_id: &str) -> Vec<SentEmail> {
         moto()

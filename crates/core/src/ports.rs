@@ -318,3 +318,59 @@ pub trait Mailer: Send + Sync {
     /// Sends the mail and returns the message id the mailer assigned.
     async fn send(&self, email: &Email) -> PortResult<String>;
 }
+
+/// S3's rules for multipart uploads, for the stand-ins that keep uploads themselves (the local
+/// store, the in-memory fake), so they refuse what S3 would.
+pub mod multipart {
+    use super::{PortError, PortResult, UploadedPart};
+    use sha2::Digest;
+
+    /// The smallest part but for the last ("Amazon S3 multipart upload limits": 5 MiB).
+    pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+
+    /// Part numbers run from 1 to 10,000 ("UploadPart").
+    pub fn check_number(number: u32) -> PortResult<()> {
+        if (1..=10_000).contains(&number) {
+            Ok(())
+        } else {
+            Err(PortError::Rejected(format!(
+                "InvalidArgument: part number {number} is not from 1 to 10,000"
+            )))
+        }
+    }
+
+    /// A stand-in's ETag for a part: quoted hex, as S3's, of the first half of its SHA-256.
+    pub fn etag(body: &[u8]) -> String {
+        format!("\"{}\"", hex::encode(&sha2::Sha256::digest(body)[..16]))
+    }
+
+    /// Checks the `index`-th part named to complete an upload, whose stored body (if there
+    /// is one under its number) is `stored` ("CompleteMultipartUpload": `InvalidPart`,
+    /// `InvalidPartOrder`, `EntityTooSmall`).
+    pub fn check_part(
+        parts: &[UploadedPart],
+        index: usize,
+        stored: Option<&[u8]>,
+        min_part_size: usize,
+    ) -> PortResult<()> {
+        let part = &parts[index];
+        if index > 0 && parts[index - 1].number >= part.number {
+            return Err(PortError::Rejected(
+                "InvalidPartOrder: the parts must be named in ascending order".into(),
+            ));
+        }
+        let Some(body) = stored.filter(|b| etag(b) == part.etag) else {
+            return Err(PortError::Rejected(format!(
+                "InvalidPart: part {} was not uploaded with that ETag",
+                part.number
+            )));
+        };
+        if index + 1 < parts.len() && body.len() < min_part_size {
+            return Err(PortError::Rejected(format!(
+                "EntityTooSmall: part {} is under the smallest part size",
+                part.number
+            )));
+        }
+        Ok(())
+    }
+}

@@ -5,11 +5,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use export_core::domain::ObjectRef;
 use export_core::ports::{
-    ByteStream, ObjectStore, PortError, PortResult, PresignedUrl, Upload, UploadedPart,
+    multipart, ByteStream, ObjectStore, PortError, PortResult, PresignedUrl, Upload, UploadedPart,
 };
 use hmac::{Hmac, Mac};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -135,10 +135,6 @@ impl FsObjectStore {
     }
 }
 
-/// S3's smallest part but for the last ("Amazon S3 multipart upload limits"), kept here too so
-/// that the local stack refuses what S3 would.
-pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
-
 impl FsObjectStore {
     /// A multipart upload's directory: `<root>/.multipart/<id>/`, holding `object` (what it
     /// will become) and `part-NNNNN` files. Ids are the store's own UUIDs.
@@ -153,11 +149,6 @@ impl FsObjectStore {
             _ => Err(gone()),
         }
     }
-}
-
-/// A part's ETag: quoted hex, as S3's are, of the first half of its SHA-256.
-fn part_etag(body: &[u8]) -> String {
-    format!("\"{}\"", hex::encode(&Sha256::digest(body)[..16]))
 }
 
 fn io_error(object: &ObjectRef, e: std::io::Error) -> PortError {
@@ -261,13 +252,9 @@ impl ObjectStore for FsObjectStore {
         number: u32,
         body: Bytes,
     ) -> PortResult<UploadedPart> {
-        if !(1..=10_000).contains(&number) {
-            return Err(PortError::Rejected(format!(
-                "part number {number} is out of range"
-            )));
-        }
+        multipart::check_number(number)?;
         let dir = self.upload_dir(object, upload_id)?;
-        let (etag, body) = tokio::task::spawn_blocking(move || (part_etag(&body), body))
+        let (etag, body) = tokio::task::spawn_blocking(move || (multipart::etag(&body), body))
             .await
             .map_err(|e| PortError::Unavailable(format!("hashing a part: {e}")))?;
         // Written aside and renamed, so a part is there whole or not at all.
@@ -304,26 +291,12 @@ impl ObjectStore for FsObjectStore {
             .await
             .map_err(|e| io_error(object, e))?;
         for (i, part) in parts.iter().enumerate() {
-            if i > 0 && parts[i - 1].number >= part.number {
-                return Err(PortError::Rejected(
-                    "InvalidPartOrder: parts must ascend".into(),
-                ));
-            }
+            // The local stack refuses what S3 would.
             let body = tokio::fs::read(dir.join(format!("part-{:05}", part.number)))
                 .await
-                .map_err(|_| PortError::Rejected(format!("InvalidPart: part {}", part.number)))?;
-            if part_etag(&body) != part.etag {
-                return Err(PortError::Rejected(format!(
-                    "InvalidPart: part {}'s ETag",
-                    part.number
-                )));
-            }
-            if i + 1 < parts.len() && (body.len() as u64) < MIN_PART_SIZE {
-                return Err(PortError::Rejected(format!(
-                    "EntityTooSmall: part {} is under 5 MiB",
-                    part.number
-                )));
-            }
+                .ok();
+            multipart::check_part(parts, i, body.as_deref(), multipart::MIN_PART_SIZE)?;
+            let body = body.unwrap_or_default();
             out.write_all(&body)
                 .await
                 .map_err(|e| io_error(object, e))?;

@@ -133,8 +133,11 @@ impl ZipLayout {
         for (index, entry) in entries.iter().enumerate() {
             let name = name_of(index);
             let mut extra = Vec::new();
-            let big_size = entry.size >= U32_MAX;
-            let big_compressed = entry.compressed >= U32_MAX;
+            // An entry whose local header promised ZIP64 sizes (its data descriptor has 8-byte
+            // sizes) gets them here too, so every reader sees one consistent entry.
+            let zip64_local = self.zip64_local(entry.size);
+            let big_size = entry.size >= U32_MAX || zip64_local;
+            let big_compressed = entry.compressed >= U32_MAX || zip64_local;
             let big_offset = entry.offset >= U32_MAX;
             if big_size {
                 put64(&mut extra, entry.size);
@@ -145,7 +148,7 @@ impl ZipLayout {
             if big_offset {
                 put64(&mut extra, entry.offset);
             }
-            let zip64 = !extra.is_empty() || self.zip64_local(entry.size);
+            let zip64 = !extra.is_empty();
             put32(&mut out, 0x0201_4b50);
             // Made by Unix (3), so that the external attributes carry a file mode.
             put16(&mut out, 0x0300 | if zip64 { 45 } else { 20 });
@@ -155,8 +158,22 @@ impl ZipLayout {
             put16(&mut out, time);
             put16(&mut out, date);
             put32(&mut out, entry.crc);
-            put32(&mut out, clamp32(entry.compressed));
-            put32(&mut out, clamp32(entry.size));
+            put32(
+                &mut out,
+                if big_compressed {
+                    u32::MAX
+                } else {
+                    entry.compressed as u32
+                },
+            );
+            put32(
+                &mut out,
+                if big_size {
+                    u32::MAX
+                } else {
+                    entry.size as u32
+                },
+            );
             put16(&mut out, name.len() as u16);
             put16(
                 &mut out,

@@ -1,11 +1,10 @@
 use super::Faults;
 use crate::domain::ObjectRef;
 use crate::ports::{
-    ByteStream, ObjectStore, PortError, PortResult, PresignedUrl, Upload, UploadedPart,
+    multipart, ByteStream, ObjectStore, PortError, PortResult, PresignedUrl, Upload, UploadedPart,
 };
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use sha2::Digest;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,9 +30,6 @@ struct MultipartUpload {
     parts: BTreeMap<u32, Bytes>,
 }
 
-/// S3's smallest part but for the last ("Amazon S3 multipart upload limits").
-pub const S3_MIN_PART_SIZE: usize = 5 * 1024 * 1024;
-
 impl Default for MemoryObjectStore {
     fn default() -> Self {
         MemoryObjectStore {
@@ -42,7 +38,7 @@ impl Default for MemoryObjectStore {
             signer_expires_at: Mutex::default(),
             uploads: Mutex::default(),
             gets: Default::default(),
-            min_part_size: Mutex::new(S3_MIN_PART_SIZE),
+            min_part_size: Mutex::new(multipart::MIN_PART_SIZE),
             faults: Faults::default(),
         }
     }
@@ -194,12 +190,8 @@ impl ObjectStore for MemoryObjectStore {
             .get_mut(upload_id)
             .filter(|u| u.object == *object)
             .ok_or_else(|| PortError::NotFound(format!("upload {upload_id}")))?;
-        if !(1..=10_000).contains(&number) {
-            return Err(PortError::Rejected(format!(
-                "part number {number} is out of range"
-            )));
-        }
-        let etag = format!("\"{}\"", hex::encode(&sha2::Sha256::digest(&body)[..16]));
+        multipart::check_number(number)?;
+        let etag = multipart::etag(&body);
         upload.parts.insert(number, body);
         Ok(UploadedPart {
             number,
@@ -224,23 +216,9 @@ impl ObjectStore for MemoryObjectStore {
         let min = *self.min_part_size.lock().expect("part size lock");
         let mut body = BytesMut::new();
         for (i, part) in parts.iter().enumerate() {
-            let stored = upload
-                .parts
-                .get(&part.number)
-                .filter(|b| {
-                    format!("\"{}\"", hex::encode(&sha2::Sha256::digest(b)[..16])) == part.etag
-                })
-                .ok_or_else(|| PortError::Rejected(format!("InvalidPart: part {}", part.number)))?;
-            if i > 0 && parts[i - 1].number >= part.number {
-                return Err(PortError::Rejected("InvalidPartOrder".into()));
-            }
-            if i + 1 < parts.len() && stored.len() < min {
-                return Err(PortError::Rejected(format!(
-                    "EntityTooSmall: part {}",
-                    part.number
-                )));
-            }
-            body.extend_from_slice(stored);
+            let stored = upload.parts.get(&part.number).map(|b| &b[..]);
+            multipart::check_part(parts, i, stored, min)?;
+            body.extend_from_slice(stored.unwrap_or_default());
         }
         uploads.remove(upload_id);
         drop(uploads);

@@ -304,11 +304,22 @@ async fn checkpoint(
     world.control.checkpoint(request_id).await.unwrap()
 }
 
-/// Rows enough to fill several of the world's upload parts.
-fn rows(part: usize, count: usize) -> Vec<String> {
-    (0..count)
-        .map(|i| format!("{part}{i:05},name of thing {i} in part {part}"))
-        .collect()
+/// Finishes the job's statement with `parts` parts of `rows` rows each: enough, at a thousand
+/// rows, to fill several of the world's upload parts.
+fn finish_with_rows(world: &World, request_id: &str, parts: usize, rows: usize) {
+    let parts: Vec<Vec<String>> = (0..parts)
+        .map(|p| {
+            (0..rows)
+                .map(|i| format!("{p}{i:05},name of thing {i} in part {p}"))
+                .collect()
+        })
+        .collect();
+    let parts: Vec<Vec<&str>> = parts
+        .iter()
+        .map(|p| p.iter().map(String::as_str).collect())
+        .collect();
+    let parts: Vec<&[&str]> = parts.iter().map(Vec::as_slice).collect();
+    world.finish_statement(request_id, &parts);
 }
 
 #[tokio::test]
@@ -316,13 +327,7 @@ async fn packaging_out_of_time_goes_on_in_continuations_and_announces_once() {
     // Every message's time is up at once: each run packages one part, then hands on.
     let world = World::with_packaging(|p| p.budget = Some(Duration::ZERO));
     let request_id = started(&world, 7).await;
-    let parts: Vec<Vec<String>> = (0..4).map(|p| rows(p, 1000)).collect();
-    let parts: Vec<Vec<&str>> = parts
-        .iter()
-        .map(|p| p.iter().map(String::as_str).collect())
-        .collect();
-    let parts: Vec<&[&str]> = parts.iter().map(Vec::as_slice).collect();
-    world.finish_statement(&request_id, &parts);
+    finish_with_rows(&world, &request_id, 4, 1000);
     world.announce(&request_id).await;
     assert_eq!(world.deliver(QueueName::Polls).await, [Delivered::Done]);
     let job = world.job(&request_id).await;
@@ -379,13 +384,7 @@ async fn packaging_out_of_time_goes_on_in_continuations_and_announces_once() {
 async fn a_packager_that_stops_beating_is_replaced_from_its_checkpoint() {
     let world = World::with_packaging(|p| p.budget = Some(Duration::ZERO));
     let request_id = started(&world, 7).await;
-    let parts: Vec<Vec<String>> = (0..3).map(|p| rows(p, 200)).collect();
-    let parts: Vec<Vec<&str>> = parts
-        .iter()
-        .map(|p| p.iter().map(String::as_str).collect())
-        .collect();
-    let parts: Vec<&[&str]> = parts.iter().map(Vec::as_slice).collect();
-    world.finish_statement(&request_id, &parts);
+    finish_with_rows(&world, &request_id, 3, 200);
     world.announce(&request_id).await;
     world.deliver(QueueName::Polls).await;
     // The continuation is lost (its invocation died before sending, say).
@@ -428,13 +427,7 @@ async fn parts_handed_out_as_they_are_need_no_packaging() {
         .await
         .unwrap();
     world.deliver(QueueName::Requests).await;
-    let parts: Vec<Vec<String>> = (0..25).map(|p| rows(p, 2)).collect();
-    let parts: Vec<Vec<&str>> = parts
-        .iter()
-        .map(|p| p.iter().map(String::as_str).collect())
-        .collect();
-    let parts: Vec<&[&str]> = parts.iter().map(Vec::as_slice).collect();
-    world.finish_statement(&request_id, &parts);
+    finish_with_rows(&world, &request_id, 25, 2);
     world.announce(&request_id).await;
     world.run_until_quiet(10).await;
     let job = world.job(&request_id).await;
