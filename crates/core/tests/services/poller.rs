@@ -484,3 +484,52 @@ async fn parts_handed_out_as_they_are_need_no_packaging() {
     let err = world.queries.download_link(&job).await.unwrap_err();
     assert_eq!(err.code, "several_parts");
 }
+
+#[tokio::test]
+async fn thousands_of_parts_are_listed_a_page_at_a_time() {
+    let world = World::new();
+    let request_id = world
+        .submit(
+            ALICE,
+            serde_json::json!({"dataset": "things", "params": {"id": 4}, "archive": "none"}),
+        )
+        .await
+        .unwrap();
+    world.deliver(QueueName::Requests).await;
+    finish_with_rows(&world, &request_id, 2_500, 1);
+    world.announce(&request_id).await;
+    world.run_until_quiet(10).await;
+    let owner = export_core::domain::Owner(ALICE.into());
+    let job = world.queries.job(&owner, &request_id).await.unwrap();
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    let mut cursor: Option<String> = None;
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = world
+            .queries
+            .parts(
+                &job,
+                export_core::service::query::MAX_PARTS_PAGE,
+                cursor.as_deref(),
+            )
+            .await
+            .unwrap();
+        pages += 1;
+        assert_eq!(page.total, 2_500);
+        seen.extend(page.parts.iter().map(|p| p.index));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(
+        seen,
+        (0..2_500).collect::<Vec<_>>(),
+        "every part once, in order"
+    );
+    // The mail links twenty and says how many more there are.
+    let mail = &world.mailer.sent_about(&request_id)[0];
+    assert!(mail.text.contains("… and 2480 more."), "{}", mail.text);
+}
