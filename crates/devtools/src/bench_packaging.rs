@@ -388,8 +388,9 @@ pub async fn run(
         ));
     }
 
-    // The zip again, in invocations a quarter as long as the whole took (and at least 20 s).
-    let timeout = (zip_time / 4).max(Duration::from_secs(20));
+    // The zip again, in invocations a quarter as long as the whole took (at least 10 s), so
+    // that it takes several.
+    let timeout = (zip_time / 4).max(Duration::from_secs(10));
     eprintln!("zip, resumed, {timeout:?} per invocation…");
     let id = packaging_job(
         control,

@@ -11,7 +11,8 @@ use crate::ports::{PortError, PortResult};
 use bytes::{Bytes, BytesMut};
 use flate2::{Compress, Compression, FlushCompress};
 use std::collections::VecDeque;
-use tokio::task::JoinHandle;
+use std::sync::{mpsc, Arc, Mutex};
+use tokio::sync::oneshot;
 
 /// The data each block holds (the last of an entry holds less).
 pub const BLOCK_SIZE: usize = 1024 * 1024;
@@ -25,12 +26,50 @@ struct Block {
     out: Bytes,
 }
 
+/// A block to deflate, and where its result goes.
+type Job = (Bytes, oneshot::Sender<Result<Block, String>>);
+
+/// Threads of its own that deflate blocks, exactly as many as asked: a fixed few threads keep
+/// the allocator's per-thread arenas (and so the process's memory) few, where a growing
+/// blocking pool would not. They end when the pool is dropped.
+struct Deflaters {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Deflaters {
+    fn start(threads: usize) -> Deflaters {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..threads {
+            let queue = queue.clone();
+            std::thread::spawn(move || loop {
+                let job = queue.lock().map(|q| q.recv());
+                match job {
+                    Ok(Ok((block, done))) => {
+                        let _ = done.send(deflate_block(&block));
+                    }
+                    _ => return,
+                }
+            });
+        }
+        Deflaters { jobs }
+    }
+
+    fn deflate(&self, block: Bytes) -> oneshot::Receiver<Result<Block, String>> {
+        let (done, result) = oneshot::channel();
+        // A send fails only once every thread has gone; the receiver then reports it.
+        let _ = self.jobs.send((block, done));
+        result
+    }
+}
+
 /// Compresses (or, for a stored entry, passes through) one entry's data.
 pub struct EntryCoder {
     coding: Coding,
     threads: usize,
+    deflaters: Option<Deflaters>,
     pending: BytesMut,
-    in_flight: VecDeque<JoinHandle<Result<Block, String>>>,
+    in_flight: VecDeque<oneshot::Receiver<Result<Block, String>>>,
     crc: crc32fast::Hasher,
     size: u64,
     compressed: u64,
@@ -47,9 +86,11 @@ pub struct Coded {
 impl EntryCoder {
     /// `threads`: blocks compressed at once (at least one).
     pub fn new(coding: Coding, threads: usize) -> EntryCoder {
+        let threads = threads.max(1);
         EntryCoder {
             coding,
-            threads: threads.max(1),
+            threads,
+            deflaters: (coding == Coding::Deflate).then(|| Deflaters::start(threads)),
             pending: BytesMut::new(),
             in_flight: VecDeque::new(),
             crc: crc32fast::Hasher::new(),
@@ -82,8 +123,9 @@ impl EntryCoder {
                 }
             }
         }
-        while self.in_flight.front().is_some_and(|t| t.is_finished()) {
-            ready.push(self.next_done().await?);
+        while let Some(Ok(block)) = self.in_flight.front_mut().map(|r| r.try_recv()) {
+            self.in_flight.pop_front();
+            ready.push(self.take(block)?);
         }
         Ok(ready)
     }
@@ -111,16 +153,23 @@ impl EntryCoder {
     }
 
     fn spawn(&mut self, block: Bytes) {
-        self.in_flight
-            .push_back(tokio::task::spawn_blocking(move || deflate_block(&block)));
+        let deflaters = self
+            .deflaters
+            .as_ref()
+            .expect("a deflating entry has threads");
+        self.in_flight.push_back(deflaters.deflate(block));
     }
 
     async fn next_done(&mut self) -> PortResult<Bytes> {
-        let task = self.in_flight.pop_front().expect("a block in flight");
-        let block = task
-            .await
-            .map_err(|e| PortError::Rejected(format!("compressing a block failed: {e}")))?
-            .map_err(PortError::Rejected)?;
+        let result = self.in_flight.pop_front().expect("a block in flight");
+        let block = result.await.map_err(|_| {
+            PortError::Rejected("compressing a block failed: its thread stopped".into())
+        })?;
+        self.take(block)
+    }
+
+    fn take(&mut self, block: Result<Block, String>) -> PortResult<Bytes> {
+        let block = block.map_err(PortError::Rejected)?;
         self.crc.combine(&block.crc);
         self.compressed += block.out.len() as u64;
         Ok(block.out)

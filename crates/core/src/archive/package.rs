@@ -519,10 +519,21 @@ impl PartSink {
 
     async fn write(&mut self, chunk: Bytes) -> PortResult<()> {
         self.written += chunk.len() as u64;
-        self.buffer.extend_from_slice(&chunk);
-        while self.buffer.len() >= self.part_size {
-            let part = self.buffer.split_to(self.part_size).freeze();
-            self.send(part).await?;
+        let mut rest = &chunk[..];
+        while !rest.is_empty() {
+            // Filled up to the part size exactly, then handed over whole: the buffer never
+            // grows past one part, and each part is one allocation.
+            let room = self.part_size - self.buffer.len();
+            let take = room.min(rest.len());
+            if self.buffer.capacity() < self.part_size {
+                self.buffer.reserve(self.part_size - self.buffer.len());
+            }
+            self.buffer.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.buffer.len() == self.part_size {
+                let part = std::mem::replace(&mut self.buffer, BytesMut::new()).freeze();
+                self.send(part).await?;
+            }
         }
         Ok(())
     }
