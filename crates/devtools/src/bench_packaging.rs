@@ -8,14 +8,14 @@ use crate::bench_lambda::{no_failures, FunctionProcess, LambdaBenchOptions};
 use anyhow::{bail, Context};
 use export_aws::dynamodb::DynamoControlTable;
 use export_aws::s3::S3ObjectStore;
-use export_core::archive::{read_manifest, ManifestEntry, ManifestMeta};
+use export_core::archive::read_manifest;
 use export_core::domain::{
     Archive, Compression, Format, Job, JobEvent, JobStatus, JobUpdate, ObjectRef, Owner, Transition,
 };
 use export_core::ports::{ControlTable, ObjectStore};
 use export_emulator::events::sample;
 use export_emulator::Emulator;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1024 * 1024;
@@ -157,18 +157,12 @@ async fn share_parts(emulator: &Emulator, from: &str, to: &str) -> anyhow::Resul
             .copy_source(format!("{}/exports/{from}/{key}", emulator.results_bucket))
             .send()
             .await?;
-        entries.push(ManifestEntry {
-            url: format!("s3://{}/{target}", emulator.results_bucket),
-            meta: entry.meta.clone().or(Some(ManifestMeta::default())),
-        });
+        let meta = entry.meta.clone().unwrap_or_default();
+        entries.push(json!({
+            "url": format!("s3://{}/{target}", emulator.results_bucket),
+            "meta": {"content_length": meta.content_length, "record_count": meta.record_count},
+        }));
     }
-    let entries: Vec<Value> = entries
-        .iter()
-        .map(|e| {
-            let meta = e.meta.clone().unwrap_or_default();
-            json!({"url": e.url, "meta": {"content_length": meta.content_length, "record_count": meta.record_count}})
-        })
-        .collect();
     let body = json!({"entries": entries, "meta": {"record_count": manifest.meta.map(|m| m.record_count).unwrap_or(0)}});
     store
         .put(
