@@ -45,6 +45,10 @@ pub struct LambdaBenchOptions {
     /// Run the packaging section alone.
     #[arg(long)]
     pub packaging_only: bool,
+    /// Pairs of uninterrupted and resumed zips measured alternately for the cost of resuming
+    /// (one run's difference is within this machine's noise; the median of several is not).
+    #[arg(long, default_value_t = 3)]
+    pub resume_pairs: usize,
 }
 
 /// One function process, started cold against its own runtime API.

@@ -101,8 +101,10 @@ impl Moto {
         let fidelity = venv().join("moto_fidelity.py");
         std::fs::write(&fidelity, FIDELITY)
             .with_context(|| format!("writing {}", fidelity.display()))?;
+        // moto's request log and tracebacks go nowhere unless MOTO_LOG names a file for them.
+        let log = std::env::var("MOTO_LOG").unwrap_or_else(|_| "/dev/null".into());
         let script = format!(
-            "'{}' '{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; read _; kill $pid",
+            "'{}' '{}' -H 127.0.0.1 -p {port} >>'{log}' 2>&1 & pid=$!; read _; kill $pid",
             python().display(),
             fidelity.display()
         );
