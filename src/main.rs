@@ -147,6 +147,15 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Look a dataset up at once (for those that offer it): `lookup customers -p ids=1,2,3`.
+    Lookup {
+        dataset: String,
+        /// A parameter, name=value (lists comma-separated).
+        #[arg(short = 'p', long = "param")]
+        params: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// The export catalogue.
     Datasets {
         #[command(flatten)]
@@ -369,6 +378,21 @@ async fn main() -> anyhow::Result<()> {
             };
             let page = client(&args).await?.get(&path).await?;
             print(&args, &page, show::jobs);
+        }
+        Command::Lookup {
+            dataset,
+            params,
+            client: args,
+        } => {
+            let pairs = params
+                .iter()
+                .map(|p| {
+                    p.split_once('=')
+                        .with_context(|| format!("'{p}' is not name=value"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let answer = client(&args).await?.lookup(&dataset, &pairs).await?;
+            print(&args, &answer, show::lookup);
         }
         Command::Datasets { client: args } => {
             let catalogue = client(&args).await?.get("/datasets").await?;

@@ -128,3 +128,46 @@ pub fn datasets(catalogue: &Value) -> String {
     }
     out
 }
+
+/// `GET /lookups/{dataset}`: the rows as an aligned table, then how many and from where.
+pub fn lookup(answer: &Value) -> String {
+    let columns: Vec<String> = answer["columns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| text(&c["name"]))
+        .collect();
+    let rows: Vec<Vec<String>> = answer["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|row| columns.iter().map(|c| text(&row[c.as_str()])).collect())
+        .collect();
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([c.chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for line in std::iter::once(&columns).chain(&rows) {
+        let cells: Vec<String> = line
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+    }
+    let source = if answer["cached"] == true {
+        format!("from the cache, {} s old", text(&answer["age_seconds"]))
+    } else {
+        "from the warehouse".to_owned()
+    };
+    let _ = writeln!(out, "({} rows, {source})", text(&answer["row_count"]));
+    out
+}

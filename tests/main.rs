@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod exports;
 mod lifecycle;
+mod lookups;
 mod postman;
 mod resume;
 mod security;

@@ -1,6 +1,7 @@
 -- export: product_detail
 -- description: One product's details by SKU, optionally narrowed by name and creation date.
 -- description: This is the original sample's query; POST /product submits it.
+-- lookup: max_rows=100 cache=60s
 -- param: sku text max_length=20 -- the product's stock-keeping unit, e.g. FLOWER12
 -- param: product_name text max_length=50 optional -- only if the product has exactly this name
 -- param: created_on date optional -- only if the product was created on this day

@@ -13,7 +13,7 @@ use export_core::messages::Message;
 use export_core::ports::{
     Email, Mailer, ObjectStore, PortError, QueueSender, StatementRequest, StatementState, Warehouse,
 };
-use export_core::testing::conformance::check_control_table;
+use export_core::testing::conformance::{check_answer_cache, check_control_table};
 use export_emulator::provision::{CLUSTER_ID, DATABASE, SECRET_ARN, SENDER, WORKGROUP};
 use futures::StreamExt;
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ async fn the_dynamodb_table_meets_the_contract() {
         Duration::from_secs(86_400),
     );
     check_control_table(&table).await;
+    check_answer_cache(&table).await;
 
     // Every item it wrote carries the TTL attribute the table expires them by.
     let items: Vec<_> = h

@@ -126,6 +126,8 @@ async fn every_sample_event_runs_through_its_function() {
         ("status-list-exports.json", 200),
         ("status-get-datasets.json", 200),
         ("status-get-product.json", 200),
+        ("status-get-lookup.json", 200),
+        ("status-get-customer.json", 200),
     ] {
         let reply = h.status_of(sample, &request_id, ALICE).await;
         assert_eq!(reply.status, expected, "{sample}: {}", reply.body);

@@ -6,6 +6,7 @@
 mod adapters;
 mod events;
 mod identity;
+mod lookups;
 mod pipeline;
 
 use crate::common::eventually;
@@ -15,7 +16,7 @@ use axum::Router;
 use export_aws::functions;
 use export_aws::lambda;
 use export_core::domain::Job;
-use export_core::http::{receiver_router, status_router, with_json_fallbacks};
+use export_core::http::{lookup_router, receiver_router, status_router, with_json_fallbacks};
 use export_core::identity::RoleOwner;
 use export_core::service::{Consumer, Poller, Processor};
 use export_emulator::moto::SentEmail;
@@ -106,7 +107,10 @@ impl Harness {
         let mut env = emulator.env();
         let receiver =
             with_json_fallbacks(receiver_router(functions::receiver(&mut env, &clients)));
-        let status = with_json_fallbacks(status_router(functions::status(&mut env, &clients)));
+        let status = with_json_fallbacks(
+            status_router(functions::status(&mut env, &clients))
+                .merge(lookup_router(functions::lookups(&mut env, &clients))),
+        );
         let processor = functions::processor(&mut env, &clients);
         let poller = functions::poller(&mut env, &clients);
         let role_owner = functions::role_owner(&mut env);

@@ -22,7 +22,8 @@ use export_core::domain::{
 };
 use export_core::page::{JobPage, PageToken};
 use export_core::ports::{
-    ControlTable, CreateOutcome, IdempotencyKey, PortError, PortResult, SavedCheckpoint,
+    AnswerCache, CachedAnswer, ControlTable, CreateOutcome, IdempotencyKey, PortError, PortResult,
+    SavedCheckpoint,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -123,6 +124,22 @@ struct CheckpointItem {
     body: String,
     expires_at: i64,
 }
+
+/// A lookup's answer shared by every instance of the read path. `expires_at` (seconds, the
+/// table's TTL attribute) lets DynamoDB remove it, which it does only some time after expiry
+/// ("Using time to live (TTL) in DynamoDB": expired items may remain readable for days), so
+/// the exact expiry in milliseconds decides whether it may still be served.
+#[derive(Serialize, Deserialize)]
+struct AnswerItem {
+    pk: String,
+    sk: String,
+    body: String,
+    stored_at: Millis,
+    expires_at_ms: Millis,
+    expires_at: i64,
+}
+
+const ANSWER: &str = "ANSWER";
 
 /// An idempotency key, naming the job it created and the digest of the request.
 #[derive(Serialize, Deserialize)]
@@ -371,6 +388,52 @@ impl DynamoControlTable {
             .send()
             .await
             .map_err(|e| port_error("DeleteItem", e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AnswerCache for DynamoControlTable {
+    /// An eventually consistent read: a lookup answer a moment old is as good as the newest,
+    /// at half the read's cost.
+    async fn cached_answer(&self, key: &str, now: Millis) -> PortResult<Option<CachedAnswer>> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::item_key(key.to_owned(), ANSWER)))
+            .send()
+            .await
+            .map_err(|e| port_error("GetItem", e))?
+            .item;
+        let Some(item) = item else {
+            return Ok(None);
+        };
+        let answer: AnswerItem = decode(item)?;
+        Ok((answer.expires_at_ms > now).then_some(CachedAnswer {
+            body: answer.body,
+            stored_at: answer.stored_at,
+            expires_at: answer.expires_at_ms,
+        }))
+    }
+
+    async fn cache_answer(&self, key: &str, answer: &CachedAnswer) -> PortResult<()> {
+        let item = item_of(&AnswerItem {
+            pk: key.to_owned(),
+            sk: ANSWER.into(),
+            body: answer.body.clone(),
+            stored_at: answer.stored_at,
+            expires_at_ms: answer.expires_at,
+            // Whole seconds, rounded up: never removed before it expires.
+            expires_at: (answer.expires_at + 999) / 1000,
+        });
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| port_error("PutItem", e))?;
         Ok(())
     }
 }

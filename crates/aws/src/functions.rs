@@ -13,7 +13,7 @@ use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use export_core::catalog::Catalog;
 use export_core::clock::{Clock, SystemClock};
 use export_core::identity::RoleOwner;
-use export_core::service::{Poller, Processor, Queries, Submissions};
+use export_core::service::{LookupSettings, Lookups, Poller, Processor, Queries, Submissions};
 use export_core::settings::{
     DeliverySettings, MailSettings, PackagingSettings, RetrySettings, UnloadSettings,
 };
@@ -318,6 +318,23 @@ pub fn status(env: &mut Env, clients: &Clients) -> Arc<Queries> {
         clock: clock(),
         link_ttl: link_ttl(env),
     })
+}
+
+/// `status`'s lookups: the catalogue's lookups through the Data API (the shared Data API role,
+/// like every statement), their answers cached in this instance and in the control table.
+/// `LOOKUP_TIMEOUT_SECONDS` (default 10, at most 25: API Gateway gives an integration 29 s)
+/// bounds the wait for the warehouse.
+pub fn lookups(env: &mut Env, clients: &Clients) -> Arc<Lookups> {
+    Arc::new(Lookups::new(
+        catalog(),
+        warehouse(env, clients),
+        control(env, clients),
+        clock(),
+        LookupSettings {
+            timeout: env.seconds("LOOKUP_TIMEOUT_SECONDS", 10, 25),
+            ..LookupSettings::default()
+        },
+    ))
 }
 
 /// `processor`: renders and starts each queued job's UNLOAD.

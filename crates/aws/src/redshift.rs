@@ -2,11 +2,22 @@
 
 use crate::error::port_error;
 use async_trait::async_trait;
-use aws_sdk_redshiftdata::types::StatusString;
+use aws_sdk_redshiftdata::operation::execute_statement::builders::ExecuteStatementFluentBuilder;
+use aws_sdk_redshiftdata::types::{Field, SqlParameter, StatusString};
 use aws_sdk_redshiftdata::Client;
+use export_core::catalog::BoundSelect;
 use export_core::ports::{
-    PortError, PortResult, StatementRequest, StatementState, StatementStatus, Warehouse,
+    PortError, PortResult, ResultColumn, ResultSet, SelectOutcome, StatementRequest,
+    StatementState, StatementStatus, Warehouse,
 };
+use serde_json::Value;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The first wait between a lookup's `DescribeStatement` calls; each next doubles, up to
+/// [`LONGEST_WAIT`]: a point lookup usually finishes within the first few.
+const FIRST_WAIT: Duration = Duration::from_millis(20);
+const LONGEST_WAIT: Duration = Duration::from_millis(500);
 
 /// Where statements run and as whom.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,25 +58,11 @@ impl DataApiWarehouse {
     }
 }
 
-fn state(status: &StatusString) -> PortResult<StatementState> {
-    StatementState::parse(status.as_str())
-        .ok_or_else(|| PortError::Rejected(format!("unknown statement status {status:?}")))
-}
-
-#[async_trait]
-impl Warehouse for DataApiWarehouse {
-    async fn execute(&self, request: &StatementRequest) -> PortResult<String> {
-        let mut call = self
-            .client
-            .execute_statement()
-            .sql(&request.sql)
-            .database(&self.database)
-            // The same token returns the same statement: a redelivered message starts nothing.
-            .client_token(&request.client_token)
-            .statement_name(&request.name)
-            // The status-change event goes to EventBridge, whose rule forwards it to the poller.
-            .with_event(true);
-        call = match &self.target {
+impl DataApiWarehouse {
+    /// `call` aimed at this warehouse's cluster or workgroup, as its user.
+    fn on_target(&self, call: ExecuteStatementFluentBuilder) -> ExecuteStatementFluentBuilder {
+        let call = call.database(&self.database);
+        match &self.target {
             Target::Cluster {
                 cluster_id,
                 credentials,
@@ -79,7 +76,84 @@ impl Warehouse for DataApiWarehouse {
             Target::Workgroup { name, secret_arn } => {
                 call.workgroup_name(name).set_secret_arn(secret_arn.clone())
             }
-        };
+        }
+    }
+
+    /// Every page of a finished statement's result (`GetStatementResult`), typed by its
+    /// column metadata.
+    async fn result(&self, statement_id: &str) -> PortResult<ResultSet> {
+        let mut result = ResultSet::default();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .get_statement_result()
+                .id(statement_id)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| port_error("GetStatementResult", e))?;
+            if result.columns.is_empty() {
+                result.columns = page
+                    .column_metadata()
+                    .iter()
+                    .map(|c| ResultColumn {
+                        name: c.name().or(c.label()).unwrap_or_default().to_owned(),
+                        type_name: c.type_name().unwrap_or_default().to_owned(),
+                    })
+                    .collect();
+            }
+            result
+                .rows
+                .extend(page.records().iter().map(|r| r.iter().map(value).collect()));
+            // "If the NextToken field is empty, all response records have been retrieved."
+            match page.next_token().filter(|t| !t.is_empty()) {
+                Some(next) => token = Some(next.to_owned()),
+                None => return Ok(result),
+            }
+        }
+    }
+}
+
+/// A field as the API's typed JSON: numbers, booleans, null, and text for the rest.
+fn value(field: &Field) -> Value {
+    match field {
+        Field::IsNull(true) => Value::Null,
+        Field::LongValue(v) => Value::from(*v),
+        Field::DoubleValue(v) => serde_json::Number::from_f64(*v)
+            .map_or_else(|| Value::String(v.to_string()), Value::Number),
+        Field::BooleanValue(v) => Value::Bool(*v),
+        Field::StringValue(v) => Value::String(v.clone()),
+        Field::BlobValue(v) => Value::String(base64_of(v.as_ref())),
+        _ => Value::Null,
+    }
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn state(status: &StatusString) -> PortResult<StatementState> {
+    StatementState::parse(status.as_str())
+        .ok_or_else(|| PortError::Rejected(format!("unknown statement status {status:?}")))
+}
+
+#[async_trait]
+impl Warehouse for DataApiWarehouse {
+    async fn execute(&self, request: &StatementRequest) -> PortResult<String> {
+        let call = self.on_target(
+            self.client
+                .execute_statement()
+                .sql(&request.sql)
+                // The same token returns the same statement: a redelivered message starts
+                // nothing.
+                .client_token(&request.client_token)
+                .statement_name(&request.name)
+                // The status-change event goes to EventBridge, whose rule forwards it to the
+                // poller.
+                .with_event(true),
+        );
         let output = call
             .send()
             .await
@@ -138,5 +212,62 @@ impl Warehouse for DataApiWarehouse {
             }
             Err(e) => Err(port_error("CancelStatement", e)),
         }
+    }
+
+    /// `ExecuteStatement` with the values as `Parameters` (bound by Redshift, never part of
+    /// the text), then `DescribeStatement` after a short wait that doubles each time, then
+    /// every page of `GetStatementResult`. A statement still running at the deadline is
+    /// cancelled.
+    async fn select(&self, select: &BoundSelect, timeout: Duration) -> PortResult<SelectOutcome> {
+        let deadline = Instant::now() + timeout;
+        let parameters = select
+            .params
+            .iter()
+            .map(|p| {
+                SqlParameter::builder()
+                    .name(&p.name)
+                    .value(&p.value)
+                    .build()
+                    .map_err(|e| PortError::Rejected(e.to_string()))
+            })
+            .collect::<PortResult<Vec<_>>>()?;
+        let output = self
+            .on_target(
+                self.client
+                    .execute_statement()
+                    .sql(&select.sql)
+                    .set_parameters((!parameters.is_empty()).then_some(parameters)),
+            )
+            .send()
+            .await
+            .map_err(|e| port_error("ExecuteStatement", e))?;
+        let statement_id = output.id.ok_or_else(|| {
+            PortError::Rejected("ExecuteStatement returned no statement id".into())
+        })?;
+        let mut wait = FIRST_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            tokio::time::sleep(wait.min(left)).await;
+            let status = self.describe(&statement_id).await?;
+            match status.state {
+                StatementState::Finished => break,
+                StatementState::Failed | StatementState::Aborted => {
+                    return Ok(SelectOutcome::Failed {
+                        statement_id,
+                        error: status
+                            .error
+                            .unwrap_or_else(|| "the statement did not finish".into()),
+                    })
+                }
+                _ if Instant::now() >= deadline => {
+                    if let Err(e) = self.cancel(&statement_id).await {
+                        tracing::warn!(statement_id, error = %e, "could not cancel a lookup past its deadline");
+                    }
+                    return Ok(SelectOutcome::TimedOut { statement_id });
+                }
+                _ => wait = (wait * 2).min(LONGEST_WAIT),
+            }
+        }
+        Ok(SelectOutcome::Rows(self.result(&statement_id).await?))
     }
 }

@@ -82,6 +82,22 @@ impl Reply {
     }
 }
 
+/// The path of a lookup: `/lookups/<dataset>?<name>=<value>&…`, each part escaped.
+pub fn lookup_path(dataset: &str, params: &[(&str, &str)]) -> String {
+    let mut url = reqwest::Url::parse("http://lookup/lookups/").expect("a fixed URL");
+    url.path_segments_mut()
+        .expect("an http URL has segments")
+        .pop_if_empty()
+        .push(dataset);
+    if !params.is_empty() {
+        url.query_pairs_mut().extend_pairs(params);
+    }
+    match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    }
+}
+
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -195,6 +211,13 @@ impl Client {
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.send(Method::GET, path, None, &[]).await?.ok_json()
+    }
+
+    /// `GET /lookups/{dataset}?name=value…`: the answer, or the API's error as an error.
+    pub async fn lookup(&self, dataset: &str, params: &[(&str, &str)]) -> anyhow::Result<Value> {
+        self.send(Method::GET, &lookup_path(dataset, params), None, &[])
+            .await?
+            .ok_json()
     }
 
     pub async fn submit(

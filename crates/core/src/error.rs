@@ -12,6 +12,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// The warehouse statement the error is about (a lookup that timed out or failed).
+    pub statement_id: Option<String>,
 }
 
 impl ApiError {
@@ -21,11 +23,17 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            statement_id: None,
         }
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
+        self
+    }
+
+    pub fn with_statement(mut self, statement_id: impl Into<String>) -> Self {
+        self.statement_id = Some(statement_id.into());
         self
     }
 
@@ -62,8 +70,15 @@ impl ApiError {
             message: &'a str,
             #[serde(skip_serializing_if = "Option::is_none")]
             field: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            statement_id: Option<&'a str>,
         }
-        serde_json::json!({ "error": Inner { code: self.code, message: &self.message, field: self.field.as_deref() } })
+        serde_json::json!({ "error": Inner {
+            code: self.code,
+            message: &self.message,
+            field: self.field.as_deref(),
+            statement_id: self.statement_id.as_deref(),
+        } })
     }
 }
 

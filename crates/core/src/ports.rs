@@ -1,6 +1,7 @@
 //! The ports: what the services need from the outside world. Each has an AWS adapter and a
 //! local (embedded) adapter; nothing in this crate knows which one it is talking to.
 
+use crate::catalog::BoundSelect;
 use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef, Owner, Transition};
 use crate::messages::Message;
 use crate::page::{JobPage, PageToken};
@@ -209,6 +210,59 @@ pub struct StatementStatus {
     pub error: Option<String>,
 }
 
+/// A lookup's answer as kept for every instance of the read path: its body (as the lookup
+/// service wrote it), when it was read from the warehouse, and until when it may be served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CachedAnswer {
+    pub body: String,
+    pub stored_at: Millis,
+    pub expires_at: Millis,
+}
+
+/// The cache lookups share across instances: on AWS items of the control table with a TTL,
+/// locally rows of its SQLite file. An answer past its `expires_at` is never returned, even
+/// while the store has not yet removed it.
+#[async_trait]
+pub trait AnswerCache: Send + Sync {
+    /// The answer under `key`, unless there is none or it expired by `now`.
+    async fn cached_answer(&self, key: &str, now: Millis) -> PortResult<Option<CachedAnswer>>;
+    /// Keeps `answer` under `key`, in place of any other.
+    async fn cache_answer(&self, key: &str, answer: &CachedAnswer) -> PortResult<()>;
+}
+
+/// One column of a result, as the warehouse describes it (the Data API's `ColumnMetadata`):
+/// its name and its Redshift type (`int8`, `numeric`, `varchar`, `date`, …).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ResultColumn {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+}
+
+/// The rows a SELECT returned, each value typed by its column: integers and floating-point
+/// numbers as JSON numbers, booleans as booleans, NULL as null, and everything else
+/// (decimals, dates, timestamps, text) as strings, so no precision is lost.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ResultSet {
+    pub columns: Vec<ResultColumn>,
+    pub rows: Vec<Vec<serde_json::Value>>,
+}
+
+/// How a SELECT ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SelectOutcome {
+    Rows(ResultSet),
+    /// Still running when the time allowed ran out; it is cancelled.
+    TimedOut {
+        statement_id: String,
+    },
+    /// The warehouse refused or failed it, with its error.
+    Failed {
+        statement_id: String,
+        error: String,
+    },
+}
+
 /// The warehouse, spoken to the way the Redshift Data API is.
 #[async_trait]
 pub trait Warehouse: Send + Sync {
@@ -217,6 +271,9 @@ pub trait Warehouse: Send + Sync {
     async fn describe(&self, statement_id: &str) -> PortResult<StatementStatus>;
     /// Asks the statement to stop; false if it had already finished.
     async fn cancel(&self, statement_id: &str) -> PortResult<bool>;
+    /// Runs a SELECT with its values bound as parameters and waits for its rows, at most
+    /// `timeout`.
+    async fn select(&self, select: &BoundSelect, timeout: Duration) -> PortResult<SelectOutcome>;
 }
 
 pub type ByteStream = BoxStream<'static, PortResult<Bytes>>;

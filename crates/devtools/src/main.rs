@@ -1,9 +1,11 @@
 //! `export-devtools`: the benchmarks. `cargo run --release -p export-devtools -- bench` (the
-//! local stack's submit path) and `-- bench-lambda` (the function binaries against the
-//! emulated AWS); results and the commands that made them are in docs/BENCHMARKS.md.
+//! local stack's submit path), `-- bench-lambda` (the function binaries against the emulated
+//! AWS) and `-- bench-lookups` (lookups, cached and not, on any endpoint); results and the
+//! commands that made them are in docs/BENCHMARKS.md.
 
 mod bench;
 mod bench_lambda;
+mod bench_lookups;
 mod bench_packaging;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +43,12 @@ enum Command {
         #[command(flatten)]
         options: bench_lambda::LambdaBenchOptions,
     },
+    /// Measure lookups under concurrent signed clients, cache defeated and cache hit; writes
+    /// a table and an SVG chart of the latencies.
+    BenchLookups {
+        #[command(flatten)]
+        options: bench_lookups::LookupBenchOptions,
+    },
 }
 
 #[tokio::main]
@@ -66,5 +74,6 @@ async fn main() -> anyhow::Result<()> {
             bench::run(config, options).await
         }
         Command::BenchLambda { options } => bench_lambda::run(options).await,
+        Command::BenchLookups { options } => bench_lookups::run(options).await,
     }
 }

@@ -2,7 +2,9 @@
 //! DataFusion warehouse. `ExecuteStatement` runs the UNLOAD text exactly as sent: its SELECT
 //! runs in DataFusion, the parts and the manifest go to the named S3 prefix through the S3
 //! API, and the end of the statement is announced on the polls queue the way the template's
-//! EventBridge rule forwards it. `DescribeStatement` and `CancelStatement` follow it.
+//! EventBridge rule forwards it. `DescribeStatement` and `CancelStatement` follow it. A
+//! SELECT runs in DataFusion with its `Parameters` bound by name, and `GetStatementResult`
+//! hands its rows out in pages, typed by their columns.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -11,8 +13,9 @@ use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
 use datafusion::execution::context::SessionContext;
+use export_core::catalog::{BoundSelect, SqlParameter};
 use export_core::ports::{
-    ObjectStore, PortError, QueueSender, StatementRequest, StatementState, Warehouse,
+    ObjectStore, PortError, QueueSender, ResultSet, StatementRequest, StatementState, Warehouse,
 };
 use export_local::warehouse::{redshift_session, ClientTokens, DataFusionWarehouse};
 use serde_json::{json, Map, Value};
@@ -38,6 +41,23 @@ pub struct DataApiOptions {
     pub statement_delay: Duration,
     /// How long a `ClientToken` names its statement, on which clock.
     pub client_tokens: ClientTokens,
+    /// Rows per `GetStatementResult` page. The Data API pages "depending on result to be
+    /// retrieved, volume, etc." and documents no size, so any size here is a choice; tests
+    /// pick a small one to see several pages.
+    pub result_page_rows: usize,
+}
+
+/// A SELECT the endpoint ran (or is running): its own record, beside the warehouse's log of
+/// UNLOADs, since its rows are kept for `GetStatementResult`.
+struct Query {
+    sql: String,
+    params: Vec<SqlParameter>,
+    state: StatementState,
+    result: Option<ResultSet>,
+    error: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    task: Option<JoinHandle<()>>,
 }
 
 /// One `ExecuteStatement` call as it was answered.
@@ -58,6 +78,10 @@ pub struct DataApi {
     /// How many of the next `ExecuteStatement` calls are refused as a busy cluster refuses
     /// them, for tests of what a transient failure costs.
     busy_for: std::sync::atomic::AtomicU32,
+    /// The SELECTs, by statement id (shared with the tasks that run them).
+    queries: Arc<Mutex<HashMap<String, Query>>>,
+    /// How long each SELECT waits before it runs (a busy cluster), for tests of deadlines.
+    select_delay: Mutex<Duration>,
 }
 
 /// The endpoint, listening on a loopback port.
@@ -100,6 +124,8 @@ impl DataApiServer {
             targets: Mutex::new(HashMap::new()),
             executions: Mutex::new(Vec::new()),
             busy_for: std::sync::atomic::AtomicU32::new(0),
+            queries: Arc::new(Mutex::new(HashMap::new())),
+            select_delay: Mutex::new(Duration::ZERO),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
@@ -141,6 +167,21 @@ impl DataApi {
     pub fn refuse_next_executions(&self, calls: u32) {
         self.busy_for
             .store(calls, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Makes every SELECT from now on wait `delay` before it runs.
+    pub fn delay_selects(&self, delay: Duration) {
+        *self.select_delay.lock().expect("delay lock") = delay;
+    }
+
+    /// The SELECTs run so far: their text and parameters, oldest first.
+    pub fn selects(&self) -> Vec<(String, Vec<SqlParameter>)> {
+        let queries = self.queries.lock().expect("queries lock");
+        let mut all: Vec<_> = queries.values().collect();
+        all.sort_by_key(|q| q.created_at);
+        all.into_iter()
+            .map(|q| (q.sql.clone(), q.params.clone()))
+            .collect()
     }
 
     /// Every `ExecuteStatement` call answered so far, in order.
@@ -230,6 +271,7 @@ async fn dispatch(State(api): State<Arc<DataApi>>, headers: HeaderMap, body: Byt
         "ExecuteStatement" => api.execute(&input).await,
         "DescribeStatement" => api.describe(&input).await,
         "CancelStatement" => api.cancel(&input).await,
+        "GetStatementResult" => api.result(&input),
         other => Err(ApiFault {
             kind: "UnknownOperationException",
             ..validation(format!("operation '{other}' is not served here"))
@@ -252,6 +294,58 @@ fn epoch_seconds(ms: i64) -> Value {
     json!(ms as f64 / 1000.0)
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `Parameters` as the Data API takes them ("SqlParameter", Amazon Redshift Data API
+/// Reference): each a `name` matching `[0-9a-zA-Z_]+` and a `value` of at least one
+/// character, else a ValidationException.
+fn parameters(input: &Map<String, Value>) -> Result<Vec<SqlParameter>, ApiFault> {
+    let Some(list) = input.get("Parameters") else {
+        return Ok(Vec::new());
+    };
+    let list = list
+        .as_array()
+        .ok_or_else(|| validation("Parameters must be a list"))?;
+    list.iter()
+        .map(|p| {
+            let name = p["name"].as_str().unwrap_or("");
+            let value = p["value"].as_str().unwrap_or("");
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(validation(format!(
+                    "1 validation error detected: Value '{name}' at 'parameters.name' failed to satisfy constraint: Member must satisfy regular expression pattern: [0-9a-zA-Z_]+"
+                )));
+            }
+            if value.is_empty() {
+                return Err(validation(
+                    "1 validation error detected: Value at 'parameters.value' failed to satisfy constraint: Member must have length greater than or equal to 1",
+                ));
+            }
+            Ok(SqlParameter {
+                name: name.to_owned(),
+                value: value.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// One value as a `Field` of `GetStatementResult`'s records: `isNull`, `longValue`,
+/// `doubleValue`, `booleanValue` or `stringValue` ("Field", Amazon Redshift Data API
+/// Reference).
+fn field(value: &Value) -> Value {
+    match value {
+        Value::Null => json!({ "isNull": true }),
+        Value::Bool(b) => json!({ "booleanValue": b }),
+        Value::Number(n) if n.is_i64() || n.is_u64() => json!({ "longValue": n }),
+        Value::Number(n) => json!({ "doubleValue": n }),
+        Value::String(s) => json!({ "stringValue": s }),
+        other => json!({ "stringValue": other.to_string() }),
+    }
+}
+
 impl DataApi {
     async fn execute(&self, input: &Map<String, Value>) -> Result<Value, ApiFault> {
         let sql = text(input, "Sql").ok_or_else(|| validation("Sql is required"))?;
@@ -266,9 +360,14 @@ impl DataApi {
                 ..validation("The number of active statements exceeds the limit.")
             });
         }
-        if input.contains_key("SessionId") || input.contains_key("Parameters") {
+        if input.contains_key("SessionId") {
+            return Err(validation("SessionId is not supported by this endpoint"));
+        }
+        let params = parameters(input)?;
+        let is_unload = sql.trim_start().to_ascii_uppercase().starts_with("UNLOAD");
+        if is_unload && !params.is_empty() {
             return Err(validation(
-                "SessionId and Parameters are not supported by this endpoint",
+                "Parameters with UNLOAD are not supported by this endpoint",
             ));
         }
         let database = text(input, "Database").ok_or_else(|| validation("Database is required"))?;
@@ -314,6 +413,17 @@ impl DataApi {
         }
         let client_token = text(input, "ClientToken").map(str::to_owned);
         let statement_name = text(input, "StatementName").map(str::to_owned);
+        if !is_unload {
+            let id = self.start_select(sql, params);
+            let mut output = target.clone();
+            self.targets
+                .lock()
+                .expect("targets lock")
+                .insert(id.clone(), target);
+            output.insert("Id".into(), json!(id));
+            output.insert("CreatedAt".into(), epoch_seconds(now_ms()));
+            return Ok(Value::Object(output));
+        }
         let request = StatementRequest {
             sql: sql.to_owned(),
             client_token: client_token
@@ -352,6 +462,9 @@ impl DataApi {
 
     async fn describe(&self, input: &Map<String, Value>) -> Result<Value, ApiFault> {
         let id = text(input, "Id").ok_or_else(|| validation("Id is required"))?;
+        if let Some(output) = self.describe_select(id) {
+            return Ok(output);
+        }
         let status = match self.warehouse.describe(id).await {
             Err(PortError::NotFound(_)) => return Err(not_found(id)),
             other => other?,
@@ -393,6 +506,9 @@ impl DataApi {
 
     async fn cancel(&self, input: &Map<String, Value>) -> Result<Value, ApiFault> {
         let id = text(input, "Id").ok_or_else(|| validation("Id is required"))?;
+        if let Some(cancelled) = self.cancel_select(id) {
+            return cancelled;
+        }
         let status = match self.warehouse.describe(id).await {
             Err(PortError::NotFound(_)) => return Err(not_found(id)),
             other => other?,
@@ -408,5 +524,181 @@ impl DataApi {
         }
         let cancelled = self.warehouse.cancel(id).await?;
         Ok(json!({ "Status": cancelled }))
+    }
+
+    /// Starts a SELECT on a task of its own and returns its id at once, as `ExecuteStatement`
+    /// does.
+    fn start_select(&self, sql: &str, params: Vec<SqlParameter>) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = now_ms();
+        let select = BoundSelect {
+            sql: sql.to_owned(),
+            params: params.clone(),
+        };
+        let delay = *self.select_delay.lock().expect("delay lock");
+        let session = self.session.clone();
+        let run = async move {
+            tokio::time::sleep(delay).await;
+            export_local::warehouse::select::select(&session, &select).await
+        };
+        self.queries.lock().expect("queries lock").insert(
+            id.clone(),
+            Query {
+                sql: sql.to_owned(),
+                params,
+                state: StatementState::Started,
+                result: None,
+                error: None,
+                created_at: now,
+                updated_at: now,
+                task: None,
+            },
+        );
+        let queries = self.queries.clone();
+        let statement = id.clone();
+        let task = tokio::spawn(async move {
+            let outcome = run.await;
+            let mut queries = queries.lock().expect("queries lock");
+            if let Some(query) = queries.get_mut(&statement) {
+                if query.state == StatementState::Started {
+                    match outcome {
+                        Ok(result) => {
+                            query.state = StatementState::Finished;
+                            query.result = Some(result);
+                        }
+                        Err(error) => {
+                            query.state = StatementState::Failed;
+                            query.error = Some(error);
+                        }
+                    }
+                    query.updated_at = now_ms();
+                }
+            }
+        });
+        if let Some(query) = self.queries.lock().expect("queries lock").get_mut(&id) {
+            query.task = Some(task);
+        }
+        id
+    }
+
+    fn describe_select(&self, id: &str) -> Option<Value> {
+        let queries = self.queries.lock().expect("queries lock");
+        let query = queries.get(id)?;
+        let mut output = self
+            .targets
+            .lock()
+            .expect("targets lock")
+            .get(id)
+            .cloned()
+            .unwrap_or_default();
+        let rows = query.result.as_ref().map_or(-1, |r| r.rows.len() as i64);
+        let size = query.result.as_ref().map_or(-1, |r| {
+            serde_json::to_vec(&r.rows).map_or(0, |b| b.len() as i64)
+        });
+        output.insert("Id".into(), json!(id));
+        output.insert("Status".into(), json!(query.state.as_str()));
+        output.insert("QueryString".into(), json!(query.sql));
+        output.insert(
+            "QueryParameters".into(),
+            json!(query
+                .params
+                .iter()
+                .map(|p| json!({"name": p.name, "value": p.value}))
+                .collect::<Vec<_>>()),
+        );
+        output.insert("CreatedAt".into(), epoch_seconds(query.created_at));
+        output.insert("UpdatedAt".into(), epoch_seconds(query.updated_at));
+        output.insert(
+            "Duration".into(),
+            json!((query.updated_at - query.created_at) * 1_000_000),
+        );
+        output.insert("ResultRows".into(), json!(rows));
+        output.insert("ResultSize".into(), json!(size));
+        output.insert("HasResultSet".into(), json!(query.result.is_some()));
+        output.insert("RedshiftPid".into(), json!(0));
+        output.insert("RedshiftQueryId".into(), json!(0));
+        if let Some(error) = &query.error {
+            output.insert("Error".into(), json!(error));
+        }
+        Some(Value::Object(output))
+    }
+
+    fn cancel_select(&self, id: &str) -> Option<Result<Value, ApiFault>> {
+        let mut queries = self.queries.lock().expect("queries lock");
+        let query = queries.get_mut(id)?;
+        if query.state != StatementState::Started {
+            return Some(Err(validation(format!(
+                "Could not cancel a query that is already in {} state.",
+                query.state.as_str()
+            ))));
+        }
+        if let Some(task) = query.task.take() {
+            task.abort();
+        }
+        query.state = StatementState::Aborted;
+        query.error = Some("Query cancelled by the user".into());
+        query.updated_at = now_ms();
+        Some(Ok(json!({ "Status": true })))
+    }
+
+    /// `GetStatementResult`: a page of a finished SELECT's rows, with `NextToken` while more
+    /// remain ("GetStatementResult", Amazon Redshift Data API Reference: "If the NextToken
+    /// field is empty, all response records have been retrieved").
+    fn result(&self, input: &Map<String, Value>) -> Result<Value, ApiFault> {
+        let id = text(input, "Id").ok_or_else(|| validation("Id is required"))?;
+        let queries = self.queries.lock().expect("queries lock");
+        let query = queries.get(id).ok_or_else(|| not_found(id))?;
+        let result = match (&query.state, &query.result) {
+            (StatementState::Finished, Some(result)) => result,
+            _ => {
+                return Err(validation(format!(
+                    "Query {id} has no result to fetch: it is {}.",
+                    query.state.as_str()
+                )))
+            }
+        };
+        let start = match text(input, "NextToken") {
+            None => 0,
+            Some(token) => token
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0 && *n < result.rows.len())
+                .ok_or_else(|| validation("The NextToken is not valid."))?,
+        };
+        let page = self.options.result_page_rows.max(1);
+        let end = (start + page).min(result.rows.len());
+        let records: Vec<Value> = result.rows[start..end]
+            .iter()
+            .map(|row| Value::Array(row.iter().map(field).collect()))
+            .collect();
+        let columns: Vec<Value> = result
+            .columns
+            .iter()
+            .map(|c| {
+                json!({
+                    "name": c.name,
+                    "label": c.name,
+                    "typeName": c.type_name,
+                    "nullable": 1,
+                    "isCaseSensitive": c.type_name == "varchar",
+                    "isCurrency": false,
+                    "isSigned": matches!(c.type_name.as_str(), "int2" | "int4" | "int8" | "float4" | "float8" | "numeric"),
+                    "length": 0,
+                    "precision": 0,
+                    "scale": 0,
+                    "schemaName": "",
+                    "tableName": "",
+                })
+            })
+            .collect();
+        let mut output = json!({
+            "Records": records,
+            "ColumnMetadata": columns,
+            "TotalNumRows": result.rows.len(),
+        });
+        if end < result.rows.len() {
+            output["NextToken"] = json!(end.to_string());
+        }
+        Ok(output)
     }
 }

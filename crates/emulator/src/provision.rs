@@ -54,6 +54,7 @@ impl EmulatorOptions {
                     clock: Arc::new(SystemClock),
                     lifetime: CLIENT_TOKEN_LIFETIME,
                 },
+                result_page_rows: 1000,
             },
             visibility_timeout: Duration::from_secs(30),
         }

@@ -16,7 +16,9 @@ use export_core::clock::{Clock, SystemClock};
 use export_core::http::api_router;
 use export_core::messages::{Message, PollMessage};
 use export_core::ports::{QueueName, QueueSender};
-use export_core::service::{consume, Consumer, Poller, Processor, Queries, Submissions};
+use export_core::service::{
+    consume, Consumer, LookupSettings, Lookups, Poller, Processor, Queries, Submissions,
+};
 use export_core::settings::{
     DeliverySettings, MailSettings, PackagingSettings, RetrySettings, UnloadSettings,
 };
@@ -71,6 +73,8 @@ pub struct LocalConfig {
     /// unsettled before the sweep looks at it.
     pub sweep_every: Duration,
     pub sweep_after: Duration,
+    /// How lookups run: how long one may wait for the warehouse, what is cached.
+    pub lookups: LookupSettings,
 }
 
 impl LocalConfig {
@@ -99,6 +103,7 @@ impl LocalConfig {
             },
             sweep_every: Duration::from_secs(60),
             sweep_after: Duration::from_secs(300),
+            lookups: LookupSettings::default(),
         }
     }
 }
@@ -194,6 +199,13 @@ impl LocalStack {
             clock: clock.clone(),
             link_ttl: config.link_ttl,
         });
+        let lookups = Arc::new(Lookups::new(
+            catalog.clone(),
+            warehouse.clone(),
+            control.clone(),
+            clock.clone(),
+            config.lookups.clone(),
+        ));
         let retry = RetrySettings {
             first_delay: config.retry_first_delay,
             max_delay: Duration::from_secs(30),
@@ -223,7 +235,7 @@ impl LocalStack {
 
         let shutdown = CancellationToken::new();
         let app = gateway::router(
-            api_router(submissions, queries),
+            api_router(submissions, queries, lookups),
             Arc::new(Verifier::new(config.identities.clone())),
             objects.clone(),
         );

@@ -12,6 +12,15 @@ pub struct ExportDescription<'a> {
     pub name: &'a str,
     pub description: &'a str,
     pub params: Vec<ParamDescription<'a>>,
+    /// Present when it may also be looked up (`GET /lookups/{name}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookup: Option<LookupDescription>,
+}
+
+#[derive(Serialize)]
+pub struct LookupDescription {
+    pub max_rows: usize,
+    pub cache_seconds: u64,
 }
 
 #[derive(Serialize)]
@@ -75,6 +84,10 @@ impl Export {
                     }
                 })
                 .collect(),
+            lookup: self.lookup.as_ref().map(|l| LookupDescription {
+                max_rows: l.max_rows,
+                cache_seconds: l.cache.as_secs(),
+            }),
         }
     }
 }

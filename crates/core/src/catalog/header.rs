@@ -1,9 +1,10 @@
 //! A catalogue file's header: `-- export:`, `-- description:`, `-- param:` and optionally
-//! `-- parallel: on|off` lines, then the SELECT. Modifiers are `key=value` words: `max_length`, `pattern` (a regex without spaces;
+//! `-- parallel: on|off` and `-- lookup: [max_rows=N] [cache=180s]` lines, then the SELECT. Modifiers are `key=value` words: `max_length`, `pattern` (a regex without spaces;
 //! use `\s`), `min`, `max` (integers), `max_items` (lists), `optional`. Types: `text`,
 //! `integer`, `decimal(p,s)`, `date`, `timestamp`, `boolean`, `enum(a|b|c)`, and `list<T>` of
 //! any of them.
 
+use super::lookup::LookupPolicy;
 use super::params::{Param, ParamType, Pattern, ScalarType, DEFAULT_MAX_ITEMS, MAX_TEXT_LENGTH};
 use super::Export;
 use regex::Regex;
@@ -16,6 +17,7 @@ impl Export {
         let mut description = String::new();
         let mut params: Vec<Param> = Vec::new();
         let mut parallel = None;
+        let mut lookup = None;
         let mut body = Vec::new();
         let mut in_header = true;
         for line in text.lines() {
@@ -36,6 +38,8 @@ impl Export {
                             return Err(format!("parameter '{}' is declared twice", param.name));
                         }
                         params.push(param);
+                    } else if let Some(v) = rest.strip_prefix("lookup:") {
+                        lookup = Some(LookupPolicy::parse(v)?);
                     } else if let Some(v) = rest.strip_prefix("parallel:") {
                         parallel = Some(match v.trim() {
                             "on" => true,
@@ -71,6 +75,7 @@ impl Export {
             params,
             template,
             parallel,
+            lookup,
         };
         export.check_template()?;
         Ok(export)

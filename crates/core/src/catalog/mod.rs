@@ -15,10 +15,14 @@
 
 mod describe;
 mod header;
+mod lookup;
 mod params;
 mod template;
 
-pub use describe::{ExportDescription, ParamDescription};
+pub use describe::{ExportDescription, LookupDescription, ParamDescription};
+pub use lookup::{
+    BoundSelect, LookupPolicy, SqlParameter, DEFAULT_CACHE, DEFAULT_LOOKUP_ROWS, MAX_LOOKUP_ROWS,
+};
 pub use params::{
     Param, ParamError, ParamType, Pattern, ScalarType, DEFAULT_MAX_ITEMS, MAX_TEXT_LENGTH,
 };
@@ -40,6 +44,8 @@ pub struct Export {
     /// Developer Guide). From the header `-- parallel: on|off`; by default off exactly when
     /// the SELECT ends in an ORDER BY.
     pub parallel: bool,
+    /// Whether, and how, it may also be looked up at once (`-- lookup:`); None: exports only.
+    pub lookup: Option<LookupPolicy>,
 }
 
 /// All exports, by name.

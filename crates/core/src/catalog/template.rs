@@ -86,25 +86,34 @@ pub fn placeholders(template: &str) -> Result<Vec<String>, String> {
 /// Replaces each `:name` token with its literals (comma-separated for lists). Works on tokens,
 /// never on text, so a `:name` inside a string literal or comment of the template is left alone.
 fn substitute(template: &str, bound: &BTreeMap<String, Vec<Literal>>) -> Result<String, String> {
+    substitute_with(template, |name| {
+        bound.get(name).map(|literals| {
+            literals
+                .iter()
+                .map(Literal::to_sql)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    })
+}
+
+/// Replaces each `:name` token with what `piece` gives for it.
+pub(super) fn substitute_with(
+    template: &str,
+    piece: impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     let tokens = tokenize(template)?;
     let mut out = String::with_capacity(template.len() + 64);
     let mut i = 0;
     while i < tokens.len() {
         if let Some(name) = placeholder_at(&tokens, i) {
-            let literals = bound
-                .get(name)
-                .ok_or_else(|| format!("no value for placeholder :{name}"))?;
+            let text = piece(name).ok_or_else(|| format!("no value for placeholder :{name}"))?;
             // Spaces around the literal: it can never fuse with a neighbouring token of the
             // template (as `E` before a quote would make an escape string).
             if !out.is_empty() && !out.ends_with(char::is_whitespace) {
                 out.push(' ');
             }
-            for (n, literal) in literals.iter().enumerate() {
-                if n > 0 {
-                    out.push_str(", ");
-                }
-                out.push_str(&literal.to_sql());
-            }
+            out.push_str(&text);
             if tokens
                 .get(i + 2)
                 .is_some_and(|t| !matches!(t, Token::Whitespace(_)))

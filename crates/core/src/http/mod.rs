@@ -16,6 +16,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
+mod lookup;
+pub use lookup::{lookup_router, params_from_query, CUSTOMER_DATASET};
+
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -106,9 +109,18 @@ pub fn status_router(queries: Arc<Queries>) -> Router {
         .with_state(queries)
 }
 
-/// Both halves, as one API (the local gateway serves this).
-pub fn api_router(submissions: Arc<Submissions>, queries: Arc<Queries>) -> Router {
-    with_json_fallbacks(receiver_router(submissions).merge(status_router(queries)))
+/// The whole API, as one router (the local gateway serves this): commands, queries and
+/// lookups.
+pub fn api_router(
+    submissions: Arc<Submissions>,
+    queries: Arc<Queries>,
+    lookups: Arc<crate::service::Lookups>,
+) -> Router {
+    with_json_fallbacks(
+        receiver_router(submissions)
+            .merge(status_router(queries))
+            .merge(lookup_router(lookups)),
+    )
 }
 
 /// Unknown routes and methods answer in the API's JSON error format too.

@@ -2,6 +2,7 @@
 //! delivery routine every queue runner shares.
 
 pub mod consume;
+pub mod lookup;
 pub mod notice;
 pub mod poll;
 pub mod process;
@@ -9,6 +10,7 @@ pub mod query;
 pub mod submit;
 
 pub use consume::{consume, Consumer, Delivered};
+pub use lookup::{Answer, Looked, LookupSettings, Lookups};
 pub use poll::{Poller, NOTICE_ATTEMPTS};
 pub use process::Processor;
 pub use query::{PartsPage, Queries};

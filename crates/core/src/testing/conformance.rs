@@ -9,7 +9,9 @@ use crate::domain::{
     Transition,
 };
 use crate::page::PageToken;
-use crate::ports::{ControlTable, CreateOutcome, IdempotencyKey, SavedCheckpoint};
+use crate::ports::{
+    AnswerCache, CachedAnswer, ControlTable, CreateOutcome, IdempotencyKey, SavedCheckpoint,
+};
 
 /// Runs every check against `control`.
 pub async fn check_control_table(control: &dyn ControlTable) {
@@ -22,6 +24,41 @@ pub async fn check_control_table(control: &dyn ControlTable) {
     pages_through_an_owner_s_jobs(control).await;
     deletes_a_job_that_never_reached_the_queue(control).await;
     checkpoints_replace_each_other_in_order_while_packaging(control).await;
+}
+
+/// What every shared lookup cache must do: keep an answer under its key until it expires,
+/// never hand one out after, and let a newer answer replace an older.
+pub async fn check_answer_cache(cache: &dyn AnswerCache) {
+    let key = format!("conformance#{}", fresh_id());
+    let other = format!("conformance#{}", fresh_id());
+    let now = 1_700_000_000_000;
+    assert_eq!(cache.cached_answer(&key, now).await.unwrap(), None);
+    let first = CachedAnswer {
+        body: "{\"rows\":[1]}".into(),
+        stored_at: now,
+        expires_at: now + 180_000,
+    };
+    cache.cache_answer(&key, &first).await.unwrap();
+    assert_eq!(
+        cache.cached_answer(&key, now + 1).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(cache.cached_answer(&other, now + 1).await.unwrap(), None);
+    // Expired, whether or not the store has removed it yet.
+    assert_eq!(
+        cache.cached_answer(&key, now + 180_000).await.unwrap(),
+        None
+    );
+    let second = CachedAnswer {
+        body: "{\"rows\":[2]}".into(),
+        stored_at: now + 200_000,
+        expires_at: now + 380_000,
+    };
+    cache.cache_answer(&key, &second).await.unwrap();
+    assert_eq!(
+        cache.cached_answer(&key, now + 200_001).await.unwrap(),
+        Some(second)
+    );
 }
 
 fn fresh_id() -> String {
@@ -593,5 +630,6 @@ mod tests {
     #[tokio::test]
     async fn the_memory_table_meets_the_contract() {
         super::check_control_table(&crate::testing::MemoryControlTable::default()).await;
+        super::check_answer_cache(&crate::testing::MemoryControlTable::default()).await;
     }
 }

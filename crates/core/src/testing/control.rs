@@ -1,7 +1,10 @@
 use super::Faults;
 use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, Owner, Transition};
 use crate::page::{JobPage, PageToken};
-use crate::ports::{ControlTable, CreateOutcome, IdempotencyKey, PortResult, SavedCheckpoint};
+use crate::ports::{
+    AnswerCache, CachedAnswer, ControlTable, CreateOutcome, IdempotencyKey, PortResult,
+    SavedCheckpoint,
+};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,6 +22,7 @@ struct State {
     events: HashMap<String, Vec<JobEvent>>,
     keys: HashMap<(String, String), (String, String)>,
     checkpoints: HashMap<String, SavedCheckpoint>,
+    answers: HashMap<String, CachedAnswer>,
 }
 
 impl MemoryControlTable {
@@ -242,5 +246,26 @@ impl ControlTable for MemoryControlTable {
         jobs.sort_by(|a, b| (b.created_at, &b.request_id).cmp(&(a.created_at, &a.request_id)));
         jobs.truncate(limit + 1);
         Ok(JobPage::from_rows(jobs, limit))
+    }
+}
+
+#[async_trait]
+impl AnswerCache for MemoryControlTable {
+    async fn cached_answer(&self, key: &str, now: Millis) -> PortResult<Option<CachedAnswer>> {
+        super::interleave().await;
+        self.faults.check("cached_answer")?;
+        Ok(self
+            .state()
+            .answers
+            .get(key)
+            .filter(|a| a.expires_at > now)
+            .cloned())
+    }
+
+    async fn cache_answer(&self, key: &str, answer: &CachedAnswer) -> PortResult<()> {
+        super::interleave().await;
+        self.faults.check("cache_answer")?;
+        self.state().answers.insert(key.to_owned(), answer.clone());
+        Ok(())
     }
 }

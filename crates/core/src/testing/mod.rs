@@ -22,7 +22,7 @@ pub use mailer::FakeMailer;
 pub use objects::{MemoryObjectStore, ReadHold};
 pub use queue::{MemoryQueue, QueuedMessage};
 pub use warehouse::FakeWarehouse;
-pub use world::{World, DOWNLOADS_BUCKET, STATEMENT_PREFIX, WORLD_PART_SIZE};
+pub use world::{World, DOWNLOADS_BUCKET, STATEMENT_PREFIX, THINGS, WORLD_PART_SIZE};
 
 /// Every call on a fake gives other tasks a turn first, so services run side by side (in one
 /// `join_all`) interleave at each port call, as they would against real dependencies.

@@ -1,10 +1,16 @@
 use super::Faults;
+use crate::catalog::BoundSelect;
 use crate::ports::{
-    PortError, PortResult, StatementRequest, StatementState, StatementStatus, Warehouse,
+    PortError, PortResult, ResultSet, SelectOutcome, StatementRequest, StatementState,
+    StatementStatus, Warehouse,
 };
 use async_trait::async_trait;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How the fake answers a SELECT.
+pub type SelectAnswer = Arc<dyn Fn(&BoundSelect) -> SelectOutcome + Send + Sync>;
 
 /// A warehouse whose statements move only when the test moves them. Like the Data API, a
 /// client token names one statement for good: the same token with the same text returns it
@@ -20,6 +26,10 @@ struct State {
     statements: HashMap<String, Statement>,
     by_token: HashMap<String, String>,
     executions: Vec<StatementRequest>,
+    selects: Vec<BoundSelect>,
+    answer: Option<SelectAnswer>,
+    /// How long a SELECT takes (on tokio's clock, so a paused test can skip it).
+    select_time: Duration,
 }
 
 struct Statement {
@@ -82,6 +92,24 @@ impl FakeWarehouse {
         statement.status.state = state;
         statement.status.rows = rows;
         statement.status.error = error.map(str::to_owned);
+    }
+
+    /// Answers every SELECT from now on with `answer` (by default: no rows, no columns).
+    pub fn answer_selects(
+        &self,
+        answer: impl Fn(&BoundSelect) -> SelectOutcome + Send + Sync + 'static,
+    ) {
+        self.state().answer = Some(Arc::new(answer));
+    }
+
+    /// Makes each SELECT take `time`.
+    pub fn set_select_time(&self, time: Duration) {
+        self.state().select_time = time;
+    }
+
+    /// Every SELECT run, in order.
+    pub fn selects(&self) -> Vec<BoundSelect> {
+        self.state().selects.clone()
     }
 
     /// Forgets a statement, as the Data API does after its retention.
@@ -155,5 +183,25 @@ impl Warehouse for FakeWarehouse {
         statement.status.state = StatementState::Aborted;
         statement.status.error = Some("Query cancelled by the user".into());
         Ok(true)
+    }
+
+    async fn select(&self, select: &BoundSelect, timeout: Duration) -> PortResult<SelectOutcome> {
+        super::interleave().await;
+        self.faults.check("select")?;
+        let (answer, time, number) = {
+            let mut state = self.state();
+            state.selects.push(select.clone());
+            (state.answer.clone(), state.select_time, state.selects.len())
+        };
+        let statement_id = format!("select-{number}");
+        if time > timeout {
+            tokio::time::sleep(timeout).await;
+            return Ok(SelectOutcome::TimedOut { statement_id });
+        }
+        tokio::time::sleep(time).await;
+        Ok(match answer {
+            Some(answer) => answer(select),
+            None => SelectOutcome::Rows(ResultSet::default()),
+        })
     }
 }

@@ -8,7 +8,8 @@ use crate::error::ApiError;
 use crate::messages::{Message, PollMessage, StatementEvent};
 use crate::ports::{QueueName, QueueSender, StatementState};
 use crate::service::{
-    consume, Consumer, Delivered, ExportRequest, Poller, Processor, Queries, Submissions,
+    consume, Consumer, Delivered, ExportRequest, LookupSettings, Lookups, Poller, Processor,
+    Queries, Submissions,
 };
 use crate::settings::{
     DeliverySettings, MailSettings, PackagingSettings, RetrySettings, UnloadSettings,
@@ -30,15 +31,18 @@ pub struct World {
     pub processor: Arc<Processor>,
     pub poller: Arc<Poller>,
     pub queries: Arc<Queries>,
+    pub lookups: Arc<Lookups>,
     /// The queue's `maxReceiveCount`.
     pub max_receives: u32,
     /// How long a received message stays hidden.
     pub visibility: Duration,
 }
 
-/// The one export of the world's catalogue: `things`, by an integer id.
+/// The one export of the world's catalogue: `things`, by an integer id; it may be looked up
+/// too, three rows at most, cached for three minutes.
 pub const THINGS: &str = "-- export: things
 -- description: Things by id.
+-- lookup: max_rows=3 cache=180s
 -- param: id integer
 SELECT id, name FROM things WHERE id = :id";
 
@@ -151,6 +155,13 @@ impl World {
             },
             retry,
         });
+        let lookups = Arc::new(Lookups::new(
+            catalog.clone(),
+            warehouse.clone(),
+            control.clone(),
+            dyn_clock.clone(),
+            LookupSettings::default(),
+        ));
         let queries = Arc::new(Queries {
             catalog,
             control: control.clone(),
@@ -169,6 +180,7 @@ impl World {
             processor,
             poller,
             queries,
+            lookups,
             max_receives: 5,
             visibility: Duration::from_secs(60),
         }

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use export_core::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, Owner, Transition};
 use export_core::page::{JobPage, PageToken};
 use export_core::ports::{
-    ControlTable, CreateOutcome, IdempotencyKey, PortResult, SavedCheckpoint,
+    AnswerCache, CachedAnswer, ControlTable, CreateOutcome, IdempotencyKey, PortResult,
+    SavedCheckpoint,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -345,6 +346,51 @@ impl ControlTable for SqliteStore {
     }
 }
 
+/// Lookup answers shared by every instance reading this file. An expired row is never
+/// returned, and is replaced (not accumulated) when its lookup is read again; rows of lookups
+/// nobody repeats are removed whenever an answer is written, so the table holds no more than
+/// what is still fresh.
+#[async_trait]
+impl AnswerCache for SqliteStore {
+    async fn cached_answer(&self, key: &str, now: Millis) -> PortResult<Option<CachedAnswer>> {
+        let key = key.to_owned();
+        self.call(move |conn| {
+            let cached = conn
+                .prepare_cached(
+                    "SELECT body, stored_at, expires_at FROM lookup_answers WHERE key = ?1 AND expires_at > ?2",
+                )?
+                .query_row(params![key, now], |r| {
+                    Ok(CachedAnswer {
+                        body: r.get(0)?,
+                        stored_at: r.get(1)?,
+                        expires_at: r.get(2)?,
+                    })
+                })
+                .optional()?;
+            Ok(cached)
+        })
+        .await
+    }
+
+    async fn cache_answer(&self, key: &str, answer: &CachedAnswer) -> PortResult<()> {
+        let (key, answer) = (key.to_owned(), answer.clone());
+        self.call(move |conn| {
+            let tx = conn.savepoint()?;
+            tx.prepare_cached("DELETE FROM lookup_answers WHERE expires_at <= ?1")?
+                .execute(params![answer.stored_at])?;
+            tx.prepare_cached(
+                "INSERT INTO lookup_answers (key, body, stored_at, expires_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (key) DO UPDATE SET body = excluded.body, stored_at = excluded.stored_at,
+                 expires_at = excluded.expires_at",
+            )?
+            .execute(params![key, answer.body, answer.stored_at, answer.expires_at])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,6 +400,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("control.sqlite"), 5).unwrap();
         export_core::testing::conformance::check_control_table(&store).await;
+        export_core::testing::conformance::check_answer_cache(&store).await;
     }
 
     /// A file written before jobs had a `settled` column gets one, filled from the rows.

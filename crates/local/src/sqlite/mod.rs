@@ -53,6 +53,13 @@ CREATE TABLE IF NOT EXISTS packaging_checkpoints (
     seq        INTEGER NOT NULL,
     body       TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS lookup_answers (
+    key        TEXT PRIMARY KEY,
+    body       TEXT NOT NULL,
+    stored_at  INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS lookup_answers_by_expiry ON lookup_answers (expires_at);
 CREATE TABLE IF NOT EXISTS queue_messages (
     id            INTEGER PRIMARY KEY,
     queue         TEXT NOT NULL,

@@ -11,6 +11,7 @@
 mod execute;
 mod manifest;
 mod parts;
+pub mod select;
 pub mod statements;
 mod supervisor;
 pub mod unload;
@@ -24,10 +25,11 @@ pub const CLIENT_TOKEN_LIFETIME: Duration = Duration::from_secs(8 * 3600);
 
 use async_trait::async_trait;
 use datafusion::execution::context::{SessionConfig, SessionContext};
+use export_core::catalog::BoundSelect;
 use export_core::messages::{Message, PollMessage, StatementEvent};
 use export_core::ports::{
-    ObjectStore, PortResult, QueueSender, StatementRequest, StatementState, StatementStatus,
-    Warehouse,
+    ObjectStore, PortResult, QueueSender, SelectOutcome, StatementRequest, StatementState,
+    StatementStatus, Warehouse,
 };
 use statements::StatementLog;
 use std::path::Path;
@@ -100,6 +102,11 @@ impl DataFusionWarehouse {
 
     pub async fn details(&self, statement_id: &str) -> PortResult<Option<StatementDetails>> {
         self.inner.log.details(statement_id).await
+    }
+
+    /// The session statements run in (the emulated Data API runs its SELECTs there too).
+    pub fn session(&self) -> &SessionContext {
+        &self.inner.ctx
     }
 }
 
@@ -210,6 +217,22 @@ impl Warehouse for DataFusionWarehouse {
             }
         }
         Ok(aborted)
+    }
+
+    /// Runs at once, outside the statement log: a lookup is answered or given up within the
+    /// request, and nothing about it outlives the process.
+    async fn select(&self, select: &BoundSelect, timeout: Duration) -> PortResult<SelectOutcome> {
+        let statement_id = uuid::Uuid::new_v4().to_string();
+        Ok(
+            match tokio::time::timeout(timeout, select::select(&self.inner.ctx, select)).await {
+                Ok(Ok(rows)) => SelectOutcome::Rows(rows),
+                Ok(Err(error)) => SelectOutcome::Failed {
+                    statement_id,
+                    error,
+                },
+                Err(_) => SelectOutcome::TimedOut { statement_id },
+            },
+        )
     }
 }
 

@@ -1,0 +1,326 @@
+//! The lookup routes: `GET /lookups/{dataset}?name=value…` and the second seed's own shape,
+//! `GET /customer/{ids}`. Answers carry an `ETag` and a `Cache-Control` that says how long
+//! they stay fresh; `If-None-Match` gets a 304, `Cache-Control: no-cache` a fresh read.
+
+use super::Caller;
+use crate::catalog::{Export, ParamType, ScalarType};
+use crate::error::ApiError;
+use crate::service::{Looked, Lookups};
+use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// The dataset `GET /customer/{ids}` looks up, and its parameter.
+pub const CUSTOMER_DATASET: &str = "customers";
+const CUSTOMER_IDS: &str = "ids";
+
+/// Lookups, served beside the status routes (the read path).
+pub fn lookup_router(lookups: Arc<Lookups>) -> Router {
+    Router::new()
+        .route("/lookups/{dataset}", get(lookup))
+        .route("/customer/{ids}", get(customers))
+        .with_state(lookups)
+}
+
+async fn lookup(
+    State(lookups): State<Arc<Lookups>>,
+    Caller(_): Caller,
+    Path(dataset): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let export = lookups.lookup_export(&dataset)?;
+    let params = params_from_query(export, query.as_deref().unwrap_or(""))?;
+    let looked = lookups
+        .lookup(&dataset, &params, wants_fresh(&headers))
+        .await?;
+    let now = lookups.clock.now();
+    if accepts_csv(&headers) {
+        let tag = csv_etag(&looked);
+        return Ok(answer(
+            &headers,
+            &looked,
+            now,
+            tag,
+            "text/csv; charset=utf-8",
+            || csv(&looked).into_bytes(),
+        ));
+    }
+    let tag = looked.answer.etag();
+    Ok(answer(
+        &headers,
+        &looked,
+        now,
+        tag,
+        "application/json",
+        || {
+            let body = json!({
+                "dataset": looked.answer.dataset,
+                "columns": looked.answer.columns,
+                "rows": looked.answer.row_objects(),
+                "row_count": looked.answer.rows.len(),
+                "cached": looked.cached,
+                "age_seconds": age_seconds(&looked, now),
+            });
+            serde_json::to_vec(&body).unwrap_or_default()
+        },
+    ))
+}
+
+/// `GET /customer/1,2,3`: the customers' rows as a JSON array, as the second seed answers.
+async fn customers(
+    State(lookups): State<Arc<Lookups>>,
+    Caller(_): Caller,
+    Path(ids): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let export = lookups.lookup_export(CUSTOMER_DATASET)?;
+    let mut params = Map::new();
+    if let Some(param) = export.params.iter().find(|p| p.name == CUSTOMER_IDS) {
+        params.insert(CUSTOMER_IDS.into(), query_value(&param.ty, &[ids.as_str()]));
+    }
+    let looked = lookups
+        .lookup(CUSTOMER_DATASET, &params, wants_fresh(&headers))
+        .await?;
+    let now = lookups.clock.now();
+    let tag = looked.answer.etag();
+    Ok(answer(
+        &headers,
+        &looked,
+        now,
+        tag,
+        "application/json",
+        || serde_json::to_vec(&looked.answer.row_objects()).unwrap_or_default(),
+    ))
+}
+
+/// The response: 304 if the caller holds `tag` already, else `body()`; either way with the
+/// validator and how long the answer stays fresh.
+fn answer(
+    headers: &HeaderMap,
+    looked: &Looked,
+    now: i64,
+    tag: String,
+    content_type: &'static str,
+    body: impl FnOnce() -> Vec<u8>,
+) -> Response {
+    let fresh_for = ((looked.answer.expires_at - now) / 1000).max(0);
+    let cache_control = if fresh_for > 0 {
+        format!("private, max-age={fresh_for}")
+    } else {
+        "private, no-cache".to_owned()
+    };
+    let mut response = if matches_tag(headers, &tag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+            body(),
+        )
+            .into_response()
+    };
+    let out = response.headers_mut();
+    if let Ok(tag) = HeaderValue::from_str(&tag) {
+        out.insert(header::ETAG, tag);
+    }
+    if let Ok(value) = HeaderValue::from_str(&cache_control) {
+        out.insert(header::CACHE_CONTROL, value);
+    }
+    out.insert(header::VARY, HeaderValue::from_static("Accept"));
+    response
+}
+
+fn age_seconds(looked: &Looked, now: i64) -> i64 {
+    ((now - looked.answer.fetched_at) / 1000).max(0)
+}
+
+/// `If-None-Match` naming `tag` (or `*`), weak or strong.
+fn matches_tag(headers: &HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == tag)
+}
+
+fn wants_fresh(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
+}
+
+fn accepts_csv(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|m| {
+            m.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/csv"))
+        })
+}
+
+fn csv_etag(looked: &Looked) -> String {
+    let tag = looked.answer.etag();
+    format!("{}-csv\"", tag.trim_end_matches('"'))
+}
+
+/// The answer as CSV (RFC 4180): a header line, then one line per row; NULL is an empty field.
+fn csv(looked: &Looked) -> String {
+    let field = |v: &Value| -> String {
+        let text = match v {
+            Value::Null => return String::new(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        if text.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", text.replace('"', "\"\""))
+        } else {
+            text
+        }
+    };
+    let mut out = String::new();
+    let names: Vec<String> = looked
+        .answer
+        .columns
+        .iter()
+        .map(|c| field(&Value::String(c.name.clone())))
+        .collect();
+    out.push_str(&names.join(","));
+    out.push_str("\r\n");
+    for row in &looked.answer.rows {
+        let fields: Vec<String> = row.iter().map(field).collect();
+        out.push_str(&fields.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// The query string as the JSON parameters an export takes, by each parameter's declared
+/// type: a number where an integer is declared, `true`/`false` where a boolean is, a list
+/// from comma-separated values (`ids=1,2,3`) or from the parameter repeated (`ids=1&ids=2`,
+/// each occurrence one item, commas and all). Anything else stays text, so the checks an
+/// export makes (and their errors, field names and all) apply unchanged.
+pub fn params_from_query(export: &Export, query: &str) -> Result<Map<String, Value>, ApiError> {
+    let mut given: Vec<(String, Vec<String>)> = Vec::new();
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        match given.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, values)) => values.push(value.into_owned()),
+            None => given.push((name.into_owned(), vec![value.into_owned()])),
+        }
+    }
+    let mut params = Map::new();
+    for (name, values) in given {
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        let value = match export.params.iter().find(|p| p.name == name) {
+            // Not a parameter: the export's own check names it.
+            None => Value::String(values.join(",")),
+            Some(param) => {
+                if values.len() > 1 && matches!(param.ty, ParamType::Scalar(_)) {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_parameter",
+                        format!("parameter '{name}' is given more than once; it takes one value"),
+                    )
+                    .with_field(format!("params.{name}")));
+                }
+                query_value(&param.ty, &values)
+            }
+        };
+        params.insert(name, value);
+    }
+    Ok(params)
+}
+
+fn query_value(ty: &ParamType, values: &[&str]) -> Value {
+    match ty {
+        ParamType::Scalar(scalar) => scalar_value(scalar, values[0]),
+        ParamType::List { item, .. } => {
+            let items: Vec<&str> = match values {
+                [one] => one.split(',').collect(),
+                many => many.to_vec(),
+            };
+            Value::Array(items.iter().map(|v| scalar_value(item, v)).collect())
+        }
+    }
+}
+
+fn scalar_value(ty: &ScalarType, text: &str) -> Value {
+    match ty {
+        ScalarType::Integer { .. } => text
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(text.to_owned())),
+        ScalarType::Boolean => match text {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            other => Value::String(other.to_owned()),
+        },
+        _ => Value::String(text.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn export() -> Export {
+        Export::parse(
+            "-- export: t
+-- lookup:
+-- param: ids list<integer>
+-- param: names list<text> optional
+-- param: flag boolean optional
+-- param: day date optional
+SELECT 1 FROM t WHERE id IN (:ids) AND (:names IS NULL OR n IN (:names))
+  AND (:flag IS NULL OR f = :flag) AND (:day IS NULL OR d = :day)",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn query_strings_become_the_values_an_export_takes() {
+        let params = params_from_query(
+            &export(),
+            "ids=1,2,3&flag=true&day=2024-02-29&names=a%2Cb&names=c",
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(params.clone()),
+            json!({"ids": [1, 2, 3], "flag": true, "day": "2024-02-29", "names": ["a,b", "c"]})
+        );
+        export().bind(&params).unwrap();
+        let repeated = params_from_query(&export(), "ids=4&ids=5").unwrap();
+        assert_eq!(repeated["ids"], json!([4, 5]));
+    }
+
+    #[test]
+    fn bad_values_get_the_errors_an_export_gets() {
+        for (query, field) in [
+            ("ids=1,x", "params.ids[1]"),
+            ("ids=", "params.ids[0]"),
+            ("ids=1&flag=yes", "params.flag"),
+            ("ids=1&day=2024-02-30", "params.day"),
+            ("ids=1&colour=red", "params.colour"),
+            ("flag=true", "params.ids"),
+        ] {
+            let params = params_from_query(&export(), query).unwrap();
+            let e = export().bind(&params).unwrap_err();
+            assert_eq!(e.field, field, "{query}: {e}");
+        }
+        let twice = params_from_query(&export(), "ids=1&flag=true&flag=false").unwrap_err();
+        assert_eq!(twice.field.as_deref(), Some("params.flag"));
+    }
+}

@@ -1,0 +1,335 @@
+//! Lookups: small answers at once, for the catalogue entries that offer them. A lookup is
+//! validated as an export is, run as a SELECT with its values bound as parameters, and its
+//! answer cached at two levels: in this process (bounded, checked first) and in the shared
+//! cache every instance reads (the control table), so a cold instance still hits. Identical
+//! lookups that miss together run one statement between them.
+
+use crate::catalog::{Catalog, Export};
+use crate::clock::Clock;
+use crate::domain::Millis;
+use crate::error::ApiError;
+use crate::ports::{AnswerCache, CachedAnswer, ResultColumn, SelectOutcome, Warehouse};
+use futures::future::{BoxFuture, FutureExt, Shared};
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The read path's tunables.
+#[derive(Clone, Debug)]
+pub struct LookupSettings {
+    /// How long a lookup may wait for the warehouse before answering 504.
+    pub timeout: Duration,
+    /// Answers kept in this process.
+    pub local_entries: usize,
+    /// The largest answer the shared cache takes; a bigger one stays in this process only
+    /// (a DynamoDB item holds at most 400 KB).
+    pub shared_max_bytes: usize,
+}
+
+impl Default for LookupSettings {
+    fn default() -> Self {
+        LookupSettings {
+            timeout: Duration::from_secs(10),
+            local_entries: 1024,
+            shared_max_bytes: 300 * 1024,
+        }
+    }
+}
+
+/// A lookup's rows, as read from the warehouse.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    pub dataset: String,
+    pub columns: Vec<ResultColumn>,
+    pub rows: Vec<Vec<Value>>,
+    /// When the warehouse answered.
+    pub fetched_at: Millis,
+    /// Until when it may be served from a cache.
+    pub expires_at: Millis,
+}
+
+impl Answer {
+    /// A strong validator of the rows: the same rows, the same tag, whenever they were read.
+    pub fn etag(&self) -> String {
+        let mut digest = Sha256::new();
+        digest.update(self.dataset.as_bytes());
+        digest.update(serde_json::to_vec(&(&self.columns, &self.rows)).unwrap_or_default());
+        format!("\"{}\"", hex::encode(&digest.finalize()[..16]))
+    }
+
+    /// Each row as an object keyed by column name.
+    pub fn row_objects(&self) -> Vec<Map<String, Value>> {
+        self.rows
+            .iter()
+            .map(|row| {
+                self.columns
+                    .iter()
+                    .zip(row)
+                    .map(|(c, v)| (c.name.clone(), v.clone()))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// What a lookup returns: the answer, and whether a cache supplied it.
+#[derive(Clone, Debug)]
+pub struct Looked {
+    pub answer: Arc<Answer>,
+    pub cached: bool,
+}
+
+type Pending = Shared<BoxFuture<'static, Result<Arc<Answer>, ApiError>>>;
+
+/// The lookup service the read path (the `status` function, or the local stack) serves.
+pub struct Lookups {
+    pub catalog: Arc<Catalog>,
+    pub warehouse: Arc<dyn Warehouse>,
+    pub shared: Arc<dyn AnswerCache>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: LookupSettings,
+    local: Mutex<HashMap<String, Arc<Answer>>>,
+    in_flight: Mutex<HashMap<String, Pending>>,
+}
+
+impl Lookups {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        warehouse: Arc<dyn Warehouse>,
+        shared: Arc<dyn AnswerCache>,
+        clock: Arc<dyn Clock>,
+        settings: LookupSettings,
+    ) -> Lookups {
+        Lookups {
+            catalog,
+            warehouse,
+            shared,
+            clock,
+            settings,
+            local: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The export `dataset` names, if it may be looked up.
+    pub fn lookup_export(&self, dataset: &str) -> Result<&Export, ApiError> {
+        let export = self.catalog.get(dataset).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_dataset",
+                format!(
+                    "no dataset named '{dataset}' (available: {})",
+                    self.catalog.names().join(", ")
+                ),
+            )
+            .with_field("dataset")
+        })?;
+        if export.lookup.is_none() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "lookup_not_offered",
+                format!(
+                    "dataset '{dataset}' is not offered for lookups; ask for it with POST /exports"
+                ),
+            )
+            .with_field("dataset"));
+        }
+        Ok(export)
+    }
+
+    /// Looks `dataset` up with `params` (JSON values, as an export takes them). `fresh`
+    /// (`Cache-Control: no-cache`) skips the caches, though not a statement already running
+    /// for the same lookup, and the answer it reads replaces the cached one.
+    pub async fn lookup(
+        &self,
+        dataset: &str,
+        params: &Map<String, Value>,
+        fresh: bool,
+    ) -> Result<Looked, ApiError> {
+        let export = self.lookup_export(dataset)?;
+        let policy = export.lookup.clone().expect("checked above");
+        let bound = export.bind(params).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", e.message)
+                .with_field(e.field)
+        })?;
+        let key = cache_key(dataset, &bound);
+        let caching = !policy.cache.is_zero();
+        if caching && !fresh {
+            if let Some(answer) = self.cached(&key).await {
+                return Ok(Looked {
+                    answer,
+                    cached: true,
+                });
+            }
+        }
+        let pending = {
+            let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+            match in_flight.get(&key) {
+                Some(pending) => pending.clone(),
+                None => {
+                    let select = export
+                        .lookup_select(&bound, policy.max_rows + 1)
+                        .map_err(|e| {
+                            tracing::error!(dataset, error = %e, "a lookup's SELECT could not be built");
+                            ApiError::internal()
+                        })?;
+                    let warehouse = self.warehouse.clone();
+                    let clock = self.clock.clone();
+                    let timeout = self.settings.timeout;
+                    let dataset = dataset.to_owned();
+                    let max_rows = policy.max_rows;
+                    let ttl = policy.cache;
+                    let pending = async move {
+                        let outcome = warehouse.select(&select, timeout).await?;
+                        let now = clock.now();
+                        read_answer(outcome, &dataset, max_rows, timeout, now, ttl).map(Arc::new)
+                    }
+                    .boxed()
+                    .shared();
+                    in_flight.insert(key.clone(), pending.clone());
+                    pending
+                }
+            }
+        };
+        let result = pending.await;
+        // Whoever gets here first retires the statement; the rest already hold its result.
+        self.in_flight.lock().expect("in-flight lock").remove(&key);
+        let answer = result?;
+        if caching {
+            self.keep(&key, &answer).await;
+        }
+        Ok(Looked {
+            answer,
+            cached: false,
+        })
+    }
+
+    /// An unexpired answer from this process, else from the shared cache (kept here too).
+    async fn cached(&self, key: &str) -> Option<Arc<Answer>> {
+        let now = self.clock.now();
+        if let Some(answer) = self.local.lock().expect("local cache lock").get(key) {
+            if answer.expires_at > now {
+                return Some(answer.clone());
+            }
+        }
+        match self.shared.cached_answer(key, now).await {
+            Ok(Some(cached)) => match serde_json::from_str::<Answer>(&cached.body) {
+                Ok(answer) if answer.expires_at > now => {
+                    let answer = Arc::new(answer);
+                    self.keep_local(key, &answer);
+                    Some(answer)
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a shared cache entry does not read back; ignored");
+                    None
+                }
+            },
+            Ok(None) => None,
+            // The cache only saves work: without it, the warehouse answers.
+            Err(e) => {
+                tracing::warn!(error = %e, "the shared lookup cache is unavailable");
+                None
+            }
+        }
+    }
+
+    async fn keep(&self, key: &str, answer: &Arc<Answer>) {
+        self.keep_local(key, answer);
+        let body = match serde_json::to_string(answer.as_ref()) {
+            Ok(body) if body.len() <= self.settings.shared_max_bytes => body,
+            _ => return,
+        };
+        let cached = CachedAnswer {
+            body,
+            stored_at: answer.fetched_at,
+            expires_at: answer.expires_at,
+        };
+        if let Err(e) = self.shared.cache_answer(key, &cached).await {
+            tracing::warn!(error = %e, "could not share a lookup's answer");
+        }
+    }
+
+    fn keep_local(&self, key: &str, answer: &Arc<Answer>) {
+        let now = self.clock.now();
+        let mut local = self.local.lock().expect("local cache lock");
+        if local.len() >= self.settings.local_entries && !local.contains_key(key) {
+            local.retain(|_, a| a.expires_at > now);
+            // Still full: the entry that expires soonest goes.
+            if local.len() >= self.settings.local_entries {
+                if let Some(oldest) = local
+                    .iter()
+                    .min_by_key(|(_, a)| a.expires_at)
+                    .map(|(k, _)| k.clone())
+                {
+                    local.remove(&oldest);
+                }
+            }
+        }
+        local.insert(key.to_owned(), answer.clone());
+    }
+}
+
+/// Turns the warehouse's outcome into an answer, or into the error the caller sees.
+fn read_answer(
+    outcome: SelectOutcome,
+    dataset: &str,
+    max_rows: usize,
+    timeout: Duration,
+    now: Millis,
+    ttl: Duration,
+) -> Result<Answer, ApiError> {
+    match outcome {
+        SelectOutcome::Rows(result) if result.rows.len() > max_rows => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_rows",
+            format!(
+                "more than {max_rows} rows match, more than a lookup of '{dataset}' answers; ask for them with POST /exports"
+            ),
+        )),
+        SelectOutcome::Rows(result) => Ok(Answer {
+            dataset: dataset.to_owned(),
+            columns: result.columns,
+            rows: result.rows,
+            fetched_at: now,
+            expires_at: now + ttl.as_millis() as Millis,
+        }),
+        SelectOutcome::TimedOut { statement_id } => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "lookup_timed_out",
+            format!(
+                "the warehouse did not answer within {} s; try again, or ask for an export",
+                timeout.as_secs_f64()
+            ),
+        )
+        .with_statement(statement_id)),
+        SelectOutcome::Failed {
+            statement_id,
+            error,
+        } => Err(ApiError::new(StatusCode::BAD_GATEWAY, "statement_failed", error)
+            .with_statement(statement_id)),
+    }
+}
+
+/// The dataset and the values as bound (typed, canonical: `1.50` and `01.5` are one
+/// decimal), digested: identical lookups share a key however their query strings were written.
+fn cache_key(
+    dataset: &str,
+    bound: &std::collections::BTreeMap<String, Vec<crate::sql::Literal>>,
+) -> String {
+    let mut digest = Sha256::new();
+    digest.update(dataset.as_bytes());
+    for (name, literals) in bound {
+        digest.update([0]);
+        digest.update(name.as_bytes());
+        for literal in literals {
+            digest.update([1]);
+            digest.update(literal.to_sql().as_bytes());
+        }
+    }
+    format!("LOOKUP#{}", hex::encode(digest.finalize()))
+}

@@ -1,0 +1,284 @@
+//! Lookups over the fakes: the two cache levels, expiry, bypass, one statement for identical
+//! misses, and the errors a lookup can end in.
+
+use export_core::catalog::Catalog;
+use export_core::ports::{ResultColumn, ResultSet, SelectOutcome, Warehouse};
+use export_core::service::{LookupSettings, Lookups};
+use export_core::testing::{MemoryControlTable, World};
+use http::StatusCode;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn id(n: i64) -> Map<String, Value> {
+    json!({ "id": n }).as_object().unwrap().clone()
+}
+
+/// Answers each SELECT with one row per `id` value it was given.
+fn answer_with_the_ids(world: &World) {
+    world.warehouse.answer_selects(|select| {
+        SelectOutcome::Rows(ResultSet {
+            columns: vec![
+                ResultColumn {
+                    name: "id".into(),
+                    type_name: "int8".into(),
+                },
+                ResultColumn {
+                    name: "name".into(),
+                    type_name: "varchar".into(),
+                },
+            ],
+            rows: select
+                .params
+                .iter()
+                .map(|p| vec![json!(p.value.parse::<i64>().unwrap()), json!("thing")])
+                .collect(),
+        })
+    });
+}
+
+#[tokio::test]
+async fn a_second_lookup_is_answered_from_the_cache_until_it_expires() {
+    let world = World::new();
+    answer_with_the_ids(&world);
+    let first = world.lookups.lookup("things", &id(7), false).await.unwrap();
+    assert!(!first.cached);
+    assert_eq!(first.answer.rows, vec![vec![json!(7), json!("thing")]]);
+    let select = &world.warehouse.selects()[0];
+    assert!(
+        select.sql.contains("id = CAST(:p1 AS BIGINT)"),
+        "{}",
+        select.sql
+    );
+    assert!(
+        select.sql.ends_with("LIMIT 4"),
+        "max_rows + 1: {}",
+        select.sql
+    );
+
+    world.clock.advance(Duration::from_secs(60));
+    let second = world.lookups.lookup("things", &id(7), false).await.unwrap();
+    assert!(second.cached);
+    assert_eq!(second.answer, first.answer);
+    assert_eq!(world.warehouse.selects().len(), 1);
+    // Another value is another answer.
+    world.lookups.lookup("things", &id(8), false).await.unwrap();
+    assert_eq!(world.warehouse.selects().len(), 2);
+
+    // Expired at 180 s: never served, read again.
+    world.clock.advance(Duration::from_secs(120));
+    let third = world.lookups.lookup("things", &id(7), false).await.unwrap();
+    assert!(!third.cached);
+    assert_eq!(world.warehouse.selects().len(), 3);
+}
+
+#[tokio::test]
+async fn no_cache_reads_the_warehouse_and_replaces_the_cached_answer() {
+    let world = World::new();
+    answer_with_the_ids(&world);
+    world.lookups.lookup("things", &id(1), false).await.unwrap();
+    world.clock.advance(Duration::from_secs(100));
+    let fresh = world.lookups.lookup("things", &id(1), true).await.unwrap();
+    assert!(!fresh.cached);
+    assert_eq!(world.warehouse.selects().len(), 2);
+    // The fresh answer is the one cached now: 180 s from its own reading.
+    world.clock.advance(Duration::from_secs(170));
+    let again = world.lookups.lookup("things", &id(1), false).await.unwrap();
+    assert!(again.cached);
+    assert_eq!(again.answer.fetched_at, fresh.answer.fetched_at);
+}
+
+#[tokio::test]
+async fn a_cold_instance_hits_the_shared_cache() {
+    let world = World::new();
+    answer_with_the_ids(&world);
+    world.lookups.lookup("things", &id(3), false).await.unwrap();
+    // A second instance: its own empty in-process cache, the same control table.
+    let cold = Lookups::new(
+        world.lookups.catalog.clone(),
+        world.warehouse.clone(),
+        world.control.clone(),
+        world.clock.clone(),
+        LookupSettings::default(),
+    );
+    let hit = cold.lookup("things", &id(3), false).await.unwrap();
+    assert!(hit.cached);
+    assert_eq!(world.warehouse.selects().len(), 1);
+}
+
+#[tokio::test]
+async fn an_expired_shared_answer_is_never_served() {
+    let world = World::new();
+    answer_with_the_ids(&world);
+    world.lookups.lookup("things", &id(4), false).await.unwrap();
+    world.clock.advance(Duration::from_secs(181));
+    let cold = Lookups::new(
+        world.lookups.catalog.clone(),
+        world.warehouse.clone(),
+        world.control.clone(),
+        world.clock.clone(),
+        LookupSettings::default(),
+    );
+    assert!(!cold.lookup("things", &id(4), false).await.unwrap().cached);
+    assert_eq!(world.warehouse.selects().len(), 2);
+}
+
+#[tokio::test]
+async fn an_answer_too_big_to_share_stays_in_process() {
+    let world = World::new();
+    answer_with_the_ids(&world);
+    let control = Arc::new(MemoryControlTable::default());
+    let small = Lookups::new(
+        world.lookups.catalog.clone(),
+        world.warehouse.clone(),
+        control.clone(),
+        world.clock.clone(),
+        LookupSettings {
+            shared_max_bytes: 10,
+            ..LookupSettings::default()
+        },
+    );
+    small.lookup("things", &id(5), false).await.unwrap();
+    assert!(small.lookup("things", &id(5), false).await.unwrap().cached);
+    assert_eq!(world.warehouse.selects().len(), 1);
+    // A cold instance on the same control table finds nothing shared.
+    let cold = Lookups::new(
+        world.lookups.catalog.clone(),
+        world.warehouse.clone(),
+        control,
+        world.clock.clone(),
+        LookupSettings::default(),
+    );
+    assert!(!cold.lookup("things", &id(5), false).await.unwrap().cached);
+    assert_eq!(world.warehouse.selects().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_misses_run_one_statement() {
+    let world = World::new();
+    answer_with_the_ids(&world);
+    world.warehouse.set_select_time(Duration::from_millis(200));
+    let lookups: Vec<_> = (0..16)
+        .map(|_| {
+            let lookups = world.lookups.clone();
+            tokio::spawn(async move { lookups.lookup("things", &id(9), false).await })
+        })
+        .collect();
+    for lookup in lookups {
+        let looked = lookup.await.unwrap().unwrap();
+        assert_eq!(looked.answer.rows.len(), 1);
+    }
+    assert_eq!(world.warehouse.selects().len(), 1);
+}
+
+#[tokio::test]
+async fn more_rows_than_the_lookup_answers_points_at_an_export() {
+    let world = World::new();
+    world.warehouse.answer_selects(|_| {
+        SelectOutcome::Rows(ResultSet {
+            columns: vec![ResultColumn {
+                name: "id".into(),
+                type_name: "int8".into(),
+            }],
+            rows: (0..4).map(|n| vec![json!(n)]).collect(),
+        })
+    });
+    let e = world
+        .lookups
+        .lookup("things", &id(1), false)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.status, e.code),
+        (StatusCode::UNPROCESSABLE_ENTITY, "too_many_rows")
+    );
+    assert!(e.message.contains("POST /exports"), "{}", e.message);
+    // Nothing was cached: the next one asks again.
+    world
+        .lookups
+        .lookup("things", &id(1), false)
+        .await
+        .unwrap_err();
+    assert_eq!(world.warehouse.selects().len(), 2);
+}
+
+#[tokio::test]
+async fn a_slow_or_failed_statement_names_itself() {
+    let world = World::new();
+    let lookups = Lookups::new(
+        world.lookups.catalog.clone(),
+        world.warehouse.clone(),
+        world.control.clone(),
+        world.clock.clone(),
+        LookupSettings {
+            timeout: Duration::from_millis(100),
+            ..LookupSettings::default()
+        },
+    );
+    world.warehouse.set_select_time(Duration::from_secs(30));
+    let slow = lookups.lookup("things", &id(1), false).await.unwrap_err();
+    assert_eq!(
+        (slow.status, slow.code),
+        (StatusCode::GATEWAY_TIMEOUT, "lookup_timed_out")
+    );
+    assert_eq!(slow.statement_id.as_deref(), Some("select-1"));
+
+    world.warehouse.set_select_time(Duration::ZERO);
+    world.warehouse.answer_selects(|_| SelectOutcome::Failed {
+        statement_id: "s-2".into(),
+        error: "ERROR: permission denied for relation things".into(),
+    });
+    let failed = lookups.lookup("things", &id(1), false).await.unwrap_err();
+    assert_eq!(
+        (failed.status, failed.code),
+        (StatusCode::BAD_GATEWAY, "statement_failed")
+    );
+    assert_eq!(failed.statement_id.as_deref(), Some("s-2"));
+    assert!(failed.message.contains("permission denied"));
+}
+
+#[tokio::test]
+async fn only_declared_lookups_and_valid_values_reach_the_warehouse() {
+    let world = World::new();
+    let catalog = Arc::new(
+        Catalog::from_sources([
+            ("things.sql", export_core::testing::THINGS),
+            ("big.sql", "-- export: big\nSELECT 1 AS n"),
+        ])
+        .unwrap(),
+    );
+    let lookups = Lookups::new(
+        catalog,
+        world.warehouse.clone() as Arc<dyn Warehouse>,
+        world.control.clone(),
+        world.clock.clone(),
+        LookupSettings::default(),
+    );
+    let e = lookups.lookup("big", &Map::new(), false).await.unwrap_err();
+    assert_eq!(
+        (e.status, e.code),
+        (StatusCode::BAD_REQUEST, "lookup_not_offered")
+    );
+    assert!(e.message.contains("POST /exports"));
+    let e = lookups
+        .lookup("nothing", &Map::new(), false)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.status, e.code),
+        (StatusCode::NOT_FOUND, "unknown_dataset")
+    );
+    let e = lookups
+        .lookup(
+            "things",
+            json!({"id": "1; DROP"}).as_object().unwrap(),
+            false,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code, e.field.as_deref()),
+        ("invalid_parameter", Some("params.id"))
+    );
+    assert!(world.warehouse.selects().is_empty());
+}

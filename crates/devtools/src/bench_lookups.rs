@@ -1,0 +1,321 @@
+//! `export-devtools bench-lookups`: signed lookups of one customer each
+//! (`GET /lookups/customers?ids=<id>`) from concurrent clients, in the two modes a point-lookup API is load-tested in: every request a new id
+//! (the cache never helps), and each client asking for the same few ids again (the cache
+//! answers). Against the local stack by default, or any deployed API with `--endpoint` and
+//! the standard credential chain. Writes a table and an SVG chart of the latencies.
+
+use anyhow::Context;
+use export_client::{Client, Signer};
+use export_local::{LocalConfig, LocalStack};
+use http::Method;
+use plotters::prelude::*;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct LookupBenchOptions {
+    /// A deployed API's base URL (with its stage); signed with the AWS credential chain.
+    /// Without it, a local stack is started for the run.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Region to sign for with `--endpoint` (default: the chain's, else us-east-1).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Concurrent signed clients.
+    #[arg(long, default_value_t = 32)]
+    pub clients: usize,
+    /// Requests per mode, across all clients (the uncached mode needs as many distinct ids).
+    #[arg(long, default_value_t = 8000)]
+    pub requests: usize,
+    /// Stop a mode after this long even if not every request was sent.
+    #[arg(long, default_value_t = 120)]
+    pub max_seconds: u64,
+    /// Distinct ids each client repeats in the cached mode.
+    #[arg(long, default_value_t = 4)]
+    pub repeated_ids: usize,
+    /// The ids to look up: a CSV file whose first column holds them, after a header line.
+    #[arg(long, default_value = "sql/demo/customer_ids.csv")]
+    pub ids: PathBuf,
+    /// The local stack's demo schema and catalogue (without `--endpoint`).
+    #[arg(long, default_value = "sql")]
+    pub sql_dir: PathBuf,
+    /// The local stack's scratch directory lives beside this one.
+    #[arg(long, default_value = ".export-local")]
+    pub data_dir: PathBuf,
+    /// Write the report (markdown) here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write the latency chart (SVG) here.
+    #[arg(long, default_value = "docs/lookup-latency.svg")]
+    pub chart: PathBuf,
+}
+
+/// One mode's run: every latency, sorted, and how long the mode took.
+struct Run {
+    name: &'static str,
+    latencies: Vec<Duration>,
+    wall: Duration,
+    cached_answers: usize,
+}
+
+pub async fn run(options: LookupBenchOptions) -> anyhow::Result<()> {
+    let ids = read_ids(&options.ids)?;
+    anyhow::ensure!(
+        ids.len() >= options.requests,
+        "{} holds {} ids; the uncached mode needs one per request ({})",
+        options.ids.display(),
+        ids.len(),
+        options.requests
+    );
+    let mut local = None;
+    let (client, target) = match &options.endpoint {
+        Some(endpoint) => (
+            Client::new(
+                endpoint,
+                Signer::from_environment(options.region.clone()).await?,
+            )?,
+            endpoint.clone(),
+        ),
+        None => {
+            let scratch = options
+                .data_dir
+                .with_file_name(format!(".export-bench-lookups-{}", std::process::id()));
+            let mut config = LocalConfig::new(scratch.clone(), options.sql_dir.clone());
+            config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+            // Lookups only: no workers competing for the cores.
+            config.processors = 0;
+            config.pollers = 0;
+            let stack = LocalStack::start(config).await?;
+            let client = Client::new(&stack.base_url(), alice()?)?;
+            let target = format!("the local stack ({})", stack.base_url());
+            local = Some((stack, scratch));
+            (client, target)
+        }
+    };
+    // Warm-up on ids the runs do not use: connections, the engine's caches.
+    for id in &ids[ids.len() - 20..] {
+        lookup(&client, *id).await?;
+    }
+    let budget = Duration::from_secs(options.max_seconds);
+    let per_client = options.requests.div_ceil(options.clients);
+    // Uncached: each request a new id, dealt so no two requests share one.
+    let fresh: Vec<Vec<i64>> = (0..options.clients)
+        .map(|c| {
+            ids.iter()
+                .skip(c)
+                .step_by(options.clients)
+                .take(per_client)
+                .copied()
+                .collect()
+        })
+        .collect();
+    let uncached = drive(&client, "every request a new id", fresh, budget).await?;
+    // Cached: each client cycles through a few ids of its own (taken from the ones the
+    // uncached run already asked for, so they are cached from the first request).
+    let repeated: Vec<Vec<i64>> = (0..options.clients)
+        .map(|c| {
+            let own: Vec<i64> = (0..options.repeated_ids)
+                .map(|k| ids[(c * options.repeated_ids + k) % ids.len()])
+                .collect();
+            (0..per_client).map(|i| own[i % own.len()]).collect()
+        })
+        .collect();
+    let cached = drive(&client, "ids repeated per client", repeated, budget).await?;
+    if let Some((stack, scratch)) = local {
+        stack.stop().await;
+        let _ = std::fs::remove_dir_all(scratch);
+    }
+
+    let runs = [uncached, cached];
+    let report = report(&options, &target, &runs);
+    println!("{report}");
+    if let Some(path) = &options.report {
+        std::fs::write(path, &report).with_context(|| format!("writing {}", path.display()))?;
+    }
+    chart(&options.chart, options.clients, &runs)?;
+    println!("chart: {}", options.chart.display());
+    Ok(())
+}
+
+/// Each client sends its ids one after another; all clients at once, on a runtime of their
+/// own (as separate client processes would be), so the server's scheduling is not theirs.
+async fn drive(
+    client: &Client,
+    name: &'static str,
+    per_client: Vec<Vec<i64>>,
+    budget: Duration,
+) -> anyhow::Result<Run> {
+    let client = client.clone();
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let started = Instant::now();
+            let deadline = started + budget;
+            let mut tasks = Vec::new();
+            for ids in per_client {
+                let client = client.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut latencies = Vec::with_capacity(ids.len());
+                    let mut cached = 0;
+                    for id in ids {
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                        let t = Instant::now();
+                        let from_cache = lookup(&client, id).await?;
+                        latencies.push(t.elapsed());
+                        cached += usize::from(from_cache);
+                    }
+                    anyhow::Ok((latencies, cached))
+                }));
+            }
+            let mut latencies = Vec::new();
+            let mut cached_answers = 0;
+            for task in tasks {
+                let (l, c) = task.await??;
+                latencies.extend(l);
+                cached_answers += c;
+            }
+            let wall = started.elapsed();
+            latencies.sort();
+            anyhow::Ok(Run {
+                name,
+                latencies,
+                wall,
+                cached_answers,
+            })
+        })
+    })
+    .await?
+}
+
+/// One signed lookup of customer `id`; whether a cache answered it.
+async fn lookup(client: &Client, id: i64) -> anyhow::Result<bool> {
+    let path = format!("/lookups/customers?ids={id}");
+    let reply = client.send(Method::GET, &path, None, &[]).await?;
+    anyhow::ensure!(
+        reply.status.is_success(),
+        "customer {id}: {} {}",
+        reply.status,
+        String::from_utf8_lossy(&reply.body)
+    );
+    let answer = reply.json()?;
+    anyhow::ensure!(
+        answer["row_count"] == 1,
+        "customer {id}: {} rows",
+        answer["row_count"]
+    );
+    Ok(answer["cached"] == true)
+}
+
+fn read_ids(path: &Path) -> anyhow::Result<Vec<i64>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let first = l.split(',').next().unwrap_or("").trim();
+            first
+                .parse()
+                .with_context(|| format!("{}: '{first}' is not an id", path.display()))
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+fn report(options: &LookupBenchOptions, target: &str, runs: &[Run]) -> String {
+    let mut out = format!(
+        "Lookups of one customer each (`GET /lookups/customers?ids=<id>`), signed, from {} concurrent clients against {target}:\n\n\
+         | mode | requests | answered from a cache | median | P90 | P95 | P99 | throughput |\n|---|---|---|---|---|---|---|---|\n",
+        options.clients
+    );
+    for run in runs {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} ms | {} ms | {} ms | {} ms | {:.0} /s |\n",
+            run.name,
+            run.latencies.len(),
+            run.cached_answers,
+            ms(percentile(&run.latencies, 50.0)),
+            ms(percentile(&run.latencies, 90.0)),
+            ms(percentile(&run.latencies, 95.0)),
+            ms(percentile(&run.latencies, 99.0)),
+            run.latencies.len() as f64 / run.wall.as_secs_f64(),
+        ));
+    }
+    out
+}
+
+/// The latency distributions as an SVG: the share of requests answered within each time.
+fn chart(path: &Path, clients: usize, runs: &[Run]) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let slowest = runs
+        .iter()
+        .map(|r| percentile(&r.latencies, 99.0).as_secs_f64() * 1000.0)
+        .fold(1.0_f64, f64::max);
+    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("Lookup latency, {clients} concurrent clients"),
+            ("sans-serif", 22),
+        )
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0.0..slowest * 1.05, 0.0..100.0)?;
+    chart
+        .configure_mesh()
+        .x_desc("latency (ms)")
+        .y_desc("requests answered (%)")
+        .draw()?;
+    for (run, colour) in runs.iter().zip([RED, BLUE]) {
+        let n = run.latencies.len().max(1) as f64;
+        chart
+            .draw_series(LineSeries::new(
+                run.latencies
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| (d.as_secs_f64() * 1000.0, (i + 1) as f64 / n * 100.0)),
+                colour.stroke_width(2),
+            ))?
+            .label(run.name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.9))
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// The local stack's demo identity `alice`.
+fn alice() -> anyhow::Result<Signer> {
+    let identity = export_local::sigv4::LocalIdentity::demo_named("alice")
+        .context("the local stack has an identity named alice")?;
+    Ok(Signer::with_keys(
+        &identity.access_key,
+        &identity.secret_key,
+        export_local::sigv4::REGION,
+    ))
+}

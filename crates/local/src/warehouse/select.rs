@@ -1,0 +1,244 @@
+//! A lookup's SELECT run in DataFusion with its values bound as parameters, the way the Data
+//! API binds `ExecuteStatement`'s `Parameters`: each value arrives as text for a named
+//! placeholder (`:p1`) and never enters the statement's text; the SELECT's own casts give it
+//! its type. The rows come back typed by their columns, as `GetStatementResult` types them.
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{
+    DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, Schema,
+    UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::execution::context::{SQLOptions, SessionContext};
+use export_core::catalog::BoundSelect;
+use export_core::ports::{ResultColumn, ResultSet};
+use futures::StreamExt;
+use serde_json::Value;
+
+/// Runs `select` read-only and returns its rows, or Redshift-like error text.
+pub async fn select(ctx: &SessionContext, select: &BoundSelect) -> Result<ResultSet, String> {
+    export_core::sql::parse_query(&select.sql)
+        .map_err(|e| format!("ERROR: the statement is not one SELECT: {e}"))?;
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let values: Vec<(String, ScalarValue)> = select
+        .params
+        .iter()
+        .map(|p| (p.name.clone(), ScalarValue::Utf8(Some(p.value.clone()))))
+        .collect();
+    let frame = ctx
+        .sql_with_options(&select.sql, options)
+        .await
+        .and_then(|frame| frame.with_param_values(ParamValues::from(values)))
+        .map_err(|e| format!("ERROR: {e}"))?;
+    let schema = frame.schema().as_arrow().clone();
+    let mut stream = frame
+        .execute_stream()
+        .await
+        .map_err(|e| format!("ERROR: {e}"))?;
+    let mut result = ResultSet {
+        columns: columns(&schema),
+        rows: Vec::new(),
+    };
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| format!("ERROR: {e}"))?;
+        append_rows(&batch, &mut result.rows).map_err(|e| format!("ERROR: {e}"))?;
+    }
+    Ok(result)
+}
+
+/// Each column's name and the Redshift type the Data API would name it by.
+pub fn columns(schema: &Schema) -> Vec<ResultColumn> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| ResultColumn {
+            name: f.name().clone(),
+            type_name: redshift_type(f.data_type()).into(),
+        })
+        .collect()
+}
+
+/// The Redshift type name of an Arrow type (`ColumnMetadata.typeName`).
+pub fn redshift_type(data_type: &DataType) -> &'static str {
+    match data_type {
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => "int8",
+        DataType::Int32 | DataType::UInt16 => "int4",
+        DataType::Int16 | DataType::Int8 | DataType::UInt8 => "int2",
+        DataType::Float64 => "float8",
+        DataType::Float32 | DataType::Float16 => "float4",
+        DataType::Decimal128(..) | DataType::Decimal256(..) => "numeric",
+        DataType::Boolean => "bool",
+        DataType::Date32 | DataType::Date64 => "date",
+        DataType::Timestamp(_, None) => "timestamp",
+        DataType::Timestamp(_, Some(_)) => "timestamptz",
+        _ => "varchar",
+    }
+}
+
+/// Appends the batch's rows, each value typed by its column: integers and floats as numbers,
+/// booleans as booleans, NULL as null, the rest as Redshift prints it (decimals exactly,
+/// dates `YYYY-MM-DD`, timestamps `YYYY-MM-DD HH:MM:SS[.ffffff]`).
+pub fn append_rows(
+    batch: &RecordBatch,
+    rows: &mut Vec<Vec<Value>>,
+) -> Result<(), datafusion::arrow::error::ArrowError> {
+    let options = FormatOptions::new()
+        .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.f"))
+        .with_timestamp_tz_format(Some("%Y-%m-%d %H:%M:%S%.f%:z"));
+    let formatters = batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+        .collect::<Result<Vec<_>, _>>()?;
+    for row in 0..batch.num_rows() {
+        let mut values = Vec::with_capacity(batch.num_columns());
+        for (column, formatter) in batch.columns().iter().zip(&formatters) {
+            values.push(value(column.as_ref(), row, || {
+                formatter.value(row).to_string()
+            }));
+        }
+        rows.push(values);
+    }
+    Ok(())
+}
+
+fn value(array: &dyn Array, row: usize, text: impl FnOnce() -> String) -> Value {
+    // A NULL-typed column (`NULL AS t`) has no null buffer: every value in it is NULL.
+    if array.is_null(row) || array.data_type() == &DataType::Null {
+        return Value::Null;
+    }
+    macro_rules! number {
+        ($t:ty) => {
+            Value::from(array.as_primitive::<$t>().value(row))
+        };
+    }
+    let float = |v: f64| {
+        serde_json::Number::from_f64(v).map_or_else(|| Value::String(v.to_string()), Value::Number)
+    };
+    match array.data_type() {
+        DataType::Int8 => number!(Int8Type),
+        DataType::Int16 => number!(Int16Type),
+        DataType::Int32 => number!(Int32Type),
+        DataType::Int64 => number!(Int64Type),
+        DataType::UInt8 => number!(UInt8Type),
+        DataType::UInt16 => number!(UInt16Type),
+        DataType::UInt32 => number!(UInt32Type),
+        DataType::UInt64 => number!(UInt64Type),
+        DataType::Float32 => float(array.as_primitive::<Float32Type>().value(row) as f64),
+        DataType::Float64 => float(array.as_primitive::<Float64Type>().value(row)),
+        DataType::Boolean => Value::Bool(array.as_boolean().value(row)),
+        _ => Value::String(text()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use export_core::catalog::{Catalog, SqlParameter};
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn values_are_bound_and_rows_come_back_typed() {
+        let ctx = crate::warehouse::redshift_session().unwrap();
+        let bound = BoundSelect {
+            sql: "SELECT CAST(:p1 AS BIGINT) + 1 AS n, CAST(:p2 AS VARCHAR(65535)) AS t, \
+                  CAST(:p3 AS DECIMAL(6,2)) AS d, CAST(:p4 AS DATE) AS day, \
+                  CAST(:p5 AS TIMESTAMP) AS at, CAST(:p6 AS BOOLEAN) AS b, \
+                  CAST(NULL AS BIGINT) AS nothing, 0.5 AS half"
+                .into(),
+            params: [
+                ("p1", "41"),
+                ("p2", "O'Neil \\ '); DROP TABLE x; --"),
+                ("p3", "12.5"),
+                ("p4", "2024-02-29"),
+                ("p5", "2024-02-29 10:11:12.5"),
+                ("p6", "true"),
+            ]
+            .into_iter()
+            .map(|(name, value)| SqlParameter {
+                name: name.into(),
+                value: value.into(),
+            })
+            .collect(),
+        };
+        let result = select(&ctx, &bound).await.unwrap();
+        let types: Vec<&str> = result
+            .columns
+            .iter()
+            .map(|c| c.type_name.as_str())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "int8",
+                "varchar",
+                "numeric",
+                "date",
+                "timestamp",
+                "bool",
+                "int8",
+                "float8"
+            ]
+        );
+        assert_eq!(
+            result.rows,
+            vec![vec![
+                json!(42),
+                json!("O'Neil \\ '); DROP TABLE x; --"),
+                json!("12.50"),
+                json!("2024-02-29"),
+                json!("2024-02-29 10:11:12.500"),
+                json!(true),
+                Value::Null,
+                json!(0.5),
+            ]]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lookup_from_the_catalogue_reads_what_its_values_select() {
+        let ctx = crate::warehouse::redshift_session().unwrap();
+        ctx.sql("CREATE TABLE people (id BIGINT, name VARCHAR) AS VALUES (1, 'a'), (2, 'b''s'), (3, 'c')")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let catalog = Catalog::from_sources([(
+            "people.sql",
+            "-- export: people\n-- lookup:\n-- param: ids list<integer>\n-- param: name text optional\n\
+             SELECT id, name FROM people WHERE id IN (:ids) AND (:name IS NULL OR name = :name) ORDER BY id",
+        )])
+        .unwrap();
+        let export = catalog.get("people").unwrap();
+        let run = |params: serde_json::Value| {
+            let bound = export.bind(params.as_object().unwrap()).unwrap();
+            export.lookup_select(&bound, 10).unwrap()
+        };
+        let rows = |r: ResultSet| r.rows;
+        assert_eq!(
+            rows(select(&ctx, &run(json!({"ids": [3, 1]}))).await.unwrap()),
+            vec![vec![json!(1), json!("a")], vec![json!(3), json!("c")]]
+        );
+        assert_eq!(
+            rows(
+                select(&ctx, &run(json!({"ids": [1, 2, 3], "name": "b's"})))
+                    .await
+                    .unwrap()
+            ),
+            vec![vec![json!(2), json!("b's")]]
+        );
+        // A value that would be SQL, were it written into the text, matches nothing.
+        assert!(rows(
+            select(&ctx, &run(json!({"ids": [1], "name": "x' OR '1'='1"})))
+                .await
+                .unwrap()
+        )
+        .is_empty());
+    }
+}
