@@ -4,10 +4,16 @@
 
 use anyhow::Context;
 use datafusion::arrow::record_batch::RecordBatchReader;
+use datafusion::datasource::MemTable;
 use datafusion::execution::context::SessionContext;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::ParquetReadOptions;
 use std::path::{Path, PathBuf};
+
+/// A table whose Parquet file is at most this large is held in memory once loaded, as a
+/// warehouse keeps a small, hot dimension table cached: a point lookup then filters rows in
+/// memory instead of decoding the file again. Larger tables are scanned from their files.
+pub const IN_MEMORY_TABLE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The customer table always has at least this scale (15,000 rows), whatever `--scale` says,
 /// so the `customers` export has a realistic population to pick from.
@@ -122,12 +128,20 @@ pub async fn load_tpch(ctx: &SessionContext, dir: &Path, scale: f64) -> anyhow::
         .collect()
         .await?;
     for (table, path) in paths {
-        ctx.register_parquet(
-            format!("tpch.{table}"),
-            path.to_string_lossy().as_ref(),
-            ParquetReadOptions::default(),
-        )
-        .await?;
+        let name = format!("tpch.{table}");
+        let file = path.to_string_lossy();
+        if std::fs::metadata(&path)?.len() <= IN_MEMORY_TABLE_BYTES {
+            let frame = ctx
+                .read_parquet(file.as_ref(), ParquetReadOptions::default())
+                .await?;
+            let schema = frame.schema().as_arrow().clone();
+            let batches = frame.collect().await?;
+            let table = MemTable::try_new(std::sync::Arc::new(schema), vec![batches])?;
+            ctx.register_table(name.as_str(), std::sync::Arc::new(table))?;
+        } else {
+            ctx.register_parquet(name.as_str(), file.as_ref(), ParquetReadOptions::default())
+                .await?;
+        }
     }
     Ok(())
 }

@@ -50,7 +50,7 @@ async fn lookup(
             || csv(&looked).into_bytes(),
         ));
     }
-    let tag = looked.answer.etag();
+    let tag = looked.answer.etag().to_owned();
     Ok(answer(
         &headers,
         &looked,
@@ -87,7 +87,7 @@ async fn customers(
         .lookup(CUSTOMER_DATASET, &params, wants_fresh(&headers))
         .await?;
     let now = lookups.clock.now();
-    let tag = looked.answer.etag();
+    let tag = looked.answer.etag().to_owned();
     Ok(answer(
         &headers,
         &looked,
@@ -173,7 +173,7 @@ fn accepts_csv(headers: &HeaderMap) -> bool {
 }
 
 fn csv_etag(looked: &Looked) -> String {
-    let tag = looked.answer.etag();
+    let tag = looked.answer.etag().to_owned();
     format!("{}-csv\"", tag.trim_end_matches('"'))
 }
 

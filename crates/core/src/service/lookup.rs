@@ -50,15 +50,37 @@ pub struct Answer {
     pub fetched_at: Millis,
     /// Until when it may be served from a cache.
     pub expires_at: Millis,
+    /// The validator, worked out once per answer however often it is served.
+    #[serde(skip)]
+    etag: std::sync::OnceLock<String>,
 }
 
 impl Answer {
+    pub fn new(
+        dataset: String,
+        columns: Vec<ResultColumn>,
+        rows: Vec<Vec<Value>>,
+        fetched_at: Millis,
+        expires_at: Millis,
+    ) -> Answer {
+        Answer {
+            dataset,
+            columns,
+            rows,
+            fetched_at,
+            expires_at,
+            etag: std::sync::OnceLock::new(),
+        }
+    }
+
     /// A strong validator of the rows: the same rows, the same tag, whenever they were read.
-    pub fn etag(&self) -> String {
-        let mut digest = Sha256::new();
-        digest.update(self.dataset.as_bytes());
-        digest.update(serde_json::to_vec(&(&self.columns, &self.rows)).unwrap_or_default());
-        format!("\"{}\"", hex::encode(&digest.finalize()[..16]))
+    pub fn etag(&self) -> &str {
+        self.etag.get_or_init(|| {
+            let mut digest = Sha256::new();
+            digest.update(self.dataset.as_bytes());
+            digest.update(serde_json::to_vec(&(&self.columns, &self.rows)).unwrap_or_default());
+            format!("\"{}\"", hex::encode(&digest.finalize()[..16]))
+        })
     }
 
     /// Each row as an object keyed by column name.
@@ -291,13 +313,13 @@ fn read_answer(
                 "more than {max_rows} rows match, more than a lookup of '{dataset}' answers; ask for them with POST /exports"
             ),
         )),
-        SelectOutcome::Rows(result) => Ok(Answer {
-            dataset: dataset.to_owned(),
-            columns: result.columns,
-            rows: result.rows,
-            fetched_at: now,
-            expires_at: now + ttl.as_millis() as Millis,
-        }),
+        SelectOutcome::Rows(result) => Ok(Answer::new(
+            dataset.to_owned(),
+            result.columns,
+            result.rows,
+            now,
+            now + ttl.as_millis() as Millis,
+        )),
         SelectOutcome::TimedOut { statement_id } => Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "lookup_timed_out",
