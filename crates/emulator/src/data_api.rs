@@ -17,6 +17,7 @@ use export_core::catalog::{BoundSelect, SqlParameter};
 use export_core::ports::{
     ObjectStore, PortError, QueueSender, ResultSet, StatementRequest, StatementState, Warehouse,
 };
+use export_local::warehouse::select::LookupSession;
 use export_local::warehouse::{redshift_session, ClientTokens, DataFusionWarehouse};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -82,6 +83,8 @@ pub struct DataApi {
     queries: Arc<Mutex<HashMap<String, Query>>>,
     /// How long each SELECT waits before it runs (a busy cluster), for tests of deadlines.
     select_delay: Mutex<Duration>,
+    /// Where SELECTs run: the warehouse's tables, each text planned once.
+    lookups: Arc<LookupSession>,
 }
 
 /// The endpoint, listening on a loopback port.
@@ -117,6 +120,7 @@ impl DataApiServer {
             options.statement_delay,
             options.client_tokens.clone(),
         )?;
+        let lookups = Arc::new(LookupSession::over(&session));
         let api = Arc::new(DataApi {
             warehouse,
             session,
@@ -126,6 +130,7 @@ impl DataApiServer {
             busy_for: std::sync::atomic::AtomicU32::new(0),
             queries: Arc::new(Mutex::new(HashMap::new())),
             select_delay: Mutex::new(Duration::ZERO),
+            lookups,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
@@ -536,10 +541,10 @@ impl DataApi {
             params: params.clone(),
         };
         let delay = *self.select_delay.lock().expect("delay lock");
-        let session = self.session.clone();
+        let lookups = self.lookups.clone();
         let run = async move {
             tokio::time::sleep(delay).await;
-            export_local::warehouse::select::select(&session, &select).await
+            lookups.select(&select).await
         };
         self.queries.lock().expect("queries lock").insert(
             id.clone(),

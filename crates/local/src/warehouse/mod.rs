@@ -43,6 +43,8 @@ pub struct DataFusionWarehouse {
 
 struct Inner {
     ctx: SessionContext,
+    /// Lookups' own session over the same tables.
+    lookups: select::LookupSession,
     log: StatementLog,
     objects: Arc<dyn ObjectStore>,
     /// Where status-change events go; the polls queue.
@@ -64,6 +66,7 @@ impl DataFusionWarehouse {
     ) -> anyhow::Result<DataFusionWarehouse> {
         Ok(DataFusionWarehouse {
             inner: Arc::new(Inner {
+                lookups: select::LookupSession::over(&ctx),
                 ctx,
                 log: StatementLog::open(statements_db, tokens)?,
                 objects,
@@ -224,7 +227,7 @@ impl Warehouse for DataFusionWarehouse {
     async fn select(&self, select: &BoundSelect, timeout: Duration) -> PortResult<SelectOutcome> {
         let statement_id = uuid::Uuid::new_v4().to_string();
         Ok(
-            match tokio::time::timeout(timeout, select::select(&self.inner.ctx, select)).await {
+            match tokio::time::timeout(timeout, self.inner.lookups.select(select)).await {
                 Ok(Ok(rows)) => SelectOutcome::Rows(rows),
                 Ok(Err(error)) => SelectOutcome::Failed {
                     statement_id,

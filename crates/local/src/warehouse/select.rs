@@ -12,29 +12,116 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::execution::context::{SQLOptions, SessionContext};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
 use export_core::catalog::BoundSelect;
 use export_core::ports::{ResultColumn, ResultSet};
 use futures::StreamExt;
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
-/// Runs `select` read-only and returns its rows, or Redshift-like error text.
-pub async fn select(ctx: &SessionContext, select: &BoundSelect) -> Result<ResultSet, String> {
-    export_core::sql::parse_query(&select.sql)
+/// Plans kept at most; a lookup's text varies only with how many values a list has.
+const KEPT_PLANS: usize = 512;
+
+/// Where lookups run: the warehouse's tables, in a session of their own that plans each
+/// SELECT on one partition (a lookup reads a few rows; splitting it costs more than it
+/// saves) and keeps each text's plan, so a repeated SELECT is bound and run without being
+/// parsed and planned again, as a prepared statement is.
+pub struct LookupSession {
+    ctx: SessionContext,
+    plans: Mutex<HashMap<String, LogicalPlan>>,
+}
+
+impl LookupSession {
+    /// A session over `warehouse`'s tables (the same catalogue, not a copy).
+    pub fn over(warehouse: &SessionContext) -> LookupSession {
+        // The catalogue list is the warehouse's own; a new default catalogue would replace
+        // the one holding its tables.
+        let config = warehouse
+            .copied_config()
+            .with_target_partitions(1)
+            .with_create_default_catalog_and_schema(false);
+        let state = SessionStateBuilder::new_from_existing(warehouse.state())
+            .with_config(config)
+            .build();
+        LookupSession {
+            ctx: SessionContext::new_with_state(state),
+            plans: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs `select` read-only and returns its rows, or Redshift-like error text.
+    pub async fn select(&self, select: &BoundSelect) -> Result<ResultSet, String> {
+        let kept = self
+            .plans
+            .lock()
+            .expect("plans lock")
+            .get(&select.sql)
+            .cloned();
+        let plan = match kept {
+            Some(plan) => plan,
+            None => {
+                let plan = plan_of(&self.ctx, &select.sql).await?;
+                let mut plans = self.plans.lock().expect("plans lock");
+                if plans.len() >= KEPT_PLANS {
+                    plans.clear();
+                }
+                plans.insert(select.sql.clone(), plan.clone());
+                plan
+            }
+        };
+        let bound = plan
+            .with_param_values(parameter_values(select))
+            .map_err(|e| format!("ERROR: {e}"))?;
+        let frame = self
+            .ctx
+            .execute_logical_plan(bound)
+            .await
+            .map_err(|e| format!("ERROR: {e}"))?;
+        rows_of(frame).await
+    }
+}
+
+/// The plan of a text that must be one read-only SELECT.
+async fn plan_of(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, String> {
+    export_core::sql::parse_query(sql)
         .map_err(|e| format!("ERROR: the statement is not one SELECT: {e}"))?;
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
+    let frame = ctx
+        .sql_with_options(sql, options)
+        .await
+        .map_err(|e| format!("ERROR: {e}"))?;
+    Ok(frame.logical_plan().clone())
+}
+
+/// Each value as text for its named placeholder, as the Data API passes it.
+fn parameter_values(select: &BoundSelect) -> ParamValues {
     let values: Vec<(String, ScalarValue)> = select
         .params
         .iter()
         .map(|p| (p.name.clone(), ScalarValue::Utf8(Some(p.value.clone()))))
         .collect();
-    let frame = ctx
-        .sql_with_options(&select.sql, options)
-        .await
-        .and_then(|frame| frame.with_param_values(ParamValues::from(values)))
+    ParamValues::from(values)
+}
+
+/// Runs `select` read-only in `ctx` and returns its rows, or Redshift-like error text.
+pub async fn select(ctx: &SessionContext, select: &BoundSelect) -> Result<ResultSet, String> {
+    let plan = plan_of(ctx, &select.sql).await?;
+    let bound = plan
+        .with_param_values(parameter_values(select))
         .map_err(|e| format!("ERROR: {e}"))?;
+    let frame = ctx
+        .execute_logical_plan(bound)
+        .await
+        .map_err(|e| format!("ERROR: {e}"))?;
+    rows_of(frame).await
+}
+
+async fn rows_of(frame: datafusion::dataframe::DataFrame) -> Result<ResultSet, String> {
     let schema = frame.schema().as_arrow().clone();
     let mut stream = frame
         .execute_stream()
@@ -198,6 +285,48 @@ mod tests {
                 json!(0.5),
             ]]
         );
+    }
+
+    #[tokio::test]
+    async fn a_kept_plan_binds_each_lookup_s_own_values() {
+        let ctx = crate::warehouse::redshift_session().unwrap();
+        ctx.sql("CREATE TABLE people (id BIGINT, name VARCHAR) AS VALUES (1, 'a'), (2, 'b''s'), (3, 'c')")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let session = LookupSession::over(&ctx);
+        for (id, name) in [("1", "a"), ("3", "c"), ("2", "b's"), ("1", "a")] {
+            let bound = BoundSelect {
+                sql: "SELECT name FROM people WHERE id = CAST(:p1 AS BIGINT)".into(),
+                params: vec![SqlParameter {
+                    name: "p1".into(),
+                    value: id.into(),
+                }],
+            };
+            let result = session.select(&bound).await.unwrap();
+            assert_eq!(result.rows, vec![vec![json!(name)]], "id {id}");
+        }
+        assert_eq!(session.plans.lock().unwrap().len(), 1, "one text, one plan");
+        // The warehouse's own session still sees its tables.
+        let count = ctx
+            .sql("SELECT count(*) FROM people")
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert!(count.is_ok(), "{count:?}");
+        // A text that is not one SELECT is refused before anything is planned or kept.
+        let refused = session
+            .select(&BoundSelect {
+                sql: "DROP TABLE people".into(),
+                params: Vec::new(),
+            })
+            .await
+            .unwrap_err();
+        assert!(refused.starts_with("ERROR: "), "{refused}");
+        assert_eq!(session.plans.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]
