@@ -106,11 +106,6 @@ impl DataFusionWarehouse {
     pub async fn details(&self, statement_id: &str) -> PortResult<Option<StatementDetails>> {
         self.inner.log.details(statement_id).await
     }
-
-    /// The session statements run in (the emulated Data API runs its SELECTs there too).
-    pub fn session(&self) -> &SessionContext {
-        &self.inner.ctx
-    }
 }
 
 impl Drop for DataFusionWarehouse {
