@@ -25,7 +25,8 @@ pub struct BenchOptions {
     pub report: Option<PathBuf>,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+/// The `p`th percentile of sorted durations (nearest rank).
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -33,7 +34,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> String {
+/// Milliseconds to two places.
+pub fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
@@ -169,7 +171,7 @@ fn tempfile_dir(data_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
 }
 
 /// The local stack's demo identity `alice`.
-fn alice() -> anyhow::Result<Signer> {
+pub fn alice() -> anyhow::Result<Signer> {
     let identity = export_local::sigv4::LocalIdentity::demo_named("alice")
         .context("the local stack has an identity named alice")?;
     Ok(Signer::with_keys(

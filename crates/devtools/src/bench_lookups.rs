@@ -4,6 +4,7 @@
 //! answers). Against the local stack by default, or any deployed API with `--endpoint` and
 //! the standard credential chain. Writes a table and an SVG chart of the latencies.
 
+use crate::bench::{alice, ms, percentile};
 use anyhow::Context;
 use export_client::{Client, Signer};
 use export_local::{LocalConfig, LocalStack};
@@ -269,18 +270,6 @@ fn read_ids(path: &Path) -> anyhow::Result<Vec<i64>> {
         .collect()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
-}
-
 fn report(options: &LookupBenchOptions, target: &str, runs: &[Run]) -> String {
     let mut out = format!(
         "Lookups of one customer each (`GET /lookups/customers?ids=<id>`), signed, from {} concurrent clients against {target}:\n\n\
@@ -353,15 +342,4 @@ fn chart(path: &Path, clients: usize, runs: &[Run]) -> anyhow::Result<()> {
         .draw()?;
     root.present()?;
     Ok(())
-}
-
-/// The local stack's demo identity `alice`.
-fn alice() -> anyhow::Result<Signer> {
-    let identity = export_local::sigv4::LocalIdentity::demo_named("alice")
-        .context("the local stack has an identity named alice")?;
-    Ok(Signer::with_keys(
-        &identity.access_key,
-        &identity.secret_key,
-        export_local::sigv4::REGION,
-    ))
 }

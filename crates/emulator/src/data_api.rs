@@ -55,6 +55,8 @@ struct Query {
     params: Vec<SqlParameter>,
     state: StatementState,
     result: Option<ResultSet>,
+    /// The result's size in bytes (`ResultSize`), worked out once when it finishes.
+    result_size: i64,
     error: Option<String>,
     created_at: i64,
     updated_at: i64,
@@ -479,13 +481,7 @@ impl DataApi {
             .details(id)
             .await?
             .ok_or_else(|| not_found(id))?;
-        let mut output = self
-            .targets
-            .lock()
-            .expect("targets lock")
-            .get(id)
-            .cloned()
-            .unwrap_or_default();
+        let mut output = self.target_of(id);
         output.insert("Id".into(), json!(id));
         output.insert("Status".into(), json!(status.state.as_str()));
         output.insert("QueryString".into(), json!(details.sql));
@@ -553,6 +549,7 @@ impl DataApi {
                 params,
                 state: StatementState::Started,
                 result: None,
+                result_size: -1,
                 error: None,
                 created_at: now,
                 updated_at: now,
@@ -569,6 +566,8 @@ impl DataApi {
                     match outcome {
                         Ok(result) => {
                             query.state = StatementState::Finished;
+                            query.result_size =
+                                serde_json::to_vec(&result.rows).map_or(0, |b| b.len() as i64);
                             query.result = Some(result);
                         }
                         Err(error) => {
@@ -586,20 +585,23 @@ impl DataApi {
         id
     }
 
-    fn describe_select(&self, id: &str) -> Option<Value> {
-        let queries = self.queries.lock().expect("queries lock");
-        let query = queries.get(id)?;
-        let mut output = self
-            .targets
+    /// Where statement `id` ran (cluster or workgroup, database, user), as
+    /// `DescribeStatement` reports it.
+    fn target_of(&self, id: &str) -> Map<String, Value> {
+        self.targets
             .lock()
             .expect("targets lock")
             .get(id)
             .cloned()
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    fn describe_select(&self, id: &str) -> Option<Value> {
+        let queries = self.queries.lock().expect("queries lock");
+        let query = queries.get(id)?;
+        let mut output = self.target_of(id);
         let rows = query.result.as_ref().map_or(-1, |r| r.rows.len() as i64);
-        let size = query.result.as_ref().map_or(-1, |r| {
-            serde_json::to_vec(&r.rows).map_or(0, |b| b.len() as i64)
-        });
+        let size = query.result_size;
         output.insert("Id".into(), json!(id));
         output.insert("Status".into(), json!(query.state.as_str()));
         output.insert("QueryString".into(), json!(query.sql));

@@ -30,6 +30,8 @@ struct State {
     answer: Option<SelectAnswer>,
     /// How long a SELECT takes (on tokio's clock, so a paused test can skip it).
     select_time: Duration,
+    /// While set, SELECTs wait here until the test lets them finish.
+    held: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 struct Statement {
@@ -105,6 +107,18 @@ impl FakeWarehouse {
     /// Makes each SELECT take `time`.
     pub fn set_select_time(&self, time: Duration) {
         self.state().select_time = time;
+    }
+
+    /// Holds every SELECT from now on until [`Self::release_selects`].
+    pub fn hold_selects(&self) {
+        self.state().held = Some(Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+
+    /// Lets the held SELECTs (and any later ones) finish.
+    pub fn release_selects(&self) {
+        if let Some(gate) = self.state().held.take() {
+            gate.close();
+        }
     }
 
     /// Every SELECT run, in order.
@@ -188,11 +202,21 @@ impl Warehouse for FakeWarehouse {
     async fn select(&self, select: &BoundSelect, timeout: Duration) -> PortResult<SelectOutcome> {
         super::interleave().await;
         self.faults.check("select")?;
-        let (answer, time, number) = {
+        let (answer, time, number, held) = {
             let mut state = self.state();
             state.selects.push(select.clone());
-            (state.answer.clone(), state.select_time, state.selects.len())
+            let held = state.held.clone();
+            (
+                state.answer.clone(),
+                state.select_time,
+                state.selects.len(),
+                held,
+            )
         };
+        if let Some(gate) = held {
+            // Closed on release: the wait ends then, with an error that means "go on".
+            let _ = gate.acquire().await;
+        }
         let statement_id = format!("select-{number}");
         if time > timeout {
             tokio::time::sleep(timeout).await;

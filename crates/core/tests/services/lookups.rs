@@ -10,6 +10,18 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Another instance of the read path: its own in-process cache, over `world`'s warehouse,
+/// clock and (unless given another) control table.
+fn instance(world: &World, shared: Arc<MemoryControlTable>, settings: LookupSettings) -> Lookups {
+    Lookups::new(
+        world.lookups.catalog.clone(),
+        world.warehouse.clone(),
+        shared,
+        world.clock.clone(),
+        settings,
+    )
+}
+
 fn id(n: i64) -> Map<String, Value> {
     json!({ "id": n }).as_object().unwrap().clone()
 }
@@ -94,13 +106,7 @@ async fn a_cold_instance_hits_the_shared_cache() {
     answer_with_the_ids(&world);
     world.lookups.lookup("things", &id(3), false).await.unwrap();
     // A second instance: its own empty in-process cache, the same control table.
-    let cold = Lookups::new(
-        world.lookups.catalog.clone(),
-        world.warehouse.clone(),
-        world.control.clone(),
-        world.clock.clone(),
-        LookupSettings::default(),
-    );
+    let cold = instance(&world, world.control.clone(), LookupSettings::default());
     let hit = cold.lookup("things", &id(3), false).await.unwrap();
     assert!(hit.cached);
     assert_eq!(world.warehouse.selects().len(), 1);
@@ -112,13 +118,7 @@ async fn an_expired_shared_answer_is_never_served() {
     answer_with_the_ids(&world);
     world.lookups.lookup("things", &id(4), false).await.unwrap();
     world.clock.advance(Duration::from_secs(181));
-    let cold = Lookups::new(
-        world.lookups.catalog.clone(),
-        world.warehouse.clone(),
-        world.control.clone(),
-        world.clock.clone(),
-        LookupSettings::default(),
-    );
+    let cold = instance(&world, world.control.clone(), LookupSettings::default());
     assert!(!cold.lookup("things", &id(4), false).await.unwrap().cached);
     assert_eq!(world.warehouse.selects().len(), 2);
 }
@@ -128,11 +128,9 @@ async fn an_answer_too_big_to_share_stays_in_process() {
     let world = World::new();
     answer_with_the_ids(&world);
     let control = Arc::new(MemoryControlTable::default());
-    let small = Lookups::new(
-        world.lookups.catalog.clone(),
-        world.warehouse.clone(),
+    let small = instance(
+        &world,
         control.clone(),
-        world.clock.clone(),
         LookupSettings {
             shared_max_bytes: 10,
             ..LookupSettings::default()
@@ -142,28 +140,31 @@ async fn an_answer_too_big_to_share_stays_in_process() {
     assert!(small.lookup("things", &id(5), false).await.unwrap().cached);
     assert_eq!(world.warehouse.selects().len(), 1);
     // A cold instance on the same control table finds nothing shared.
-    let cold = Lookups::new(
-        world.lookups.catalog.clone(),
-        world.warehouse.clone(),
-        control,
-        world.clock.clone(),
-        LookupSettings::default(),
-    );
+    let cold = instance(&world, control, LookupSettings::default());
     assert!(!cold.lookup("things", &id(5), false).await.unwrap().cached);
     assert_eq!(world.warehouse.selects().len(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On one thread, so that "every lookup has reached the statement" is a fact, not a timing:
+/// the statement is held until each spawned lookup has run as far as it can.
+#[tokio::test(flavor = "current_thread")]
 async fn identical_misses_run_one_statement() {
     let world = World::new();
     answer_with_the_ids(&world);
-    world.warehouse.set_select_time(Duration::from_millis(200));
+    world.warehouse.hold_selects();
     let lookups: Vec<_> = (0..16)
         .map(|_| {
             let lookups = world.lookups.clone();
             tokio::spawn(async move { lookups.lookup("things", &id(9), false).await })
         })
         .collect();
+    // Each yield lets every runnable lookup run on until it waits: on the held statement, or
+    // on the one another lookup started. A lookup yields only a bounded number of times.
+    for _ in 0..64 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(world.warehouse.selects().len(), 1);
+    world.warehouse.release_selects();
     for lookup in lookups {
         let looked = lookup.await.unwrap().unwrap();
         assert_eq!(looked.answer.rows.len(), 1);
@@ -205,11 +206,9 @@ async fn more_rows_than_the_lookup_answers_points_at_an_export() {
 #[tokio::test]
 async fn a_slow_or_failed_statement_names_itself() {
     let world = World::new();
-    let lookups = Lookups::new(
-        world.lookups.catalog.clone(),
-        world.warehouse.clone(),
+    let lookups = instance(
+        &world,
         world.control.clone(),
-        world.clock.clone(),
         LookupSettings {
             timeout: Duration::from_millis(100),
             ..LookupSettings::default()

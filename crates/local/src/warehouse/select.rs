@@ -108,19 +108,6 @@ fn parameter_values(select: &BoundSelect) -> ParamValues {
     ParamValues::from(values)
 }
 
-/// Runs `select` read-only in `ctx` and returns its rows, or Redshift-like error text.
-pub async fn select(ctx: &SessionContext, select: &BoundSelect) -> Result<ResultSet, String> {
-    let plan = plan_of(ctx, &select.sql).await?;
-    let bound = plan
-        .with_param_values(parameter_values(select))
-        .map_err(|e| format!("ERROR: {e}"))?;
-    let frame = ctx
-        .execute_logical_plan(bound)
-        .await
-        .map_err(|e| format!("ERROR: {e}"))?;
-    rows_of(frame).await
-}
-
 async fn rows_of(frame: datafusion::dataframe::DataFrame) -> Result<ResultSet, String> {
     let schema = frame.schema().as_arrow().clone();
     let mut stream = frame
@@ -253,7 +240,7 @@ mod tests {
             })
             .collect(),
         };
-        let result = select(&ctx, &bound).await.unwrap();
+        let result = LookupSession::over(&ctx).select(&bound).await.unwrap();
         let types: Vec<&str> = result
             .columns
             .iter()
@@ -345,18 +332,20 @@ mod tests {
         )])
         .unwrap();
         let export = catalog.get("people").unwrap();
+        let session = LookupSession::over(&ctx);
         let run = |params: serde_json::Value| {
             let bound = export.bind(params.as_object().unwrap()).unwrap();
             export.lookup_select(&bound, 10).unwrap()
         };
         let rows = |r: ResultSet| r.rows;
         assert_eq!(
-            rows(select(&ctx, &run(json!({"ids": [3, 1]}))).await.unwrap()),
+            rows(session.select(&run(json!({"ids": [3, 1]}))).await.unwrap()),
             vec![vec![json!(1), json!("a")], vec![json!(3), json!("c")]]
         );
         assert_eq!(
             rows(
-                select(&ctx, &run(json!({"ids": [1, 2, 3], "name": "b's"})))
+                session
+                    .select(&run(json!({"ids": [1, 2, 3], "name": "b's"})))
                     .await
                     .unwrap()
             ),
@@ -364,7 +353,8 @@ mod tests {
         );
         // A value that would be SQL, were it written into the text, matches nothing.
         assert!(rows(
-            select(&ctx, &run(json!({"ids": [1], "name": "x' OR '1'='1"})))
+            session
+                .select(&run(json!({"ids": [1], "name": "x' OR '1'='1"})))
                 .await
                 .unwrap()
         )
