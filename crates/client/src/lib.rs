@@ -34,20 +34,42 @@ impl Signer {
 
     /// The standard AWS credential chain: environment, profile, SSO, instance role…
     pub async fn from_environment(region: Option<String>) -> anyhow::Result<Signer> {
+        CredentialChain::load(region).await?.signer().await
+    }
+}
+
+/// The standard AWS credential chain, kept so that each request can be signed with current
+/// credentials: temporary ones (SSO, assumed roles) are renewed by the chain as they expire.
+#[derive(Clone, Debug)]
+pub struct CredentialChain {
+    provider: aws_credential_types::provider::SharedCredentialsProvider,
+    region: String,
+}
+
+impl CredentialChain {
+    /// Environment, profile, SSO, instance role…; the region is `region`, else the chain's,
+    /// else us-east-1.
+    pub async fn load(region: Option<String>) -> anyhow::Result<CredentialChain> {
         let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let provider = config.credentials_provider().context("no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID, or use --as alice for the local stack)")?;
-        let credentials = provider
-            .provide_credentials()
-            .await
-            .context("loading AWS credentials")?;
         let region = region
             .or_else(|| config.region().map(|r| r.to_string()))
             .unwrap_or_else(|| "us-east-1".into());
+        Ok(CredentialChain { provider, region })
+    }
+
+    /// A signer with the chain's current credentials (cached by the chain until they expire).
+    pub async fn signer(&self) -> anyhow::Result<Signer> {
+        let credentials = self
+            .provider
+            .provide_credentials()
+            .await
+            .context("loading AWS credentials")?;
         Ok(Signer {
             access_key: credentials.access_key_id().to_owned(),
             secret_key: credentials.secret_access_key().to_owned(),
             session_token: credentials.session_token().map(str::to_owned),
-            region,
+            region: self.region.clone(),
         })
     }
 }
@@ -119,6 +141,15 @@ impl Client {
         })
     }
 
+    /// The same endpoint and connections, signing as `signer`.
+    pub fn with_signer(&self, signer: Signer) -> Client {
+        Client {
+            http: self.http.clone(),
+            endpoint: self.endpoint.clone(),
+            signer,
+        }
+    }
+
     /// Sends a signed request; `path` is relative to the endpoint (which may carry a stage).
     pub async fn send(
         &self,
@@ -127,17 +158,31 @@ impl Client {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> anyhow::Result<Reply> {
+        let mut all_headers: Vec<(&str, &str)> = Vec::with_capacity(headers.len() + 1);
+        if body.is_some() {
+            all_headers.push(("content-type", "application/json"));
+        }
+        all_headers.extend_from_slice(headers);
+        let payload = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        self.send_bytes(method, path, payload, &all_headers).await
+    }
+
+    /// Sends a signed request whose body is `payload` as it is (its content type, if any,
+    /// among `headers`).
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        payload: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Reply> {
         let base = self.endpoint.as_str().trim_end_matches('/');
         let url = reqwest::Url::parse(&format!("{base}{path}"))?;
         let host = match url.port() {
             Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
             None => url.host_str().unwrap_or_default().to_owned(),
         };
-        let payload = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
         let mut all_headers: Vec<(String, String)> = vec![("host".into(), host)];
-        if body.is_some() {
-            all_headers.push(("content-type".into(), "application/json".into()));
-        }
         all_headers.extend(
             headers
                 .iter()
