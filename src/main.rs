@@ -1,12 +1,14 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use export_client::{Client, Signer};
+use export_client::{Client, CredentialChain, Signer};
+use export_console::{Console, Credentials, Identity};
 use export_local::sigv4::LocalIdentity;
 use export_local::{LocalConfig, LocalStack};
 use redshift_export::{demo, local_signer, show};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Asynchronous export jobs for Amazon Redshift: run the local stack, or call any endpoint.
@@ -156,6 +158,19 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// The web console for a deployed API, on loopback: it signs the page's calls with the
+    /// AWS credential chain, so no secret reaches the browser (`serve` has it at /console).
+    Console {
+        /// The API's base URL, with its stage.
+        #[arg(long, env = "EXPORT_ENDPOINT")]
+        endpoint: String,
+        /// Where the console listens: a loopback address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+        /// Region to sign for (default: the chain's, else us-east-1).
+        #[arg(long)]
+        region: Option<String>,
+    },
     /// The export catalogue.
     Datasets {
         #[command(flatten)]
@@ -222,11 +237,41 @@ async fn main() -> anyhow::Result<()> {
             config.addr = addr;
             let stack = LocalStack::start(config).await?;
             println!("Local stack on {} — sign as alice (LOCALALICE / local-alice-secret) or bob; Ctrl-C stops.", stack.base_url());
+            println!("Console: {}", stack.console_url());
             tokio::signal::ctrl_c().await?;
             println!("Stopping: finishing the messages in hand …");
             stack.stop().await;
         }
         Command::Demo { stack } => demo::run(stack.config()?).await?,
+        Command::Console {
+            endpoint,
+            addr,
+            region,
+        } => {
+            export_console::check_listen_address(addr)?;
+            let chain = CredentialChain::load(region).await?;
+            // No credentials is said now, not at the page's first call.
+            chain.signer().await?;
+            let name = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "aws".into());
+            let console = Console::new(
+                &endpoint,
+                vec![Identity {
+                    name,
+                    credentials: Credentials::Chain(chain),
+                }],
+            )?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            println!(
+                "Console for {endpoint} on http://{}/console/ — signed with your AWS credentials; Ctrl-C stops.",
+                listener.local_addr()?
+            );
+            export_console::serve(listener, Arc::new(console), async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        }
         Command::Submit {
             dataset,
             params,

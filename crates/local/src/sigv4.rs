@@ -48,11 +48,18 @@ impl LocalIdentity {
         ]
     }
 
+    /// What the identity is called: the last part of its ARN (`alice` for
+    /// `arn:aws:iam::000000000000:user/alice`), else its access key.
+    pub fn name(&self) -> &str {
+        match self.arn.rsplit(['/', ':']).next() {
+            Some(name) if !name.is_empty() => name,
+            _ => &self.access_key,
+        }
+    }
+
     /// The demo identity called `name` (`alice`, `bob`).
     pub fn demo_named(name: &str) -> Option<LocalIdentity> {
-        LocalIdentity::demo()
-            .into_iter()
-            .find(|i| i.arn.ends_with(&format!("/{name}")))
+        LocalIdentity::demo().into_iter().find(|i| i.name() == name)
     }
 
     /// Parses `ACCESS_KEY:SECRET:ARN` (the ARN keeps its own colons).

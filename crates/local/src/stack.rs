@@ -11,6 +11,8 @@ use crate::warehouse::{
     redshift_session, ClientTokens, DataFusionWarehouse, CLIENT_TOKEN_LIFETIME,
 };
 use anyhow::Context;
+use export_client::Signer;
+use export_console::{Console, Credentials, Identity};
 use export_core::catalog::Catalog;
 use export_core::clock::{Clock, SystemClock};
 use export_core::http::api_router;
@@ -238,7 +240,11 @@ impl LocalStack {
             api_router(submissions, queries, lookups),
             Arc::new(Verifier::new(config.identities.clone())),
             objects.clone(),
-        );
+        )
+        .merge(export_console::router(Arc::new(console(
+            &format!("http://{addr}"),
+            &config.identities,
+        )?)));
         let server = {
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
@@ -288,6 +294,11 @@ impl LocalStack {
         })
     }
 
+    /// The web console's address.
+    pub fn console_url(&self) -> String {
+        format!("http://{}/console/", self.addr)
+    }
+
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -330,6 +341,23 @@ impl LocalStack {
 
 /// The local stand-in for the template's schedule rule: a sweep tick on the polls queue every
 /// `every`, handled by a poller like any other message.
+/// The console at `/console`, signing as each identity through this same gateway, so that the
+/// page's calls are checked as every other client's are.
+fn console(base_url: &str, identities: &[LocalIdentity]) -> anyhow::Result<Console> {
+    let identities = identities
+        .iter()
+        .map(|identity| Identity {
+            name: identity.name().to_owned(),
+            credentials: Credentials::Keys(Signer::with_keys(
+                &identity.access_key,
+                &identity.secret_key,
+                crate::sigv4::REGION,
+            )),
+        })
+        .collect();
+    Console::new(base_url, identities)
+}
+
 async fn schedule_sweeps(store: SqliteStore, every: Duration, shutdown: CancellationToken) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

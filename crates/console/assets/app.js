@@ -1,0 +1,558 @@
+// The console: the API's own routes, called through the console's signing proxy
+// (`/console/api/<route>`), with the identity chosen in the header bar. No framework, no
+// build step: elements are made with `el`, and data only ever reaches the page as text.
+
+const PROXY = '/console/api';
+const STEPS = ['QUEUED', 'RUNNING', 'PACKAGING', 'SUCCEEDED'];
+const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
+const POLL_MS = 1000;
+/** Column types whose values line up on the right. */
+const NUMERIC = /^(smallint|integer|int|bigint|decimal|numeric|real|double|float)/i;
+
+const state = {
+  identity: null,
+  datasets: null, // the catalogue, once read
+  poll: null, // the timer of the export on screen, while it runs
+  cursors: [], // the cursors of the list pages before the one on screen
+};
+
+const main = document.getElementById('main');
+
+// ---- small helpers -----------------------------------------------------------------------
+
+/** An element with attributes (`on*` become listeners) and children (strings become text). */
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith('on')) node.addEventListener(name.slice(2), value);
+    else if (name === 'class') node.className = value;
+    else node.setAttribute(name, value === true ? '' : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+/** A local, readable time for milliseconds since the epoch. */
+function localTime(ms) {
+  if (ms === undefined || ms === null) return '';
+  return new Date(ms).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+}
+
+function timeEl(ms) {
+  return el('time', { datetime: new Date(ms).toISOString() }, localTime(ms));
+}
+
+function bytes(n) {
+  if (n === undefined || n === null) return '';
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${n} bytes` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+function count(n) {
+  return n === undefined || n === null ? '' : Number(n).toLocaleString();
+}
+
+function duration(ms) {
+  if (ms === undefined || ms === null) return '';
+  if (ms < 1000) return `${ms} ms`;
+  const s = ms / 1000;
+  return s < 120 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+}
+
+/** Calls the API as the chosen identity; the answer's status, JSON (if any) and time taken. */
+async function api(method, path, { body, headers = {} } = {}) {
+  const init = { method, headers: { 'x-console-identity': state.identity, ...headers } };
+  if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    init.headers['content-type'] = 'application/json';
+  }
+  const started = performance.now();
+  let response;
+  try {
+    response = await fetch(PROXY + path, init);
+  } catch (e) {
+    return { status: 0, ok: false, json: { error: { code: 'network', message: `the console could not be reached: ${e.message}` } }, elapsed: 0 };
+  }
+  const text = await response.text();
+  const elapsed = performance.now() - started;
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = null;
+  }
+  return { status: response.status, ok: response.ok, json, text, elapsed };
+}
+
+/** The API's error as one line. */
+function errorText(reply) {
+  const error = reply.json && reply.json.error;
+  if (error) return `${error.message} (${reply.status} ${error.code})`;
+  return `the API answered ${reply.status}`;
+}
+
+function notice(text) {
+  return el('p', { class: 'notice', role: 'alert' }, text);
+}
+
+function heading(text) {
+  const h1 = el('h1', { tabindex: '-1' }, text);
+  return h1;
+}
+
+function show(...nodes) {
+  main.replaceChildren(...nodes);
+  const h1 = main.querySelector('h1');
+  if (h1 && document.activeElement !== document.getElementById('identity')) h1.focus();
+}
+
+async function catalogue() {
+  if (!state.datasets) {
+    const reply = await api('GET', '/datasets');
+    if (!reply.ok) throw new Error(errorText(reply));
+    state.datasets = reply.json.datasets;
+  }
+  return state.datasets;
+}
+
+// ---- the catalogue -----------------------------------------------------------------------
+
+async function showCatalogue() {
+  const datasets = await catalogue();
+  show(
+    heading('Datasets'),
+    el('p', { class: 'lede' }, 'Every export this API offers. Open one to look it up or to export it.'),
+    el('ul', { class: 'datasets', id: 'datasets' }, datasets.map((d) => el('li', { class: 'dataset', 'data-dataset': d.name },
+      el('h2', {}, el('a', { href: `#/datasets/${encodeURIComponent(d.name)}` }, d.name),
+        d.lookup ? el('span', { class: 'badge', title: `lookups of up to ${d.lookup.max_rows} rows, cached ${d.lookup.cache_seconds} s` }, 'lookup') : null),
+      el('p', {}, d.description),
+      d.params.length
+        ? el('ul', {}, d.params.map((p) => el('li', {},
+          el('code', {}, p.name), ` ${typeName(p)}`, p.required ? '' : ' (optional)', p.description ? ` – ${p.description}` : '')))
+        : el('p', { class: 'meta' }, 'No parameters.'),
+    ))),
+  );
+}
+
+// ---- one dataset: the form, a lookup, an export ------------------------------------------
+
+/** A type as people read it: `enum(A|B)` becomes `one of A, B`. */
+function typeName(p) {
+  const values = p.rules && p.rules.values;
+  if (!values) return p.type;
+  return isList(p.type) ? `list of: ${values.join(', ')}` : `one of ${values.join(', ')}`;
+}
+
+function scalarType(type) {
+  return type.startsWith('list<') ? type.slice(5, -1) : type;
+}
+
+function isList(type) {
+  return type.startsWith('list<');
+}
+
+function fieldId(name) {
+  return `param-${name}`;
+}
+
+/** The input for one parameter, shaped by its type and rules. */
+function paramInput(p) {
+  const id = fieldId(p.name);
+  const rules = p.rules || {};
+  const common = { id, name: p.name, 'aria-describedby': `${id}-hint ${id}-error`, 'data-type': p.type };
+  const type = scalarType(p.type);
+  if (!isList(p.type) && (type.startsWith('enum(') || type === 'boolean')) {
+    const values = type === 'boolean' ? ['true', 'false'] : (rules.values || type.slice(5, -1).split('|'));
+    return el('select', common,
+      el('option', { value: '' }, p.required ? 'Choose…' : '(any)'),
+      values.map((v) => el('option', { value: v }, v)));
+  }
+  if (isList(p.type)) {
+    return el('input', { ...common, type: 'text', autocomplete: 'off', placeholder: 'comma-separated values' });
+  }
+  if (type === 'integer') {
+    return el('input', { ...common, type: 'number', step: 1, min: rules.min, max: rules.max, inputmode: 'numeric' });
+  }
+  if (type === 'date') return el('input', { ...common, type: 'date' });
+  if (type === 'timestamp') return el('input', { ...common, type: 'datetime-local', step: 1 });
+  if (type.startsWith('decimal')) return el('input', { ...common, type: 'text', inputmode: 'decimal', autocomplete: 'off' });
+  return el('input', { ...common, type: 'text', maxlength: rules.max_length, autocomplete: 'off' });
+}
+
+function hint(p) {
+  const rules = p.rules || {};
+  const parts = [p.rules && p.rules.values ? 'one of the listed values' : p.type];
+  if (isList(p.type)) parts.push(`comma-separated${rules.max_items ? `, up to ${rules.max_items}` : ''}`);
+  if (rules.min !== undefined) parts.push(`at least ${rules.min}`);
+  if (rules.max !== undefined) parts.push(`at most ${rules.max}`);
+  if (rules.max_length !== undefined) parts.push(`up to ${rules.max_length} characters`);
+  if (rules.pattern) parts.push(`pattern ${rules.pattern}`);
+  if (p.description) parts.push(p.description);
+  return parts.join(' · ');
+}
+
+function paramField(p) {
+  const id = fieldId(p.name);
+  return el('div', { class: 'field', 'data-field': `params.${p.name}` },
+    el('label', { for: id }, p.name, p.required ? '' : el('span', { class: 'optional' }, ' (optional)')),
+    paramInput(p),
+    el('p', { class: 'hint', id: `${id}-hint` }, hint(p)),
+    el('p', { class: 'error', id: `${id}-error`, 'aria-live': 'polite' }));
+}
+
+function optionField(name, label, values, fallback) {
+  const id = `option-${name}`;
+  return el('div', { class: 'field', 'data-field': name },
+    el('label', { for: id }, label),
+    el('select', { id, name, 'aria-describedby': `${id}-error` }, values.map((v) => el('option', { value: v, selected: v === fallback }, v))),
+    el('p', { class: 'error', id: `${id}-error`, 'aria-live': 'polite' }));
+}
+
+/** A value as the API types it: numbers and booleans as JSON, the rest as text. */
+function typed(type, text) {
+  if (type === 'integer') return /^-?\d+$/.test(text) ? Number(text) : text;
+  if (type === 'boolean') return text === 'true' ? true : text === 'false' ? false : text;
+  if (type === 'timestamp') return text.replace('T', ' ');
+  return text;
+}
+
+/** The form's parameters: as typed JSON for an export, as query pairs for a lookup. */
+function readParams(form, dataset) {
+  const json = {};
+  const query = new URLSearchParams();
+  for (const p of dataset.params) {
+    const raw = form.elements[p.name].value.trim();
+    if (raw === '') continue;
+    const type = scalarType(p.type);
+    if (isList(p.type)) {
+      json[p.name] = raw.split(',').map((s) => s.trim()).filter((s) => s !== '').map((s) => typed(type, s));
+      query.append(p.name, raw);
+    } else {
+      json[p.name] = typed(type, raw);
+      query.append(p.name, type === 'timestamp' ? raw.replace('T', ' ') : raw);
+    }
+  }
+  return { json, query };
+}
+
+function clearErrors(form) {
+  for (const node of form.querySelectorAll('.error')) node.textContent = '';
+  for (const node of form.querySelectorAll('[aria-invalid]')) node.removeAttribute('aria-invalid');
+}
+
+/** Shows the API's error next to the field it names, or above the buttons if it names none. */
+function showError(form, reply) {
+  const error = (reply.json && reply.json.error) || {};
+  // A list's item is named as `params.ids[1]`: its field is the list's.
+  const name = error.field ? error.field.replace(/\[\d+\]$/, '') : null;
+  const field = name ? form.querySelector(`[data-field="${CSS.escape(name)}"]`) : null;
+  if (field) {
+    field.querySelector('.error').textContent = error.message;
+    const input = field.querySelector('input, select');
+    input.setAttribute('aria-invalid', 'true');
+    input.focus();
+  } else {
+    form.querySelector('.form-error').textContent = errorText(reply);
+  }
+}
+
+async function showDataset(name) {
+  const datasets = await catalogue();
+  const dataset = datasets.find((d) => d.name === name);
+  if (!dataset) {
+    show(heading('No such dataset'), notice(`There is no dataset named '${name}'.`), el('p', {}, el('a', { href: '#/' }, 'All datasets')));
+    return;
+  }
+  const result = el('section', { id: 'result', 'aria-live': 'polite', 'aria-label': 'Result' });
+  const form = el('form', { id: 'dataset-form', novalidate: true },
+    el('fieldset', {}, el('legend', {}, 'Parameters'),
+      dataset.params.length ? dataset.params.map(paramField) : el('p', { class: 'meta' }, 'This dataset takes no parameters.')),
+    dataset.lookup
+      ? el('div', { class: 'actions' },
+        el('button', { type: 'submit', value: 'lookup', id: 'lookup-button' }, 'Look up'),
+        el('span', { class: 'meta' }, `rows at once, up to ${count(dataset.lookup.max_rows)}; answers are cached ${dataset.lookup.cache_seconds} s`))
+      : el('p', { class: 'meta' }, 'This dataset is too large to look up: export it.'),
+    el('fieldset', {}, el('legend', {}, 'Export'),
+      el('div', { class: 'options' },
+        optionField('format', 'Format', ['csv', 'parquet', 'json'], 'csv'),
+        optionField('compression', 'Compression', ['none', 'gzip', 'zstd'], 'none'),
+        optionField('archive', 'Archive', ['zip', 'tar.gz', 'none'], 'zip'),
+        el('div', { class: 'field', 'data-field': 'notify' },
+          el('label', { for: 'option-notify' }, 'Email the link to', el('span', { class: 'optional' }, ' (optional)')),
+          el('input', { id: 'option-notify', name: 'notify', type: 'text', autocomplete: 'email', placeholder: 'comma-separated addresses', 'aria-describedby': 'option-notify-error' }),
+          el('p', { class: 'error', id: 'option-notify-error', 'aria-live': 'polite' }))),
+      el('div', { class: 'actions' }, el('button', { type: 'submit', value: 'export', id: 'export-button' }, 'Export'))),
+    el('p', { class: 'error form-error', role: 'alert' }));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const action = event.submitter ? event.submitter.value : (dataset.lookup ? 'lookup' : 'export');
+    const buttons = form.querySelectorAll('button');
+    for (const b of buttons) b.disabled = true;
+    clearErrors(form);
+    try {
+      if (action === 'lookup') await lookUp(form, dataset, result);
+      else await exportIt(form, dataset);
+    } finally {
+      for (const b of buttons) b.disabled = false;
+    }
+  });
+  show(
+    heading(dataset.name),
+    el('p', { class: 'lede' }, dataset.description),
+    form,
+    result,
+  );
+}
+
+async function lookUp(form, dataset, result) {
+  const { query } = readParams(form, dataset);
+  const path = `/lookups/${encodeURIComponent(dataset.name)}${query.toString() ? `?${query}` : ''}`;
+  const reply = await api('GET', path);
+  if (!reply.ok) {
+    result.replaceChildren();
+    showError(form, reply);
+    return;
+  }
+  const answer = reply.json;
+  const source = answer.cached ? `from the cache (${answer.age_seconds} s old)` : 'from the warehouse';
+  result.replaceChildren(
+    el('h2', {}, 'Rows'),
+    el('p', { class: 'meta', id: 'lookup-meta' },
+      `${count(answer.row_count)} ${answer.row_count === 1 ? 'row' : 'rows'} · ${Math.round(reply.elapsed)} ms · ${source}`),
+    el('div', { class: 'scroll' }, el('table', { id: 'lookup-table' },
+      el('caption', { class: 'meta' }, `${dataset.name}: ${[...query].map(([k, v]) => `${k}=${v}`).join(' ') || 'no parameters'}`),
+      el('thead', {}, el('tr', {}, answer.columns.map((c) => el('th', { scope: 'col', title: c.type }, c.name)))),
+      el('tbody', {}, answer.rows.map((row) => el('tr', {}, answer.columns.map((c) => {
+        const v = row[c.name];
+        const text = v === null ? '' : String(v);
+        const cls = [NUMERIC.test(c.type) ? 'number' : '', text.length <= 24 ? 'short' : ''].join(' ').trim();
+        return el('td', { class: cls || undefined }, text);
+      })))))));
+  result.scrollIntoView({ block: 'start' });
+}
+
+async function exportIt(form, dataset) {
+  const { json } = readParams(form, dataset);
+  const body = {
+    dataset: dataset.name,
+    params: json,
+    format: form.elements.format.value,
+    compression: form.elements.compression.value,
+    archive: form.elements.archive.value,
+  };
+  const notify = form.elements.notify.value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (notify.length) body.notify = notify;
+  const reply = await api('POST', '/exports', { body });
+  if (!reply.ok) {
+    showError(form, reply);
+    return;
+  }
+  location.hash = `#/exports/${encodeURIComponent(reply.json.request_id)}`;
+}
+
+// ---- one export: progress, history, download, cancel --------------------------------------
+
+async function showExport(id) {
+  const status = el('p', { id: 'job-status', class: 'status', role: 'status' });
+  const progress = el('ol', { class: 'progress', id: 'progress', 'aria-label': 'Progress' });
+  const reason = el('p', { class: 'error', id: 'job-error', role: 'alert' });
+  const facts = el('dl', { class: 'facts', id: 'job-facts' });
+  const result = el('div', { id: 'job-result' });
+  const cancel = el('button', { type: 'button', class: 'danger', id: 'cancel-button', hidden: true }, 'Cancel export');
+  const history = el('ol', { class: 'timeline', id: 'history' });
+  show(
+    heading(`Export ${id}`),
+    status, progress, reason, result,
+    el('div', { class: 'actions' }, cancel),
+    el('h2', {}, 'Details'), facts,
+    el('h2', {}, 'History'), history,
+  );
+  cancel.addEventListener('click', async () => {
+    cancel.disabled = true;
+    const reply = await api('DELETE', `/exports/${encodeURIComponent(id)}`);
+    if (!reply.ok) reason.textContent = errorText(reply);
+    await refresh();
+    cancel.disabled = false;
+  });
+
+  const screen = location.hash;
+  async function refresh() {
+    const [job, events] = await Promise.all([
+      api('GET', `/exports/${encodeURIComponent(id)}`),
+      api('GET', `/exports/${encodeURIComponent(id)}/events`),
+    ]);
+    if (location.hash !== screen) return;
+    if (!job.ok) {
+      status.textContent = '';
+      reason.textContent = errorText(job);
+      return;
+    }
+    render(job.json, events.ok ? events.json.events : []);
+    if (!TERMINAL.has(job.json.status)) state.poll = setTimeout(refresh, POLL_MS);
+  }
+
+  function render(job, events) {
+    status.className = `status status-${job.status}`;
+    status.textContent = job.status;
+    const reached = STEPS.indexOf(job.status);
+    const ended = job.status === 'FAILED' || job.status === 'CANCELLED';
+    const last = ended ? lastStepBefore(events) : reached;
+    progress.replaceChildren(
+      ...STEPS.map((step, i) => {
+        let cls = 'pending';
+        if (job.status === 'SUCCEEDED') cls = i === STEPS.length - 1 ? 'done last' : 'done';
+        else if (!ended && i < reached) cls = 'done';
+        else if (!ended && i === reached) cls = 'current';
+        else if (ended && i <= last) cls = 'done';
+        return el('li', { class: cls, 'aria-current': cls === 'current' ? 'step' : undefined }, step);
+      }),
+      ...(ended ? [el('li', { class: 'ended-badly', 'aria-current': 'step' }, job.status)] : []),
+    );
+    reason.textContent = job.error ? `Why: ${job.error}` : '';
+    cancel.hidden = TERMINAL.has(job.status);
+    facts.replaceChildren(...[
+      ['Dataset', el('a', { href: `#/datasets/${encodeURIComponent(job.dataset)}` }, job.dataset)],
+      ['Parameters', el('code', {}, JSON.stringify(job.params || {}))],
+      ['Format', [job.format, job.compression !== 'none' ? ` + ${job.compression}` : '', ` · archive ${job.archive}`].join('')],
+      ['Submitted', timeEl(job.created_at)],
+      ['Updated', timeEl(job.updated_at)],
+      ['Elapsed', job.timings ? duration(job.timings.elapsed_ms) : ''],
+      ['Rows', count(job.rows)],
+      ['Size', bytes(job.bytes)],
+      ['Statement', job.statement_id ? el('code', {}, job.statement_id) : ''],
+    ].flatMap(([term, value]) => [el('dt', {}, term), el('dd', {}, value)]));
+    renderResult(job);
+    history.replaceChildren(...events.map((e) => el('li', {},
+      timeEl(e.at),
+      el('span', { class: 'step' }, e.step),
+      e.outcome ? ` ${e.outcome}` : '',
+      e.message ? ` – ${e.message}` : '')));
+  }
+
+  function renderResult(job) {
+    if (job.status !== 'SUCCEEDED') {
+      result.replaceChildren();
+      return;
+    }
+    if (job.download_url) {
+      // The link names the file itself (`<dataset>-<request id>.zip`).
+      result.replaceChildren(el('p', { class: 'actions' },
+        el('a', { class: 'button', id: 'download-link', href: job.download_url, download: true }, 'Download the archive'),
+        el('span', { class: 'meta' }, `${bytes(job.bytes)}; this link works until ${localTime(job.download_expires_at)}`)));
+      return;
+    }
+    const parts = job.parts || [];
+    result.replaceChildren(
+      el('h2', {}, `Parts (${count(job.total_parts ?? parts.length)})`),
+      el('table', { id: 'parts' },
+        el('thead', {}, el('tr', {}, el('th', { scope: 'col' }, 'Part'), el('th', { scope: 'col' }, 'Rows'), el('th', { scope: 'col' }, 'Size'))),
+        el('tbody', {}, parts.map((p) => el('tr', {},
+          el('td', {}, el('a', { href: p.url, download: p.name }, p.name)),
+          el('td', { class: 'number' }, count(p.rows)),
+          el('td', { class: 'number' }, bytes(p.size)))))),
+      parts.length < (job.total_parts ?? 0) ? el('p', { class: 'meta' }, `The first ${parts.length} parts; the CLI's download command fetches them all.`) : null,
+    );
+  }
+
+  await refresh();
+}
+
+/** For a job that failed or was cancelled: the last of the usual steps it had reached. */
+function lastStepBefore(events) {
+  let last = 0;
+  for (const e of events) {
+    if (e.step === 'started') last = Math.max(last, 1);
+    if (e.step === 'finished' || e.step === 'packaging') last = Math.max(last, 2);
+  }
+  return last;
+}
+
+// ---- my exports -----------------------------------------------------------------------------
+
+async function showExports(cursor) {
+  const path = `/exports?limit=20${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+  const reply = await api('GET', path);
+  if (!reply.ok) {
+    show(heading('My exports'), notice(errorText(reply)));
+    return;
+  }
+  const { jobs, next_cursor: next } = reply.json;
+  const older = el('button', { type: 'button', class: 'secondary', id: 'older', disabled: !next }, 'Older');
+  const newer = el('button', { type: 'button', class: 'secondary', id: 'newer', disabled: state.cursors.length === 0 }, 'Newer');
+  older.addEventListener('click', () => {
+    state.cursors.push(cursor || '');
+    showExports(next);
+  });
+  newer.addEventListener('click', () => showExports(state.cursors.pop() || undefined));
+  show(
+    heading('My exports'),
+    el('p', { class: 'lede' }, `The exports of ${state.identity}, newest first.`),
+    jobs.length === 0
+      ? el('p', { id: 'no-exports' }, 'No exports yet. ', el('a', { href: '#/' }, 'Choose a dataset'), ' to start one.')
+      : el('div', { class: 'scroll' }, el('table', { id: 'exports' },
+        el('thead', {}, el('tr', {}, ['Export', 'Dataset', 'Status', 'Submitted', 'Rows', 'Size'].map((t) => el('th', { scope: 'col' }, t)))),
+        el('tbody', {}, jobs.map((job) => el('tr', { 'data-request-id': job.request_id },
+          el('td', {}, el('a', { href: `#/exports/${encodeURIComponent(job.request_id)}`, class: 'mono' }, job.request_id)),
+          el('td', {}, job.dataset),
+          el('td', { class: `status status-${job.status}` }, job.status),
+          el('td', {}, timeEl(job.created_at)),
+          el('td', { class: 'number' }, count(job.rows)),
+          el('td', { class: 'number' }, bytes(job.bytes))))))),
+    el('div', { class: 'pager' }, newer, older),
+  );
+}
+
+// ---- navigation ---------------------------------------------------------------------------
+
+async function route() {
+  clearTimeout(state.poll);
+  const [path] = location.hash.replace(/^#/, '').split('?');
+  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  for (const link of document.querySelectorAll('[data-nav]')) {
+    const current = (parts[0] === 'exports') === (link.dataset.nav === 'exports');
+    if (current) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  try {
+    if (parts[0] === 'datasets' && parts[1]) await showDataset(parts[1]);
+    else if (parts[0] === 'exports' && parts[1]) await showExport(parts[1]);
+    else if (parts[0] === 'exports') {
+      state.cursors = [];
+      await showExports();
+    } else await showCatalogue();
+  } catch (e) {
+    show(heading('Something went wrong'), notice(e.message));
+  }
+}
+
+async function start() {
+  const reply = await fetch('/console/identities').then((r) => r.json()).catch(() => null);
+  const select = document.getElementById('identity');
+  if (!reply || !reply.identities) {
+    show(heading('The console cannot start'), notice('The console did not say which identities it signs for.'));
+    return;
+  }
+  const saved = sessionStorage.getItem('identity');
+  state.identity = reply.identities.includes(saved) ? saved : reply.identities[0];
+  select.replaceChildren(...reply.identities.map((name) => el('option', { value: name, selected: name === state.identity }, name)));
+  document.getElementById('endpoint').textContent = reply.endpoint;
+  select.addEventListener('change', () => {
+    state.identity = select.value;
+    sessionStorage.setItem('identity', state.identity);
+    route();
+  });
+  window.addEventListener('hashchange', route);
+  await route();
+}
+
+start();
