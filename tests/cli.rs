@@ -122,3 +122,102 @@ async fn the_cli_shows_a_job_and_its_history_readably_or_as_json() {
     );
     stack.stack.stop().await;
 }
+
+/// `console --endpoint` signs the page's calls with the AWS credential chain (here, the
+/// environment's keys: alice's), so a deployed API sees an ordinary signed caller.
+#[tokio::test]
+async fn the_console_command_signs_with_the_credential_chain() {
+    let stack = start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let home = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_redshift-export"))
+        .args(["console", "--endpoint", &stack.stack.base_url()])
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .env("AWS_ACCESS_KEY_ID", "LOCALALICE")
+        .env("AWS_SECRET_ACCESS_KEY", "local-alice-secret")
+        .env("AWS_REGION", "us-east-1")
+        // No profile files, no instance metadata: the environment's keys only.
+        .env("HOME", home.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let console = format!("http://127.0.0.1:{port}");
+    let identities: serde_json::Value =
+        eventually("the console listening", Duration::from_secs(30), || async {
+            let reply = http
+                .get(format!("{console}/console/identities"))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            reply
+                .json::<serde_json::Value>()
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await;
+    assert_eq!(identities["identities"], serde_json::json!(["aws"]));
+    let front = http.get(&console).send().await.unwrap();
+    assert_eq!(front.status(), 307);
+    assert_eq!(front.headers()["location"], "/console/");
+
+    // A submit through the proxy: alice owns the job, as if she had called the API herself.
+    let submitted = http
+        .post(format!("{console}/console/api/exports"))
+        .header("x-console-identity", "aws")
+        .json(&serde_json::json!({"dataset": "product_detail", "params": {"sku": "FLOWER12"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(submitted.status(), 202);
+    let id = submitted.json::<serde_json::Value>().await.unwrap()["request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        stack.alice.status(&id).await.unwrap()["dataset"],
+        "product_detail"
+    );
+    let bobs = stack
+        .bob
+        .send(http::Method::GET, &format!("/exports/{id}"), None, &[])
+        .await
+        .unwrap();
+    assert_eq!(bobs.status, 404);
+    // The API's own refusals come back unchanged.
+    let bad = serde_json::json!({"dataset": "nope"});
+    let refused = http
+        .post(format!("{console}/console/api/exports"))
+        .header("x-console-identity", "aws")
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    let direct = stack
+        .alice
+        .send(http::Method::POST, "/exports", Some(&bad), &[])
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), direct.status);
+    assert_eq!(
+        refused.json::<serde_json::Value>().await.unwrap(),
+        direct.json().unwrap()
+    );
+
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    stack.stack.stop().await;
+}

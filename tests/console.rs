@@ -1,0 +1,313 @@
+//! The web console in a real browser (headless Chromium over WebDriver), against the local
+//! stack: the catalogue, a lookup, a validation error beside its field, an export followed to
+//! SUCCEEDED and its archive downloaded and read, ownership in the list, and cancelling.
+//! Screenshots of the main views go to `CONSOLE_SCREENSHOTS` (default: the test target's
+//! scratch directory); `docs/console/` holds the ones the README shows.
+
+use crate::browser::Browser;
+use crate::common::*;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn screenshots() -> PathBuf {
+    std::env::var_os("CONSOLE_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console"))
+}
+
+/// The request id of the export on screen, from the page's address.
+async fn export_on_screen(browser: &Browser) -> String {
+    let id = browser
+        .wait_for(
+            "the export's page",
+            Duration::from_secs(20),
+            "const m = location.hash.match(/^#\\/exports\\/(.+)$/); return m && decodeURIComponent(m[1]);",
+        )
+        .await;
+    id.as_str().unwrap().to_owned()
+}
+
+async fn status_on_screen(browser: &Browser, wanted: &str, deadline: Duration) {
+    browser
+        .wait_for(
+            &format!("{wanted} on the export's page"),
+            deadline,
+            &format!(
+                "const s = document.getElementById('job-status'); return s && s.textContent === '{wanted}';"
+            ),
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_looks_up_exports_downloads_and_keeps_callers_apart() {
+    let stack = start().await;
+    let browser = Browser::start().await;
+    let shots = screenshots();
+
+    // The catalogue, with every dataset.
+    browser.goto(&stack.stack.console_url()).await;
+    browser
+        .wait_for(
+            "the catalogue",
+            Duration::from_secs(20),
+            "return document.querySelectorAll('#datasets > li').length;",
+        )
+        .await;
+    let shown = browser
+        .eval(
+            "return [...document.querySelectorAll('#datasets > li')].map(li => li.dataset.dataset);",
+            json!([]),
+        )
+        .await;
+    let catalogue = stack.alice.get("/datasets").await.unwrap();
+    let names: Vec<&Value> = catalogue["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["name"])
+        .collect();
+    assert_eq!(shown.as_array().unwrap().iter().collect::<Vec<_>>(), names);
+    browser.screenshot(&shots.join("catalogue.png")).await;
+
+    // A value the API refuses: its message appears beside the field it names.
+    browser.click("a[href='#/datasets/customers']").await;
+    browser.type_into("#param-ids", "1,two").await;
+    browser.click("#lookup-button").await;
+    let message = browser
+        .wait_for(
+            "the error beside ids",
+            Duration::from_secs(20),
+            "return document.getElementById('param-ids-error').textContent;",
+        )
+        .await;
+    let refused = stack
+        .alice
+        .send(http::Method::GET, "/lookups/customers?ids=1,two", None, &[])
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(message, refused["error"]["message"], "the API's own words");
+    assert_eq!(refused["error"]["field"], "params.ids[1]");
+    let invalid = browser
+        .eval(
+            "return document.getElementById('param-ids').getAttribute('aria-invalid');",
+            json!([]),
+        )
+        .await;
+    assert_eq!(invalid, "true");
+    browser.screenshot(&shots.join("validation.png")).await;
+
+    // A lookup: the rows as a table, from the warehouse, then from the cache.
+    browser.type_into("#param-ids", "3,1,2").await;
+    browser.click("#lookup-button").await;
+    let table_script = "const rows = document.querySelectorAll('#lookup-table tbody tr'); \
+         return rows.length === 3 && [...rows].map(r => [...r.cells].map(c => c.textContent));";
+    let table = browser
+        .wait_for("three rows", Duration::from_secs(20), table_script)
+        .await;
+    let answer = stack
+        .alice
+        .lookup("customers", &[("ids", "1,2,3")])
+        .await
+        .unwrap();
+    let expected: Vec<Value> = answer["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            json!(answer["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| match &row[c["name"].as_str().unwrap()] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>())
+        })
+        .collect();
+    assert_eq!(table, json!(expected));
+    let meta = browser
+        .eval(
+            "return document.getElementById('lookup-meta').textContent;",
+            json!([]),
+        )
+        .await;
+    assert!(meta.as_str().unwrap().starts_with("3 rows"), "{meta}");
+    browser.click("#lookup-button").await;
+    browser
+        .wait_for(
+            "an answer from the cache",
+            Duration::from_secs(20),
+            "return document.getElementById('lookup-meta').textContent.includes('from the cache');",
+        )
+        .await;
+    browser.screenshot(&shots.join("lookup.png")).await;
+
+    // An export of the same customers, followed to SUCCEEDED.
+    browser.click("#export-button").await;
+    let id = export_on_screen(&browser).await;
+    status_on_screen(&browser, "SUCCEEDED", Duration::from_secs(60)).await;
+    let steps = browser
+        .eval(
+            "return [...document.querySelectorAll('#history .step')].map(s => s.textContent);",
+            json!([]),
+        )
+        .await;
+    let history: Vec<Value> = stack.alice.events(&id).await.unwrap()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["step"].clone())
+        .collect();
+    assert_eq!(steps, json!(history), "the timeline is the job's history");
+    let progress = browser
+        .eval(
+            "return [...document.querySelectorAll('#progress li')].map(li => li.className);",
+            json!([]),
+        )
+        .await;
+    assert_eq!(progress, json!(["done", "done", "done", "done last"]));
+    let cancel = browser
+        .eval(
+            "return getComputedStyle(document.getElementById('cancel-button')).display;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(cancel, "none", "a finished export offers no cancel");
+    browser.screenshot(&shots.join("export.png")).await;
+
+    // The download button saves the archive; it holds the three customers.
+    browser.click("#download-link").await;
+    let saved = browser.downloaded().await;
+    assert_eq!(
+        saved.file_name().unwrap().to_string_lossy(),
+        format!("customers-{id}.zip"),
+        "the name the link gives it"
+    );
+    let files = export_client::unpack::unpack(&std::fs::read(&saved).unwrap()).unwrap();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let csv = String::from_utf8(files[0].contents.clone()).unwrap();
+    let keys: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').next().unwrap())
+        .collect();
+    assert_eq!(keys, ["1", "2", "3"], "{csv}");
+    for row in answer["rows"].as_array().unwrap() {
+        assert!(csv.contains(row["c_name"].as_str().unwrap()), "{csv}");
+    }
+
+    // Alice's exports list it; bob's do not, and bob cannot open it.
+    browser.click("a[data-nav='exports']").await;
+    let row = format!("#exports tr[data-request-id='{id}']");
+    browser
+        .wait_for(
+            "alice's export in her list",
+            Duration::from_secs(20),
+            &format!("return !!document.querySelector(\"{row}\");"),
+        )
+        .await;
+    browser.screenshot(&shots.join("exports.png")).await;
+    browser.choose("#identity", "bob").await;
+    browser
+        .wait_for(
+            "bob's list",
+            Duration::from_secs(20),
+            "const l = document.querySelector('.lede'); return l && l.textContent.includes('bob');",
+        )
+        .await;
+    let seen = browser
+        .eval(
+            &format!("return !!document.querySelector(\"{row}\");"),
+            json!([]),
+        )
+        .await;
+    assert_eq!(seen, false, "bob sees alice's export");
+    browser
+        .eval(
+            "location.hash = '#/exports/' + encodeURIComponent(arguments[0]);",
+            json!([id]),
+        )
+        .await;
+    let error = browser
+        .wait_for(
+            "bob refused alice's export",
+            Duration::from_secs(20),
+            "return document.getElementById('job-error').textContent;",
+        )
+        .await;
+    assert!(error.as_str().unwrap().contains("404"), "{error}");
+
+    browser.close().await;
+    stack.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_cancels_a_running_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    // Long enough to be seen running and cancelled; the cancel ends it at once.
+    config.statement_delay = Duration::from_secs(60);
+    let stack = start_with(dir, config).await;
+    let browser = Browser::start().await;
+    browser
+        .goto(&format!(
+            "{}#/datasets/shipped_lineitems",
+            stack.stack.console_url()
+        ))
+        .await;
+    browser
+        .wait_for(
+            "the form",
+            Duration::from_secs(20),
+            "return !!document.getElementById('param-ship_to');",
+        )
+        .await;
+    // A date field's typing order follows the browser's locale; its value does not.
+    browser
+        .eval(
+            "for (const [id, v] of [['param-ship_from', '1992-01-01'], ['param-ship_to', '1992-12-31']]) { \
+               const input = document.getElementById(id); input.value = v; \
+               input.dispatchEvent(new Event('input', { bubbles: true })); }",
+            json!([]),
+        )
+        .await;
+    browser.choose("#option-archive", "tar.gz").await;
+    browser.click("#export-button").await;
+    let id = export_on_screen(&browser).await;
+    status_on_screen(&browser, "RUNNING", Duration::from_secs(20)).await;
+    browser.click("#cancel-button").await;
+    status_on_screen(&browser, "CANCELLED", Duration::from_secs(20)).await;
+    let shown = browser
+        .eval(
+            "return getComputedStyle(document.getElementById('cancel-button')).display;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(shown, "none", "nothing left to cancel");
+    let progress = browser
+        .eval(
+            "return [...document.querySelectorAll('#progress li')].map(li => li.textContent + ':' + li.className);",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        progress,
+        json!([
+            "QUEUED:done",
+            "RUNNING:done",
+            "PACKAGING:pending",
+            "SUCCEEDED:pending",
+            "CANCELLED:ended-badly"
+        ])
+    );
+    let status = stack.alice.status(&id).await.unwrap();
+    assert_eq!(status["status"], "CANCELLED");
+    assert_eq!(status["archive"], "tar.gz");
+    browser.close().await;
+    stack.stack.stop().await;
+}
