@@ -192,13 +192,15 @@ impl Browser {
         .await
     }
 
-    /// Waits until `script` returns something other than null, false or "" and returns it.
+    /// Waits until `script` returns something JavaScript calls true (not null, false, 0 or
+    /// "") and returns it.
     pub async fn wait_for(&self, what: &str, deadline: Duration, script: &str) -> Value {
         eventually(what, deadline, || async {
             let value = self.eval(script, json!([])).await;
             match &value {
                 Value::Null | Value::Bool(false) => Err(self.page_text().await),
                 Value::String(s) if s.is_empty() => Err(self.page_text().await),
+                Value::Number(n) if n.as_f64() == Some(0.0) => Err(self.page_text().await),
                 _ => Ok(value),
             }
         })

@@ -237,10 +237,70 @@ async fn the_console_looks_up_exports_downloads_and_keeps_callers_apart() {
         .wait_for(
             "bob refused alice's export",
             Duration::from_secs(20),
-            "return document.getElementById('job-error').textContent;",
+            "const e = document.getElementById('job-error'); return e && e.textContent;",
         )
         .await;
     assert!(error.as_str().unwrap().contains("404"), "{error}");
+
+    // Bob's list, a page of 20 at a time: 21 exports make two pages.
+    for _ in 0..21 {
+        submit_ok(
+            &stack.bob,
+            json!({"dataset": "product_detail", "params": {"sku": "FLOWER12"}}),
+        )
+        .await;
+    }
+    browser.click("a[data-nav='exports']").await;
+    let rows = "return document.querySelectorAll('#exports tbody tr').length;";
+    browser
+        .wait_for(
+            "a first page of 20",
+            Duration::from_secs(20),
+            &format!("const n = (() => {{ {rows} }})(); return n === 20 && n;"),
+        )
+        .await;
+    browser.click("#older").await;
+    browser
+        .wait_for(
+            "the older page with the 21st",
+            Duration::from_secs(20),
+            &format!("const n = (() => {{ {rows} }})(); return n === 1 && n;"),
+        )
+        .await;
+    browser.click("#newer").await;
+    browser
+        .wait_for(
+            "back to the newest 20",
+            Duration::from_secs(20),
+            &format!("const n = (() => {{ {rows} }})(); return n === 20 && n;"),
+        )
+        .await;
+
+    // An export without an archive: its parts, each with its own link.
+    browser.choose("#identity", "alice").await;
+    browser
+        .eval("location.hash = '#/datasets/product_detail';", json!([]))
+        .await;
+    browser.type_into("#param-sku", "FLOWER12").await;
+    browser.choose("#option-archive", "none").await;
+    browser.click("#export-button").await;
+    let parts_id = export_on_screen(&browser).await;
+    assert_ne!(parts_id, id);
+    status_on_screen(&browser, "SUCCEEDED", Duration::from_secs(60)).await;
+    let links = browser
+        .wait_for(
+            "the parts' links",
+            Duration::from_secs(20),
+            "const a = [...document.querySelectorAll('#parts tbody a')]; return a.length && a.map(l => l.href);",
+        )
+        .await;
+    let parts = stack.alice.all_parts(&parts_id).await.unwrap();
+    assert_eq!(links.as_array().unwrap().len(), parts.len());
+    let part = stack.alice.fetch(links[0].as_str().unwrap()).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&part).contains("FLOWER12"),
+        "the part's link serves the part"
+    );
 
     browser.close().await;
     stack.stack.stop().await;

@@ -14,6 +14,7 @@ const state = {
   datasets: null, // the catalogue, once read
   poll: null, // the timer of the export on screen, while it runs
   cursors: [], // the cursors of the list pages before the one on screen
+  view: 0, // counts the views asked for: an answer for an older one is not shown
 };
 
 const main = document.getElementById('main');
@@ -110,7 +111,9 @@ function heading(text) {
   return h1;
 }
 
-function show(...nodes) {
+/** Puts a view on screen, unless another has been asked for since `view` was. */
+function show(view, ...nodes) {
+  if (view !== state.view) return;
   main.replaceChildren(...nodes);
   const h1 = main.querySelector('h1');
   if (h1 && document.activeElement !== document.getElementById('identity')) h1.focus();
@@ -127,9 +130,9 @@ async function catalogue() {
 
 // ---- the catalogue -----------------------------------------------------------------------
 
-async function showCatalogue() {
+async function showCatalogue(view) {
   const datasets = await catalogue();
-  show(
+  show(view,
     heading('Datasets'),
     el('p', { class: 'lede' }, 'Every export this API offers. Open one to look it up or to export it.'),
     el('ul', { class: 'datasets', id: 'datasets' }, datasets.map((d) => el('li', { class: 'dataset', 'data-dataset': d.name },
@@ -266,11 +269,11 @@ function showError(form, reply) {
   }
 }
 
-async function showDataset(name) {
+async function showDataset(view, name) {
   const datasets = await catalogue();
   const dataset = datasets.find((d) => d.name === name);
   if (!dataset) {
-    show(heading('No such dataset'), notice(`There is no dataset named '${name}'.`), el('p', {}, el('a', { href: '#/' }, 'All datasets')));
+    show(view, heading('No such dataset'), notice(`There is no dataset named '${name}'.`), el('p', {}, el('a', { href: '#/' }, 'All datasets')));
     return;
   }
   const result = el('section', { id: 'result', 'aria-live': 'polite', 'aria-label': 'Result' });
@@ -307,6 +310,7 @@ async function showDataset(name) {
     }
   });
   show(
+    view,
     heading(dataset.name),
     el('p', { class: 'lede' }, dataset.description),
     form,
@@ -362,7 +366,7 @@ async function exportIt(form, dataset) {
 
 // ---- one export: progress, history, download, cancel --------------------------------------
 
-async function showExport(id) {
+async function showExport(view, id) {
   const status = el('p', { id: 'job-status', class: 'status', role: 'status' });
   const progress = el('ol', { class: 'progress', id: 'progress', 'aria-label': 'Progress' });
   const reason = el('p', { class: 'error', id: 'job-error', role: 'alert' });
@@ -371,6 +375,7 @@ async function showExport(id) {
   const cancel = el('button', { type: 'button', class: 'danger', id: 'cancel-button', hidden: true }, 'Cancel export');
   const history = el('ol', { class: 'timeline', id: 'history' });
   show(
+    view,
     heading(`Export ${id}`),
     status, progress, reason, result,
     el('div', { class: 'actions' }, cancel),
@@ -385,13 +390,14 @@ async function showExport(id) {
     cancel.disabled = false;
   });
 
-  const screen = location.hash;
   async function refresh() {
+    // One timer at a time, whether this call came from it or from a cancel.
+    clearTimeout(state.poll);
     const [job, events] = await Promise.all([
       api('GET', `/exports/${encodeURIComponent(id)}`),
       api('GET', `/exports/${encodeURIComponent(id)}/events`),
     ]);
-    if (location.hash !== screen) return;
+    if (view !== state.view) return;
     if (!job.ok) {
       status.textContent = '';
       reason.textContent = errorText(job);
@@ -479,11 +485,11 @@ function lastStepBefore(events) {
 
 // ---- my exports -----------------------------------------------------------------------------
 
-async function showExports(cursor) {
+async function showExports(view, cursor) {
   const path = `/exports?limit=20${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
   const reply = await api('GET', path);
   if (!reply.ok) {
-    show(heading('My exports'), notice(errorText(reply)));
+    show(view, heading('My exports'), notice(errorText(reply)));
     return;
   }
   const { jobs, next_cursor: next } = reply.json;
@@ -491,10 +497,11 @@ async function showExports(cursor) {
   const newer = el('button', { type: 'button', class: 'secondary', id: 'newer', disabled: state.cursors.length === 0 }, 'Newer');
   older.addEventListener('click', () => {
     state.cursors.push(cursor || '');
-    showExports(next);
+    showExports(++state.view, next);
   });
-  newer.addEventListener('click', () => showExports(state.cursors.pop() || undefined));
+  newer.addEventListener('click', () => showExports(++state.view, state.cursors.pop() || undefined));
   show(
+    view,
     heading('My exports'),
     el('p', { class: 'lede' }, `The exports of ${state.identity}, newest first.`),
     jobs.length === 0
@@ -516,6 +523,7 @@ async function showExports(cursor) {
 
 async function route() {
   clearTimeout(state.poll);
+  const view = ++state.view;
   const [path] = location.hash.replace(/^#/, '').split('?');
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
   for (const link of document.querySelectorAll('[data-nav]')) {
@@ -524,14 +532,14 @@ async function route() {
     else link.removeAttribute('aria-current');
   }
   try {
-    if (parts[0] === 'datasets' && parts[1]) await showDataset(parts[1]);
-    else if (parts[0] === 'exports' && parts[1]) await showExport(parts[1]);
+    if (parts[0] === 'datasets' && parts[1]) await showDataset(view, parts[1]);
+    else if (parts[0] === 'exports' && parts[1]) await showExport(view, parts[1]);
     else if (parts[0] === 'exports') {
       state.cursors = [];
-      await showExports();
-    } else await showCatalogue();
+      await showExports(view);
+    } else await showCatalogue(view);
   } catch (e) {
-    show(heading('Something went wrong'), notice(e.message));
+    show(view, heading('Something went wrong'), notice(e.message));
   }
 }
 
@@ -539,7 +547,7 @@ async function start() {
   const reply = await fetch('/console/identities').then((r) => r.json()).catch(() => null);
   const select = document.getElementById('identity');
   if (!reply || !reply.identities) {
-    show(heading('The console cannot start'), notice('The console did not say which identities it signs for.'));
+    show(state.view, heading('The console cannot start'), notice('The console did not say which identities it signs for.'));
     return;
   }
   const saved = sessionStorage.getItem('identity');
