@@ -29,8 +29,9 @@ fn install_chromium() {
         let mut command = if root {
             Command::new("apt-get")
         } else {
+            // -n: fail at once rather than wait for a password no one will type.
             let mut sudo = Command::new("sudo");
-            sudo.arg("apt-get");
+            sudo.args(["-n", "apt-get"]);
             sudo
         };
         command
@@ -65,6 +66,50 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// ChromeDriver on a free port, once it says it is ready. The port is found free and then
+/// handed over, so another process may take it in between: a driver that exits at once (its
+/// port taken) is started again on another.
+async fn start_driver(http: &reqwest::Client) -> (Child, String) {
+    for _ in 0..3 {
+        let port = free_port();
+        let mut command = Command::new(CHROMEDRIVER);
+        command
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // Its own process group, so that Chromium goes with it however the test ends.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut driver = command.spawn().expect("chromedriver starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let exited = eventually("chromedriver ready", Duration::from_secs(20), || {
+            let exit = driver.try_wait().ok().flatten();
+            let status = http.get(format!("{base}/status")).send();
+            async move {
+                if exit.is_some() {
+                    return Ok(exit);
+                }
+                let status: Value = status
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .json()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if status["value"]["ready"] == true {
+                    Ok(None)
+                } else {
+                    Err(status.to_string())
+                }
+            }
+        })
+        .await;
+        match exited {
+            None => return (driver, base),
+            Some(exit) => eprintln!("chromedriver on port {port} exited ({exit}); trying another"),
+        }
+    }
+    panic!("chromedriver did not start on any of three ports");
+}
+
 pub struct Browser {
     driver: Child,
     http: reqwest::Client,
@@ -78,17 +123,11 @@ impl Browser {
     /// A headless Chromium with a window of 1280×1000 and downloads going to [`Self::downloads`].
     pub async fn start() -> Browser {
         tokio::task::spawn_blocking(install_chromium).await.unwrap();
-        let port = free_port();
-        let mut command = Command::new(CHROMEDRIVER);
-        command
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // Its own process group, so that Chromium goes with it however the test ends.
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let driver = command.spawn().expect("chromedriver starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let (driver, base) = start_driver(&http).await;
         let mut browser = Browser {
             driver,
             http,
@@ -97,21 +136,6 @@ impl Browser {
             downloads: tempfile::tempdir().unwrap(),
             _profile: tempfile::tempdir().unwrap(),
         };
-        eventually("chromedriver ready", Duration::from_secs(20), || async {
-            let status = browser
-                .http
-                .get(format!("{}/status", browser.base))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            let status: Value = status.json().await.map_err(|e| e.to_string())?;
-            if status["value"]["ready"] == true {
-                Ok(())
-            } else {
-                Err(status.to_string())
-            }
-        })
-        .await;
         let downloads = browser.downloads.path().to_string_lossy().into_owned();
         let capabilities = json!({
             "capabilities": { "alwaysMatch": {

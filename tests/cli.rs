@@ -146,11 +146,26 @@ async fn the_console_command_signs_with_the_credential_chain() {
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_SESSION_TOKEN")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .expect("the binary starts");
+    // The address to open, with the token every call must carry.
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let address = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("http://") {
+                return line;
+            }
+        }
+        panic!("the console printed no address");
+    })
+    .await
+    .expect("the console printed its address within 30 s");
+    let (page, token) = address.split_once("?token=").unwrap();
+    assert_eq!(page, format!("http://127.0.0.1:{port}/console/"));
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -160,6 +175,7 @@ async fn the_console_command_signs_with_the_credential_chain() {
         eventually("the console listening", Duration::from_secs(30), || async {
             let reply = http
                 .get(format!("{console}/console/identities"))
+                .header("x-console-token", token)
                 .send()
                 .await
                 .map_err(|e| e.to_string())?;
@@ -174,10 +190,20 @@ async fn the_console_command_signs_with_the_credential_chain() {
     assert_eq!(front.status(), 307);
     assert_eq!(front.headers()["location"], "/console/");
 
+    // Without the token, nothing is signed.
+    let tokenless = http
+        .get(format!("{console}/console/api/datasets"))
+        .header("x-console-identity", "aws")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tokenless.status(), 403);
+
     // A submit through the proxy: alice owns the job, as if she had called the API herself.
     let submitted = http
         .post(format!("{console}/console/api/exports"))
         .header("x-console-identity", "aws")
+        .header("x-console-token", token)
         .json(&serde_json::json!({"dataset": "product_detail", "params": {"sku": "FLOWER12"}}))
         .send()
         .await
@@ -202,6 +228,7 @@ async fn the_console_command_signs_with_the_credential_chain() {
     let refused = http
         .post(format!("{console}/console/api/exports"))
         .header("x-console-identity", "aws")
+        .header("x-console-token", token)
         .json(&bad)
         .send()
         .await
@@ -216,6 +243,27 @@ async fn the_console_command_signs_with_the_credential_chain() {
         refused.json::<serde_json::Value>().await.unwrap(),
         direct.json().unwrap()
     );
+
+    // In a browser: the page takes the token from the address it was opened at, drops it
+    // from the address bar, and shows the catalogue.
+    let browser = crate::browser::Browser::start().await;
+    browser.goto(&address).await;
+    browser
+        .wait_for(
+            "the catalogue through the tokened console",
+            Duration::from_secs(20),
+            "return document.querySelectorAll('#datasets > li').length;",
+        )
+        .await;
+    let shown = browser
+        .eval("return location.href;", serde_json::json!([]))
+        .await;
+    assert_eq!(
+        shown,
+        format!("{console}/console/"),
+        "the token left the address bar"
+    );
+    browser.close().await;
 
     child.start_kill().unwrap();
     let _ = child.wait().await;

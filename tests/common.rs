@@ -21,7 +21,13 @@ pub async fn eventually<T, Seen: Debug, Fut: Future<Output = Result<T, Seen>>>(
     let started = Instant::now();
     let mut pause = Duration::from_millis(10);
     loop {
-        match probe().await {
+        // A probe that does not answer is held to the same deadline (and a little over, so
+        // that one started just before it may still answer).
+        let left = deadline.saturating_sub(started.elapsed()) + Duration::from_secs(1);
+        let Ok(answer) = tokio::time::timeout(left, probe()).await else {
+            panic!("{what}: not within {deadline:?}; the last probe did not answer");
+        };
+        match answer {
             Ok(value) => return value,
             Err(seen) if started.elapsed() >= deadline => {
                 panic!("{what}: not within {deadline:?}; last seen: {seen:?}")

@@ -151,19 +151,28 @@ async fn the_console_looks_up_exports_downloads_and_keeps_callers_apart() {
     browser.click("#export-button").await;
     let id = export_on_screen(&browser).await;
     status_on_screen(&browser, "SUCCEEDED", Duration::from_secs(60)).await;
-    let steps = browser
-        .eval(
-            "return [...document.querySelectorAll('#history .step')].map(s => s.textContent);",
-            json!([]),
-        )
-        .await;
+    // Its notice is the history's last event, written after SUCCEEDED: the page reads the
+    // history on for a few seconds after the end, and shows it whole.
+    wait_for_mails(&stack.stack, &id, 1).await;
     let history: Vec<Value> = stack.alice.events(&id).await.unwrap()["events"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["step"].clone())
         .collect();
-    assert_eq!(steps, json!(history), "the timeline is the job's history");
+    assert_eq!(history.last(), Some(&json!("notified")));
+    let expected = serde_json::to_string(&history).unwrap();
+    browser
+        .wait_for(
+            "the timeline showing the job's whole history",
+            Duration::from_secs(20),
+            &format!(
+                "const steps = [...document.querySelectorAll('#history .step')].map(s => s.textContent); \
+                 return JSON.stringify(steps) === {};",
+                serde_json::to_string(&expected).unwrap()
+            ),
+        )
+        .await;
     let progress = browser
         .eval(
             "return [...document.querySelectorAll('#progress li')].map(li => li.className);",
@@ -240,7 +249,10 @@ async fn the_console_looks_up_exports_downloads_and_keeps_callers_apart() {
             "const e = document.getElementById('job-error'); return e && e.textContent;",
         )
         .await;
-    assert!(error.as_str().unwrap().contains("404"), "{error}");
+    assert!(
+        error.as_str().unwrap().contains("(404 not_found)"),
+        "{error}"
+    );
 
     // Bob's list, a page of 20 at a time: 21 exports make two pages.
     for _ in 0..21 {

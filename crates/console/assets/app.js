@@ -6,6 +6,8 @@ const PROXY = '/console/api';
 const STEPS = ['QUEUED', 'RUNNING', 'PACKAGING', 'SUCCEEDED'];
 const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
 const POLL_MS = 1000;
+/** Reads of an ended export's history, for the events that follow its end. */
+const SETTLE_POLLS = 5;
 /** Column types whose values line up on the right. */
 const NUMERIC = /^(smallint|integer|int|bigint|decimal|numeric|real|double|float)/i;
 
@@ -15,6 +17,7 @@ const state = {
   poll: null, // the timer of the export on screen, while it runs
   cursors: [], // the cursors of the list pages before the one on screen
   view: 0, // counts the views asked for: an answer for an older one is not shown
+  token: null, // the console's token, when it was started with one
 };
 
 const main = document.getElementById('main');
@@ -67,12 +70,14 @@ function duration(ms) {
   if (ms === undefined || ms === null) return '';
   if (ms < 1000) return `${ms} ms`;
   const s = ms / 1000;
-  return s < 120 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+  if (s < 120) return `${s.toFixed(1)} s`;
+  const whole = Math.round(s);
+  return `${Math.floor(whole / 60)} min ${whole % 60} s`;
 }
 
 /** Calls the API as the chosen identity; the answer's status, JSON (if any) and time taken. */
 async function api(method, path, { body, headers = {} } = {}) {
-  const init = { method, headers: { 'x-console-identity': state.identity, ...headers } };
+  const init = { method, headers: { ...consoleHeaders(), ...headers } };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     init.headers['content-type'] = 'application/json';
@@ -93,6 +98,13 @@ async function api(method, path, { body, headers = {} } = {}) {
     json = null;
   }
   return { status: response.status, ok: response.ok, json, text, elapsed };
+}
+
+/** What every call to the console carries: the identity, and the console's token if any. */
+function consoleHeaders() {
+  const headers = { 'x-console-identity': state.identity || '' };
+  if (state.token) headers['x-console-token'] = state.token;
+  return headers;
 }
 
 /** The API's error as one line. */
@@ -184,7 +196,9 @@ function paramInput(p) {
     return el('input', { ...common, type: 'text', autocomplete: 'off', placeholder: 'comma-separated values' });
   }
   if (type === 'integer') {
-    return el('input', { ...common, type: 'number', step: 1, min: rules.min, max: rules.max, inputmode: 'numeric' });
+    // Text, not type=number: a number field some browsers let letters into then reads as
+    // empty, and the API would never see what was typed.
+    return el('input', { ...common, type: 'text', inputmode: 'numeric', autocomplete: 'off' });
   }
   if (type === 'date') return el('input', { ...common, type: 'date' });
   if (type === 'timestamp') return el('input', { ...common, type: 'datetime-local', step: 1 });
@@ -223,10 +237,19 @@ function optionField(name, label, values, fallback) {
 
 /** A value as the API types it: numbers and booleans as JSON, the rest as text. */
 function typed(type, text) {
-  if (type === 'integer') return /^-?\d+$/.test(text) ? Number(text) : text;
+  // Beyond 2^53 a JavaScript number is no longer the integer typed: send the text, which
+  // the API refuses by name rather than receiving another number.
+  if (type === 'integer') return /^-?\d+$/.test(text) && Number.isSafeInteger(Number(text)) ? Number(text) : text;
   if (type === 'boolean') return text === 'true' ? true : text === 'false' ? false : text;
-  if (type === 'timestamp') return text.replace('T', ' ');
+  if (type === 'timestamp') return timestamp(text);
   return text;
+}
+
+/** A date-time field's value as the API reads it: a space, and seconds even when the
+ * browser left them out (`2026-01-02T10:00`). */
+function timestamp(text) {
+  const spaced = text.replace('T', ' ');
+  return /^\d{4}-\d\d-\d\d \d\d:\d\d$/.test(spaced) ? `${spaced}:00` : spaced;
 }
 
 /** The form's parameters: as typed JSON for an export, as query pairs for a lookup. */
@@ -234,15 +257,17 @@ function readParams(form, dataset) {
   const json = {};
   const query = new URLSearchParams();
   for (const p of dataset.params) {
-    const raw = form.elements[p.name].value.trim();
+    // By id: a parameter may share its name with a property of the form itself.
+    const raw = document.getElementById(fieldId(p.name)).value.trim();
     if (raw === '') continue;
     const type = scalarType(p.type);
     if (isList(p.type)) {
-      json[p.name] = raw.split(',').map((s) => s.trim()).filter((s) => s !== '').map((s) => typed(type, s));
-      query.append(p.name, raw);
+      const items = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+      json[p.name] = items.map((s) => typed(type, s));
+      query.append(p.name, items.map((s) => (type === 'timestamp' ? timestamp(s) : s)).join(','));
     } else {
       json[p.name] = typed(type, raw);
-      query.append(p.name, type === 'timestamp' ? raw.replace('T', ' ') : raw);
+      query.append(p.name, type === 'timestamp' ? timestamp(raw) : raw);
     }
   }
   return { json, query };
@@ -276,7 +301,7 @@ async function showDataset(view, name) {
     show(view, heading('No such dataset'), notice(`There is no dataset named '${name}'.`), el('p', {}, el('a', { href: '#/' }, 'All datasets')));
     return;
   }
-  const result = el('section', { id: 'result', 'aria-live': 'polite', 'aria-label': 'Result' });
+  const result = el('section', { id: 'result', 'aria-label': 'Result' });
   const form = el('form', { id: 'dataset-form', novalidate: true },
     el('fieldset', {}, el('legend', {}, 'Parameters'),
       dataset.params.length ? dataset.params.map(paramField) : el('p', { class: 'meta' }, 'This dataset takes no parameters.')),
@@ -305,6 +330,8 @@ async function showDataset(view, name) {
     try {
       if (action === 'lookup') await lookUp(form, dataset, result);
       else await exportIt(form, dataset);
+    } catch (e) {
+      form.querySelector('.form-error').textContent = e.message;
     } finally {
       for (const b of buttons) b.disabled = false;
     }
@@ -331,7 +358,7 @@ async function lookUp(form, dataset, result) {
   const source = answer.cached ? `from the cache (${answer.age_seconds} s old)` : 'from the warehouse';
   result.replaceChildren(
     el('h2', {}, 'Rows'),
-    el('p', { class: 'meta', id: 'lookup-meta' },
+    el('p', { class: 'meta', id: 'lookup-meta', role: 'status' },
       `${count(answer.row_count)} ${answer.row_count === 1 ? 'row' : 'rows'} · ${Math.round(reply.elapsed)} ms · ${source}`),
     el('div', { class: 'scroll' }, el('table', { id: 'lookup-table' },
       el('caption', { class: 'meta' }, `${dataset.name}: ${[...query].map(([k, v]) => `${k}=${v}`).join(' ') || 'no parameters'}`),
@@ -367,44 +394,69 @@ async function exportIt(form, dataset) {
 // ---- one export: progress, history, download, cancel --------------------------------------
 
 async function showExport(view, id) {
-  const status = el('p', { id: 'job-status', class: 'status', role: 'status' });
+  const status = el('p', { id: 'job-status', class: 'status', role: 'status', tabindex: '-1' });
   const progress = el('ol', { class: 'progress', id: 'progress', 'aria-label': 'Progress' });
   const reason = el('p', { class: 'error', id: 'job-error', role: 'alert' });
   const facts = el('dl', { class: 'facts', id: 'job-facts' });
   const result = el('div', { id: 'job-result' });
   const cancel = el('button', { type: 'button', class: 'danger', id: 'cancel-button', hidden: true }, 'Cancel export');
+  const cancelError = el('p', { class: 'error', id: 'cancel-error', role: 'alert' });
   const history = el('ol', { class: 'timeline', id: 'history' });
   show(
     view,
     heading(`Export ${id}`),
     status, progress, reason, result,
-    el('div', { class: 'actions' }, cancel),
+    el('div', { class: 'actions' }, cancel), cancelError,
     el('h2', {}, 'Details'), facts,
     el('h2', {}, 'History'), history,
   );
   cancel.addEventListener('click', async () => {
     cancel.disabled = true;
-    const reply = await api('DELETE', `/exports/${encodeURIComponent(id)}`);
-    if (!reply.ok) reason.textContent = errorText(reply);
-    await refresh();
-    cancel.disabled = false;
+    cancelError.textContent = '';
+    try {
+      const reply = await api('DELETE', `/exports/${encodeURIComponent(id)}`);
+      if (!reply.ok) cancelError.textContent = errorText(reply);
+      // The button goes once the export has ended; focus stays on the page, at its status.
+      status.focus();
+      await refresh();
+    } catch (e) {
+      cancelError.textContent = e.message;
+    } finally {
+      cancel.disabled = false;
+    }
   });
+
+  let latest = 0; // the newest refresh: an older one's answer is not shown
+  let drawn = ''; // what is on screen, so that an unchanged answer redraws nothing
+  let after = 0; // polls since the export ended: its last events (the email) come after
 
   async function refresh() {
     // One timer at a time, whether this call came from it or from a cancel.
     clearTimeout(state.poll);
-    const [job, events] = await Promise.all([
-      api('GET', `/exports/${encodeURIComponent(id)}`),
-      api('GET', `/exports/${encodeURIComponent(id)}/events`),
-    ]);
-    if (view !== state.view) return;
+    const mine = ++latest;
+    // The job first, then its history: the history is then at least as new as the job.
+    const job = await api('GET', `/exports/${encodeURIComponent(id)}`);
+    const events = job.ok ? await api('GET', `/exports/${encodeURIComponent(id)}/events`) : null;
+    if (view !== state.view || mine !== latest) return;
     if (!job.ok) {
       status.textContent = '';
       reason.textContent = errorText(job);
       return;
     }
-    render(job.json, events.ok ? events.json.events : []);
-    if (!TERMINAL.has(job.json.status)) state.poll = setTimeout(refresh, POLL_MS);
+    const shown = JSON.stringify([job.json.status, job.json.updated_at, job.json.download_url, events.json]);
+    if (shown !== drawn) {
+      drawn = shown;
+      render(job.json, events.ok ? events.json.events : []);
+    }
+    // An ended export's history still gains its notice; it is read a few more times.
+    if (TERMINAL.has(job.json.status)) after += 1;
+    if (after <= SETTLE_POLLS) state.poll = setTimeout(poll, POLL_MS);
+  }
+
+  function poll() {
+    refresh().catch((e) => {
+      reason.textContent = `The export could not be read: ${e.message}`;
+    });
   }
 
   function render(job, events) {
@@ -495,11 +547,16 @@ async function showExports(view, cursor) {
   const { jobs, next_cursor: next } = reply.json;
   const older = el('button', { type: 'button', class: 'secondary', id: 'older', disabled: !next }, 'Older');
   const newer = el('button', { type: 'button', class: 'secondary', id: 'newer', disabled: state.cursors.length === 0 }, 'Newer');
+  const page = (to) => {
+    older.disabled = true;
+    newer.disabled = true;
+    showExports(++state.view, to).catch((e) => show(state.view, heading('My exports'), notice(e.message)));
+  };
   older.addEventListener('click', () => {
     state.cursors.push(cursor || '');
-    showExports(++state.view, next);
+    page(next);
   });
-  newer.addEventListener('click', () => showExports(++state.view, state.cursors.pop() || undefined));
+  newer.addEventListener('click', () => page(state.cursors.pop() || undefined));
   show(
     view,
     heading('My exports'),
@@ -522,10 +579,17 @@ async function showExports(view, cursor) {
 // ---- navigation ---------------------------------------------------------------------------
 
 async function route() {
+  // Only `#/…` names a view; `#main` (the skip link) just moves focus.
+  if (location.hash && !location.hash.startsWith('#/')) return;
   clearTimeout(state.poll);
   const view = ++state.view;
   const [path] = location.hash.replace(/^#/, '').split('?');
-  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  let parts;
+  try {
+    parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  } catch {
+    parts = [];
+  }
   for (const link of document.querySelectorAll('[data-nav]')) {
     const current = (parts[0] === 'exports') === (link.dataset.nav === 'exports');
     if (current) link.setAttribute('aria-current', 'page');
@@ -543,20 +607,55 @@ async function route() {
   }
 }
 
+function remembered() {
+  try {
+    return sessionStorage.getItem('identity');
+  } catch {
+    return null;
+  }
+}
+
+/** The token from the address the console printed, kept for this tab and taken out of the
+ * address bar (so it is not bookmarked or shared by accident). */
+function takeToken() {
+  const params = new URLSearchParams(location.search);
+  const token = params.get('token');
+  if (token) {
+    try {
+      sessionStorage.setItem('token', token);
+    } catch {
+      // Without storage the token lasts as long as the page.
+    }
+    history.replaceState(null, '', location.pathname + location.hash);
+    return token;
+  }
+  try {
+    return sessionStorage.getItem('token');
+  } catch {
+    return null;
+  }
+}
+
 async function start() {
-  const reply = await fetch('/console/identities').then((r) => r.json()).catch(() => null);
+  state.token = takeToken();
+  const reply = await fetch('/console/identities', { headers: consoleHeaders() }).then((r) => r.json()).catch(() => null);
   const select = document.getElementById('identity');
   if (!reply || !reply.identities) {
-    show(state.view, heading('The console cannot start'), notice('The console did not say which identities it signs for.'));
+    const why = reply && reply.error ? reply.error.message : 'The console did not say which identities it signs for.';
+    show(state.view, heading('The console cannot start'), notice(why));
     return;
   }
-  const saved = sessionStorage.getItem('identity');
+  const saved = remembered();
   state.identity = reply.identities.includes(saved) ? saved : reply.identities[0];
   select.replaceChildren(...reply.identities.map((name) => el('option', { value: name, selected: name === state.identity }, name)));
   document.getElementById('endpoint').textContent = reply.endpoint;
   select.addEventListener('change', () => {
     state.identity = select.value;
-    sessionStorage.setItem('identity', state.identity);
+    try {
+      sessionStorage.setItem('identity', state.identity);
+    } catch {
+      // Storage may be off; the choice then lasts until the page is reloaded.
+    }
     route();
   });
   window.addEventListener('hashchange', route);

@@ -23,6 +23,8 @@ const PROXY_PREFIX: &str = "/console/api";
 
 /// The header naming the identity a call is signed as.
 pub const IDENTITY_HEADER: &str = "x-console-identity";
+/// The header carrying the console's access token, when it has one.
+pub const TOKEN_HEADER: &str = "x-console-token";
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
@@ -70,6 +72,9 @@ pub struct Console {
     client: Client,
     endpoint: String,
     identities: Vec<Identity>,
+    /// When set, calls must carry it: other local users and processes can reach a loopback
+    /// port too, and must not borrow the credentials it signs with.
+    token: Option<String>,
 }
 
 impl Console {
@@ -84,7 +89,48 @@ impl Console {
             client: Client::new(endpoint, first)?,
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             identities,
+            token: None,
         })
+    }
+
+    /// Requires a fresh random token on every call, which [`Self::address`] hands to the page.
+    pub fn with_token(mut self) -> Console {
+        self.token = Some(uuid::Uuid::new_v4().simple().to_string());
+        self
+    }
+
+    /// The page's address on `addr`, with the token when there is one: the one address to
+    /// open (the page keeps the token and drops it from the address bar).
+    pub fn address(&self, addr: std::net::SocketAddr) -> String {
+        match &self.token {
+            Some(token) => format!("http://{addr}/console/?token={token}"),
+            None => format!("http://{addr}/console/"),
+        }
+    }
+
+    fn check_token(&self, headers: &HeaderMap) -> Result<(), ProxyError> {
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let given = headers
+            .get(TOKEN_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        // Compared in time that does not depend on where they differ.
+        let same = given.len() == token.len()
+            && given
+                .iter()
+                .zip(token.as_bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if same {
+            Ok(())
+        } else {
+            Err(ProxyError::forbidden(
+                "this console needs its token: open the address it printed when it started"
+                    .to_owned(),
+            ))
+        }
     }
 
     async fn client_for(&self, name: &str) -> Result<Client, ProxyError> {
@@ -189,6 +235,7 @@ async fn identities(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ProxyError> {
     check_origin(&headers, false)?;
+    console.check_token(&headers)?;
     let names: Vec<&str> = console.identities.iter().map(|i| i.name.as_str()).collect();
     Ok(Json(
         json!({ "identities": names, "endpoint": console.endpoint }),
@@ -204,6 +251,7 @@ async fn proxy(
     body: Bytes,
 ) -> Result<Response, ProxyError> {
     check_origin(&headers, true)?;
+    console.check_token(&headers)?;
     let name = headers
         .get(IDENTITY_HEADER)
         .and_then(|v| v.to_str().ok())

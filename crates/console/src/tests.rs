@@ -6,8 +6,9 @@ use tower::ServiceExt;
 fn console() -> Arc<Console> {
     Arc::new(
         Console::new(
-            // Nothing listens here: the checks under test answer before any call is made.
-            "http://127.0.0.1:9",
+            // Nothing listens here (a port just found free): the checks under test answer
+            // before any call is made, and the one call that is made is refused.
+            &format!("http://127.0.0.1:{}", free_port()),
             vec![Identity {
                 name: "alice".into(),
                 credentials: Credentials::Keys(Signer::with_keys("A", "S", "us-east-1")),
@@ -15,6 +16,14 @@ fn console() -> Arc<Console> {
         )
         .unwrap(),
     )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn call(request: Request<Body>) -> (StatusCode, HeaderMap, serde_json::Value) {
@@ -157,4 +166,46 @@ fn the_console_listens_on_loopback_addresses_only() {
         let refused = check_listen_address(addr.parse().unwrap()).unwrap_err();
         assert!(refused.to_string().contains("loopback"), "{refused}");
     }
+}
+
+#[tokio::test]
+async fn a_console_with_a_token_refuses_calls_without_it() {
+    let console = Console::new(
+        &format!("http://127.0.0.1:{}", free_port()),
+        vec![Identity {
+            name: "aws".into(),
+            credentials: Credentials::Keys(Signer::with_keys("A", "S", "us-east-1")),
+        }],
+    )
+    .unwrap()
+    .with_token();
+    let address = console.address("127.0.0.1:8080".parse().unwrap());
+    let token = address
+        .split_once("/console/?token=")
+        .map(|(_, token)| token.to_owned())
+        .expect("the address carries the token");
+    assert_eq!(token.len(), 32, "{address}");
+    let app = router(Arc::new(console));
+    let ask = |token: Option<&str>| {
+        let mut request =
+            get("/console/api/datasets", "127.0.0.1:8080").header(IDENTITY_HEADER, "aws");
+        if let Some(token) = token {
+            request = request.header(TOKEN_HEADER, token);
+        }
+        request.body(Body::empty()).unwrap()
+    };
+    for wrong in [None, Some(""), Some("0123456789abcdef0123456789abcdef")] {
+        let response = app.clone().oneshot(ask(wrong)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{wrong:?}");
+    }
+    // With it, the call goes on to the API (which is not there).
+    let response = app.clone().oneshot(ask(Some(&token))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let identities = get("/console/identities", "localhost")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        app.oneshot(identities).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
 }
