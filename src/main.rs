@@ -259,13 +259,14 @@ async fn main() -> anyhow::Result<()> {
                     name,
                     credentials: Credentials::Chain(chain),
                 }],
-            )?;
+            )?
+            .with_token();
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding {addr}"))?;
             println!(
-                "Console for {endpoint} on http://{}/console/ — signed with your AWS credentials; Ctrl-C stops.",
-                listener.local_addr()?
+                "Console for {endpoint}, signed with your AWS credentials; Ctrl-C stops. Open:\n{}",
+                console.address(listener.local_addr()?)
             );
             export_console::serve(listener, Arc::new(console), async {
                 let _ = tokio::signal::ctrl_c().await;
