@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// mimalloc rather than the system's: a lookup allocates many small values, and with it the
-/// local stack answered 20-30% more lookups a second (docs/BENCHMARKS.md).
+/// local stack answered 1.21-1.26x the uncached lookups a second (docs/BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

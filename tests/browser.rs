@@ -57,8 +57,9 @@ fn install_chromium() {
     }
 }
 
-/// A free loopback port, for ChromeDriver (which cannot be told to pick one).
-fn free_port() -> u16 {
+/// A free loopback port, for ChromeDriver (which cannot be told to pick one) and the
+/// console command.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

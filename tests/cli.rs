@@ -128,11 +128,7 @@ async fn the_cli_shows_a_job_and_its_history_readably_or_as_json() {
 #[tokio::test]
 async fn the_console_command_signs_with_the_credential_chain() {
     let stack = start().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::browser::free_port();
     let home = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_redshift-export"))
         .args(["console", "--endpoint", &stack.stack.base_url()])

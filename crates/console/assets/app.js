@@ -119,8 +119,7 @@ function notice(text) {
 }
 
 function heading(text) {
-  const h1 = el('h1', { tabindex: '-1' }, text);
-  return h1;
+  return el('h1', { tabindex: '-1' }, text);
 }
 
 /** Puts a view on screen, unless another has been asked for since `view` was. */

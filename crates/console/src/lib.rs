@@ -17,6 +17,7 @@ use export_client::{Client, CredentialChain, Signer};
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use serde_json::json;
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
 /// Under this prefix, the API's own routes.
 const PROXY_PREFIX: &str = "/console/api";
@@ -68,7 +69,8 @@ pub struct Identity {
 
 /// What the console serves and signs for.
 pub struct Console {
-    /// The API the calls go to.
+    /// The API the calls go to: its connections, shared by every identity (each call signs
+    /// with [`Client::with_signer`]).
     client: Client,
     endpoint: String,
     identities: Vec<Identity>,
@@ -81,12 +83,10 @@ impl Console {
     /// A console for the API at `endpoint`; the first identity is the page's default.
     pub fn new(endpoint: &str, identities: Vec<Identity>) -> anyhow::Result<Console> {
         anyhow::ensure!(!identities.is_empty(), "the console needs an identity");
-        let first = match &identities[0].credentials {
-            Credentials::Keys(signer) => signer.clone(),
-            Credentials::Chain(_) => Signer::with_keys("", "", "us-east-1"),
-        };
+        // Never used to sign: every call names its identity.
+        let unsigned = Signer::with_keys("", "", "us-east-1");
         Ok(Console {
-            client: Client::new(endpoint, first)?,
+            client: Client::new(endpoint, unsigned)?,
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             identities,
             token: None,
@@ -117,13 +117,7 @@ impl Console {
             .map(|v| v.as_bytes())
             .unwrap_or_default();
         // Compared in time that does not depend on where they differ.
-        let same = given.len() == token.len()
-            && given
-                .iter()
-                .zip(token.as_bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if same {
+        if bool::from(given.ct_eq(token.as_bytes())) {
             Ok(())
         } else {
             Err(ProxyError::forbidden(

@@ -4,13 +4,13 @@
 //! commands that made them are in docs/BENCHMARKS.md.
 
 mod bench;
+mod bench_lambda;
+mod bench_lookups;
+mod bench_packaging;
 
 /// As the CLI's: the local stack measured here runs on the allocator it runs on there.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-mod bench_lambda;
-mod bench_lookups;
-mod bench_packaging;
 
 use clap::{Parser, Subcommand};
 use export_local::LocalConfig;

@@ -339,8 +339,6 @@ impl LocalStack {
     }
 }
 
-/// The local stand-in for the template's schedule rule: a sweep tick on the polls queue every
-/// `every`, handled by a poller like any other message.
 /// The console at `/console`, signing as each identity through this same gateway, so that the
 /// page's calls are checked as every other client's are.
 fn console(base_url: &str, identities: &[LocalIdentity]) -> anyhow::Result<Console> {
@@ -358,6 +356,8 @@ fn console(base_url: &str, identities: &[LocalIdentity]) -> anyhow::Result<Conso
     Console::new(base_url, identities)
 }
 
+/// The local stand-in for the template's schedule rule: a sweep tick on the polls queue every
+/// `every`, handled by a poller like any other message.
 async fn schedule_sweeps(store: SqliteStore, every: Duration, shutdown: CancellationToken) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
