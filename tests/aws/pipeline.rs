@@ -692,10 +692,34 @@ async fn packaging_that_outlives_an_invocation_carries_on_in_the_next() {
             let polls = h
                 .receive(&h.emulator.polls_url, Duration::from_secs(1))
                 .await;
-            if !polls.is_empty() {
-                h.deliver(&short, &h.emulator.polls_url, polls).await;
-            }
-            Err(job)
+            let delivered = polls.len();
+            let failed = if polls.is_empty() {
+                0
+            } else {
+                h.deliver(&short, &h.emulator.polls_url, polls)
+                    .await
+                    .batch_item_failures
+                    .len()
+            };
+            // What a failed wait reports: the job, and what the Data API says of its
+            // statement, and this round's polls, so a stall shows where it is.
+            let statement = match &job.statement_id {
+                Some(id) => h
+                    .emulator
+                    .clients
+                    .redshift
+                    .describe_statement()
+                    .id(id)
+                    .send()
+                    .await
+                    .map(|d| format!("{:?}", d.status()))
+                    .unwrap_or_else(|e| format!("{e}")),
+                None => "no statement".into(),
+            };
+            Err(format!(
+                "{:?}; statement {statement}; polls delivered {delivered}, failed {failed}",
+                job.status
+            ))
         },
     )
     .await;
