@@ -106,3 +106,58 @@ fn the_template_gives_each_function_every_variable_it_requires() {
         }
     }
 }
+
+/// The API events of `function` in the template: (method, path) pairs, from either the
+/// one-line `{ …, Path: …, Method: … }` form or the block form.
+fn template_routes(template: &str, function: &str) -> std::collections::BTreeSet<(String, String)> {
+    let start = format!("  {function}:");
+    let mut lines = template.lines().skip_while(|l| *l != start);
+    lines.next().expect("the function is in the template");
+    let block: Vec<&str> = lines
+        .take_while(|l| l.trim().is_empty() || l.starts_with("    "))
+        .collect();
+    let text = block.join("\n");
+    let value = |key: &str, from: &str| -> Option<String> {
+        let rest = &from[from.find(&format!("{key}: "))? + key.len() + 2..];
+        if let Some(quoted) = rest.strip_prefix('"') {
+            return Some(quoted[..quoted.find('"')?].to_owned());
+        }
+        let end = rest.find([',', '}', '\n']).unwrap_or(rest.len());
+        Some(rest[..end].trim().to_owned())
+    };
+    text.split("Type: Api")
+        .skip(1)
+        .filter_map(|event| {
+            Some((
+                value("Method", event)?.to_lowercase(),
+                value("Path", event)?,
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn the_template_routes_every_operation_of_the_contract_to_its_function() {
+    use export_core::http::receiver_routes;
+    let template = std::fs::read_to_string(repo().join("template.yaml")).unwrap();
+    let operations = |doc: serde_json::Value| -> std::collections::BTreeSet<(String, String)> {
+        doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(|method| (method.clone(), path.clone()))
+            })
+            .collect()
+    };
+    let receiver = operations(serde_json::to_value(receiver_routes().into_openapi()).unwrap());
+    let all = operations(export_core::http::contract().clone());
+    let status: std::collections::BTreeSet<_> = all.difference(&receiver).cloned().collect();
+    // The status function serves the rest: its own routes, and the lookups.
+    assert!(status.iter().any(|(_, path)| path.starts_with("/lookups/")));
+    assert_eq!(template_routes(&template, "ReceiverFunction"), receiver);
+    assert_eq!(template_routes(&template, "StatusFunction"), status);
+}

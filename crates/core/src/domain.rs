@@ -20,7 +20,7 @@ impl fmt::Display for Owner {
 }
 
 /// Where a job is in its life. Only the moves a [`Transition`] can name exist.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
     Queued,
@@ -153,6 +153,17 @@ macro_rules! string_enum {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum $name { $(#[serde(rename = $text)] $variant),+ }
+
+        // By hand: the derive cannot read a rename given as a macro's literal.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some(Self::NAMES.iter().copied()))
+                    .into()
+            }
+        }
+        impl utoipa::ToSchema for $name {}
 
         impl $name {
             pub const NAMES: &'static [&'static str] = &[$($text),+];
@@ -299,9 +310,10 @@ pub struct Job {
 }
 
 /// One line of a job's history.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobEvent {
     /// Milliseconds since the epoch.
+    #[schema(value_type = i64)]
     pub at: Millis,
     /// What happened: `submitted`, `started`, `finished`, `packaged`, `notified`, …
     pub step: String,

@@ -232,7 +232,7 @@ pub trait AnswerCache: Send + Sync {
 
 /// One column of a result, as the warehouse describes it (the Data API's `ColumnMetadata`):
 /// its name and its Redshift type (`int8`, `numeric`, `varchar`, `date`, …).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ResultColumn {
     pub name: String,
     #[serde(rename = "type")]

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// How the catalogue is described to callers (`GET /datasets`).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ExportDescription<'a> {
     pub name: &'a str,
     pub description: &'a str,
@@ -17,13 +17,13 @@ pub struct ExportDescription<'a> {
     pub lookup: Option<LookupDescription>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LookupDescription {
     pub max_rows: usize,
     pub cache_seconds: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ParamDescription<'a> {
     pub name: &'a str,
     #[serde(rename = "type")]
@@ -31,6 +31,7 @@ pub struct ParamDescription<'a> {
     pub required: bool,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub description: &'a str,
+    /// The type's limits: `max_length`, `pattern`, `min`, `max`, `values`, `max_items`.
     #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
     pub rules: serde_json::Map<String, Value>,
 }

@@ -2,30 +2,63 @@
 //! `GET /customer/{ids}`. Answers carry an `ETag` and a `Cache-Control` that says how long
 //! they stay fresh; `If-None-Match` gets a 304, `Cache-Control: no-cache` a fresh read.
 
+use super::views::{CustomerRows, ErrorBody, LookupAnswer};
 use super::Caller;
 use crate::catalog::{Export, ParamType, ScalarType};
 use crate::error::ApiError;
 use crate::service::{Looked, Lookups};
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Router;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
+#[allow(unused_imports)] // `json!` is used by the contract's examples.
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The dataset `GET /customer/{ids}` looks up, and its parameter.
 pub const CUSTOMER_DATASET: &str = "customers";
 const CUSTOMER_IDS: &str = "ids";
 
-/// Lookups, served beside the status routes (the read path).
-pub fn lookup_router(lookups: Arc<Lookups>) -> Router {
-    Router::new()
-        .route("/lookups/{dataset}", get(lookup))
-        .route("/customer/{ids}", get(customers))
-        .with_state(lookups)
+/// Lookups, served beside the status routes (the read path), with their contract.
+pub fn lookup_routes() -> OpenApiRouter<Arc<Lookups>> {
+    OpenApiRouter::default()
+        .routes(routes!(lookup))
+        .routes(routes!(customers))
 }
 
+pub fn lookup_router(lookups: Arc<Lookups>) -> Router {
+    lookup_routes().with_state(lookups).split_for_parts().0
+}
+
+/// A small answer at once: the dataset's rows for the parameters in the query string, as
+/// JSON, or CSV for `Accept: text/csv`.
+#[utoipa::path(
+    get, path = "/lookups/{dataset}", tag = "lookups", operation_id = "lookup",
+    params(
+        ("dataset" = String, Path, example = "customers",
+         description = "A dataset the catalogue offers for lookups."),
+        ("params" = Option<Object>, Query, style = Form, explode, example = json!({"ids": "1,2,3"}),
+         description = "The dataset's parameters as `name=value`; a list as comma-separated values or the name repeated."),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` this route answered: 304 if the answer is the same."),
+        ("Cache-Control" = Option<String>, Header, description = "`no-cache` reads the warehouse, not a cache."),
+        ("Accept" = Option<String>, Header, description = "`text/csv` for CSV; JSON otherwise."),
+    ),
+    responses(
+        (status = 200, description = "The rows.",
+         content((LookupAnswer = "application/json"), (String = "text/csv")),
+         headers(("ETag" = String, description = "The rows' validator."),
+                 ("Cache-Control" = String, description = "How long the answer stays fresh."))),
+        (status = 304, description = "The caller's `If-None-Match` names the answer it holds.",
+         headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 400, description = "A parameter is invalid; `field` names it.", body = ErrorBody),
+        (status = 404, description = "No such dataset.", body = ErrorBody),
+        (status = 422, description = "More rows match than a lookup answers; ask for an export.", body = ErrorBody),
+        (status = 502, description = "The warehouse's statement failed; `statement_id` names it.", body = ErrorBody),
+        (status = 504, description = "The warehouse did not answer in time; `statement_id` names the statement.", body = ErrorBody),
+    )
+)]
 async fn lookup(
     State(lookups): State<Arc<Lookups>>,
     Caller(_): Caller,
@@ -58,20 +91,41 @@ async fn lookup(
         tag,
         "application/json",
         || {
-            let body = json!({
-                "dataset": looked.answer.dataset,
-                "columns": looked.answer.columns,
-                "rows": looked.answer.row_objects(),
-                "row_count": looked.answer.rows.len(),
-                "cached": looked.cached,
-                "age_seconds": age_seconds(&looked, now),
-            });
+            let body = LookupAnswer {
+                dataset: &looked.answer.dataset,
+                columns: &looked.answer.columns,
+                rows: looked.answer.row_objects(),
+                row_count: looked.answer.rows.len(),
+                cached: looked.cached,
+                age_seconds: age_seconds(&looked, now),
+            };
             serde_json::to_vec(&body).unwrap_or_default()
         },
     ))
 }
 
-/// `GET /customer/1,2,3`: the customers' rows as a JSON array, as the second seed answers.
+/// `GET /customer/1,2,3`: the customers' rows as a JSON array, as the second seed answers
+/// (a lookup of `customers`).
+#[utoipa::path(
+    get, path = "/customer/{ids}", tag = "lookups", operation_id = "lookup_customers",
+    params(
+        ("ids" = String, Path, example = "1,2,3", description = "Customer keys, comma-separated."),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` this route answered: 304 if the answer is the same."),
+        ("Cache-Control" = Option<String>, Header, description = "`no-cache` reads the warehouse, not a cache."),
+    ),
+    responses(
+        (status = 200, description = "The customers' rows.", body = CustomerRows,
+         headers(("ETag" = String, description = "The rows' validator."),
+                 ("Cache-Control" = String, description = "How long the answer stays fresh."))),
+        (status = 304, description = "The caller's `If-None-Match` names the answer it holds.",
+         headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 400, description = "A parameter is invalid; `field` names it.", body = ErrorBody),
+        (status = 404, description = "No such dataset.", body = ErrorBody),
+        (status = 422, description = "More rows match than a lookup answers; ask for an export.", body = ErrorBody),
+        (status = 502, description = "The warehouse's statement failed; `statement_id` names it.", body = ErrorBody),
+        (status = 504, description = "The warehouse did not answer in time; `statement_id` names the statement.", body = ErrorBody),
+    )
+)]
 async fn customers(
     State(lookups): State<Arc<Lookups>>,
     Caller(_): Caller,

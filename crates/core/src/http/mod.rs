@@ -8,16 +8,21 @@ use crate::service::DownloadLink;
 use crate::service::{ExportRequest, Queries, Submissions, Submitted};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::request::Parts;
 use http::{header, HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use views::*;
 
+mod contract;
 mod lookup;
-pub use lookup::{lookup_router, params_from_query, CUSTOMER_DATASET};
+pub mod views;
+pub use contract::{contract, contract_text};
+pub use lookup::{lookup_router, lookup_routes, params_from_query, CUSTOMER_DATASET};
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -87,26 +92,37 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
-/// Commands: `POST /exports`, `DELETE /exports/{id}`, `POST /product`.
-pub fn receiver_router(submissions: Arc<Submissions>) -> Router {
-    Router::new()
-        .route("/exports", post(submit))
-        .route("/exports/{id}", axum::routing::delete(cancel))
-        .route("/product", post(submit_product))
-        .with_state(submissions)
+/// Commands: `POST /exports`, `DELETE /exports/{id}`, `POST /product`, with their contract.
+pub fn receiver_routes() -> OpenApiRouter<Arc<Submissions>> {
+    OpenApiRouter::default()
+        .routes(routes!(submit))
+        .routes(routes!(cancel))
+        .routes(routes!(submit_product))
 }
 
-/// Queries: the caller's jobs, one job, its history, its download, the catalogue.
+pub fn receiver_router(submissions: Arc<Submissions>) -> Router {
+    receiver_routes()
+        .with_state(submissions)
+        .split_for_parts()
+        .0
+}
+
+/// Queries: the caller's jobs, one job, its history, its download, the catalogue, and the
+/// contract itself, with their contract.
+pub fn status_routes() -> OpenApiRouter<Arc<Queries>> {
+    OpenApiRouter::default()
+        .routes(routes!(list_jobs))
+        .routes(routes!(job_status))
+        .routes(routes!(job_events))
+        .routes(routes!(download))
+        .routes(routes!(job_parts))
+        .routes(routes!(datasets))
+        .routes(routes!(product_status))
+        .routes(routes!(openapi_document))
+}
+
 pub fn status_router(queries: Arc<Queries>) -> Router {
-    Router::new()
-        .route("/exports", get(list_jobs))
-        .route("/exports/{id}", get(job_status))
-        .route("/exports/{id}/events", get(job_events))
-        .route("/exports/{id}/download", get(download))
-        .route("/exports/{id}/parts", get(job_parts))
-        .route("/datasets", get(datasets))
-        .route("/product", get(product_status))
-        .with_state(queries)
+    status_routes().with_state(queries).split_for_parts().0
 }
 
 /// The whole API, as one router (the local gateway serves this): commands, queries and
@@ -150,6 +166,25 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
         .transpose()
 }
 
+/// Submits an export: validated, recorded and queued, answered at once.
+#[utoipa::path(
+    post, path = "/exports", tag = "exports", operation_id = "submit_export",
+    request_body(content = ExportRequestBody, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+         description = "Retries with the same key and body answer the first job; another body with the same key is a 409."),
+    ),
+    responses(
+        (status = 202, description = "The job is queued.", body = Accepted,
+         headers(("Location" = String, description = "The job's status route."),
+                 ("Idempotent-Replayed" = String, description = "`true` when an earlier request with the same key answered."))),
+        (status = 400, description = "The body, a parameter or a header is invalid; `field` names it.", body = ErrorBody),
+        (status = 404, description = "No such dataset.", body = ErrorBody),
+        (status = 409, description = "The Idempotency-Key was used with another body.", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB.", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
+    )
+)]
 async fn submit(
     State(submissions): State<Arc<Submissions>>,
     Caller(owner): Caller,
@@ -168,11 +203,11 @@ fn accepted(submitted: &Submitted) -> Response {
     let mut response = (
         StatusCode::ACCEPTED,
         [(header::LOCATION, status_url.clone())],
-        Json(json!({
-            "request_id": submitted.request_id,
-            "status": submitted.status,
-            "status_url": status_url,
-        })),
+        Json(Accepted {
+            request_id: submitted.request_id.clone(),
+            status: submitted.status,
+            status_url: Some(status_url),
+        }),
     )
         .into_response();
     if submitted.replayed {
@@ -202,6 +237,16 @@ impl<S: Send + Sync> FromRequestParts<S> for JobId {
     }
 }
 
+/// Cancels a job that has not ended (and its statement, if running).
+#[utoipa::path(
+    delete, path = "/exports/{id}", tag = "exports", operation_id = "cancel_export",
+    params(("id" = String, Path, description = "The job's request id.")),
+    responses(
+        (status = 202, description = "The job is cancelled.", body = Accepted),
+        (status = 404, description = "No such job of the caller's.", body = ErrorBody),
+        (status = 409, description = "The job has ended already.", body = ErrorBody),
+    )
+)]
 async fn cancel(
     State(submissions): State<Arc<Submissions>>,
     Caller(owner): Caller,
@@ -210,7 +255,11 @@ async fn cancel(
     let job = submissions.cancel(&owner, &id).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"request_id": job.request_id, "status": job.status})),
+        Json(Accepted {
+            request_id: job.request_id,
+            status: job.status,
+            status_url: None,
+        }),
     )
         .into_response())
 }
@@ -221,19 +270,29 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
+/// The caller's jobs, newest first, a page at a time.
+#[utoipa::path(
+    get, path = "/exports", tag = "exports", operation_id = "list_exports",
+    params(("limit" = Option<String>, Query, description = "Jobs a page, 1 to 100 (20 if absent)."),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before.")),
+    responses(
+        (status = 200, description = "A page of the caller's jobs.", body = JobList),
+        (status = 400, description = "`limit` or `cursor` is invalid.", body = ErrorBody),
+    )
+)]
 async fn list_jobs(
     State(queries): State<Arc<Queries>>,
     Caller(owner): Caller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobList>, ApiError> {
     let Query(query) = query
         .map_err(|e| ApiError::invalid("query", format!("the query string is not valid: {e}")))?;
     let limit = page_limit(query.limit.as_deref(), 20, crate::service::query::MAX_PAGE)?;
     let page = queries.list(&owner, limit, query.cursor.as_deref()).await?;
-    Ok(Json(json!({
-        "jobs": page.jobs.iter().map(job_summary).collect::<Vec<_>>(),
-        "next_cursor": page.next.map(|token| token.encode()),
-    })))
+    Ok(Json(JobList {
+        jobs: page.jobs.iter().map(JobSummary::from).collect(),
+        next_cursor: page.next.map(|token| token.encode()),
+    }))
 }
 
 /// A page's `limit`: `default` when absent, else a number from 1 to `max`.
@@ -248,13 +307,25 @@ fn page_limit(limit: Option<&str>, default: usize, max: usize) -> Result<usize, 
     }
 }
 
-/// `GET /exports/{id}/parts`: the parts of an export handed out as they are, a page at a time.
+/// The parts of an export handed out as they are (`archive: none`), a page at a time, each
+/// with a fresh link.
+#[utoipa::path(
+    get, path = "/exports/{id}/parts", tag = "exports", operation_id = "list_export_parts",
+    params(("id" = String, Path, description = "The job's request id."), ("limit" = Option<String>, Query, description = "Parts a page."),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before.")),
+    responses(
+        (status = 200, description = "A page of the export's parts.", body = PartList),
+        (status = 400, description = "`limit` or `cursor` is invalid.", body = ErrorBody),
+        (status = 404, description = "No such job of the caller's.", body = ErrorBody),
+        (status = 409, description = "The job has not succeeded, or it is packaged as one archive.", body = ErrorBody),
+    )
+)]
 async fn job_parts(
     State(queries): State<Arc<Queries>>,
     Caller(owner): Caller,
     JobId(id): JobId,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PartList>, ApiError> {
     let Query(query) = query
         .map_err(|e| ApiError::invalid("query", format!("the query string is not valid: {e}")))?;
     let limit = page_limit(
@@ -264,96 +335,113 @@ async fn job_parts(
     )?;
     let job = queries.job(&owner, &id).await?;
     let page = queries.parts(&job, limit, query.cursor.as_deref()).await?;
-    Ok(Json(json!({
-        "request_id": job.request_id,
-        "total_parts": page.total,
-        "parts": page.parts,
-        "next_cursor": page.next_cursor,
-    })))
-}
-
-/// The fields every view of a job shares.
-pub fn job_summary(job: &Job) -> Value {
-    json!({
-        "request_id": job.request_id,
-        "dataset": job.dataset,
-        "status": job.status,
-        "format": job.format,
-        "compression": job.compression,
-        "archive": job.archive,
-        "created_at": job.created_at,
-        "updated_at": job.updated_at,
-        "rows": job.rows,
-        "bytes": job.bytes,
-        "error": job.error,
-    })
+    Ok(Json(PartList {
+        request_id: job.request_id,
+        total_parts: page.total,
+        parts: page.parts,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// When each phase began and ended, from the job's history; `now` for a job still going.
-fn timings(job: &Job, events: &[JobEvent], now: Millis) -> Value {
+fn timings(job: &Job, events: &[JobEvent], now: Millis) -> Timings {
     let first = |step: &str| events.iter().find(|e| e.step == step).map(|e| e.at);
     let ended = job.status.is_terminal().then_some(job.updated_at);
-    json!({
-        "submitted_at": job.created_at,
-        "started_at": first("started"),
-        "finished_at": first("finished"),
-        "ended_at": ended,
-        "elapsed_ms": ended.unwrap_or(now) - job.created_at,
-    })
+    Timings {
+        submitted_at: job.created_at,
+        started_at: first("started"),
+        finished_at: first("finished"),
+        ended_at: ended,
+        elapsed_ms: ended.unwrap_or(now) - job.created_at,
+    }
 }
 
+/// One job: its state, timings, and once it has succeeded, a fresh link (or its parts).
+#[utoipa::path(
+    get, path = "/exports/{id}", tag = "exports", operation_id = "get_export",
+    params(("id" = String, Path, description = "The job's request id.")),
+    responses(
+        (status = 200, description = "The job.", body = JobView),
+        (status = 404, description = "No such job of the caller's.", body = ErrorBody),
+    )
+)]
 async fn job_status(
     State(queries): State<Arc<Queries>>,
     Caller(owner): Caller,
     JobId(id): JobId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobView>, ApiError> {
     let job = queries.job(&owner, &id).await?;
     let events = queries.control.events(&job.request_id).await?;
-    let mut view = job_summary(&job);
-    let fields = view.as_object_mut().expect("summary is an object");
-    fields.insert("params".into(), Value::Object(job.params.clone()));
-    fields.insert("notify".into(), json!(job.notify));
-    fields.insert("statement_id".into(), json!(job.statement_id));
-    fields.insert(
-        "timings".into(),
-        timings(&job, &events, queries.clock.now()),
-    );
-    fields.insert(
-        "links".into(),
-        json!({
-            "self": format!("/exports/{}", job.request_id),
-            "events": format!("/exports/{}/events", job.request_id),
-            "download": format!("/exports/{}/download", job.request_id),
-        }),
-    );
+    let id = &job.request_id;
+    let mut view = JobView {
+        summary: JobSummary::from(&job),
+        params: job.params.clone(),
+        notify: job.notify.clone(),
+        statement_id: job.statement_id.clone(),
+        timings: timings(&job, &events, queries.clock.now()),
+        links: JobLinks {
+            this: format!("/exports/{id}"),
+            events: format!("/exports/{id}/events"),
+            download: format!("/exports/{id}/download"),
+            parts: None,
+        },
+        download_url: None,
+        download_expires_at: None,
+        total_parts: None,
+        parts: None,
+        parts_next_cursor: None,
+    };
     if job.status == JobStatus::Succeeded && !job.archive.is_packaged() {
         // The first page of its parts; the rest are a cursor away.
         let page = queries
             .parts(&job, crate::service::query::PARTS_PAGE, None)
             .await?;
-        fields.insert("total_parts".into(), json!(page.total));
-        fields.insert("parts".into(), json!(page.parts));
-        fields.insert("parts_next_cursor".into(), json!(page.next_cursor));
-        fields["links"]["parts"] = json!(format!("/exports/{}/parts", job.request_id));
+        view.total_parts = Some(page.total);
+        view.parts = Some(page.parts);
+        view.parts_next_cursor = page.next_cursor;
+        view.links.parts = Some(format!("/exports/{id}/parts"));
     } else if job.status == JobStatus::Succeeded {
         let DownloadLink {
             url, expires_at, ..
         } = queries.download_link(&job).await?;
-        fields.insert("download_url".into(), json!(url));
-        fields.insert("download_expires_at".into(), json!(expires_at));
+        view.download_url = Some(url);
+        view.download_expires_at = Some(expires_at);
     }
     Ok(Json(view))
 }
 
+/// A job's history, oldest first.
+#[utoipa::path(
+    get, path = "/exports/{id}/events", tag = "exports", operation_id = "get_export_events",
+    params(("id" = String, Path, description = "The job's request id.")),
+    responses(
+        (status = 200, description = "The job's events.", body = JobHistory),
+        (status = 404, description = "No such job of the caller's.", body = ErrorBody),
+    )
+)]
 async fn job_events(
     State(queries): State<Arc<Queries>>,
     Caller(owner): Caller,
     JobId(id): JobId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobHistory>, ApiError> {
     let events = queries.events(&owner, &id).await?;
-    Ok(Json(json!({ "request_id": id, "events": events })))
+    Ok(Json(JobHistory {
+        request_id: id,
+        events,
+    }))
 }
 
+/// A redirect to a freshly signed link to the job's archive (or its one part).
+#[utoipa::path(
+    get, path = "/exports/{id}/download", tag = "exports", operation_id = "download_export",
+    params(("id" = String, Path, description = "The job's request id.")),
+    responses(
+        (status = 303, description = "The link, in `Location` and in the body.", body = DownloadBody,
+         headers(("Location" = String, description = "The signed link."))),
+        (status = 404, description = "No such job of the caller's.", body = ErrorBody),
+        (status = 409, description = "Nothing to download yet, or the export is several parts (see `/parts`).", body = ErrorBody),
+    )
+)]
 async fn download(
     State(queries): State<Arc<Queries>>,
     Caller(owner): Caller,
@@ -364,14 +452,36 @@ async fn download(
     Ok((
         StatusCode::SEE_OTHER,
         [(header::LOCATION, link.url.clone())],
-        Json(json!({ "download_url": link.url, "expires_at": link.expires_at })),
+        Json(DownloadBody {
+            download_url: link.url,
+            expires_at: link.expires_at,
+        }),
     )
         .into_response())
 }
 
-async fn datasets(State(queries): State<Arc<Queries>>, Caller(_): Caller) -> Json<Value> {
-    let exports: Vec<_> = queries.catalog.exports().map(|e| e.describe()).collect();
-    Json(json!({ "datasets": exports }))
+/// The catalogue: each dataset, its parameters and their rules, and whether it can be
+/// looked up.
+#[utoipa::path(
+    get, path = "/datasets", tag = "catalogue", operation_id = "list_datasets",
+    responses((status = 200, description = "The catalogue.", body = Datasets))
+)]
+async fn datasets(State(queries): State<Arc<Queries>>, Caller(_): Caller) -> Response {
+    let datasets = queries.catalog.exports().map(|e| e.describe()).collect();
+    Json(Datasets { datasets }).into_response()
+}
+
+/// This document.
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "catalogue", operation_id = "get_contract",
+    responses((status = 200, description = "The API's OpenAPI 3.1 description.", content_type = "application/json", body = Object))
+)]
+async fn openapi_document(Caller(_): Caller) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        contract_text(),
+    )
+        .into_response()
 }
 
 // ---- compatibility with the original sample's API ----------------------------------------
@@ -379,7 +489,23 @@ async fn datasets(State(queries): State<Arc<Queries>>, Caller(_): Caller) -> Jso
 /// The dataset the original sample's `/product` routes export.
 pub const PRODUCT_DATASET: &str = "product_detail";
 
-/// `POST /product {sku, productname?, createdate?}` → `{"RequestId": …}`.
+/// `POST /product {sku, productname?, createdate?}` → `{"RequestId": …}`: the original
+/// sample's submission, an export of `product_detail`.
+#[utoipa::path(
+    post, path = "/product", tag = "compatibility", operation_id = "submit_product",
+    request_body(content = ProductRequest, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+         description = "As for `POST /exports`."),
+    ),
+    responses(
+        (status = 200, description = "The job is queued.", body = ProductAccepted),
+        (status = 400, description = "A field is invalid; `field` names it.", body = ErrorBody),
+        (status = 409, description = "The Idempotency-Key was used with another body.", body = ErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB.", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
+    )
+)]
 async fn submit_product(
     State(submissions): State<Arc<Submissions>>,
     Caller(owner): Caller,
@@ -426,17 +552,32 @@ async fn submit_product(
         })?;
     Ok((
         StatusCode::OK,
-        Json(json!({ "RequestId": submitted.request_id })),
+        Json(ProductAccepted {
+            request_id: submitted.request_id,
+        }),
     )
         .into_response())
 }
 
-/// `GET /product` with headers `requestid` and `type: latest|all`.
+/// `GET /product` with headers `requestid` and `type: latest|all`: the original sample's
+/// status call.
+#[utoipa::path(
+    get, path = "/product", tag = "compatibility", operation_id = "get_product_status",
+    params(
+        ("requestid" = String, Header, description = "The `RequestId` `POST /product` answered."),
+        ("type" = Option<String>, Header, description = "`latest` (the default) or `all`."),
+    ),
+    responses(
+        (status = 200, description = "The latest state, or every event.", body = ProductAnswer),
+        (status = 400, description = "A header is missing or invalid.", body = ErrorBody),
+        (status = 404, description = "No such job of the caller's.", body = ErrorBody),
+    )
+)]
 async fn product_status(
     State(queries): State<Arc<Queries>>,
     Caller(owner): Caller,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProductAnswer>, ApiError> {
     let id = headers
         .get("requestid")
         .and_then(|v| v.to_str().ok())
@@ -448,26 +589,24 @@ async fn product_status(
     uuid::Uuid::parse_str(id).map_err(|_| ApiError::job_not_found(id))?;
     let job = queries.job(&owner, id).await?;
     match kind {
-        "latest" => Ok(Json(json!({
-            "RequestId": job.request_id,
-            "Status": job.status,
-            "Timestamp": job.updated_at,
-            "Rows": job.rows,
-            "Error": job.error,
+        "latest" => Ok(Json(ProductAnswer::Latest(ProductStatus {
+            request_id: job.request_id,
+            status: job.status,
+            timestamp: job.updated_at,
+            rows: job.rows,
+            error: job.error,
         }))),
         "all" => {
             let events = queries.control.events(&job.request_id).await?;
-            Ok(Json(Value::Array(
+            Ok(Json(ProductAnswer::All(
                 events
-                    .iter()
-                    .map(|e| {
-                        json!({
-                            "RequestId": job.request_id,
-                            "Step": e.step,
-                            "Status": e.outcome,
-                            "Timestamp": e.at,
-                            "Message": e.message,
-                        })
+                    .into_iter()
+                    .map(|e| ProductEvent {
+                        request_id: job.request_id.clone(),
+                        step: e.step,
+                        status: e.outcome,
+                        timestamp: e.at,
+                        message: e.message,
                     })
                     .collect(),
             )))

@@ -73,7 +73,7 @@ pub async fn record_start(
 }
 
 /// One part of an export handed out as it is (`archive: none`), with a fresh link.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PartLink {
     pub index: usize,
     /// The name it downloads as: `<dataset>-NNNN.<format>[.gz|.zst]`, as in an archive.
@@ -82,6 +82,7 @@ pub struct PartLink {
     /// Data rows (a CSV part's header line not counted).
     pub rows: u64,
     pub url: String,
+    #[schema(value_type = i64)]
     pub expires_at: Millis,
 }
 
