@@ -2,6 +2,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use export_client::{Client, CredentialChain, Signer};
 use export_console::{Console, Credentials, Identity};
+use export_local::faults::{FaultPlan, Faults};
 use export_local::sigv4::LocalIdentity;
 use export_local::{LocalConfig, LocalStack};
 use redshift_export::{demo, local_signer, show};
@@ -41,6 +42,41 @@ struct StackArgs {
     /// Concurrent processor and poller workers, each.
     #[arg(long, default_value_t = 4)]
     workers: usize,
+    /// How long a received message stays hidden before it is delivered again (e.g. 30s).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    visibility_timeout: Duration,
+    /// How often the sweep looks for jobs that stopped moving, and how long a job must sit
+    /// still before it does.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    sweep_every: Duration,
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    sweep_after: Duration,
+    /// Faults to inject into the services' calls of the ports, to try how failures are
+    /// handled: `port.operation:transient=P,lost=P,permanent=P,latency=D;…`, `*` for any
+    /// (see docs/RELIABILITY.md).
+    #[arg(long, env = "EXPORT_FAULTS")]
+    faults: Option<String>,
+    /// The seed of the injected faults' random choices.
+    #[arg(long, default_value_t = 1, env = "EXPORT_FAULT_SEED")]
+    fault_seed: u64,
+}
+
+/// `250ms`, `30s`, `5m`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| text.split_at(i))
+        .ok_or_else(|| format!("'{text}': give a unit (ms, s, m)"))?;
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}': not a duration"))?;
+    let seconds = match unit {
+        "ms" => number / 1000.0,
+        "s" => number,
+        "m" => number * 60.0,
+        _ => return Err(format!("'{text}': the unit must be ms, s or m")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 impl StackArgs {
@@ -49,6 +85,13 @@ impl StackArgs {
         config.scale = self.scale;
         config.processors = self.workers;
         config.pollers = self.workers;
+        config.visibility_timeout = self.visibility_timeout;
+        config.sweep_every = self.sweep_every;
+        config.sweep_after = self.sweep_after;
+        if let Some(plan) = &self.faults {
+            let plan: FaultPlan = plan.parse().map_err(|e| anyhow::anyhow!("--faults: {e}"))?;
+            config.faults = Some(Faults::new(plan, self.fault_seed));
+        }
         for spec in &self.identities {
             config
                 .identities
@@ -240,6 +283,17 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { stack, addr } => {
             let mut config = stack.config()?;
             config.addr = addr;
+            if let Some(faults) = &config.faults {
+                let report = config
+                    .data_dir
+                    .join(format!("faults-{}.json", std::process::id()));
+                println!(
+                    "Injecting faults: {}; counted in {}",
+                    faults.plan_text(),
+                    report.display()
+                );
+                faults.spawn_report(report, Duration::from_millis(500));
+            }
             let stack = LocalStack::start(config).await?;
             println!("Local stack on {} — sign as alice (LOCALALICE / local-alice-secret) or bob; Ctrl-C stops.", stack.base_url());
             println!("Console: {}", stack.console_url());

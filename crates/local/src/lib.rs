@@ -9,6 +9,7 @@
 //! | object store  | [`objects::FsObjectStore`] (directory tree)        |
 //! | mailer        | [`outbox::OutboxMailer`] (`.eml` files)            |
 
+pub mod faults;
 pub mod gateway;
 pub mod objects;
 pub mod outbox;

@@ -1,6 +1,7 @@
 //! The whole local stack in one process: the gateway and the processor and poller workers,
 //! over the embedded adapters, with all state under one data directory.
 
+use crate::faults::{Faults, Faulty};
 use crate::gateway;
 use crate::objects::FsObjectStore;
 use crate::outbox::OutboxMailer;
@@ -17,7 +18,9 @@ use export_core::catalog::Catalog;
 use export_core::clock::{Clock, SystemClock};
 use export_core::http::api_router;
 use export_core::messages::{Message, PollMessage};
-use export_core::ports::{QueueName, QueueSender};
+use export_core::ports::{
+    AnswerCache, ControlTable, Mailer, ObjectStore, QueueName, QueueSender, Warehouse,
+};
 use export_core::service::{
     consume, Consumer, LookupSettings, Lookups, Poller, Processor, Queries, Submissions,
 };
@@ -77,6 +80,8 @@ pub struct LocalConfig {
     pub sweep_after: Duration,
     /// How lookups run: how long one may wait for the warehouse, what is cached.
     pub lookups: LookupSettings,
+    /// Faults to inject into the services' calls of every port (`faults`); none by default.
+    pub faults: Option<Arc<Faults>>,
 }
 
 impl LocalConfig {
@@ -106,6 +111,7 @@ impl LocalConfig {
             sweep_every: Duration::from_secs(60),
             sweep_after: Duration::from_secs(300),
             lookups: LookupSettings::default(),
+            faults: None,
         }
     }
 }
@@ -185,26 +191,27 @@ impl LocalStack {
                 default_recipients: vec!["exports@localhost".into()],
             },
         };
-        let control = Arc::new(store.clone());
+        let ports = Ports::new(&store, &warehouse, &objects, mailer, config.faults.as_ref());
+        let control = ports.control.clone();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let submissions = Arc::new(Submissions {
             catalog: catalog.clone(),
             control: control.clone(),
-            queue: control.clone(),
-            warehouse: warehouse.clone(),
+            queue: ports.queue.clone(),
+            warehouse: ports.warehouse.clone(),
             clock: clock.clone(),
         });
         let queries = Arc::new(Queries {
             catalog: catalog.clone(),
             control: control.clone(),
-            objects: Arc::new(objects.clone()),
+            objects: ports.objects.clone(),
             clock: clock.clone(),
             link_ttl: config.link_ttl,
         });
         let lookups = Arc::new(Lookups::new(
             catalog.clone(),
-            warehouse.clone(),
-            control.clone(),
+            ports.warehouse.clone(),
+            ports.answers.clone(),
             clock.clone(),
             config.lookups.clone(),
         ));
@@ -215,8 +222,8 @@ impl LocalStack {
         let processor = Arc::new(Processor {
             catalog,
             control: control.clone(),
-            warehouse: warehouse.clone(),
-            queue: control.clone(),
+            warehouse: ports.warehouse.clone(),
+            queue: ports.queue.clone(),
             clock: clock.clone(),
             unload: unload.clone(),
             first_poll_delay: config.poll_initial_delay,
@@ -224,10 +231,10 @@ impl LocalStack {
         });
         let poller = Arc::new(Poller {
             control: control.clone(),
-            warehouse: warehouse.clone(),
-            objects: Arc::new(objects.clone()),
-            mailer,
-            queue: control.clone(),
+            warehouse: ports.warehouse.clone(),
+            objects: ports.objects.clone(),
+            mailer: ports.mailer.clone(),
+            queue: ports.queue.clone(),
             clock,
             unload,
             delivery,
@@ -432,6 +439,48 @@ async fn work(
                 let delay = Duration::from_secs(u64::from(delivery.receive_count).min(30));
                 let _ = store.release(&delivery.receipt, delay).await;
             }
+        }
+    }
+}
+
+/// The ports as the services see them: the adapters themselves, or each behind the fault
+/// layer when the configuration has faults to inject.
+struct Ports {
+    control: Arc<dyn ControlTable>,
+    answers: Arc<dyn AnswerCache>,
+    queue: Arc<dyn QueueSender>,
+    warehouse: Arc<dyn Warehouse>,
+    objects: Arc<dyn ObjectStore>,
+    mailer: Arc<dyn Mailer>,
+}
+
+impl Ports {
+    fn new(
+        store: &SqliteStore,
+        warehouse: &Arc<DataFusionWarehouse>,
+        objects: &FsObjectStore,
+        mailer: Arc<OutboxMailer>,
+        faults: Option<&Arc<Faults>>,
+    ) -> Ports {
+        let store = Arc::new(store.clone());
+        let objects = Arc::new(objects.clone());
+        match faults {
+            None => Ports {
+                control: store.clone(),
+                answers: store.clone(),
+                queue: store,
+                warehouse: warehouse.clone(),
+                objects,
+                mailer,
+            },
+            Some(faults) => Ports {
+                control: Faulty::new(store.clone(), faults.clone()),
+                answers: Faulty::new(store.clone(), faults.clone()),
+                queue: Faulty::new(store, faults.clone()),
+                warehouse: Faulty::new(warehouse.clone(), faults.clone()),
+                objects: Faulty::new(objects, faults.clone()),
+                mailer: Faulty::new(mailer, faults.clone()),
+            },
         }
     }
 }

@@ -156,6 +156,19 @@ impl SqliteStore {
         self.max_receives
     }
 
+    /// The bodies of the queue's dead letters, oldest first: what an operator reads to see
+    /// what was given up on.
+    pub async fn dead_letters(&self, queue: QueueName) -> PortResult<Vec<String>> {
+        self.call(move |conn| {
+            let bodies = conn
+                .prepare("SELECT body FROM dead_letters WHERE queue = ?1 ORDER BY dead_at")?
+                .query_map(params![queue.as_str()], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(bodies)
+        })
+        .await
+    }
+
     /// Messages waiting (visible or not) and dead letters, per queue.
     pub async fn depth(&self, queue: QueueName) -> PortResult<(u64, u64)> {
         self.call(move |conn| {

@@ -220,6 +220,20 @@ impl StatementLog {
         .await
     }
 
+    /// How many UNLOAD statements each name was given: a name is its job's, so more than one
+    /// means a job's export was run twice.
+    pub async fn unloads_by_name(&self) -> PortResult<std::collections::BTreeMap<String, u64>> {
+        self.call(|db| {
+            db.prepare(
+                "SELECT name, COUNT(*) FROM statements
+                 WHERE name IS NOT NULL AND upper(ltrim(sql)) LIKE 'UNLOAD%' GROUP BY name",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+        })
+        .await
+    }
+
     /// The statements not yet ended, oldest first.
     pub async fn unfinished(&self) -> PortResult<Vec<String>> {
         self.call(|db| {
