@@ -12,6 +12,7 @@ mod cli;
 mod common;
 mod console;
 mod contract;
+mod disk;
 mod exports;
 mod lifecycle;
 mod lookups;

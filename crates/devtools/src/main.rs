@@ -1,12 +1,14 @@
 //! `export-devtools`: the benchmarks. `cargo run --release -p export-devtools -- bench` (the
 //! local stack's submit path), `-- bench-lambda` (the function binaries against the emulated
 //! AWS) and `-- bench-lookups` (lookups, cached and not, on any endpoint); results and the
-//! commands that made them are in docs/BENCHMARKS.md.
+//! commands that made them are in docs/BENCHMARKS.md. `-- load` (many exports at once, with
+//! lookups, each checked to end once with one email) reports in docs/RELIABILITY.md.
 
 mod bench;
 mod bench_lambda;
 mod bench_lookups;
 mod bench_packaging;
+mod load;
 
 /// As the CLI's: the local stack measured here runs on the allocator it runs on there.
 #[global_allocator]
@@ -53,6 +55,23 @@ enum Command {
         #[command(flatten)]
         options: bench_lookups::LookupBenchOptions,
     },
+    /// Submit many exports at once from concurrent clients, with lookups meanwhile, on the
+    /// local stack; report the latencies and how long until all were settled, and fail unless
+    /// every one succeeded with one email.
+    Load {
+        /// The run's stack lives beside this directory, in one of its own.
+        #[arg(long, default_value = ".export-local")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "sql")]
+        sql_dir: PathBuf,
+        #[arg(long, default_value_t = 0.01)]
+        scale: f64,
+        /// Concurrent processor and poller workers, each.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        #[command(flatten)]
+        options: load::LoadOptions,
+    },
 }
 
 #[tokio::main]
@@ -79,5 +98,18 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::BenchLambda { options } => bench_lambda::run(options).await,
         Command::BenchLookups { options } => bench_lookups::run(options).await,
+        Command::Load {
+            data_dir,
+            sql_dir,
+            scale,
+            workers,
+            options,
+        } => {
+            let mut config = LocalConfig::new(data_dir, sql_dir);
+            config.scale = scale;
+            config.processors = workers;
+            config.pollers = workers;
+            load::run(config, options).await
+        }
     }
 }

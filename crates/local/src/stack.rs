@@ -137,6 +137,11 @@ impl LocalStack {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir.join("warehouse"))
             .with_context(|| format!("creating {}", dir.display()))?;
+        // Said plainly now, rather than as the first store's "unable to open database file".
+        let probe = dir.join(".writable");
+        std::fs::write(&probe, b"")
+            .and_then(|_| std::fs::remove_file(&probe))
+            .with_context(|| format!("the data directory {} cannot be written", dir.display()))?;
         let catalog = Arc::new(Catalog::load_dir(&config.sql_dir.join("catalog"))?);
         let store = SqliteStore::open(&dir.join("control.sqlite"), config.max_receives)?;
         let checkpointer =

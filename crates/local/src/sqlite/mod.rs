@@ -144,6 +144,18 @@ impl SqliteStore {
         })
     }
 
+    /// SQLite's own check of the whole file: `ok`, or what is wrong.
+    pub async fn integrity_check(&self) -> PortResult<String> {
+        self.call(|conn| {
+            let lines: Vec<String> = conn
+                .prepare("PRAGMA integrity_check")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(lines.join("\n"))
+        })
+        .await
+    }
+
     /// Runs `f` on the connection's thread; its changes are made in `conn.savepoint()`.
     async fn call<T: Send + 'static>(
         &self,
