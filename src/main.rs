@@ -292,7 +292,7 @@ async fn main() -> anyhow::Result<()> {
                     faults.plan_text(),
                     report.display()
                 );
-                faults.spawn_report(report, Duration::from_millis(500));
+                faults.report_to(report);
             }
             let stack = LocalStack::start(config).await?;
             println!("Local stack on {} — sign as alice (LOCALALICE / local-alice-secret) or bob; Ctrl-C stops.", stack.base_url());

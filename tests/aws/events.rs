@@ -125,6 +125,7 @@ async fn every_sample_event_runs_through_its_function() {
         ("status-get-export-parts.json", 409),
         ("status-list-exports.json", 200),
         ("status-get-datasets.json", 200),
+        ("status-get-openapi.json", 200),
         ("status-get-product.json", 200),
         ("status-get-lookup.json", 200),
         ("status-get-customer.json", 200),

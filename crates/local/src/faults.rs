@@ -180,6 +180,7 @@ pub struct Faults {
     state: Mutex<u64>,
     counts: Mutex<BTreeMap<String, FaultCounts>>,
     enabled: AtomicBool,
+    report: Mutex<Option<std::path::PathBuf>>,
 }
 
 impl std::fmt::Debug for Faults {
@@ -200,6 +201,7 @@ impl Faults {
             state: Mutex::new(seed),
             counts: Mutex::new(BTreeMap::new()),
             enabled: AtomicBool::new(true),
+            report: Mutex::new(None),
         })
     }
 
@@ -218,24 +220,24 @@ impl Faults {
         self.counts.lock().expect("counts lock").clone()
     }
 
-    /// Keeps the counts in `path` as JSON every `every`, so what was injected is known even
-    /// when the process is killed; a last write when the task is dropped is not needed.
-    pub fn spawn_report(self: &Arc<Self>, path: std::path::PathBuf, every: Duration) {
-        let faults = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                let Some(faults) = faults.upgrade() else {
-                    return;
-                };
-                let counts = serde_json::to_vec_pretty(&faults.counts()).unwrap_or_default();
-                let partial = path.with_extension("json.partial");
-                if std::fs::write(&partial, counts).is_ok() {
-                    let _ = std::fs::rename(&partial, &path);
-                }
-            }
-        });
+    /// Keeps the counts in `path` as JSON, written again before each injected fault takes
+    /// effect, so the file holds every fault even when the process is killed the moment
+    /// after.
+    pub fn report_to(&self, path: std::path::PathBuf) {
+        *self.report.lock().expect("report lock") = Some(path);
+        self.write_report();
+    }
+
+    fn write_report(&self) {
+        let report = self.report.lock().expect("report lock");
+        let Some(path) = report.as_ref() else {
+            return;
+        };
+        let counts = serde_json::to_vec_pretty(&self.counts()).unwrap_or_default();
+        let partial = path.with_extension("json.partial");
+        if std::fs::write(&partial, counts).is_ok() {
+            let _ = std::fs::rename(&partial, path);
+        }
     }
 
     /// A uniform number in [0, 1) (splitmix64).
@@ -271,7 +273,7 @@ impl Faults {
             tokio::time::sleep(fault.latency).await;
         }
         let r = self.next();
-        if r < fault.transient {
+        let roll = if r < fault.transient {
             self.count(&key, |c| c.transient += 1);
             Err(PortError::Unavailable(format!(
                 "injected fault: {key} unavailable"
@@ -282,10 +284,15 @@ impl Faults {
                 "injected fault: {key} refused"
             )))
         } else if r < fault.transient + fault.permanent + fault.lost {
+            // Counted now, before the call: a kill during it still finds the fault counted
+            // (one whose call then fails anyway is counted all the same).
+            self.count(&key, |c| c.lost += 1);
             Ok(Roll::Lose)
         } else {
-            Ok(Roll::Pass)
-        }
+            return Ok(Roll::Pass);
+        };
+        self.write_report();
+        roll
     }
 
     /// Makes `call` through the plan.
@@ -298,12 +305,9 @@ impl Faults {
         let roll = self.roll(port, operation).await?;
         let result = call.await;
         match (roll, result) {
-            (Roll::Lose, Ok(_)) => {
-                self.count(&format!("{port}.{operation}"), |c| c.lost += 1);
-                Err(PortError::Unavailable(format!(
-                    "injected fault: {port}.{operation}'s answer was lost"
-                )))
-            }
+            (Roll::Lose, Ok(_)) => Err(PortError::Unavailable(format!(
+                "injected fault: {port}.{operation}'s answer was lost"
+            ))),
             (_, result) => result,
         }
     }
