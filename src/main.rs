@@ -43,13 +43,13 @@ struct StackArgs {
     #[arg(long, default_value_t = 4)]
     workers: usize,
     /// How long a received message stays hidden before it is delivered again (e.g. 30s).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = export_local::parse_duration)]
     visibility_timeout: Duration,
     /// How often the sweep looks for jobs that stopped moving, and how long a job must sit
     /// still before it does.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = export_local::parse_duration)]
     sweep_every: Duration,
-    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    #[arg(long, default_value = "300s", value_parser = export_local::parse_duration)]
     sweep_after: Duration,
     /// Faults to inject into the services' calls of the ports, to try how failures are
     /// handled: `port.operation:transient=P,lost=P,permanent=P,latency=D;…`, `*` for any
@@ -59,24 +59,6 @@ struct StackArgs {
     /// The seed of the injected faults' random choices.
     #[arg(long, default_value_t = 1, env = "EXPORT_FAULT_SEED")]
     fault_seed: u64,
-}
-
-/// `250ms`, `30s`, `5m`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map(|i| text.split_at(i))
-        .ok_or_else(|| format!("'{text}': give a unit (ms, s, m)"))?;
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}': not a duration"))?;
-    let seconds = match unit {
-        "ms" => number / 1000.0,
-        "s" => number,
-        "m" => number * 60.0,
-        _ => return Err(format!("'{text}': the unit must be ms, s or m")),
-    };
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 impl StackArgs {

@@ -336,7 +336,7 @@ async fn the_invariants_hold_after_faults_and_kills() {
     }
     // Idempotency keys: one job per export the clients made, however often they retried.
     assert_eq!(jobs.len() as u64, exports, "jobs in the control table");
-    let mails = mail_counts(&dir.path().join("outbox"));
+    let mails = export_local::outbox::mails_per_job(&dir.path().join("outbox"));
 
     // Content: each SUCCEEDED export's files hold exactly the rows of its keys, as a lookup
     // (the warehouse, with the faults gone) answers them.
@@ -484,18 +484,6 @@ async fn all_jobs(client: &Client) -> anyhow::Result<Vec<Value>> {
             None => return Ok(jobs),
         }
     }
-}
-
-/// Mails in the outbox per request id (each file's name carries the id).
-fn mail_counts(outbox: &Path) -> BTreeMap<String, u64> {
-    let mut counts = BTreeMap::new();
-    for entry in std::fs::read_dir(outbox).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(id) = find_uuid(&name) {
-            *counts.entry(id).or_default() += 1;
-        }
-    }
-    counts
 }
 
 fn find_uuid(text: &str) -> Option<String> {

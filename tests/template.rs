@@ -129,7 +129,7 @@ fn template_routes(template: &str, function: &str) -> std::collections::BTreeSet
         .skip(1)
         .filter_map(|event| {
             Some((
-                value("Method", event)?.to_lowercase(),
+                value("Method", event)?.to_uppercase(),
                 value("Path", event)?,
             ))
         })
@@ -138,23 +138,11 @@ fn template_routes(template: &str, function: &str) -> std::collections::BTreeSet
 
 #[test]
 fn the_template_routes_every_operation_of_the_contract_to_its_function() {
-    use export_core::http::receiver_routes;
+    use export_core::http::{contract_operations, receiver_routes};
     let template = std::fs::read_to_string(repo().join("template.yaml")).unwrap();
-    let operations = |doc: serde_json::Value| -> std::collections::BTreeSet<(String, String)> {
-        doc["paths"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .flat_map(|(path, item)| {
-                item.as_object()
-                    .unwrap()
-                    .keys()
-                    .map(|method| (method.clone(), path.clone()))
-            })
-            .collect()
-    };
-    let receiver = operations(serde_json::to_value(receiver_routes().into_openapi()).unwrap());
-    let all = operations(export_core::http::contract().clone());
+    let receiver =
+        contract_operations(&serde_json::to_value(receiver_routes().into_openapi()).unwrap());
+    let all = contract_operations(export_core::http::contract());
     let status: std::collections::BTreeSet<_> = all.difference(&receiver).cloned().collect();
     // The status function serves the rest: its own routes, and the lookups.
     assert!(status.iter().any(|(_, path)| path.starts_with("/lookups/")));

@@ -11,7 +11,7 @@ use export_local::{LocalConfig, LocalStack};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,7 +95,7 @@ pub async fn run(base: LocalConfig, options: LoadOptions) -> anyhow::Result<()> 
     let run = load.await??;
 
     // Every job succeeded, once, with one email.
-    let mails = mail_counts(&stack.outbox);
+    let mails = export_local::outbox::mails_per_job(&stack.outbox);
     let mut statuses = BTreeMap::<String, usize>::new();
     for id in &run.ids {
         let job = stack
@@ -259,22 +259,4 @@ async fn submitted_count(stack: &LocalStack) -> anyhow::Result<usize> {
             None => return Ok(count),
         }
     }
-}
-
-/// Mails in the outbox per request id (each file's name carries the id).
-fn mail_counts(outbox: &Path) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for entry in std::fs::read_dir(outbox).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let id = (0..name.len().saturating_sub(35)).find_map(|i| {
-            let candidate = name.get(i..i + 36)?;
-            uuid::Uuid::parse_str(candidate)
-                .ok()
-                .map(|_| candidate.to_owned())
-        });
-        if let Some(id) = id {
-            *counts.entry(id).or_default() += 1;
-        }
-    }
-    counts
 }

@@ -25,21 +25,38 @@ struct Cli {
     command: Command,
 }
 
+/// The local stack a run starts, in a directory of its own beside `data_dir`.
+#[derive(clap::Args)]
+struct StackArgs {
+    /// The run's stacks live beside this directory, in one of their own.
+    #[arg(long, default_value = ".export-local")]
+    data_dir: PathBuf,
+    #[arg(long, default_value = "sql")]
+    sql_dir: PathBuf,
+    /// TPC-H scale factor for orders and lineitem.
+    #[arg(long, default_value_t = 0.01)]
+    scale: f64,
+    /// Concurrent processor and poller workers, each.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+}
+
+impl StackArgs {
+    fn config(self) -> LocalConfig {
+        let mut config = LocalConfig::new(self.data_dir, self.sql_dir);
+        config.scale = self.scale;
+        config.processors = self.workers;
+        config.pollers = self.workers;
+        config
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Measure submit latency and throughput, and submit-to-email time, on the local stack.
     Bench {
-        /// The benchmark's stacks live beside this directory, in one of their own.
-        #[arg(long, default_value = ".export-local")]
-        data_dir: PathBuf,
-        #[arg(long, default_value = "sql")]
-        sql_dir: PathBuf,
-        /// TPC-H scale factor for orders and lineitem.
-        #[arg(long, default_value_t = 0.01)]
-        scale: f64,
-        /// Concurrent processor and poller workers, each.
-        #[arg(long, default_value_t = 4)]
-        workers: usize,
+        #[command(flatten)]
+        stack: StackArgs,
         #[command(flatten)]
         options: bench::BenchOptions,
     },
@@ -59,16 +76,8 @@ enum Command {
     /// local stack; report the latencies and how long until all were settled, and fail unless
     /// every one succeeded with one email.
     Load {
-        /// The run's stack lives beside this directory, in one of its own.
-        #[arg(long, default_value = ".export-local")]
-        data_dir: PathBuf,
-        #[arg(long, default_value = "sql")]
-        sql_dir: PathBuf,
-        #[arg(long, default_value_t = 0.01)]
-        scale: f64,
-        /// Concurrent processor and poller workers, each.
-        #[arg(long, default_value_t = 4)]
-        workers: usize,
+        #[command(flatten)]
+        stack: StackArgs,
         #[command(flatten)]
         options: load::LoadOptions,
     },
@@ -83,33 +92,9 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Bench {
-            data_dir,
-            sql_dir,
-            scale,
-            workers,
-            options,
-        } => {
-            let mut config = LocalConfig::new(data_dir, sql_dir);
-            config.scale = scale;
-            config.processors = workers;
-            config.pollers = workers;
-            bench::run(config, options).await
-        }
+        Command::Bench { stack, options } => bench::run(stack.config(), options).await,
         Command::BenchLambda { options } => bench_lambda::run(options).await,
         Command::BenchLookups { options } => bench_lookups::run(options).await,
-        Command::Load {
-            data_dir,
-            sql_dir,
-            scale,
-            workers,
-            options,
-        } => {
-            let mut config = LocalConfig::new(data_dir, sql_dir);
-            config.scale = scale;
-            config.processors = workers;
-            config.pollers = workers;
-            load::run(config, options).await
-        }
+        Command::Load { stack, options } => load::run(stack.config(), options).await,
     }
 }

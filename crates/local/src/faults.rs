@@ -34,7 +34,6 @@ use export_core::ports::{
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -97,7 +96,7 @@ impl FromStr for FaultPlan {
                     "transient" => fault.transient = probability()?,
                     "lost" => fault.lost = probability()?,
                     "permanent" => fault.permanent = probability()?,
-                    "latency" => fault.latency = parse_duration(value)?,
+                    "latency" => fault.latency = crate::parse_duration(value)?,
                     other => {
                         return Err(format!(
                             "unknown fault '{other}' (transient, lost, permanent, latency)"
@@ -129,21 +128,6 @@ const PORTS: [&str; 6] = [
     "object_store",
     "mailer",
 ];
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("'{text}': a duration such as 250ms or 2s");
-    if let Some(ms) = text.strip_suffix("ms") {
-        ms.parse().map(Duration::from_millis).map_err(|_| bad())
-    } else if let Some(s) = text.strip_suffix('s') {
-        s.parse::<f64>()
-            .ok()
-            .filter(|s| *s >= 0.0)
-            .map(Duration::from_secs_f64)
-            .ok_or_else(bad)
-    } else {
-        Err(bad())
-    }
-}
 
 impl FaultPlan {
     /// The most specific rule for the call: exact port and operation, then the port's `*`,
@@ -179,7 +163,6 @@ pub struct Faults {
     plan: FaultPlan,
     state: Mutex<u64>,
     counts: Mutex<BTreeMap<String, FaultCounts>>,
-    enabled: AtomicBool,
     report: Mutex<Option<std::path::PathBuf>>,
 }
 
@@ -200,7 +183,6 @@ impl Faults {
             plan,
             state: Mutex::new(seed),
             counts: Mutex::new(BTreeMap::new()),
-            enabled: AtomicBool::new(true),
             report: Mutex::new(None),
         })
     }
@@ -208,11 +190,6 @@ impl Faults {
     /// The plan as it was written.
     pub fn plan_text(&self) -> &str {
         &self.plan.text
-    }
-
-    /// Stops (or starts again) injecting; calls still pass through and are counted.
-    pub fn set_enabled(&self, enabled: bool) {
-        self.enabled.store(enabled, Ordering::SeqCst);
     }
 
     /// What was injected so far, by `port.operation`.
@@ -266,9 +243,6 @@ impl Faults {
         let Some(fault) = self.plan.fault(port, operation) else {
             return Ok(Roll::Pass);
         };
-        if !self.enabled.load(Ordering::SeqCst) {
-            return Ok(Roll::Pass);
-        }
         if !fault.latency.is_zero() {
             tokio::time::sleep(fault.latency).await;
         }
@@ -620,7 +594,5 @@ mod tests {
             ),
             (10_000, transient as u64, lost as u64, permanent as u64)
         );
-        faults.set_enabled(false);
-        assert!(faults.call("queue", "send", async { Ok(()) }).await.is_ok());
     }
 }

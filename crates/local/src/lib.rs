@@ -20,3 +20,21 @@ pub mod tables;
 pub mod warehouse;
 
 pub use stack::{LocalConfig, LocalStack};
+
+/// A duration as the local stack's settings write one: a number and its unit, `ms`, `s` or
+/// `m` (`250ms`, `1.5s`, `5m`).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("'{text}': a duration such as 250ms, 30s or 5m");
+    let at = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or_else(bad)?;
+    let (number, unit) = text.split_at(at);
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "ms" => number / 1000.0,
+        "s" => number,
+        "m" => number * 60.0,
+        _ => return Err(bad()),
+    };
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}

@@ -45,6 +45,24 @@ impl OutboxMailer {
     }
 }
 
+/// How many mails the outbox holds about each job, by request id, read from the files' names
+/// (`<time>-<request id>-<message>.eml`, as `send` writes them).
+pub fn mails_per_job(outbox: &Path) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(outbox).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let request_id = name
+            .strip_suffix(".eml")
+            .and_then(|stem| stem.split_once('-'))
+            .and_then(|(_, rest)| rest.rsplit_once('-'))
+            .map(|(request_id, _)| request_id.to_owned());
+        if let Some(request_id) = request_id {
+            *counts.entry(request_id).or_default() += 1;
+        }
+    }
+    counts
+}
+
 #[async_trait]
 impl Mailer for OutboxMailer {
     async fn send(&self, email: &Email) -> PortResult<String> {

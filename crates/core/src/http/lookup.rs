@@ -11,8 +11,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
-#[allow(unused_imports)] // `json!` is used by the contract's examples.
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -20,6 +19,43 @@ use utoipa_axum::routes;
 /// The dataset `GET /customer/{ids}` looks up, and its parameter.
 pub const CUSTOMER_DATASET: &str = "customers";
 const CUSTOMER_IDS: &str = "ids";
+
+/// The headers both lookup routes read.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Read from the `HeaderMap`; this is their description.
+struct CacheHeaders {
+    /// An `ETag` this route answered: 304 if the answer is the same.
+    #[param(rename = "If-None-Match")]
+    if_none_match: Option<String>,
+    /// `no-cache` reads the warehouse, not a cache.
+    #[param(rename = "Cache-Control")]
+    cache_control: Option<String>,
+}
+
+/// What both lookup routes answer besides their rows.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // `answer` and `ApiError` write these; this is their description.
+enum LookupRefusals {
+    /// The caller's `If-None-Match` names the answer it holds.
+    #[response(status = 304, headers(("ETag" = String), ("Cache-Control" = String)))]
+    NotModified,
+    /// A parameter is invalid; `field` names it.
+    #[response(status = 400)]
+    Invalid(ErrorBody),
+    /// No such dataset.
+    #[response(status = 404)]
+    UnknownDataset(ErrorBody),
+    /// More rows match than a lookup answers; ask for an export.
+    #[response(status = 422)]
+    TooManyRows(ErrorBody),
+    /// The warehouse's statement failed; `statement_id` names it.
+    #[response(status = 502)]
+    StatementFailed(ErrorBody),
+    /// The warehouse did not answer in time; `statement_id` names the statement.
+    #[response(status = 504)]
+    TimedOut(ErrorBody),
+}
 
 /// Lookups, served beside the status routes (the read path), with their contract.
 pub fn lookup_routes() -> OpenApiRouter<Arc<Lookups>> {
@@ -41,8 +77,7 @@ pub fn lookup_router(lookups: Arc<Lookups>) -> Router {
          description = "A dataset the catalogue offers for lookups."),
         ("params" = Option<Object>, Query, style = Form, explode, example = json!({"ids": "1,2,3"}),
          description = "The dataset's parameters as `name=value`; a list as comma-separated values or the name repeated."),
-        ("If-None-Match" = Option<String>, Header, description = "An `ETag` this route answered: 304 if the answer is the same."),
-        ("Cache-Control" = Option<String>, Header, description = "`no-cache` reads the warehouse, not a cache."),
+        CacheHeaders,
         ("Accept" = Option<String>, Header, description = "`text/csv` for CSV; JSON otherwise."),
     ),
     responses(
@@ -50,13 +85,7 @@ pub fn lookup_router(lookups: Arc<Lookups>) -> Router {
          content((LookupAnswer = "application/json"), (String = "text/csv")),
          headers(("ETag" = String, description = "The rows' validator."),
                  ("Cache-Control" = String, description = "How long the answer stays fresh."))),
-        (status = 304, description = "The caller's `If-None-Match` names the answer it holds.",
-         headers(("ETag" = String), ("Cache-Control" = String))),
-        (status = 400, description = "A parameter is invalid; `field` names it.", body = ErrorBody),
-        (status = 404, description = "No such dataset.", body = ErrorBody),
-        (status = 422, description = "More rows match than a lookup answers; ask for an export.", body = ErrorBody),
-        (status = 502, description = "The warehouse's statement failed; `statement_id` names it.", body = ErrorBody),
-        (status = 504, description = "The warehouse did not answer in time; `statement_id` names the statement.", body = ErrorBody),
+        LookupRefusals,
     )
 )]
 async fn lookup(
@@ -110,20 +139,13 @@ async fn lookup(
     get, path = "/customer/{ids}", tag = "lookups", operation_id = "lookup_customers",
     params(
         ("ids" = String, Path, example = "1,2,3", description = "Customer keys, comma-separated."),
-        ("If-None-Match" = Option<String>, Header, description = "An `ETag` this route answered: 304 if the answer is the same."),
-        ("Cache-Control" = Option<String>, Header, description = "`no-cache` reads the warehouse, not a cache."),
+        CacheHeaders,
     ),
     responses(
         (status = 200, description = "The customers' rows.", body = CustomerRows,
          headers(("ETag" = String, description = "The rows' validator."),
                  ("Cache-Control" = String, description = "How long the answer stays fresh."))),
-        (status = 304, description = "The caller's `If-None-Match` names the answer it holds.",
-         headers(("ETag" = String), ("Cache-Control" = String))),
-        (status = 400, description = "A parameter is invalid; `field` names it.", body = ErrorBody),
-        (status = 404, description = "No such dataset.", body = ErrorBody),
-        (status = 422, description = "More rows match than a lookup answers; ask for an export.", body = ErrorBody),
-        (status = 502, description = "The warehouse's statement failed; `statement_id` names it.", body = ErrorBody),
-        (status = 504, description = "The warehouse did not answer in time; `statement_id` names the statement.", body = ErrorBody),
+        LookupRefusals,
     )
 )]
 async fn customers(
@@ -329,6 +351,7 @@ fn scalar_value(ty: &ScalarType, text: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn export() -> Export {
         Export::parse(

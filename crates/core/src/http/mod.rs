@@ -21,7 +21,7 @@ use views::*;
 mod contract;
 mod lookup;
 pub mod views;
-pub use contract::{contract, contract_text};
+pub use contract::{contract, contract_operations, contract_text};
 pub use lookup::{lookup_router, lookup_routes, params_from_query, CUSTOMER_DATASET};
 
 /// The largest request body accepted.
@@ -166,22 +166,43 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
         .transpose()
 }
 
+/// The header both submitting routes read.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Read by `idempotency_key`; this is its description.
+struct IdempotencyKeyHeader {
+    /// Retries with the same key and body answer the first job; another body with the same
+    /// key is a 409.
+    #[param(rename = "Idempotency-Key")]
+    idempotency_key: Option<String>,
+}
+
+/// What both submitting routes answer, besides their own 400s, when they refuse.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // `JsonBody` and the submission write these; this is their description.
+enum SubmitRefusals {
+    /// The Idempotency-Key was used with another body.
+    #[response(status = 409)]
+    KeyReused(ErrorBody),
+    /// The body is larger than 64 KiB.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// The body is not `application/json`.
+    #[response(status = 415)]
+    NotJson(ErrorBody),
+}
+
 /// Submits an export: validated, recorded and queued, answered at once.
 #[utoipa::path(
     post, path = "/exports", tag = "exports", operation_id = "submit_export",
     request_body(content = ExportRequestBody, content_type = "application/json"),
-    params(
-        ("Idempotency-Key" = Option<String>, Header,
-         description = "Retries with the same key and body answer the first job; another body with the same key is a 409."),
-    ),
+    params(IdempotencyKeyHeader),
     responses(
         (status = 202, description = "The job is queued.", body = Accepted,
          headers(("Location" = String, description = "The job's status route."),
                  ("Idempotent-Replayed" = String, description = "`true` when an earlier request with the same key answered."))),
         (status = 400, description = "The body, the dataset, a parameter or a header is invalid; `field` names it.", body = ErrorBody),
-        (status = 409, description = "The Idempotency-Key was used with another body.", body = ErrorBody),
-        (status = 413, description = "The body is larger than 64 KiB.", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
+        SubmitRefusals,
     )
 )]
 async fn submit(
@@ -493,16 +514,11 @@ pub const PRODUCT_DATASET: &str = "product_detail";
 #[utoipa::path(
     post, path = "/product", tag = "compatibility", operation_id = "submit_product",
     request_body(content = ProductRequest, content_type = "application/json"),
-    params(
-        ("Idempotency-Key" = Option<String>, Header,
-         description = "As for `POST /exports`."),
-    ),
+    params(IdempotencyKeyHeader),
     responses(
         (status = 200, description = "The job is queued.", body = ProductAccepted),
         (status = 400, description = "A field is invalid; `field` names it.", body = ErrorBody),
-        (status = 409, description = "The Idempotency-Key was used with another body.", body = ErrorBody),
-        (status = 413, description = "The body is larger than 64 KiB.", body = ErrorBody),
-        (status = 415, description = "The body is not `application/json`.", body = ErrorBody),
+        SubmitRefusals,
     )
 )]
 async fn submit_product(

@@ -6,8 +6,7 @@ use crate::domain::{Archive, Compression, Format, Job, JobEvent, JobStatus, Mill
 use crate::ports::ResultColumn;
 use crate::service::PartLink;
 use serde::Serialize;
-#[allow(unused_imports)] // `json!` is used by the schemas' examples.
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 /// Every error: a status code and this body.
