@@ -69,15 +69,17 @@ impl Export {
             return Err("no SELECT body after the header".into());
         }
         let parallel = parallel.unwrap_or_else(|| !ends_in_order_by(&template));
-        let export = Export {
+        let mut export = Export {
             name,
             description,
             params,
+            segments: super::template::segments(&template)?,
             template,
             parallel,
             lookup,
+            own_limit: false,
         };
-        export.check_template()?;
+        export.own_limit = export.check_template()?;
         Ok(export)
     }
 }

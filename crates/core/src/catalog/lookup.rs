@@ -4,7 +4,7 @@
 
 use super::params::{ParamType, ScalarType};
 use super::Export;
-use crate::sql::{self, Literal};
+use crate::sql::Literal;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -118,13 +118,16 @@ impl Export {
             }
             names.insert(&param.name, pieces);
         }
-        let select = super::template::substitute_with(&self.template, |name| {
-            names.get(name).map(|pieces| pieces.join(", "))
-        })?;
-        Ok(BoundSelect {
-            sql: limited(&select, limit)?,
-            params,
-        })
+        let select =
+            self.substitute_with(|name| names.get(name).map(|pieces| pieces.join(", ")))?;
+        // Only the placeholders differ from the SELECT parsed at load time, so whether it has
+        // a limit of its own is known without parsing it again.
+        let sql = if self.own_limit {
+            format!("SELECT * FROM (\n{select}\n) AS lookup LIMIT {limit}")
+        } else {
+            format!("{select}\nLIMIT {limit}")
+        };
+        Ok(BoundSelect { sql, params })
     }
 }
 
@@ -150,19 +153,6 @@ fn parameter_value(literal: &Literal) -> String {
         Literal::Integer(v) => v.to_string(),
         Literal::Decimal(d) | Literal::Date(d) | Literal::Timestamp(d) => d.clone(),
         Literal::Boolean(b) => b.to_string(),
-    }
-}
-
-/// `select` reading at most `limit` rows: a `LIMIT` appended, or, when the SELECT has a
-/// limit of its own, the SELECT wrapped and limited again.
-fn limited(select: &str, limit: usize) -> Result<String, String> {
-    let query = sql::parse_query(select).map_err(|e| format!("the lookup does not parse: {e}"))?;
-    if query.limit_clause.is_some() || query.fetch.is_some() {
-        Ok(format!(
-            "SELECT * FROM (\n{select}\n) AS lookup LIMIT {limit}"
-        ))
-    } else {
-        Ok(format!("{select}\nLIMIT {limit}"))
     }
 }
 
@@ -252,7 +242,7 @@ ORDER BY c_custkey";
             values,
             [("p1", "3"), ("p2", "1"), ("p3", "A"), ("p4", hostile)]
         );
-        sql::parse_query(&select.sql).unwrap();
+        crate::sql::parse_query(&select.sql).unwrap();
     }
 
     #[test]

@@ -46,6 +46,12 @@ pub struct Export {
     pub parallel: bool,
     /// Whether, and how, it may also be looked up at once (`-- lookup:`); None: exports only.
     pub lookup: Option<LookupPolicy>,
+    /// The template cut at its placeholders once, at load time: a lookup substitutes its
+    /// values without tokenizing the template again.
+    segments: Vec<template::Segment>,
+    /// Whether the SELECT has a LIMIT or FETCH of its own (known from the load-time parse;
+    /// values never change the structure), so a lookup's limit wraps it rather than follows.
+    own_limit: bool,
 }
 
 /// All exports, by name.

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 
 impl Export {
     /// The template must be one query, and its placeholders exactly the declared parameters.
-    pub(super) fn check_template(&self) -> Result<(), String> {
+    /// Answers whether the query has a LIMIT or FETCH of its own.
+    pub(super) fn check_template(&self) -> Result<bool, String> {
         let used = placeholders(&self.template)?;
         for name in &used {
             if !self.params.iter().any(|p| &p.name == name) {
@@ -35,16 +36,17 @@ impl Export {
             .iter()
             .map(|p| (p.name.clone(), vec![Literal::Null]))
             .collect();
-        let sql = substitute(&self.template, &nulls)?;
-        sql::parse_query(&sql).map_err(|e| format!("the SELECT body does not parse: {e}"))?;
-        Ok(())
+        let sql = self.substitute(&nulls)?;
+        let query =
+            sql::parse_query(&sql).map_err(|e| format!("the SELECT body does not parse: {e}"))?;
+        Ok(query.limit_clause.is_some() || query.fetch.is_some())
     }
 
     /// Validates `params` and renders the SELECT with every placeholder replaced by its literal.
     pub fn render(&self, params: &serde_json::Map<String, Value>) -> Result<String, ParamError> {
         let bound = self.bind(params)?;
         // The template was checked at load time, so substitution cannot fail here.
-        substitute(&self.template, &bound).map_err(|message| ParamError {
+        self.substitute(&bound).map_err(|message| ParamError {
             field: "params".into(),
             message,
         })
@@ -83,50 +85,84 @@ pub fn placeholders(template: &str) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// Replaces each `:name` token with its literals (comma-separated for lists). Works on tokens,
-/// never on text, so a `:name` inside a string literal or comment of the template is left alone.
-fn substitute(template: &str, bound: &BTreeMap<String, Vec<Literal>>) -> Result<String, String> {
-    substitute_with(template, |name| {
-        bound.get(name).map(|literals| {
-            literals
-                .iter()
-                .map(Literal::to_sql)
-                .collect::<Vec<_>>()
-                .join(", ")
+impl Export {
+    /// Replaces each `:name` with its literals (comma-separated for lists).
+    fn substitute(&self, bound: &BTreeMap<String, Vec<Literal>>) -> Result<String, String> {
+        self.substitute_with(|name| {
+            bound.get(name).map(|literals| {
+                literals
+                    .iter()
+                    .map(Literal::to_sql)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
         })
-    })
+    }
+
+    /// Replaces each `:name` with what `piece` gives for it.
+    pub(super) fn substitute_with(
+        &self,
+        piece: impl Fn(&str) -> Option<String>,
+    ) -> Result<String, String> {
+        let mut out = String::with_capacity(self.template.len() + 64);
+        for segment in &self.segments {
+            match segment {
+                Segment::Text(text) => out.push_str(text),
+                Segment::Placeholder { name, spaced_after } => {
+                    let text =
+                        piece(name).ok_or_else(|| format!("no value for placeholder :{name}"))?;
+                    // Spaces around the literal: it can never fuse with a neighbouring token
+                    // of the template (as `E` before a quote would make an escape string).
+                    if !out.is_empty() && !out.ends_with(char::is_whitespace) {
+                        out.push(' ');
+                    }
+                    out.push_str(&text);
+                    if *spaced_after {
+                        out.push(' ');
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
-/// Replaces each `:name` token with what `piece` gives for it.
-pub(super) fn substitute_with(
-    template: &str,
-    piece: impl Fn(&str) -> Option<String>,
-) -> Result<String, String> {
+/// A piece of the template: its text between placeholders, printed back exactly as written,
+/// or a `:name` placeholder, with whether a token follows it without a space between.
+#[derive(Clone, Debug)]
+pub(super) enum Segment {
+    Text(String),
+    Placeholder { name: String, spaced_after: bool },
+}
+
+/// The template cut at its placeholders. Works on tokens, never on text, so a `:name` inside
+/// a string literal or comment of the template is text like the rest.
+pub(super) fn segments(template: &str) -> Result<Vec<Segment>, String> {
     let tokens = tokenize(template)?;
-    let mut out = String::with_capacity(template.len() + 64);
+    let mut segments = Vec::new();
+    let mut text = String::new();
     let mut i = 0;
     while i < tokens.len() {
         if let Some(name) = placeholder_at(&tokens, i) {
-            let text = piece(name).ok_or_else(|| format!("no value for placeholder :{name}"))?;
-            // Spaces around the literal: it can never fuse with a neighbouring token of the
-            // template (as `E` before a quote would make an escape string).
-            if !out.is_empty() && !out.ends_with(char::is_whitespace) {
-                out.push(' ');
+            if !text.is_empty() {
+                segments.push(Segment::Text(std::mem::take(&mut text)));
             }
-            out.push_str(&text);
-            if tokens
-                .get(i + 2)
-                .is_some_and(|t| !matches!(t, Token::Whitespace(_)))
-            {
-                out.push(' ');
-            }
+            segments.push(Segment::Placeholder {
+                name: name.to_owned(),
+                spaced_after: tokens
+                    .get(i + 2)
+                    .is_some_and(|t| !matches!(t, Token::Whitespace(_))),
+            });
             i += 2;
         } else {
-            out.push_str(&tokens[i].to_string());
+            text.push_str(&tokens[i].to_string());
             i += 1;
         }
     }
-    Ok(out)
+    if !text.is_empty() {
+        segments.push(Segment::Text(text));
+    }
+    Ok(segments)
 }
 
 #[cfg(test)]

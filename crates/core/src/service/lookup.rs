@@ -281,14 +281,17 @@ impl Lookups {
         let mut local = self.local.lock().expect("local cache lock");
         if local.len() >= self.settings.local_entries && !local.contains_key(key) {
             local.retain(|_, a| a.expires_at > now);
-            // Still full: the entry that expires soonest goes.
+            // Still full: the eighth that expires soonest goes, so a full cache under a stream
+            // of new keys pays for one sort every so many inserts, not a scan per insert.
             if local.len() >= self.settings.local_entries {
-                if let Some(oldest) = local
+                let mut by_expiry: Vec<(Millis, String)> = local
                     .iter()
-                    .min_by_key(|(_, a)| a.expires_at)
-                    .map(|(k, _)| k.clone())
-                {
-                    local.remove(&oldest);
+                    .map(|(k, a)| (a.expires_at, k.clone()))
+                    .collect();
+                by_expiry.sort_unstable();
+                let evicted = (self.settings.local_entries / 8).max(1);
+                for (_, k) in by_expiry.into_iter().take(evicted) {
+                    local.remove(&k);
                 }
             }
         }

@@ -145,6 +145,46 @@ async fn an_answer_too_big_to_share_stays_in_process() {
     assert_eq!(world.warehouse.selects().len(), 2);
 }
 
+#[tokio::test]
+async fn the_in_process_cache_is_bounded_and_keeps_the_latest_answers() {
+    let world = World::new();
+    answer_with_the_ids(&world);
+    // Answers too big to share: every hit below is this process's own.
+    let bounded = instance(
+        &world,
+        Arc::new(MemoryControlTable::default()),
+        LookupSettings {
+            local_entries: 8,
+            shared_max_bytes: 0,
+            ..LookupSettings::default()
+        },
+    );
+    for n in 1..=20 {
+        bounded.lookup("things", &id(n), false).await.unwrap();
+        world.clock.advance(Duration::from_secs(1));
+    }
+    // The eight read last are kept; the rest made room, soonest-expiring first.
+    for n in (13..=20).rev() {
+        assert!(
+            bounded
+                .lookup("things", &id(n), false)
+                .await
+                .unwrap()
+                .cached,
+            "id {n}"
+        );
+    }
+    assert_eq!(world.warehouse.selects().len(), 20);
+    assert!(
+        !bounded
+            .lookup("things", &id(12), false)
+            .await
+            .unwrap()
+            .cached
+    );
+    assert_eq!(world.warehouse.selects().len(), 21);
+}
+
 /// On one thread, so that "every lookup has reached the statement" is a fact, not a timing:
 /// the statement is held until each spawned lookup has run as far as it can.
 #[tokio::test(flavor = "current_thread")]

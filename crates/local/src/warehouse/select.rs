@@ -11,15 +11,15 @@ use datafusion::arrow::datatypes::{
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::{ParamValues, ScalarValue};
-use datafusion::execution::context::{SQLOptions, SessionContext};
-use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::{SQLOptions, SessionContext, SessionState};
+use datafusion::execution::{SessionStateBuilder, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
 use export_core::catalog::BoundSelect;
 use export_core::ports::{ResultColumn, ResultSet};
 use futures::StreamExt;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Plans kept at most; a lookup's text varies only with how many values a list has.
 const KEPT_PLANS: usize = 512;
@@ -31,6 +31,10 @@ const KEPT_PLANS: usize = 512;
 /// lookups a second, docs/BENCHMARKS.md).
 pub struct LookupSession {
     ctx: SessionContext,
+    /// The session's state and the task context its plans run in, each taken once: taking
+    /// them per lookup copies every function registry twice.
+    state: SessionState,
+    task: Arc<TaskContext>,
     plans: Mutex<HashMap<String, LogicalPlan>>,
 }
 
@@ -46,8 +50,11 @@ impl LookupSession {
         let state = SessionStateBuilder::new_from_existing(warehouse.state())
             .with_config(config)
             .build();
+        let ctx = SessionContext::new_with_state(state);
         LookupSession {
-            ctx: SessionContext::new_with_state(state),
+            state: ctx.state(),
+            task: ctx.task_ctx(),
+            ctx,
             plans: Mutex::new(HashMap::new()),
         }
     }
@@ -76,14 +83,14 @@ impl LookupSession {
             .with_param_values(parameter_values(select))
             .map_err(|e| format!("ERROR: {e}"))?;
         // The kept plan is already optimized: only the physical planner runs per lookup.
-        let state = self.ctx.state();
-        let physical = state
+        let physical = self
+            .state
             .query_planner()
-            .create_physical_plan(&bound, &state)
+            .create_physical_plan(&bound, &self.state)
             .await
             .map_err(|e| format!("ERROR: {e}"))?;
         let schema = physical.schema();
-        let stream = datafusion::physical_plan::execute_stream(physical, self.ctx.task_ctx())
+        let stream = datafusion::physical_plan::execute_stream(physical, self.task.clone())
             .map_err(|e| format!("ERROR: {e}"))?;
         rows_of(&schema, stream).await
     }
