@@ -10,10 +10,17 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::utils::take_function_args;
+use datafusion::common::{exec_datafusion_err, exec_err, plan_err, ParamValues, ScalarValue};
 use datafusion::execution::context::{SQLOptions, SessionContext, SessionState};
 use datafusion::execution::{SessionStateBuilder, TaskContext};
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{
+    lit, ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
+};
+use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::ExecutionPlan;
 use export_core::catalog::BoundSelect;
 use export_core::ports::{ResultColumn, ResultSet};
 use futures::StreamExt;
@@ -26,27 +33,50 @@ const KEPT_PLANS: usize = 512;
 
 /// Where lookups run: the warehouse's tables, in a session of their own that plans each
 /// SELECT on one partition (a lookup reads a few rows; splitting it costs more than it
-/// saves) and keeps each text's optimized plan, so a repeated SELECT is bound and run without
-/// being parsed, analyzed or optimized again, as a prepared statement is (1.5x the uncached
-/// lookups a second, docs/BENCHMARKS.md).
+/// saves) and keeps each text's plans, so a repeated SELECT runs with new values without
+/// being parsed, analyzed, optimized or planned again, as a prepared statement does
+/// (docs/BENCHMARKS.md, *Lookups under concurrent clients*).
 pub struct LookupSession {
     ctx: SessionContext,
     /// The session's state and the task context its plans run in, each taken once: taking
     /// them per lookup copies every function registry twice.
     state: SessionState,
     task: Arc<TaskContext>,
-    plans: Mutex<HashMap<String, LogicalPlan>>,
+    plans: Mutex<HashMap<String, Kept>>,
 }
+
+/// What is kept of a SELECT's text: its optimized logical plan, placeholders and all, and
+/// when it can be had, a physical plan that reads each value as it runs.
+#[derive(Clone)]
+struct Kept {
+    logical: LogicalPlan,
+    physical: Option<Arc<dyn ExecutionPlan>>,
+}
+
+tokio::task_local! {
+    /// The values of the lookup whose kept physical plan is running, by parameter name.
+    static VALUES: Arc<HashMap<String, String>>;
+}
+
+/// What `lookup_parameter` answers when no lookup's values are in scope: the plan ran some of
+/// its work on another task. The lookup is then planned with its values bound instead.
+const OUT_OF_SCOPE: &str = "lookup_parameter read outside its lookup";
 
 impl LookupSession {
     /// A session over `warehouse`'s tables (the same catalogue, not a copy).
     pub fn over(warehouse: &SessionContext) -> LookupSession {
         // The catalogue list is the warehouse's own; a new default catalogue would replace
         // the one holding its tables.
-        let config = warehouse
+        let mut config = warehouse
             .copied_config()
             .with_target_partitions(1)
             .with_create_default_catalog_and_schema(false);
+        // A dynamic filter is state a plan builds as it runs; a kept plan runs many times at
+        // once, and a lookup's few rows gain nothing from one.
+        config
+            .options_mut()
+            .optimizer
+            .enable_dynamic_filter_pushdown = false;
         let state = SessionStateBuilder::new_from_existing(warehouse.state())
             .with_config(config)
             .build();
@@ -67,19 +97,34 @@ impl LookupSession {
             .expect("plans lock")
             .get(&select.sql)
             .cloned();
-        let plan = match kept {
-            Some(plan) => plan,
+        let kept = match kept {
+            Some(kept) => kept,
             None => {
-                let plan = plan_of(&self.ctx, &select.sql).await?;
+                let logical = plan_of(&self.ctx, &select.sql).await?;
+                let physical = self.reading_plan(&logical).await;
+                let kept = Kept { logical, physical };
                 let mut plans = self.plans.lock().expect("plans lock");
                 if plans.len() >= KEPT_PLANS {
                     plans.clear();
                 }
-                plans.insert(select.sql.clone(), plan.clone());
-                plan
+                plans.insert(select.sql.clone(), kept.clone());
+                kept
             }
         };
-        let bound = plan
+        if let Some(physical) = kept.physical {
+            match self.run_kept(physical, select).await {
+                Err(e) if e.contains(OUT_OF_SCOPE) => {
+                    // This text's plan cannot be kept; it is bound and planned per lookup.
+                    if let Some(kept) = self.plans.lock().expect("plans lock").get_mut(&select.sql)
+                    {
+                        kept.physical = None;
+                    }
+                }
+                answered => return answered,
+            }
+        }
+        let bound = kept
+            .logical
             .with_param_values(parameter_values(select))
             .map_err(|e| format!("ERROR: {e}"))?;
         // The kept plan is already optimized: only the physical planner runs per lookup.
@@ -93,6 +138,109 @@ impl LookupSession {
         let stream = datafusion::physical_plan::execute_stream(physical, self.task.clone())
             .map_err(|e| format!("ERROR: {e}"))?;
         rows_of(&schema, stream).await
+    }
+
+    /// A physical plan of `logical` in which each placeholder reads its value as the plan
+    /// runs, so one plan serves every lookup of the text: a bound plan must be planned anew for
+    /// each lookup, and that planning was the largest part of an uncached lookup's work
+    /// (docs/BENCHMARKS.md). None if the plan has a placeholder typed other than as text.
+    async fn reading_plan(&self, logical: &LogicalPlan) -> Option<Arc<dyn ExecutionPlan>> {
+        let read = ScalarUDF::from(LookupParameter::new());
+        let reading = logical
+            .clone()
+            .transform_up_with_subqueries(|node| {
+                node.map_expressions(|expr| {
+                    expr.transform_up(|expr| match expr {
+                        Expr::Placeholder(p)
+                            if p.field
+                                .as_ref()
+                                .is_none_or(|f| f.data_type() == &DataType::Utf8) =>
+                        {
+                            let name = p.id.get(1..).unwrap_or_default();
+                            Ok(Transformed::yes(read.call(vec![lit(name)])))
+                        }
+                        Expr::Placeholder(p) => {
+                            plan_err!("placeholder {} is typed, not text", p.id)
+                        }
+                        other => Ok(Transformed::no(other)),
+                    })
+                })
+            })
+            .ok()?
+            .data;
+        self.state
+            .query_planner()
+            .create_physical_plan(&reading, &self.state)
+            .await
+            .ok()
+    }
+
+    /// Runs a kept physical plan with `select`'s values in scope. Each run gets the plan's
+    /// nodes afresh (`reset_plan_states`), so runs at once share no state but the data.
+    async fn run_kept(
+        &self,
+        physical: Arc<dyn ExecutionPlan>,
+        select: &BoundSelect,
+    ) -> Result<ResultSet, String> {
+        let values: HashMap<String, String> = select
+            .params
+            .iter()
+            .map(|p| (p.name.clone(), p.value.clone()))
+            .collect();
+        let plan = reset_plan_states(physical).map_err(|e| format!("ERROR: {e}"))?;
+        let schema = plan.schema();
+        VALUES
+            .scope(Arc::new(values), async {
+                let stream = datafusion::physical_plan::execute_stream(plan, self.task.clone())
+                    .map_err(|e| format!("ERROR: {e}"))?;
+                rows_of(&schema, stream).await
+            })
+            .await
+    }
+}
+
+/// `lookup_parameter('p1')`: the running lookup's value for `:p1`, as text (the Data API's
+/// parameters are text; the SELECT's casts type them). Volatile, so no optimizer folds it into
+/// a constant of the plan.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct LookupParameter {
+    signature: Signature,
+}
+
+impl LookupParameter {
+    fn new() -> LookupParameter {
+        LookupParameter {
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Volatile),
+        }
+    }
+}
+
+impl ScalarUDFImpl for LookupParameter {
+    fn name(&self) -> &str {
+        "lookup_parameter"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let [name] = take_function_args(self.name(), args.args)?;
+        let ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))) = name else {
+            return exec_err!("lookup_parameter takes a parameter's name");
+        };
+        let value = VALUES
+            .try_with(|values| values.get(&name).cloned())
+            .map_err(|_| exec_datafusion_err!("{OUT_OF_SCOPE}"))?
+            .ok_or_else(|| exec_datafusion_err!("no value for parameter :{name}"))?;
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(value))))
     }
 }
 
@@ -311,6 +459,15 @@ mod tests {
             assert_eq!(result.rows, vec![vec![json!(name)]], "id {id}");
         }
         assert_eq!(session.plans.lock().unwrap().len(), 1, "one text, one plan");
+        assert!(
+            session
+                .plans
+                .lock()
+                .unwrap()
+                .values()
+                .all(|k| k.physical.is_some()),
+            "the text's physical plan is kept and read each lookup's values"
+        );
         // The warehouse's own session still sees its tables.
         let count = ctx
             .sql("SELECT count(*) FROM people")
@@ -329,6 +486,92 @@ mod tests {
             .unwrap_err();
         assert!(refused.starts_with("ERROR: "), "{refused}");
         assert_eq!(session.plans.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lookups_at_once_on_one_kept_plan_each_read_their_own_values() {
+        let ctx = crate::warehouse::redshift_session().unwrap();
+        ctx.sql(
+            "CREATE TABLE people (id BIGINT, name VARCHAR) AS VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+        let session = Arc::new(LookupSession::over(&ctx));
+        let lookups = (0..64).map(|n| {
+            let session = session.clone();
+            tokio::spawn(async move {
+                let id = n % 3 + 1;
+                let bound = BoundSelect {
+                    sql: "SELECT id, name FROM people WHERE id = CAST(:p1 AS BIGINT) ORDER BY id LIMIT 5"
+                        .into(),
+                    params: vec![SqlParameter {
+                        name: "p1".into(),
+                        value: id.to_string(),
+                    }],
+                };
+                (id, session.select(&bound).await.unwrap().rows)
+            })
+        });
+        for lookup in futures::future::join_all(lookups).await {
+            let (id, rows) = lookup.unwrap();
+            let name = ["a", "b", "c"][id as usize - 1];
+            assert_eq!(rows, vec![vec![json!(id), json!(name)]], "id {id}");
+        }
+        let plans = session.plans.lock().unwrap();
+        assert!(plans.values().all(|k| k.physical.is_some()));
+    }
+
+    #[tokio::test]
+    async fn a_plan_that_runs_work_on_other_tasks_is_bound_per_lookup_instead() {
+        use datafusion::arrow::array::{Int64Array, StringArray};
+        use datafusion::arrow::datatypes::Field;
+        use datafusion::datasource::MemTable;
+        let ctx = crate::warehouse::redshift_session().unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, false),
+        ]));
+        let batch = |ids: Vec<i64>, names: Vec<&str>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(ids)),
+                    Arc::new(StringArray::from(names)),
+                ],
+            )
+            .unwrap()
+        };
+        // Two partitions, read without an order: merging them spawns a task per partition,
+        // where the lookup's values are not in scope.
+        let table = MemTable::try_new(
+            schema.clone(),
+            vec![
+                vec![batch(vec![1, 2], vec!["a", "b"])],
+                vec![batch(vec![3, 4], vec!["c", "d"])],
+            ],
+        )
+        .unwrap();
+        ctx.register_table("halves", Arc::new(table)).unwrap();
+        let session = LookupSession::over(&ctx);
+        let sql = "SELECT name FROM halves WHERE id = CAST(:p1 AS BIGINT)";
+        for (id, name) in [("3", "c"), ("2", "b"), ("4", "d")] {
+            let bound = BoundSelect {
+                sql: sql.into(),
+                params: vec![SqlParameter {
+                    name: "p1".into(),
+                    value: id.into(),
+                }],
+            };
+            let result = session.select(&bound).await.unwrap();
+            assert_eq!(result.rows, vec![vec![json!(name)]], "id {id}");
+        }
+        assert!(
+            session.plans.lock().unwrap()[sql].physical.is_none(),
+            "the text is planned per lookup from now on"
+        );
     }
 
     #[tokio::test]
@@ -374,5 +617,12 @@ mod tests {
                 .unwrap()
         )
         .is_empty());
+        // Lists and optional values too are read as the kept plans run.
+        assert!(session
+            .plans
+            .lock()
+            .unwrap()
+            .values()
+            .all(|k| k.physical.is_some()));
     }
 }
