@@ -26,7 +26,6 @@ pub use lookup::{
 pub use params::{
     Param, ParamError, ParamType, Pattern, ScalarType, DEFAULT_MAX_ITEMS, MAX_TEXT_LENGTH,
 };
-pub use template::placeholders;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -14,7 +14,7 @@ impl Export {
     /// The template must be one query, and its placeholders exactly the declared parameters.
     /// Answers whether the query has a LIMIT or FETCH of its own.
     pub(super) fn check_template(&self) -> Result<bool, String> {
-        let used = placeholders(&self.template)?;
+        let used = self.placeholders();
         for name in &used {
             if !self.params.iter().any(|p| &p.name == name) {
                 return Err(format!(
@@ -23,7 +23,7 @@ impl Export {
             }
         }
         for param in &self.params {
-            if !used.contains(&param.name) {
+            if !used.contains(&param.name.as_str()) {
                 return Err(format!(
                     "parameter '{}' is declared but never used",
                     param.name
@@ -71,21 +71,20 @@ fn placeholder_at(tokens: &[Token], i: usize) -> Option<&str> {
     }
 }
 
-/// The placeholder names a template uses, in order of first use.
-pub fn placeholders(template: &str) -> Result<Vec<String>, String> {
-    let tokens = tokenize(template)?;
-    let mut names: Vec<String> = Vec::new();
-    for i in 0..tokens.len() {
-        if let Some(name) = placeholder_at(&tokens, i) {
-            if !names.iter().any(|n| n == name) {
-                names.push(name.to_owned());
+impl Export {
+    /// The placeholder names the template uses, in order of first use.
+    fn placeholders(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for segment in &self.segments {
+            if let Segment::Placeholder { name, .. } = segment {
+                if !names.contains(&name.as_str()) {
+                    names.push(name);
+                }
             }
         }
+        names
     }
-    Ok(names)
-}
 
-impl Export {
     /// Replaces each `:name` with its literals (comma-separated for lists).
     fn substitute(&self, bound: &BTreeMap<String, Vec<Literal>>) -> Result<String, String> {
         self.substitute_with(|name| {
