@@ -21,6 +21,7 @@
 use crate::common::{self, eventually, repo};
 use export_client::unpack::{decompressed, unpack};
 use export_client::Client;
+use export_core::messages::PollMessage;
 use export_core::ports::ControlTable;
 use redshift_export::local_signer;
 use serde_json::{json, Value};
@@ -45,6 +46,9 @@ const MAX_KEY: u64 = 1500;
 /// How long, once the faults stop, every job has to end and be settled: the packaging lease
 /// (60 s) a killed packager leaves, the sweep's wait, and retries' delays.
 const SETTLE: Duration = Duration::from_secs(240);
+/// How long a stale message may take to go once the jobs settled: the longest a retry copy or
+/// a released message waits (30 s), a visibility timeout, and room for a busy machine.
+const DRAIN: Duration = Duration::from_secs(60);
 
 /// A small random source (splitmix64) the test's choices come from.
 struct Choices(u64);
@@ -382,7 +386,30 @@ async fn the_invariants_hold_after_faults_and_kills() {
             unmailed_unexplained += 1;
         }
     }
-    // No UNLOAD ran twice; nothing is left in the queues; a dead letter strands no job.
+    // Nothing is left in the queues once the stack is idle: a message in hand when the jobs
+    // settled (the last step's, not yet acknowledged) or a stale copy waiting out its delay is
+    // handled as a no-op and goes; what stays is the sweep's schedule, never a job's message.
+    eventually("the queues hold no job's message", DRAIN, || async {
+        let mut left = Vec::new();
+        for queue in [
+            export_core::ports::QueueName::Requests,
+            export_core::ports::QueueName::Polls,
+        ] {
+            let waiting = store.waiting(queue).await.map_err(|e| e.to_string())?;
+            left.extend(
+                waiting.into_iter().filter(|body| {
+                    PollMessage::parse(body).map_or(true, |m| m != PollMessage::Sweep)
+                }),
+            );
+        }
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    })
+    .await;
+    // No UNLOAD ran twice; a dead letter strands no job.
     server.kill();
     let unloads = unloads_per_job(dir.path()).await;
     let twice: Vec<_> = unloads.iter().filter(|(_, n)| **n > 1).collect();
@@ -392,14 +419,12 @@ async fn the_invariants_hold_after_faults_and_kills() {
         export_core::ports::QueueName::Requests,
         export_core::ports::QueueName::Polls,
     ] {
-        let (waiting, _) = store.depth(queue).await.unwrap();
-        // What may wait is the sweep's next tick, never a job's message.
-        assert!(waiting <= 1, "{queue:?}: {waiting} messages left");
         for body in store.dead_letters(queue).await.unwrap() {
             dead_letters += 1;
-            let job = find_uuid(&body);
+            // A start, a follow-up or a statement event (whose statement name holds the job's
+            // id after its statement's): each names its job somewhere in its body.
             assert!(
-                job.as_ref().is_some_and(|id| ids.contains(id)),
+                ids.iter().any(|id| body.contains(id.as_str())),
                 "{queue:?}: a dead letter names no job that ended: {body}"
             );
         }

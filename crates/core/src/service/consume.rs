@@ -24,8 +24,8 @@ pub trait Consumer: Send + Sync {
     fn request_id(&self, body: &str) -> Option<String>;
     /// The tries an earlier copy of this message had (0 for an original).
     fn earlier_tries(&self, body: &str) -> u32;
-    /// The copy that tries `body` again, carrying `tries`; None when nothing needs it (the
-    /// sweep's tick: the next tick is its retry).
+    /// The copy that tries `body` again, carrying `tries`; None when no copy can be made, so
+    /// the queue delivers `body` itself again.
     fn retry_copy(&self, body: &str, tries: u32) -> Option<Message>;
     /// Where copies go, and how long each waits.
     fn retries(&self) -> (&dyn QueueSender, &RetrySettings);

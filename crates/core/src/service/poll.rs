@@ -82,7 +82,15 @@ impl Poller {
                     return Ok(());
                 }
             },
-            PollMessage::Sweep => return self.sweep().await,
+            // A tick is not retried: a copy or a redelivery would only race the schedule's next
+            // tick, and once its receives were spent it would sit in the dead letters, where an
+            // operator looks for jobs given up on, for nothing.
+            PollMessage::Sweep => {
+                if let Err(Retry(reason)) = self.sweep().await {
+                    tracing::error!(%reason, "the sweep failed; the next tick sweeps again");
+                }
+                return Ok(());
+            }
         };
         let Some(job) = self.control.get_job(&request_id).await? else {
             tracing::warn!(request_id, "poll for a job that does not exist; dropped");
@@ -415,7 +423,7 @@ impl Poller {
     /// Called for a message on its last delivery whose handling failed again. A job still in
     /// flight fails with the reason, rather than wait forever behind a dead letter.
     pub async fn give_up(&self, body: &str, reason: &str) -> Result<(), Retry> {
-        // The sweep's tick has no job; the next tick sweeps again.
+        // The sweep's tick has no job.
         let Some(request_id) = PollMessage::parse(body)
             .ok()
             .and_then(|m| self.request_id(&m))

@@ -112,6 +112,29 @@ async fn a_job_that_ended_without_its_notice_is_notified_by_the_sweep() {
     assert!(world.job(&request_id).await.notified_at.is_some());
 }
 
+#[tokio::test]
+async fn a_tick_whose_sweep_fails_is_acknowledged_and_the_next_tick_sweeps() {
+    let world = World::new();
+    let queued = submit(&world, 1).await;
+    assert_eq!(lose(&world, QueueName::Requests), 1);
+    world.clock.advance(Duration::from_secs(901));
+    // The control table cannot list: the tick is handled all the same, so it is neither
+    // delivered again nor, its receives spent, left in the dead letters to be redriven for
+    // nothing. The schedule's next tick is its retry.
+    world
+        .control
+        .faults
+        .fail_always("unsettled_jobs", PortError::Unavailable("throttled".into()));
+    tick(&world).await;
+    assert!(world.queue.is_empty());
+    world.control.faults.clear("unsettled_jobs");
+    tick(&world).await;
+    assert_eq!(
+        bodies(&world, QueueName::Requests),
+        [Message::start(&queued).body()]
+    );
+}
+
 /// The outcomes of the job's notice attempts, oldest first, with their messages.
 async fn notices(world: &World, request_id: &str) -> Vec<(String, String)> {
     world

@@ -169,6 +169,19 @@ impl SqliteStore {
         .await
     }
 
+    /// The bodies of the messages waiting in the queue, visible or not, oldest first: what
+    /// is still to be handled.
+    pub async fn waiting(&self, queue: QueueName) -> PortResult<Vec<String>> {
+        self.call(move |conn| {
+            let bodies = conn
+                .prepare("SELECT body FROM queue_messages WHERE queue = ?1 ORDER BY sent_at, id")?
+                .query_map(params![queue.as_str()], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(bodies)
+        })
+        .await
+    }
+
     /// Messages waiting (visible or not) and dead letters, per queue.
     pub async fn depth(&self, queue: QueueName) -> PortResult<(u64, u64)> {
         self.call(move |conn| {
@@ -265,6 +278,7 @@ mod tests {
         let b = store.receive_now(q, 10, Duration::ZERO).await.unwrap();
         store.ack(&b[0].receipt).await.unwrap();
         assert_eq!(store.depth(q).await.unwrap(), (1, 1));
+        assert_eq!(store.waiting(q).await.unwrap(), [start("later").body()]);
         // Each message went on its own queue.
         assert_eq!(store.depth(QueueName::Polls).await.unwrap(), (0, 0));
     }
