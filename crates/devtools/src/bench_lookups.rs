@@ -182,6 +182,8 @@ async fn drive_requests(
     tokio::task::spawn_blocking(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            // Named apart from the server's workers, so a profile splits the two.
+            .thread_name("bench-client")
             .enable_all()
             .build()?;
         runtime.block_on(async move {
