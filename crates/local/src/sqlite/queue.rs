@@ -159,22 +159,28 @@ impl SqliteStore {
     /// The bodies of the queue's dead letters, oldest first: what an operator reads to see
     /// what was given up on.
     pub async fn dead_letters(&self, queue: QueueName) -> PortResult<Vec<String>> {
-        self.call(move |conn| {
-            let bodies = conn
-                .prepare("SELECT body FROM dead_letters WHERE queue = ?1 ORDER BY dead_at")?
-                .query_map(params![queue.as_str()], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(bodies)
-        })
+        self.bodies(
+            "SELECT body FROM dead_letters WHERE queue = ?1 ORDER BY dead_at",
+            queue,
+        )
         .await
     }
 
     /// The bodies of the messages waiting in the queue, visible or not, oldest first: what
     /// is still to be handled.
     pub async fn waiting(&self, queue: QueueName) -> PortResult<Vec<String>> {
+        self.bodies(
+            "SELECT body FROM queue_messages WHERE queue = ?1 ORDER BY sent_at, id",
+            queue,
+        )
+        .await
+    }
+
+    /// The bodies `select` reads for `queue` (its one parameter).
+    async fn bodies(&self, select: &'static str, queue: QueueName) -> PortResult<Vec<String>> {
         self.call(move |conn| {
             let bodies = conn
-                .prepare("SELECT body FROM queue_messages WHERE queue = ?1 ORDER BY sent_at, id")?
+                .prepare_cached(select)?
                 .query_map(params![queue.as_str()], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(bodies)
