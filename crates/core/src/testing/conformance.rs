@@ -10,7 +10,8 @@ use crate::domain::{
 };
 use crate::page::PageToken;
 use crate::ports::{
-    AnswerCache, CachedAnswer, ControlTable, CreateOutcome, IdempotencyKey, SavedCheckpoint,
+    AnswerCache, CachedAnswer, ControlTable, CreateOutcome, IdempotencyKey, PortError,
+    SavedCheckpoint,
 };
 
 /// Runs every check against `control`.
@@ -18,6 +19,7 @@ pub async fn check_control_table(control: &dyn ControlTable) {
     creates_and_reads_jobs(control).await;
     idempotency_keys_name_one_job_per_owner(control).await;
     transitions_are_conditional_on_the_current_status(control).await;
+    one_of_concurrent_transitions_wins(control).await;
     events_keep_the_order_they_were_written_in(control).await;
     notices_are_claimed_once(control).await;
     lists_the_jobs_the_sweep_needs(control).await;
@@ -316,6 +318,52 @@ pub async fn transitions_are_conditional_on_the_current_status(control: &dyn Con
         stored.error.as_deref(),
         Some("ERROR: relation does not exist")
     );
+}
+
+/// Transitions racing from the same status (a statement's event and a follow-up poll both
+/// seeing it finish) move the job once: one wins, and only its event is written. Several
+/// jobs race at once, so a store that checks and writes in two steps shows it.
+pub async fn one_of_concurrent_transitions_wins(control: &dyn ControlTable) {
+    const JOBS: usize = 12;
+    const CONTENDERS: usize = 8;
+    let mut ids = Vec::new();
+    for _ in 0..JOBS {
+        let job = queued_job(&fresh_id(), &fresh_owner(), 1_000);
+        create(control, &job).await;
+        walk(control, &job.request_id, &[JobStatus::Running], 1_100).await;
+        ids.push(job.request_id);
+    }
+    let finish = JobUpdate {
+        rows: Some(1),
+        ..JobUpdate::default()
+    };
+    let races: Vec<(&String, JobEvent)> = ids
+        .iter()
+        .flat_map(|id| (0..CONTENDERS).map(move |i| (id, event(2_000 + i as Millis, "finished"))))
+        .collect();
+    let outcomes = futures::future::join_all(
+        races
+            .iter()
+            .map(|(id, e)| control.transition(id, Transition::FINISH, &finish, e)),
+    )
+    .await;
+    for (n, id) in ids.iter().enumerate() {
+        // A loser sees the status moved (`false`), or, where the store cancels a transaction
+        // that conflicts with another in flight, an error its caller's redelivery retries.
+        let theirs = &outcomes[n * CONTENDERS..(n + 1) * CONTENDERS];
+        let won = theirs.iter().filter(|o| matches!(o, Ok(true))).count();
+        assert_eq!(won, 1, "{id}: {theirs:?}");
+        assert!(
+            theirs
+                .iter()
+                .all(|o| matches!(o, Ok(_) | Err(PortError::Unavailable(_)))),
+            "{id}: {theirs:?}"
+        );
+        let steps = steps(control, id).await;
+        assert_eq!(steps, ["submitted", "RUNNING", "finished"], "{id}");
+        let stored = control.get_job(id).await.unwrap().unwrap();
+        assert_eq!(stored.status, JobStatus::Packaging, "{id}");
+    }
 }
 
 pub async fn events_keep_the_order_they_were_written_in(control: &dyn ControlTable) {
