@@ -217,11 +217,19 @@ impl Lookups {
                 }
             }
         };
-        let result = pending.await;
-        // Whoever gets here first retires the statement; the rest already hold its result.
-        self.in_flight.lock().expect("in-flight lock").remove(&key);
+        let result = pending.clone().await;
+        // Whoever gets here first retires the statement and keeps its answer; the rest
+        // already hold it. (A later statement for the same key is left in flight.)
+        let retired = {
+            let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+            let ours = in_flight.get(&key).is_some_and(|p| p.ptr_eq(&pending));
+            if ours {
+                in_flight.remove(&key);
+            }
+            ours
+        };
         let answer = result?;
-        if caching {
+        if caching && retired {
             self.keep(&key, &answer).await;
         }
         Ok(Looked {
@@ -261,6 +269,8 @@ impl Lookups {
     }
 
     async fn keep(&self, key: &str, answer: &Arc<Answer>) {
+        // Shared before the lookup answers: a Lambda function's environment is frozen once it
+        // has answered, so a write left running then would wait for its next request.
         self.keep_local(key, answer);
         let body = match serde_json::to_string(answer.as_ref()) {
             Ok(body) if body.len() <= self.settings.shared_max_bytes => body,

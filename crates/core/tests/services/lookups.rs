@@ -1,8 +1,12 @@
 //! Lookups over the fakes: the two cache levels, expiry, bypass, one statement for identical
 //! misses, and the errors a lookup can end in.
 
+use async_trait::async_trait;
 use export_core::catalog::Catalog;
-use export_core::ports::{ResultColumn, ResultSet, SelectOutcome, Warehouse};
+use export_core::domain::Millis;
+use export_core::ports::{
+    AnswerCache, CachedAnswer, PortResult, ResultColumn, ResultSet, SelectOutcome, Warehouse,
+};
 use export_core::service::{LookupSettings, Lookups};
 use export_core::testing::{MemoryControlTable, World};
 use http::StatusCode;
@@ -110,6 +114,61 @@ async fn a_cold_instance_hits_the_shared_cache() {
     let hit = cold.lookup("things", &id(3), false).await.unwrap();
     assert!(hit.cached);
     assert_eq!(world.warehouse.selects().len(), 1);
+}
+
+/// A shared cache that counts the answers written to it.
+struct CountedWrites {
+    inner: Arc<MemoryControlTable>,
+    writes: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl AnswerCache for CountedWrites {
+    async fn cached_answer(&self, key: &str, now: Millis) -> PortResult<Option<CachedAnswer>> {
+        self.inner.cached_answer(key, now).await
+    }
+    async fn cache_answer(&self, key: &str, answer: &CachedAnswer) -> PortResult<()> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.cache_answer(key, answer).await
+    }
+}
+
+#[tokio::test]
+async fn identical_misses_share_their_answer_once() {
+    let world = World::new();
+    answer_with_the_ids(&world);
+    let shared = Arc::new(CountedWrites {
+        inner: Arc::new(MemoryControlTable::default()),
+        writes: Default::default(),
+    });
+    let lookups = Lookups::new(
+        world.lookups.catalog.clone(),
+        world.warehouse.clone(),
+        shared.clone(),
+        world.clock.clone(),
+        LookupSettings::default(),
+    );
+    world.warehouse.hold_selects();
+    let six = id(6);
+    let misses = futures::future::join_all((0..8).map(|_| lookups.lookup("things", &six, false)));
+    let release = async {
+        // Every miss reaches the held statement before it is let go.
+        for _ in 0..64 {
+            tokio::task::yield_now().await;
+        }
+        world.warehouse.release_selects();
+    };
+    let (answered, ()) = tokio::join!(misses, release);
+    assert!(
+        answered.iter().all(|a| a.as_ref().is_ok_and(|a| !a.cached)),
+        "{answered:?}"
+    );
+    assert_eq!(world.warehouse.selects().len(), 1);
+    assert_eq!(shared.writes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Shared before they answered: a cold instance hits it.
+    let cold = instance(&world, shared.inner.clone(), LookupSettings::default());
+    assert!(cold.lookup("things", &six, false).await.unwrap().cached);
 }
 
 #[tokio::test]
