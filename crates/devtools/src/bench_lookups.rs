@@ -6,9 +6,12 @@
 
 use crate::bench::{alice, ms, percentile};
 use anyhow::Context;
+use bytes::Bytes;
 use export_client::{Client, Signer};
 use export_local::{LocalConfig, LocalStack};
-use http::Method;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
 use plotters::prelude::*;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -50,6 +53,28 @@ pub struct LookupBenchOptions {
     /// Write the latency chart (SVG) here.
     #[arg(long, default_value = "docs/lookup-latency.svg")]
     pub chart: PathBuf,
+    /// The modes to run, comma-separated (one alone is easier to profile).
+    #[arg(long, value_delimiter = ',', default_values_t = [Mode::Uncached, Mode::Cached, Mode::Floor])]
+    pub modes: Vec<Mode>,
+}
+
+/// What each client's requests ask for.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Every request a new id: the cache never helps.
+    Uncached,
+    /// Each client cycles through a few ids of its own: the cache answers.
+    Cached,
+    /// For scale, `GET /datasets`: signing, checking signatures and HTTP, no lookup.
+    Floor,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use clap::ValueEnum;
+        let value = self.to_possible_value().expect("no mode is skipped");
+        f.write_str(value.get_name())
+    }
 }
 
 /// One mode's run: every latency, sorted, and how long the mode took.
@@ -60,22 +85,25 @@ struct Run {
     cached_answers: usize,
 }
 
+/// Ids looked up before the runs (the last of the file's), which no run asks for.
+const WARM_UP: usize = 20;
+
 pub async fn run(options: LookupBenchOptions) -> anyhow::Result<()> {
     let ids = read_ids(&options.ids)?;
     anyhow::ensure!(
-        ids.len() >= options.requests,
-        "{} holds {} ids; the uncached mode needs one per request ({})",
+        ids.len() >= options.requests + WARM_UP || !options.modes.contains(&Mode::Uncached),
+        "{} holds {} ids; the uncached mode needs one per request ({}) and {WARM_UP} to warm up",
         options.ids.display(),
         ids.len(),
         options.requests
     );
     let mut local = None;
-    let (client, target) = match &options.endpoint {
+    let (target, described) = match &options.endpoint {
         Some(endpoint) => (
-            Client::new(
+            Target::Endpoint(Client::new(
                 endpoint,
                 Signer::from_environment(options.region.clone()).await?,
-            )?,
+            )?),
             endpoint.clone(),
         ),
         None => {
@@ -88,15 +116,20 @@ pub async fn run(options: LookupBenchOptions) -> anyhow::Result<()> {
             config.processors = 0;
             config.pollers = 0;
             let stack = LocalStack::start(config).await?;
-            let client = Client::new(&stack.base_url(), alice()?)?;
-            let target = format!("the local stack ({})", stack.base_url());
+            let target = Target::Local {
+                client: Client::new(&stack.base_url(), alice()?)?,
+                addr: stack.addr,
+            };
+            let described = format!("the local stack ({})", stack.base_url());
             local = Some((stack, scratch));
-            (client, target)
+            (target, described)
         }
     };
     // Warm-up on ids the runs do not use: connections, the engine's caches.
-    for id in &ids[ids.len() - 20..] {
-        lookup(&client, *id).await?;
+    let mut warm = Connection::open(&target).await?;
+    let (ids, warm_up) = ids.split_at(ids.len().saturating_sub(WARM_UP));
+    for id in warm_up {
+        lookup(&mut warm, *id).await?;
     }
     let budget = Duration::from_secs(options.max_seconds);
     let per_client = options.requests.div_ceil(options.clients);
@@ -111,9 +144,13 @@ pub async fn run(options: LookupBenchOptions) -> anyhow::Result<()> {
                 .collect()
         })
         .collect();
-    let uncached = drive(&client, "every request a new id", fresh, budget).await?;
+    let mut runs = Vec::new();
+    if options.modes.contains(&Mode::Uncached) {
+        runs.push(drive(&target, "every request a new id", fresh, budget).await?);
+    }
     // Cached: each client cycles through a few ids of its own (taken from the ones the
-    // uncached run already asked for, so they are cached from the first request).
+    // uncached run asks for first; without it, looked up once before the run), so they are
+    // cached from the first request.
     let repeated: Vec<Vec<i64>> = (0..options.clients)
         .map(|c| {
             let own: Vec<i64> = (0..options.repeated_ids)
@@ -122,24 +159,28 @@ pub async fn run(options: LookupBenchOptions) -> anyhow::Result<()> {
             (0..per_client).map(|i| own[i % own.len()]).collect()
         })
         .collect();
-    let cached = drive(&client, "ids repeated per client", repeated.clone(), budget).await?;
+    if options.modes.contains(&Mode::Cached) {
+        if !options.modes.contains(&Mode::Uncached) {
+            for own in &repeated {
+                for id in own.iter().take(options.repeated_ids) {
+                    lookup(&mut warm, *id).await?;
+                }
+            }
+        }
+        runs.push(drive(&target, "ids repeated per client", repeated.clone(), budget).await?);
+    }
     // For scale: the same clients on a route that looks nothing up (the catalogue), so what
     // signing, checking signatures and HTTP cost on this machine is seen apart.
-    let floor = drive_path(
-        &client,
-        "for scale: GET /datasets, no lookup",
-        "/datasets",
-        repeated,
-        budget,
-    )
-    .await?;
+    if options.modes.contains(&Mode::Floor) {
+        let name = "for scale: GET /datasets, no lookup";
+        runs.push(drive_path(&target, name, "/datasets", repeated, budget).await?);
+    }
     if let Some((stack, scratch)) = local {
         stack.stop().await;
         let _ = std::fs::remove_dir_all(scratch);
     }
 
-    let runs = [uncached, cached, floor];
-    let report = report(&options, &target, &runs);
+    let report = report(&options, &described, &runs);
     println!("{report}");
     if let Some(path) = &options.report {
         std::fs::write(path, &report).with_context(|| format!("writing {}", path.display()))?;
@@ -152,33 +193,33 @@ pub async fn run(options: LookupBenchOptions) -> anyhow::Result<()> {
 /// Each client sends its ids one after another; all clients at once, on a runtime of their
 /// own (as separate client processes would be), so the server's scheduling is not theirs.
 async fn drive(
-    client: &Client,
+    target: &Target,
     name: &'static str,
     per_client: Vec<Vec<i64>>,
     budget: Duration,
 ) -> anyhow::Result<Run> {
-    drive_requests(client, name, None, per_client, budget).await
+    drive_requests(target, name, None, per_client, budget).await
 }
 
 /// As [`drive`], each request a signed GET of `path` instead of a lookup.
 async fn drive_path(
-    client: &Client,
+    target: &Target,
     name: &'static str,
     path: &'static str,
     per_client: Vec<Vec<i64>>,
     budget: Duration,
 ) -> anyhow::Result<Run> {
-    drive_requests(client, name, Some(path), per_client, budget).await
+    drive_requests(target, name, Some(path), per_client, budget).await
 }
 
 async fn drive_requests(
-    client: &Client,
+    target: &Target,
     name: &'static str,
     path: Option<&'static str>,
     per_client: Vec<Vec<i64>>,
     budget: Duration,
 ) -> anyhow::Result<Run> {
-    let client = client.clone();
+    let target = target.clone();
     tokio::task::spawn_blocking(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -191,8 +232,9 @@ async fn drive_requests(
             let deadline = started + budget;
             let mut tasks = Vec::new();
             for ids in per_client {
-                let client = client.clone();
+                let target = target.clone();
                 tasks.push(tokio::spawn(async move {
+                    let mut connection = Connection::open(&target).await?;
                     let mut latencies = Vec::with_capacity(ids.len());
                     let mut cached = 0;
                     for id in ids {
@@ -201,14 +243,10 @@ async fn drive_requests(
                         }
                         let t = Instant::now();
                         let from_cache = match path {
-                            None => lookup(&client, id).await?,
+                            None => lookup(&mut connection, id).await?,
                             Some(path) => {
-                                let reply = client.send(Method::GET, path, None, &[]).await?;
-                                anyhow::ensure!(
-                                    reply.status.is_success(),
-                                    "{path}: {}",
-                                    reply.status
-                                );
+                                let (status, _) = connection.get(path).await?;
+                                anyhow::ensure!(status.is_success(), "{path}: {status}");
                                 false
                             }
                         };
@@ -238,23 +276,105 @@ async fn drive_requests(
     .await?
 }
 
+/// Where the clients send their requests.
+#[derive(Clone)]
+enum Target {
+    /// A deployed API, through the CLI's client (TLS, its pool of connections).
+    Endpoint(Client),
+    /// The local stack: each client on a keep-alive connection of its own, as a load
+    /// generator's threads hold one, so the clients' share of the cores goes to signing
+    /// and reading answers rather than to a pool's bookkeeping.
+    Local { client: Client, addr: SocketAddr },
+}
+
+/// One client's way to the API.
+enum Connection {
+    Pooled(Client),
+    Own {
+        /// Signs as the CLI does (the SDK's SigV4 signer).
+        client: Client,
+        base: String,
+        host: String,
+        send: SendRequest<Full<Bytes>>,
+    },
+}
+
+impl Connection {
+    async fn open(target: &Target) -> anyhow::Result<Connection> {
+        match target {
+            Target::Endpoint(client) => Ok(Connection::Pooled(client.clone())),
+            Target::Local { client, addr } => {
+                let stream = tokio::net::TcpStream::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                let (send, connection) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await?;
+                tokio::spawn(connection);
+                Ok(Connection::Own {
+                    client: client.clone(),
+                    base: format!("http://{addr}"),
+                    host: addr.to_string(),
+                    send,
+                })
+            }
+        }
+    }
+
+    /// A signed GET of `path`: the status and the body.
+    async fn get(&mut self, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
+        match self {
+            Connection::Pooled(client) => {
+                let reply = client.send(Method::GET, path, None, &[]).await?;
+                Ok((reply.status, reply.body))
+            }
+            Connection::Own {
+                client,
+                base,
+                host,
+                send,
+            } => {
+                let unsigned = [("host".to_owned(), host.clone())];
+                let signed = client.sign("GET", &format!("{base}{path}"), &unsigned, &[])?;
+                let mut request = http::Request::get(path);
+                for (name, value) in unsigned.iter().chain(&signed) {
+                    request = request.header(name, value);
+                }
+                send.ready().await?;
+                let response = send
+                    .send_request(request.body(Full::new(Bytes::new()))?)
+                    .await?;
+                let status = response.status();
+                Ok((status, response.into_body().collect().await?.to_bytes()))
+            }
+        }
+    }
+}
+
+/// What the bench reads of a lookup's answer.
+#[derive(serde::Deserialize)]
+struct Summary {
+    row_count: usize,
+    cached: bool,
+}
+
 /// One signed lookup of customer `id`; whether a cache answered it.
-async fn lookup(client: &Client, id: i64) -> anyhow::Result<bool> {
-    let path = format!("/lookups/customers?ids={id}");
-    let reply = client.send(Method::GET, &path, None, &[]).await?;
+async fn lookup(connection: &mut Connection, id: i64) -> anyhow::Result<bool> {
+    let (status, body) = connection
+        .get(&format!("/lookups/customers?ids={id}"))
+        .await?;
     anyhow::ensure!(
-        reply.status.is_success(),
-        "customer {id}: {} {}",
-        reply.status,
-        String::from_utf8_lossy(&reply.body)
+        status.is_success(),
+        "customer {id}: {status} {}",
+        String::from_utf8_lossy(&body)
     );
-    let answer = reply.json()?;
+    let answer: Summary = serde_json::from_slice(&body)
+        .with_context(|| format!("customer {id}: {}", String::from_utf8_lossy(&body)))?;
     anyhow::ensure!(
-        answer["row_count"] == 1,
+        answer.row_count == 1,
         "customer {id}: {} rows",
-        answer["row_count"]
+        answer.row_count
     );
-    Ok(answer["cached"] == true)
+    Ok(answer.cached)
 }
 
 fn read_ids(path: &Path) -> anyhow::Result<Vec<i64>> {
