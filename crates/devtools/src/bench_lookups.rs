@@ -29,9 +29,14 @@ pub struct LookupBenchOptions {
     /// Concurrent signed clients.
     #[arg(long, default_value_t = 32)]
     pub clients: usize,
-    /// Requests per mode, across all clients (the uncached mode needs as many distinct ids).
+    /// Requests in the uncached mode, across all clients (it needs as many distinct ids).
     #[arg(long, default_value_t = 8000)]
     pub requests: usize,
+    /// Requests in each of the cached and floor modes, across all clients: more than the
+    /// uncached mode's, as they are answered several times as fast and a run of a fraction
+    /// of a second is at the mercy of whatever else the machine does in it.
+    #[arg(long, default_value_t = 40000)]
+    pub repeated_requests: usize,
     /// Stop a mode after this long even if not every request was sent.
     #[arg(long, default_value_t = 120)]
     pub max_seconds: u64,
@@ -156,7 +161,9 @@ pub async fn run(options: LookupBenchOptions) -> anyhow::Result<()> {
             let own: Vec<i64> = (0..options.repeated_ids)
                 .map(|k| ids[(c * options.repeated_ids + k) % ids.len()])
                 .collect();
-            (0..per_client).map(|i| own[i % own.len()]).collect()
+            (0..options.repeated_requests.div_ceil(options.clients))
+                .map(|i| own[i % own.len()])
+                .collect()
         })
         .collect();
     if options.modes.contains(&Mode::Cached) {
