@@ -135,7 +135,12 @@ async fn a_full_then_read_only_disk_answers_clearly_and_recovers() {
         return;
     };
     let dir = tempfile::tempdir_in(&disk.0).unwrap();
-    let config = common::config(&dir);
+    let mut config = common::config(&dir);
+    // A submit whose message cannot be queued removes its job, but on a full disk that removal
+    // can fail too, leaving a QUEUED job with no message: the sweep is what queues it again.
+    // Soon, here, so that it runs within the wait for every job to end.
+    config.sweep_every = Duration::from_secs(2);
+    config.sweep_after = Duration::from_secs(5);
     let stack = common::start_with(dir, config.clone()).await;
     let alice = &stack.alice;
 
