@@ -578,6 +578,20 @@ async fn s3_multipart_uploads_are_carried_on_by_part_number_and_etag() {
         .unwrap();
     let size = 5 * 1024 * 1024 + 19;
     assert_eq!(store.size_of(&target).await.unwrap(), Some(size));
+    // The upload was created with CRC-32 and completed with each part's ("CompletedPart"): the
+    // emulator refuses part checksums an upload was not created for, as S3 does.
+    let head = h
+        .emulator
+        .clients
+        .s3
+        .head_object()
+        .bucket(bucket)
+        .key(&target.key)
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert!(head.checksum_crc32().is_some(), "{head:?}");
     let body = export_core::archive::read_object(&store, &target)
         .await
         .unwrap();

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
 use export_core::domain::{Millis, ObjectRef};
@@ -20,6 +20,15 @@ use std::time::{Duration, SystemTime};
 
 /// S3 SigV4 presigned URLs live at most seven days.
 pub const MAX_LINK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The checksum every multipart upload is created with. The SDK sends a CRC-32 with each
+/// `UploadPart` by default, and S3 ties a part's checksum to the algorithm its upload was
+/// created with ("CompletedPart": a part's `ChecksumCRC32` "is present if the multipart upload
+/// request was created with the CRC32 checksum algorithm"; "Checking object integrity", Amazon
+/// S3 User Guide): an upload created without one refuses the parts' checksums on completion
+/// (`InvalidPart`), and one created with it requires them. So the upload declares CRC-32, each
+/// part is sent with it, and completing names each part's.
+const CHECKSUM: ChecksumAlgorithm = ChecksumAlgorithm::Crc32;
 
 /// Parts are 8 MiB: well above S3's 5 MiB minimum, small enough to keep a Lambda's memory
 /// flat. Past every 1,000 parts the size doubles, so S3's 10,000-part cap is never met.
@@ -204,6 +213,7 @@ impl ObjectStore for S3ObjectStore {
             .bucket(&object.bucket)
             .key(&object.key)
             .content_type(content_type)
+            .checksum_algorithm(CHECKSUM)
             .send()
             .await
             .map_err(|e| port_error("CreateMultipartUpload", e))?;
@@ -226,6 +236,7 @@ impl ObjectStore for S3ObjectStore {
             .key(&object.key)
             .upload_id(upload_id)
             .part_number(number as i32)
+            .checksum_algorithm(CHECKSUM)
             .body(SdkByteStream::from(body))
             .send()
             .await
@@ -243,7 +254,7 @@ impl ObjectStore for S3ObjectStore {
         upload_id: &str,
         parts: &[UploadedPart],
     ) -> PortResult<()> {
-        // The SDK sends a checksum with each part; completing the upload repeats it.
+        // Each part was sent with the upload's CRC-32; completing the upload repeats it.
         let parts = parts
             .iter()
             .map(|p| {
@@ -361,6 +372,7 @@ impl S3Upload {
             .bucket(&self.object.bucket)
             .key(&self.object.key)
             .content_type(&self.content_type)
+            .checksum_algorithm(CHECKSUM)
             .send()
             .await
             .map_err(|e| port_error("CreateMultipartUpload", e))?;
@@ -381,20 +393,17 @@ impl S3Upload {
             .key(&self.object.key)
             .upload_id(upload_id)
             .part_number(number)
+            .checksum_algorithm(CHECKSUM)
             .body(SdkByteStream::from(body))
             .send()
             .await
             .map_err(|e| port_error("UploadPart", e))?;
-        // The SDK sends a checksum with each part; completing the upload must repeat it.
+        // Completing the upload repeats each part's CRC-32.
         self.parts.push(
             CompletedPart::builder()
                 .part_number(number)
                 .set_e_tag(output.e_tag)
                 .set_checksum_crc32(output.checksum_crc32)
-                .set_checksum_crc32_c(output.checksum_crc32_c)
-                .set_checksum_crc64_nvme(output.checksum_crc64_nvme)
-                .set_checksum_sha1(output.checksum_sha1)
-                .set_checksum_sha256(output.checksum_sha256)
                 .build(),
         );
         Ok(())
