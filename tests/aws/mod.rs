@@ -8,6 +8,7 @@ mod events;
 mod identity;
 mod lookups;
 mod pipeline;
+mod transactions;
 
 use crate::common::eventually;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};

@@ -9,6 +9,14 @@
 //!
 //! Items are the serde types below, encoded by `serde_dynamo`; which moves are legal, and which
 //! settle a job, is the core's to say ([`Transition`]).
+//!
+//! Every `TransactWriteItems` carries a `ClientRequestToken`, which the SDK fills once per call
+//! and repeats on each of the call's attempts: DynamoDB answers a repeat within ten minutes as
+//! it answered the first, applying nothing again ("TransactWriteItems", Amazon DynamoDB API
+//! Reference), so an attempt whose answer was lost and is tried again is not read as a failed
+//! condition, a lost race. The token is per call, never derived from the call's content: two
+//! packagers saving the same checkpoint in the same millisecond send the same parameters, and
+//! a shared token would tell the one that lost that it won.
 
 use crate::error::port_error;
 use async_trait::async_trait;

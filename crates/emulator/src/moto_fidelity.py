@@ -6,12 +6,16 @@ import base64
 import functools
 import hashlib
 import inspect
+import json
 import sys
 import threading
+import time
 import zlib
 from xml.dom import minidom
 
+from moto.dynamodb.exceptions import ERROR_TYPE_PREFIX, DynamodbException
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.responses import DynamoHandler
 from moto.s3 import responses as s3_responses
 from moto.s3.exceptions import InvalidPart, NoSuchUpload, S3ClientError
 from moto.s3.models import S3Backend
@@ -221,6 +225,56 @@ for _name, _method in list(vars(DynamoDBBackend).items()):
     if inspect.isfunction(_method) and not _name.startswith("_"):
         setattr(DynamoDBBackend, _name, _one_at_a_time(_method))
 
+
+# "TransactWriteItems" (Amazon DynamoDB API Reference, ClientRequestToken): a call with a token
+# is idempotent for 10 minutes after the first such call completes. Repeating it with the same
+# parameters succeeds again with no effect (nothing is written again and no condition is
+# checked again); the same token with other parameters answers IdempotentParameterMismatch;
+# after the 10 minutes the token is treated as new. moto ignores the token. "Parameters" is
+# taken as the whole request but the token, as the page speaks of a change in other
+# parameters. Only a call that succeeded is remembered: the page describes idempotency of the
+# writes made, and says nothing of a cancelled or rejected call binding its token, so such a
+# token can be tried again.
+_TOKEN_LIFETIME = 600.0
+
+
+class IdempotentParameterMismatchException(DynamodbException):
+    error_type = ERROR_TYPE_PREFIX + "IdempotentParameterMismatchException"
+
+    def __init__(self):
+        super().__init__(
+            self.error_type,
+            message="This ClientRequestToken was used within the last 10 minutes for a"
+            " TransactWriteItems call with other parameters.",
+        )
+
+
+_transact_write_items = DynamoHandler.transact_write_items
+
+
+def transact_write_items(self):
+    token = self.body.get("ClientRequestToken")
+    if token is None:
+        return _transact_write_items(self)
+    parameters = {name: value for name, value in self.body.items() if name != "ClientRequestToken"}
+    digest = hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()).hexdigest()
+    with _dynamodb:
+        backend = self.dynamodb_backend
+        tokens = backend.__dict__.setdefault("fidelity_transaction_tokens", {})
+        now = time.monotonic()
+        for old in [t for t, (_, _, at) in tokens.items() if now - at >= _TOKEN_LIFETIME]:
+            del tokens[old]
+        if token in tokens:
+            remembered, response, _ = tokens[token]
+            if remembered != digest:
+                raise IdempotentParameterMismatchException()
+            return response
+        response = _transact_write_items(self)
+        tokens[token] = (digest, response, time.monotonic())
+        return response
+
+
+DynamoHandler.transact_write_items = transact_write_items
 
 if __name__ == "__main__":
     from moto.server import main
