@@ -46,9 +46,17 @@ impl Export {
     pub fn render(&self, params: &serde_json::Map<String, Value>) -> Result<String, ParamError> {
         let bound = self.bind(params)?;
         // The template was checked at load time, so substitution cannot fail here.
-        self.substitute(&bound).map_err(|message| ParamError {
+        let select = self.substitute(&bound).map_err(|message| ParamError {
             field: "params".into(),
             message,
+        })?;
+        // UNLOAD refuses a LIMIT in its outer SELECT ("Unloading data to Amazon S3", Amazon
+        // Redshift Database Developer Guide): a SELECT with a limit of its own runs nested, as
+        // UNLOAD's usage notes limit rows.
+        Ok(if self.own_limit {
+            format!("SELECT * FROM (\n{select}\n) AS export")
+        } else {
+            select
         })
     }
 }

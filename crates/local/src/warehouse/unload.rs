@@ -64,6 +64,18 @@ pub fn parse_unload(sql: &str) -> Result<UnloadPlan, String> {
         (None, Some(query)) => query.to_string(),
         (None, None) => return Err(error("UNLOAD has no query")),
     };
+    // Redshift unloads any SELECT but one with a LIMIT in its outer SELECT ("Unloading data to
+    // Amazon S3", Amazon Redshift Database Developer Guide); a LIMIT nested in a subquery is
+    // how its usage notes say to limit the rows ("UNLOAD", Usage notes).
+    let select = Parser::new(&RedshiftSqlDialect {})
+        .try_with_sql(&query)
+        .and_then(|mut parser| parser.parse_query())
+        .map_err(|e| error(format!("syntax error in the UNLOAD's query: {e}")))?;
+    if select.limit_clause.is_some() {
+        return Err(error(
+            "LIMIT is not supported in the outer SELECT of an UNLOAD; nest it in a subquery",
+        ));
+    }
     let target = ObjectRef::parse_s3_url(&to.value).ok_or_else(|| {
         error(format!(
             "invalid S3 location '{}': it must be s3://bucket/prefix",
@@ -204,6 +216,29 @@ mod tests {
         }
     }
 
+    /// A catalogue SELECT with a LIMIT of its own is refused as the outer SELECT of an UNLOAD,
+    /// so the catalogue renders it nested; the nested one runs.
+    #[test]
+    fn an_export_with_a_limit_of_its_own_unloads_nested() {
+        let export = export_core::catalog::Export::parse(
+            "-- export: top_customers\n-- param: n integer\n\
+             SELECT c_custkey FROM tpch.customer WHERE c_nationkey = :n ORDER BY c_acctbal DESC LIMIT 10",
+        )
+        .unwrap();
+        let params = serde_json::json!({"n": 7});
+        let select = export.render(params.as_object().unwrap()).unwrap();
+        let unload = render_unload(&select, &options(Format::Csv, Compression::Gzip));
+        let plan = parse_unload(&unload).unwrap();
+        assert!(plan.query.starts_with("SELECT * FROM (\n"), "{}", plan.query);
+        // Unloaded as written, the same SELECT is refused.
+        let direct = render_unload(
+            export.template.replace(":n", "7").as_str(),
+            &options(Format::Csv, Compression::Gzip),
+        );
+        let refused = parse_unload(&direct).unwrap_err();
+        assert!(refused.contains("outer SELECT"), "{refused}");
+    }
+
     #[test]
     fn malformed_statements_fail_like_redshift() {
         for (sql, needle) in [
@@ -225,9 +260,17 @@ mod tests {
                 "UNLOAD ('select 1' TO 's3://b/p' IAM_ROLE default",
                 "syntax error",
             ),
+            (
+                "UNLOAD ('select a from t order by a limit 10') TO 's3://b/p' IAM_ROLE default",
+                "LIMIT is not supported in the outer SELECT",
+            ),
         ] {
             let e = parse_unload(sql).unwrap_err();
             assert!(e.starts_with("ERROR: ") && e.contains(needle), "{sql}: {e}");
         }
+        // A LIMIT in a subquery is how Redshift's usage notes limit an UNLOAD's rows.
+        let nested = "UNLOAD ('select * from (select a from t order by a limit 10) as top') \
+                      TO 's3://b/p' IAM_ROLE default";
+        assert!(parse_unload(nested).is_ok());
     }
 }
