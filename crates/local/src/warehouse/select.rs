@@ -12,11 +12,11 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::utils::take_function_args;
-use datafusion::common::{exec_datafusion_err, exec_err, plan_err, ParamValues, ScalarValue};
+use datafusion::common::{exec_datafusion_err, exec_err, ParamValues, ScalarValue};
 use datafusion::execution::context::{SQLOptions, SessionContext, SessionState};
 use datafusion::execution::{SessionStateBuilder, TaskContext};
 use datafusion::logical_expr::{
-    lit, ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    cast, lit, ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     Volatility,
 };
 use datafusion::physical_plan::execution_plan::reset_plan_states;
@@ -123,9 +123,10 @@ impl LookupSession {
                 answered => return answered,
             }
         }
+        let values = parameter_values(select, &kept.logical)?;
         let bound = kept
             .logical
-            .with_param_values(parameter_values(select))
+            .with_param_values(values)
             .map_err(|e| format!("ERROR: {e}"))?;
         // The kept plan is already optimized: only the physical planner runs per lookup.
         let physical = self
@@ -143,7 +144,7 @@ impl LookupSession {
     /// A physical plan of `logical` in which each placeholder reads its value as the plan
     /// runs, so one plan serves every lookup of the text: a bound plan must be planned anew for
     /// each lookup, and that planning was the largest part of an uncached lookup's work
-    /// (docs/BENCHMARKS.md). None if the plan has a placeholder typed other than as text.
+    /// (docs/BENCHMARKS.md). None if such a plan cannot be made.
     async fn reading_plan(&self, logical: &LogicalPlan) -> Option<Arc<dyn ExecutionPlan>> {
         let read = ScalarUDF::from(LookupParameter::new());
         let reading = logical
@@ -151,16 +152,15 @@ impl LookupSession {
             .transform_up_with_subqueries(|node| {
                 node.map_expressions(|expr| {
                     expr.transform_up(|expr| match expr {
-                        Expr::Placeholder(p)
-                            if p.field
-                                .as_ref()
-                                .is_none_or(|f| f.data_type() == &DataType::Utf8) =>
-                        {
-                            let name = p.id.get(1..).unwrap_or_default();
-                            Ok(Transformed::yes(read.call(vec![lit(name)])))
-                        }
                         Expr::Placeholder(p) => {
-                            plan_err!("placeholder {} is typed, not text", p.id)
+                            let name = p.id.get(1..).unwrap_or_default();
+                            let text = read.call(vec![lit(name)]);
+                            // A placeholder the planner typed from what it is compared with
+                            // reads its text converted to that type, as Redshift converts.
+                            Ok(Transformed::yes(match p.field.as_ref().map(|f| f.data_type()) {
+                                None | Some(DataType::Utf8) => text,
+                                Some(typed) => cast(text, typed.clone()),
+                            }))
                         }
                         other => Ok(Transformed::no(other)),
                     })
@@ -263,14 +263,33 @@ async fn plan_of(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, String>
         .map_err(|e| format!("ERROR: {e}"))
 }
 
-/// Each value as text for its named placeholder, as the Data API passes it.
-fn parameter_values(select: &BoundSelect) -> ParamValues {
-    let values: Vec<(String, ScalarValue)> = select
+/// Each value for its named placeholder: text, as the Data API passes it, converted to the
+/// type the planner gave the placeholder from what it is compared with or cast to. "SqlParameter"
+/// (Amazon Redshift Data API Reference): Redshift "implicitly converts to the proper data type".
+fn parameter_values(select: &BoundSelect, plan: &LogicalPlan) -> Result<ParamValues, String> {
+    let types = plan
+        .get_parameter_types()
+        .map_err(|e| format!("ERROR: {e}"))?;
+    let values = select
         .params
         .iter()
-        .map(|p| (p.name.clone(), ScalarValue::Utf8(Some(p.value.clone()))))
-        .collect();
-    ParamValues::from(values)
+        .map(|p| {
+            let text = ScalarValue::Utf8(Some(p.value.clone()));
+            // A placeholder's id is its name after the one character that marks it.
+            let typed = types
+                .iter()
+                .find(|(id, _)| id.get(1..) == Some(p.name.as_str()))
+                .and_then(|(_, typed)| typed.clone());
+            let value = match typed {
+                Some(typed) if typed != DataType::Utf8 => text.cast_to(&typed).map_err(|_| {
+                    format!("ERROR: invalid input syntax for type {typed}: \"{}\"", p.value)
+                })?,
+                _ => text,
+            };
+            Ok((p.name.clone(), value))
+        })
+        .collect::<Result<Vec<(String, ScalarValue)>, String>>()?;
+    Ok(ParamValues::from(values))
 }
 
 async fn rows_of(
@@ -486,6 +505,60 @@ mod tests {
             .unwrap_err();
         assert!(refused.starts_with("ERROR: "), "{refused}");
         assert_eq!(session.plans.lock().unwrap().len(), 1);
+    }
+
+    /// "SqlParameter" (Amazon Redshift Data API Reference): a value is text, and Redshift
+    /// converts it to the type the statement needs, so a SELECT need not cast its placeholders.
+    #[tokio::test]
+    async fn untyped_values_convert_to_the_type_they_are_compared_with() {
+        let ctx = crate::warehouse::redshift_session().unwrap();
+        ctx.sql(
+            "CREATE TABLE people (id BIGINT, name VARCHAR, born DATE) AS VALUES \
+             (1, 'a', DATE '1990-05-01'), (2, 'b', DATE '2001-01-31'), (3, 'c', DATE '2010-12-24')",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+        let session = LookupSession::over(&ctx);
+        let select = |sql: &str, values: &[(&str, &str)]| BoundSelect {
+            sql: sql.into(),
+            params: values
+                .iter()
+                .map(|(name, value)| SqlParameter {
+                    name: (*name).into(),
+                    value: (*value).into(),
+                })
+                .collect(),
+        };
+        for (k, name) in [("2", "b"), ("3", "c"), ("1", "a")] {
+            let result = session
+                .select(&select(
+                    "SELECT name FROM people WHERE id = :k",
+                    &[("k", k)],
+                ))
+                .await
+                .unwrap();
+            assert_eq!(result.rows, vec![vec![json!(name)]], "k = {k}");
+        }
+        let result = session
+            .select(&select(
+                "SELECT name FROM people WHERE born >= :since AND id < :below ORDER BY id",
+                &[("since", "2000-01-01"), ("below", "10")],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(result.rows, vec![vec![json!("b")], vec![json!("c")]]);
+        // Text that is not of the type is refused, as Redshift refuses it.
+        let refused = session
+            .select(&select(
+                "SELECT name FROM people WHERE id = :k",
+                &[("k", "two")],
+            ))
+            .await
+            .unwrap_err();
+        assert!(refused.starts_with("ERROR: "), "{refused}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
