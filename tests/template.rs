@@ -30,6 +30,7 @@ fn the_template_passes_sam_cfn_lint_and_the_projects_guard_rules() {
         "functions_have_their_own_roles",
         "queues_have_dead_letter_queues",
         "queue_consumers_report_failed_items",
+        "queue_consumers_cap_their_concurrency",
         "tables_expire_and_recover",
         "log_groups_expire",
     ] {
