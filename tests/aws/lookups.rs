@@ -144,6 +144,91 @@ async fn a_lookup_past_its_deadline_answers_504_with_its_statement() {
     assert_eq!(described.status().unwrap().as_str(), "ABORTED");
 }
 
+/// A lookup waits for its statement on the server ("Reduce API calls with long polling"): a
+/// statement that takes a while still costs one `ExecuteStatement` and one
+/// `GetStatementResult`, and no `DescribeStatement`, of the account's shared quotas.
+#[tokio::test]
+async fn a_lookup_waits_on_the_server_and_costs_two_calls() {
+    let h = Harness::start().await;
+    let api = &h.emulator.data_api.api;
+    api.delay_selects(Duration::from_millis(700));
+    let reply = h.call(&h.status, &lookup_event(&[("ids", &["3"])])).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["rows"][0]["c_custkey"], 3);
+    let calls = |op: &str| api.calls(op);
+    assert_eq!(
+        (
+            calls("ExecuteStatement"),
+            calls("DescribeStatement"),
+            calls("GetStatementResult")
+        ),
+        (1, 0, 1)
+    );
+}
+
+/// The emulated Data API holds each operation to its documented rate ("Quotas and limits in
+/// Amazon Redshift") and answers `ThrottlingException`; `WaitTimeSeconds` is 1 to 30.
+#[tokio::test]
+async fn the_emulated_data_api_throttles_past_its_quotas_and_bounds_its_waits() {
+    let h = Harness::start_with(|o| {
+        o.data_api.quotas = Some(export_emulator::quotas::QuotaRates {
+            describe_statement: 3.0,
+            ..export_emulator::quotas::QuotaRates::DOCUMENTED
+        })
+    })
+    .await;
+    let client = &h.emulator.clients.redshift;
+    let id = client
+        .execute_statement()
+        .cluster_identifier(export_emulator::provision::CLUSTER_ID)
+        .secret_arn(export_emulator::provision::SECRET_ARN)
+        .database(export_emulator::provision::DATABASE)
+        .sql("SELECT 1 AS one")
+        .wait_time_seconds(5)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(id.status().map(|s| s.as_str()), Some("FINISHED"));
+    assert_eq!(id.has_result_set(), Some(true));
+    let id = id.id.unwrap();
+    // A client that does not retry sees the refusal itself.
+    let config = client
+        .config()
+        .to_builder()
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    let plain = aws_sdk_redshiftdata::Client::from_conf(config);
+    let mut throttled = None;
+    for _ in 0..10 {
+        if let Err(e) = plain.describe_statement().id(&id).send().await {
+            throttled = Some(e);
+            break;
+        }
+    }
+    let error = throttled.expect("a describe past 3 a second is refused");
+    assert_eq!(
+        aws_sdk_redshiftdata::error::ProvideErrorMetadata::code(&error),
+        Some("ThrottlingException"),
+        "{error:?}"
+    );
+    assert!(h.emulator.data_api.api.throttled("DescribeStatement") >= 1);
+    for seconds in [0, 31] {
+        let refused = client
+            .get_statement_result()
+            .id(&id)
+            .wait_time_seconds(seconds)
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            refused
+                .as_service_error()
+                .is_some_and(|e| e.is_validation_exception()),
+            "{seconds}: {refused:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_emulated_data_api_checks_parameters_as_documented() {
     let h = Harness::start().await;
@@ -200,4 +285,40 @@ async fn the_emulated_data_api_checks_parameters_as_documented() {
     );
     assert_eq!(result.column_metadata()[0].type_name(), Some("int8"));
     assert!(result.next_token().is_none());
+
+    // "SqlParameter": Redshift converts a value to the type the statement needs, so an
+    // uncast placeholder compared with a BIGINT column matches its number.
+    let k = aws_sdk_redshiftdata::types::SqlParameter::builder()
+        .name("k")
+        .value("7")
+        .build()
+        .unwrap();
+    let converted = h
+        .emulator
+        .clients
+        .redshift
+        .execute_statement()
+        .cluster_identifier(export_emulator::provision::CLUSTER_ID)
+        .secret_arn(export_emulator::provision::SECRET_ARN)
+        .database(export_emulator::provision::DATABASE)
+        .sql("SELECT c_name FROM tpch.customer WHERE c_custkey = :k")
+        .parameters(k)
+        .wait_time_seconds(10)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(converted.status().map(|s| s.as_str()), Some("FINISHED"));
+    let rows = h
+        .emulator
+        .clients
+        .redshift
+        .get_statement_result()
+        .id(converted.id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.records()[0][0],
+        aws_sdk_redshiftdata::types::Field::StringValue("Customer#000000007".into())
+    );
 }

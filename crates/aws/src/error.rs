@@ -3,8 +3,8 @@
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use export_core::ports::PortError;
 
-/// Error codes the services answer with when they are busy, not when the request is wrong.
-const TRANSIENT_CODES: &[&str] = &[
+/// Error codes the services answer with when a caller exceeds their rate or a quota.
+const THROTTLING_CODES: &[&str] = &[
     "ThrottlingException",
     "Throttling",
     "ThrottledException",
@@ -12,12 +12,16 @@ const TRANSIENT_CODES: &[&str] = &[
     "RequestLimitExceeded",
     "TooManyRequestsException",
     "SlowDown",
+    "RequestThrottled",
+];
+
+/// Error codes the services answer with when they are busy, not when the request is wrong.
+const TRANSIENT_CODES: &[&str] = &[
     "ServiceUnavailable",
     "InternalServerError",
     "InternalError",
     "InternalFailure",
     "ActiveStatementsExceededException",
-    "RequestThrottled",
     "TransactionConflictException",
     "TransactionInProgressException",
 ];
@@ -34,7 +38,9 @@ where
             let message = inner.message().unwrap_or("");
             let status = service.raw().status().as_u16();
             let text = format!("{operation}: {code}: {message} (HTTP {status})");
-            if TRANSIENT_CODES.contains(&code) || service.raw().status().is_server_error() {
+            if THROTTLING_CODES.contains(&code) {
+                PortError::Throttled(text)
+            } else if TRANSIENT_CODES.contains(&code) || service.raw().status().is_server_error() {
                 PortError::Unavailable(text)
             } else {
                 PortError::Rejected(text)

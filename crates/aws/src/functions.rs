@@ -49,7 +49,7 @@ impl Clients {
             .filter(|v| !v.trim().is_empty())
         {
             let data_api = data_api_config(&sdk, role.trim()).await;
-            clients.redshift = aws_sdk_redshiftdata::Client::new(&data_api);
+            clients.redshift = data_api_client(&data_api);
         }
         if let Some(secret) = std::env::var("LINK_SIGNER_SECRET_ARN")
             .ok()
@@ -70,12 +70,23 @@ impl Clients {
         Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
-            redshift: aws_sdk_redshiftdata::Client::new(sdk),
+            redshift: data_api_client(sdk),
             link_signer: LinkSigner::new(sdk, None, s3_path_style),
             s3,
             ses: aws_sdk_sesv2::Client::new(sdk),
         }
     }
+}
+
+/// The Data API's client, retrying with the SDK's adaptive mode: its quotas are per account
+/// and region and shared by every function instance ("Quotas and limits in Amazon Redshift"),
+/// so a throttled client also slows its own later calls instead of only backing off the one
+/// that was refused.
+fn data_api_client(sdk: &SdkConfig) -> aws_sdk_redshiftdata::Client {
+    let config = aws_sdk_redshiftdata::config::Builder::from(sdk)
+        .retry_config(aws_config::retry::RetryConfig::adaptive())
+        .build();
+    aws_sdk_redshiftdata::Client::from_conf(config)
 }
 
 /// A link signer on the access key kept in the Secrets Manager secret `secret` as JSON

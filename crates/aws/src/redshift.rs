@@ -14,10 +14,22 @@ use serde_json::Value;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The first wait between a lookup's `DescribeStatement` calls; each next doubles, up to
-/// [`LONGEST_WAIT`]: a point lookup usually finishes within the first few.
+/// The Data API's quotas are per account and region, shared by every function ("Quotas and
+/// limits in Amazon Redshift": `ExecuteStatement` 30 calls a second, `DescribeStatement` 100,
+/// `GetStatementResult` 20), so a lookup waits for its statement on the server
+/// (`WaitTimeSeconds`, "Reduce API calls with long polling", at most 30 s a call) instead of
+/// polling: one that ends within its wait costs an `ExecuteStatement` and a
+/// `GetStatementResult` per page. Under a second left, no call can wait that briefly, and the
+/// lookup looks again after a short sleep that doubles, from [`FIRST_WAIT`] to [`LONGEST_WAIT`].
+const LONGEST_LONG_POLL: u64 = 30;
 const FIRST_WAIT: Duration = Duration::from_millis(20);
 const LONGEST_WAIT: Duration = Duration::from_millis(500);
+
+/// Whole seconds of `left` a call may wait on the server, if there is at least one.
+fn long_poll(left: Duration) -> Option<i32> {
+    let seconds = left.as_secs().min(LONGEST_LONG_POLL);
+    (seconds >= 1).then_some(seconds as i32)
+}
 
 /// Where statements run and as whom.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +91,41 @@ impl DataApiWarehouse {
         }
     }
 
+    /// `DescribeStatement`, held on the server until the statement ends or `wait` seconds pass.
+    async fn describe_waiting(
+        &self,
+        statement_id: &str,
+        wait: Option<i32>,
+    ) -> PortResult<StatementStatus> {
+        let output = self
+            .client
+            .describe_statement()
+            .id(statement_id)
+            .set_wait_time_seconds(wait)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception())
+                {
+                    PortError::NotFound(format!("statement {statement_id}"))
+                } else {
+                    port_error("DescribeStatement", e)
+                }
+            })?;
+        let status = output
+            .status
+            .as_ref()
+            .ok_or_else(|| PortError::Rejected("DescribeStatement returned no status".into()))?;
+        Ok(StatementStatus {
+            id: statement_id.to_owned(),
+            state: state(status)?,
+            // -1 means "not applicable" to the Data API.
+            rows: u64::try_from(output.result_rows).ok(),
+            error: output.error.filter(|e| !e.is_empty()),
+        })
+    }
+
     /// Every page of a finished statement's result (`GetStatementResult`), typed by its
     /// column metadata.
     async fn result(&self, statement_id: &str) -> PortResult<ResultSet> {
@@ -135,7 +182,11 @@ fn base64_of(bytes: &[u8]) -> String {
 }
 
 fn state(status: &StatusString) -> PortResult<StatementState> {
-    StatementState::parse(status.as_str())
+    state_named(status.as_str())
+}
+
+fn state_named(status: &str) -> PortResult<StatementState> {
+    StatementState::parse(status)
         .ok_or_else(|| PortError::Rejected(format!("unknown statement status {status:?}")))
 }
 
@@ -164,32 +215,7 @@ impl Warehouse for DataApiWarehouse {
     }
 
     async fn describe(&self, statement_id: &str) -> PortResult<StatementStatus> {
-        let output = self
-            .client
-            .describe_statement()
-            .id(statement_id)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception())
-                {
-                    PortError::NotFound(format!("statement {statement_id}"))
-                } else {
-                    port_error("DescribeStatement", e)
-                }
-            })?;
-        let status = output
-            .status
-            .as_ref()
-            .ok_or_else(|| PortError::Rejected("DescribeStatement returned no status".into()))?;
-        Ok(StatementStatus {
-            id: statement_id.to_owned(),
-            state: state(status)?,
-            // -1 means "not applicable" to the Data API.
-            rows: u64::try_from(output.result_rows).ok(),
-            error: output.error.filter(|e| !e.is_empty()),
-        })
+        self.describe_waiting(statement_id, None).await
     }
 
     async fn cancel(&self, statement_id: &str) -> PortResult<bool> {
@@ -215,7 +241,7 @@ impl Warehouse for DataApiWarehouse {
     }
 
     /// `ExecuteStatement` with the values as `Parameters` (bound by Redshift, never part of
-    /// the text), then `DescribeStatement` after a short wait that doubles each time, then
+    /// the text), held on the server until the statement ends (see [`LONGEST_LONG_POLL`]), then
     /// every page of `GetStatementResult`. A statement still running at the deadline is
     /// cancelled.
     async fn select(&self, select: &BoundSelect, timeout: Duration) -> PortResult<SelectOutcome> {
@@ -236,7 +262,8 @@ impl Warehouse for DataApiWarehouse {
                 self.client
                     .execute_statement()
                     .sql(&select.sql)
-                    .set_parameters((!parameters.is_empty()).then_some(parameters)),
+                    .set_parameters((!parameters.is_empty()).then_some(parameters))
+                    .set_wait_time_seconds(long_poll(timeout)),
             )
             .send()
             .await
@@ -244,29 +271,45 @@ impl Warehouse for DataApiWarehouse {
         let statement_id = output.id.ok_or_else(|| {
             PortError::Rejected("ExecuteStatement returned no statement id".into())
         })?;
+        let mut state = match &output.status {
+            Some(status) => state_named(status.as_str())?,
+            None => StatementState::Submitted,
+        };
+        let mut error = None;
         let mut wait = FIRST_WAIT;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            tokio::time::sleep(wait.min(left)).await;
-            let status = self.describe(&statement_id).await?;
-            match status.state {
+            match state {
                 StatementState::Finished => break,
                 StatementState::Failed | StatementState::Aborted => {
+                    // An answer held by the wait says how the statement ended, not why.
+                    let error = match error {
+                        Some(error) => Some(error),
+                        None => self.describe(&statement_id).await?.error,
+                    };
                     return Ok(SelectOutcome::Failed {
                         statement_id,
-                        error: status
-                            .error
-                            .unwrap_or_else(|| "the statement did not finish".into()),
-                    })
+                        error: error.unwrap_or_else(|| "the statement did not finish".into()),
+                    });
                 }
-                _ if Instant::now() >= deadline => {
-                    if let Err(e) = self.cancel(&statement_id).await {
-                        tracing::warn!(statement_id, error = %e, "could not cancel a lookup past its deadline");
-                    }
-                    return Ok(SelectOutcome::TimedOut { statement_id });
-                }
-                _ => wait = (wait * 2).min(LONGEST_WAIT),
+                _ => {}
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                if let Err(e) = self.cancel(&statement_id).await {
+                    tracing::warn!(statement_id, error = %e, "could not cancel a lookup past its deadline");
+                }
+                return Ok(SelectOutcome::TimedOut { statement_id });
+            }
+            let status = match long_poll(left) {
+                Some(seconds) => self.describe_waiting(&statement_id, Some(seconds)).await?,
+                None => {
+                    tokio::time::sleep(wait.min(left)).await;
+                    wait = (wait * 2).min(LONGEST_WAIT);
+                    self.describe(&statement_id).await?
+                }
+            };
+            state = status.state;
+            error = status.error;
         }
         Ok(SelectOutcome::Rows(self.result(&statement_id).await?))
     }

@@ -88,7 +88,7 @@ impl ApiError {
 impl From<PortError> for ApiError {
     fn from(e: PortError) -> Self {
         match e {
-            PortError::Unavailable(message) => {
+            PortError::Unavailable(message) | PortError::Throttled(message) => {
                 tracing::warn!(error = %message, "dependency unavailable");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

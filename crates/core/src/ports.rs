@@ -13,9 +13,14 @@ use std::time::Duration;
 /// How an adapter call failed, in the terms the services act on.
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
-    /// The dependency is down, throttled or timed out: retry later (HTTP 503).
+    /// The dependency is down or timed out: retry later (HTTP 503).
     #[error("dependency unavailable: {0}")]
     Unavailable(String),
+    /// The dependency refused the call for its rate (a quota, throttling) after the SDK's own
+    /// retries: retry later (HTTP 503). It says nothing of the work asked about, so a running
+    /// statement's follow-up is not counted as a failed try for it.
+    #[error("dependency throttled: {0}")]
+    Throttled(String),
     /// The thing asked for does not exist.
     #[error("not found: {0}")]
     NotFound(String),

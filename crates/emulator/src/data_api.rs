@@ -4,7 +4,9 @@
 //! API, and the end of the statement is announced on the polls queue the way the template's
 //! EventBridge rule forwards it. `DescribeStatement` and `CancelStatement` follow it. A
 //! SELECT runs in DataFusion with its `Parameters` bound by name, and `GetStatementResult`
-//! hands its rows out in pages, typed by their columns.
+//! hands its rows out in pages, typed by their columns. `WaitTimeSeconds` holds an
+//! `ExecuteStatement`, `DescribeStatement` or `GetStatementResult` until the statement ends,
+//! and each operation is held to its documented rate ([`crate::quotas`]).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -18,6 +20,7 @@ use export_core::ports::{
     ObjectStore, PortError, QueueSender, ResultSet, StatementRequest, StatementState, Warehouse,
 };
 use export_local::warehouse::select::LookupSession;
+use crate::quotas::{QuotaRates, RequestQuotas};
 use export_local::warehouse::{redshift_session, ClientTokens, DataFusionWarehouse};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -46,6 +49,8 @@ pub struct DataApiOptions {
     /// retrieved, volume, etc." and documents no size, so any size here is a choice; tests
     /// pick a small one to see several pages.
     pub result_page_rows: usize,
+    /// Each operation's rate per second, past which it is throttled; None for no limit.
+    pub quotas: Option<QuotaRates>,
 }
 
 /// A SELECT the endpoint ran (or is running): its own record, beside the warehouse's log of
@@ -87,6 +92,9 @@ pub struct DataApi {
     select_delay: Mutex<Duration>,
     /// Where SELECTs run: the warehouse's tables, each text planned once.
     lookups: Arc<LookupSession>,
+    quotas: Option<RequestQuotas>,
+    /// Calls received per operation, throttled ones included.
+    calls: Mutex<HashMap<String, u64>>,
 }
 
 /// The endpoint, listening on a loopback port.
@@ -123,6 +131,7 @@ impl DataApiServer {
             options.client_tokens.clone(),
         )?;
         let lookups = Arc::new(LookupSession::over(&session));
+        let quotas = options.quotas.clone().map(RequestQuotas::new);
         let api = Arc::new(DataApi {
             warehouse,
             session,
@@ -133,6 +142,8 @@ impl DataApiServer {
             queries: Arc::new(Mutex::new(HashMap::new())),
             select_delay: Mutex::new(Duration::ZERO),
             lookups,
+            quotas,
+            calls: Mutex::new(HashMap::new()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
@@ -191,6 +202,17 @@ impl DataApi {
             .collect()
     }
 
+    /// How many calls of `operation` were received so far.
+    pub fn calls(&self, operation: &str) -> u64 {
+        let calls = self.calls.lock().expect("calls lock");
+        calls.get(operation).copied().unwrap_or(0)
+    }
+
+    /// How many calls of `operation` were refused for its rate so far.
+    pub fn throttled(&self, operation: &str) -> u64 {
+        self.quotas.as_ref().map_or(0, |q| q.throttled(operation))
+    }
+
     /// Every `ExecuteStatement` call answered so far, in order.
     pub fn executions(&self) -> Vec<Execution> {
         self.executions.lock().expect("executions lock").clone()
@@ -214,6 +236,13 @@ fn validation(message: impl Into<String>) -> ApiFault {
     }
 }
 
+fn throttled(message: impl Into<String>) -> ApiFault {
+    ApiFault {
+        kind: "ThrottlingException",
+        ..validation(message)
+    }
+}
+
 fn not_found(id: &str) -> ApiFault {
     ApiFault {
         status: StatusCode::BAD_REQUEST,
@@ -228,6 +257,7 @@ impl From<PortError> for ApiFault {
         match e {
             PortError::NotFound(what) => not_found(&what),
             PortError::Rejected(message) => validation(message),
+            PortError::Throttled(message) => throttled(message),
             PortError::Unavailable(message) => ApiFault {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 kind: "InternalServerException",
@@ -274,11 +304,25 @@ async fn dispatch(State(api): State<Arc<DataApi>>, headers: HeaderMap, body: Byt
             .into_response()
         }
     };
+    *api.calls
+        .lock()
+        .expect("calls lock")
+        .entry(operation.clone())
+        .or_default() += 1;
+    if let Some(quotas) = &api.quotas {
+        if !quotas.admit(&operation) {
+            return throttled("Rate exceeded").into_response();
+        }
+    }
+    let wait = match wait_time(&input) {
+        Ok(wait) => wait,
+        Err(fault) => return fault.into_response(),
+    };
     let result = match operation.as_str() {
-        "ExecuteStatement" => api.execute(&input).await,
-        "DescribeStatement" => api.describe(&input).await,
+        "ExecuteStatement" => api.execute(&input, wait).await,
+        "DescribeStatement" => api.describe(&input, wait).await,
         "CancelStatement" => api.cancel(&input).await,
-        "GetStatementResult" => api.result(&input),
+        "GetStatementResult" => api.result(&input, wait).await,
         other => Err(ApiFault {
             kind: "UnknownOperationException",
             ..validation(format!("operation '{other}' is not served here"))
@@ -287,6 +331,20 @@ async fn dispatch(State(api): State<Arc<DataApi>>, headers: HeaderMap, body: Byt
     match result {
         Ok(output) => ([("content-type", CONTENT_TYPE)], output.to_string()).into_response(),
         Err(fault) => fault.into_response(),
+    }
+}
+
+/// `WaitTimeSeconds`: how long the call may wait for its statement to end, 1 to 30 seconds
+/// ("Reduce API calls with long polling", Amazon Redshift Management Guide).
+fn wait_time(input: &Map<String, Value>) -> Result<Option<Duration>, ApiFault> {
+    let Some(value) = input.get("WaitTimeSeconds") else {
+        return Ok(None);
+    };
+    match value.as_u64() {
+        Some(seconds @ 1..=30) => Ok(Some(Duration::from_secs(seconds))),
+        _ => Err(validation(format!(
+            "1 validation error detected: Value '{value}' at 'waitTimeSeconds' failed to satisfy constraint: Member must have value between 1 and 30"
+        ))),
     }
 }
 
@@ -354,7 +412,38 @@ fn field(value: &Value) -> Value {
 }
 
 impl DataApi {
-    async fn execute(&self, input: &Map<String, Value>) -> Result<Value, ApiFault> {
+    /// Holds the call until statement `id` has ended or `wait` has passed, and answers the
+    /// statement's state then. The statement is looked at where it runs, not through the API.
+    async fn wait_for_end(&self, id: &str, wait: Duration) -> Result<StatementState, ApiFault> {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let state = self.state_of(id).await?;
+            let ended = matches!(
+                state,
+                StatementState::Finished | StatementState::Failed | StatementState::Aborted
+            );
+            if ended || tokio::time::Instant::now() >= until {
+                return Ok(state);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn state_of(&self, id: &str) -> Result<StatementState, ApiFault> {
+        if let Some(query) = self.queries.lock().expect("queries lock").get(id) {
+            return Ok(query.state);
+        }
+        match self.warehouse.describe(id).await {
+            Err(PortError::NotFound(_)) => Err(not_found(id)),
+            other => Ok(other?.state),
+        }
+    }
+
+    async fn execute(
+        &self,
+        input: &Map<String, Value>,
+        wait: Option<Duration>,
+    ) -> Result<Value, ApiFault> {
         let sql = text(input, "Sql").ok_or_else(|| validation("Sql is required"))?;
         let busy = self.busy_for.fetch_update(
             std::sync::atomic::Ordering::SeqCst,
@@ -429,6 +518,9 @@ impl DataApi {
                 .insert(id.clone(), target);
             output.insert("Id".into(), json!(id));
             output.insert("CreatedAt".into(), epoch_seconds(now_ms()));
+            if let Some(wait) = wait {
+                self.answer_state(&mut output, &id, wait, true).await?;
+            }
             return Ok(Value::Object(output));
         }
         let request = StatementRequest {
@@ -464,11 +556,39 @@ impl DataApi {
             .or_insert(target);
         output.insert("Id".into(), json!(id));
         output.insert("CreatedAt".into(), epoch_seconds(created_at));
+        if let Some(wait) = wait {
+            self.answer_state(&mut output, &id, wait, false).await?;
+        }
         Ok(Value::Object(output))
     }
 
-    async fn describe(&self, input: &Map<String, Value>) -> Result<Value, ApiFault> {
+    /// What an `ExecuteStatement` with `WaitTimeSeconds` adds to its answer: the statement's
+    /// `Status` once it ended or the wait ran out, and whether it has a result set.
+    async fn answer_state(
+        &self,
+        output: &mut Map<String, Value>,
+        id: &str,
+        wait: Duration,
+        select: bool,
+    ) -> Result<(), ApiFault> {
+        let state = self.wait_for_end(id, wait).await?;
+        output.insert("Status".into(), json!(state.as_str()));
+        output.insert(
+            "HasResultSet".into(),
+            json!(select && state == StatementState::Finished),
+        );
+        Ok(())
+    }
+
+    async fn describe(
+        &self,
+        input: &Map<String, Value>,
+        wait: Option<Duration>,
+    ) -> Result<Value, ApiFault> {
         let id = text(input, "Id").ok_or_else(|| validation("Id is required"))?;
+        if let Some(wait) = wait {
+            self.wait_for_end(id, wait).await?;
+        }
         if let Some(output) = self.describe_select(id) {
             return Ok(output);
         }
@@ -651,8 +771,15 @@ impl DataApi {
     /// `GetStatementResult`: a page of a finished SELECT's rows, with `NextToken` while more
     /// remain ("GetStatementResult", Amazon Redshift Data API Reference: "If the NextToken
     /// field is empty, all response records have been retrieved").
-    fn result(&self, input: &Map<String, Value>) -> Result<Value, ApiFault> {
+    async fn result(
+        &self,
+        input: &Map<String, Value>,
+        wait: Option<Duration>,
+    ) -> Result<Value, ApiFault> {
         let id = text(input, "Id").ok_or_else(|| validation("Id is required"))?;
+        if let Some(wait) = wait {
+            self.wait_for_end(id, wait).await?;
+        }
         let queries = self.queries.lock().expect("queries lock");
         let query = queries.get(id).ok_or_else(|| not_found(id))?;
         let result = match (&query.state, &query.result) {

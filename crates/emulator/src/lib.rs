@@ -8,6 +8,7 @@ pub mod eventbridge;
 pub mod events;
 pub mod moto;
 pub mod provision;
+pub mod quotas;
 pub mod runtime_api;
 
 pub use data_api::DataApiServer;

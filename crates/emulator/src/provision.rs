@@ -55,6 +55,7 @@ impl EmulatorOptions {
                     lifetime: CLIENT_TOKEN_LIFETIME,
                 },
                 result_page_rows: 1000,
+                quotas: Some(crate::quotas::QuotaRates::DOCUMENTED),
             },
             visibility_timeout: Duration::from_secs(30),
         }

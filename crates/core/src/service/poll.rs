@@ -170,6 +170,13 @@ impl Poller {
                 let message = format!("the warehouse no longer knows statement {statement_id}");
                 return self.fail(job, "statement", message).await;
             }
+            // The Data API's quotas are per account ("Quotas and limits in Amazon Redshift"):
+            // a throttled look says nothing of the statement, so it is not a failed try that
+            // brings the job nearer to being given up; the follow-up chain looks again later.
+            Err(PortError::Throttled(reason)) => {
+                tracing::warn!(request_id = %job.request_id, statement_id, reason, "describing the statement was throttled; looking again later");
+                return self.follow_up_later(&job.request_id, attempt).await;
+            }
             Err(e) => return Err(e.into()),
         };
         match status.state {
@@ -330,7 +337,9 @@ impl Poller {
                 tracing::info!(request_id = %job.request_id, "another packager carries this archive on");
                 return Ok(());
             }
-            Err(PortError::Unavailable(message)) => return Err(Retry(message)),
+            Err(PortError::Unavailable(message) | PortError::Throttled(message)) => {
+                return Err(Retry(message))
+            }
             Err(e) => {
                 if let Some(saved) = self.control.checkpoint(&job.request_id).await? {
                     archive::package::discard(self.objects.as_ref(), &target, &saved).await;

@@ -49,6 +49,7 @@ impl Faults {
 fn copy(error: &PortError) -> PortError {
     match error {
         PortError::Unavailable(m) => PortError::Unavailable(m.clone()),
+        PortError::Throttled(m) => PortError::Throttled(m.clone()),
         PortError::NotFound(m) => PortError::NotFound(m.clone()),
         PortError::Rejected(m) => PortError::Rejected(m.clone()),
     }

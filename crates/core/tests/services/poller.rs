@@ -236,6 +236,30 @@ async fn the_poller_gives_up_on_the_last_delivery() {
     assert_eq!(world.mailer.sent_about(&request_id).len(), 1);
 }
 
+/// The Data API's quotas are the account's, not the job's: a follow-up whose look is
+/// throttled looks again later as a running statement's would, and never counts as a failed
+/// try, however many there are.
+#[tokio::test]
+async fn throttled_looks_at_a_running_statement_never_give_up_on_its_job() {
+    let world = World::new();
+    let request_id = started(&world, 1).await;
+    world.warehouse.faults.fail_always(
+        "describe",
+        PortError::Throttled("DescribeStatement: ThrottlingException: Rate exceeded".into()),
+    );
+    for _ in 0..world.max_receives * 3 {
+        world.clock.set(world.queue.next_visible_at().unwrap());
+        assert_eq!(world.deliver(QueueName::Polls).await, [Delivered::Done]);
+        assert_eq!(world.queue.waiting(QueueName::Polls).len(), 1, "one chain");
+    }
+    assert_eq!(world.job(&request_id).await.status, JobStatus::Running);
+    world.warehouse.faults.clear("describe");
+    world.finish_statement(&request_id, &[&["1,one"]]);
+    world.clock.set(world.queue.next_visible_at().unwrap());
+    world.run_until_quiet(20).await;
+    assert_eq!(world.job(&request_id).await.status, JobStatus::Succeeded);
+}
+
 #[tokio::test]
 async fn an_event_that_overtakes_the_processor_records_the_start_itself() {
     let world = World::new();
