@@ -150,3 +150,32 @@ fn the_template_routes_every_operation_of_the_contract_to_its_function() {
     assert_eq!(template_routes(&template, "ReceiverFunction"), receiver);
     assert_eq!(template_routes(&template, "StatusFunction"), status);
 }
+
+/// Each lookup route of the contract has throttling of its own in the stage, at the lookup
+/// rate: lookups draw on the Data API's per-account quotas, apart from the stage's rate.
+#[test]
+fn the_stage_throttles_every_lookup_route_apart() {
+    let template = std::fs::read_to_string(repo().join("template.yaml")).unwrap();
+    let lines: Vec<&str> = template.lines().collect();
+    let lookups: Vec<String> = export_core::http::contract_operations(
+        &serde_json::to_value(export_core::http::lookup_routes().into_openapi()).unwrap(),
+    )
+    .into_iter()
+    .map(|(_, path)| path)
+    .collect();
+    assert_eq!(lookups.len(), 2, "{lookups:?}");
+    for path in lookups {
+        let encoded = format!("- ResourcePath: \"{}\"", path.replace('/', "~1").replacen("~1", "/~1", 1));
+        let at = lines
+            .iter()
+            .position(|l| l.trim() == encoded)
+            .unwrap_or_else(|| panic!("no method settings for {path} ({encoded})"));
+        let setting = lines[at..at + 5].join("\n");
+        assert!(
+            setting.contains("HttpMethod: GET")
+                && setting.contains("ThrottlingRateLimit: !Ref LookupRateLimit")
+                && setting.contains("ThrottlingBurstLimit: !Ref LookupBurstLimit"),
+            "{setting}"
+        );
+    }
+}
