@@ -59,6 +59,12 @@ pub fn job(job: &Value) -> String {
     if !job["error"].is_null() {
         line("error", text(&job["error"]));
     }
+    if job["expired"] == true {
+        line(
+            "files",
+            "expired and removed; submit the export again for a new copy".into(),
+        );
+    }
     if let Some(url) = job["download_url"].as_str() {
         line("download", url.to_owned());
         line("expires", when(&job["download_expires_at"]));

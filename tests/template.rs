@@ -179,3 +179,26 @@ fn the_stage_throttles_every_lookup_route_apart() {
         );
     }
 }
+
+/// The status function tells expired files (404 from S3) from refused reads (403) only with
+/// `s3:ListBucket` on both buckets ("GetObject", Permissions, Amazon S3 API Reference).
+#[test]
+fn the_status_role_may_list_the_buckets_it_reads() {
+    let template = std::fs::read_to_string(repo().join("template.yaml")).unwrap();
+    // The resource's lines: from its name to the next resource, at the same indent.
+    let role: String = template
+        .lines()
+        .skip_while(|l| *l != "  StatusRole:")
+        .skip(1)
+        .take_while(|l| !(l.starts_with("  ") && !l.starts_with("   ")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let start = role.find("Sid: TellExpiredFiles").expect("the statement");
+    let statement: String = role[start..].lines().take(4).collect::<Vec<_>>().join("\n");
+    assert!(
+        statement.contains("Action: s3:ListBucket")
+            && statement.contains("!GetAtt DownloadsBucket.Arn")
+            && statement.contains("!GetAtt ResultsBucket.Arn"),
+        "{statement}"
+    );
+}

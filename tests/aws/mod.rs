@@ -370,6 +370,24 @@ impl Harness {
             .collect()
     }
 
+    /// Deletes every object under `prefix`, as a bucket's lifecycle expiration does; fails
+    /// the test if there was none.
+    pub async fn delete_all(&self, bucket: &str, prefix: &str) {
+        let keys = self.keys(bucket, prefix).await;
+        assert!(!keys.is_empty(), "nothing under s3://{bucket}/{prefix}");
+        for key in keys {
+            self.emulator
+                .clients
+                .s3
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
     /// The emails moto's SES accepted that mention `request_id`.
     pub async fn emails_about(&self, request_id: &str) -> Vec<SentEmail> {
         moto()

@@ -131,6 +131,22 @@ async fn an_export_goes_through_every_aws_service_and_arrives_by_link_and_email(
         "{}",
         history.body
     );
+
+    // The downloads bucket's lifecycle rule removes the archive days before the job expires:
+    // its status still answers, marked expired, and its link is 410 with the reason.
+    h.delete_all(&h.emulator.downloads_bucket, &format!("archives/{request_id}/"))
+        .await;
+    let status = h
+        .status_of("status-get-export.json", &request_id, ALICE)
+        .await;
+    assert_eq!(status.status, 200, "{}", status.body);
+    assert_eq!(status.body["expired"], true, "{}", status.body);
+    assert!(status.body.get("download_url").is_none(), "{}", status.body);
+    let link = h
+        .status_of("status-get-export-download.json", &request_id, ALICE)
+        .await;
+    assert_eq!(link.status, 410, "{}", link.body);
+    assert_eq!(link.body["error"]["code"], "expired", "{}", link.body);
 }
 
 #[tokio::test]
@@ -635,6 +651,20 @@ async fn parts_handed_out_as_they_are_go_through_every_function() {
         "{}",
         emails[0].body
     );
+
+    // The results bucket forgets the UNLOAD output after `ResultsExpiryDays`.
+    h.delete_all(&h.emulator.results_bucket, &format!("exports/{request_id}/"))
+        .await;
+    let status = h
+        .status_of("status-get-export.json", &request_id, ALICE)
+        .await;
+    assert_eq!(status.status, 200, "{}", status.body);
+    assert_eq!(status.body["expired"], true, "{}", status.body);
+    assert!(status.body.get("parts").is_none(), "{}", status.body);
+    for route in ["status-get-export-parts.json", "status-get-export-download.json"] {
+        let gone = h.status_of(route, &request_id, ALICE).await;
+        assert_eq!(gone.status, 410, "{route}: {}", gone.body);
+    }
 }
 
 #[tokio::test]

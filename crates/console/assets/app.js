@@ -501,6 +501,11 @@ async function showExport(view, id) {
       result.replaceChildren();
       return;
     }
+    if (job.expired) {
+      result.replaceChildren(el('p', { class: 'meta', id: 'expired' },
+        'This export\'s files have expired and were removed; submit it again for a new copy.'));
+      return;
+    }
     if (job.download_url) {
       // The link names the file itself (`<dataset>-<request id>.zip`).
       result.replaceChildren(el('p', { class: 'actions' },

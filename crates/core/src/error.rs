@@ -50,6 +50,18 @@ impl ApiError {
         )
     }
 
+    /// The job's files are gone: the buckets' lifecycle rules removed the archive or the
+    /// UNLOAD output, as they do days before the job's record expires.
+    pub fn files_expired(request_id: &str) -> Self {
+        ApiError::new(
+            StatusCode::GONE,
+            "expired",
+            format!(
+                "export job {request_id}'s files have expired and were removed; submit the export again for a new copy"
+            ),
+        )
+    }
+
     /// A failure of the service itself, which retrying will not mend; the details are logged.
     pub fn internal() -> Self {
         ApiError::new(

@@ -338,6 +338,7 @@ fn page_limit(limit: Option<&str>, default: usize, max: usize) -> Result<usize, 
         (status = 400, description = "`limit` or `cursor` is invalid.", body = ErrorBody),
         (status = 404, description = "No such job of the caller's.", body = ErrorBody),
         (status = 409, description = "The job has not succeeded, or it is packaged as one archive.", body = ErrorBody),
+        (status = 410, description = "The job's parts have expired (`ResultsExpiryDays`).", body = ErrorBody),
     )
 )]
 async fn job_parts(
@@ -405,27 +406,41 @@ async fn job_status(
             download: format!("/exports/{id}/download"),
             parts: None,
         },
+        expired: false,
         download_url: None,
         download_expires_at: None,
         total_parts: None,
         parts: None,
         parts_next_cursor: None,
     };
+    // A job whose files have expired still answers its status, marked so, without links.
+    let expired = |e: &ApiError| e.status == StatusCode::GONE;
     if job.status == JobStatus::Succeeded && !job.archive.is_packaged() {
         // The first page of its parts; the rest are a cursor away.
-        let page = queries
+        match queries
             .parts(&job, crate::service::query::PARTS_PAGE, None)
-            .await?;
-        view.total_parts = Some(page.total);
-        view.parts = Some(page.parts);
-        view.parts_next_cursor = page.next_cursor;
-        view.links.parts = Some(format!("/exports/{id}/parts"));
+            .await
+        {
+            Ok(page) => {
+                view.total_parts = Some(page.total);
+                view.parts = Some(page.parts);
+                view.parts_next_cursor = page.next_cursor;
+                view.links.parts = Some(format!("/exports/{id}/parts"));
+            }
+            Err(e) if expired(&e) => view.expired = true,
+            Err(e) => return Err(e),
+        }
     } else if job.status == JobStatus::Succeeded {
-        let DownloadLink {
-            url, expires_at, ..
-        } = queries.download_link(&job).await?;
-        view.download_url = Some(url);
-        view.download_expires_at = Some(expires_at);
+        match queries.download_link(&job).await {
+            Ok(DownloadLink {
+                url, expires_at, ..
+            }) => {
+                view.download_url = Some(url);
+                view.download_expires_at = Some(expires_at);
+            }
+            Err(e) if expired(&e) => view.expired = true,
+            Err(e) => return Err(e),
+        }
     }
     Ok(Json(view))
 }
@@ -460,6 +475,7 @@ async fn job_events(
          headers(("Location" = String, description = "The signed link."))),
         (status = 404, description = "No such job of the caller's.", body = ErrorBody),
         (status = 409, description = "Nothing to download yet, or the export is several parts (see `/parts`).", body = ErrorBody),
+        (status = 410, description = "The job's files have expired (the archive after `DownloadsExpiryDays`, parts after `ResultsExpiryDays`).", body = ErrorBody),
     )
 )]
 async fn download(

@@ -152,6 +152,11 @@ pub struct JobView {
     pub statement_id: Option<String>,
     pub timings: Timings,
     pub links: JobLinks,
+    /// True once a SUCCEEDED job's files have expired (the archive after the downloads
+    /// bucket's `DownloadsExpiryDays`, the parts after `ResultsExpiryDays`): no links are
+    /// given, and `/download` and `/parts` answer 410. Absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expired: bool,
     /// A fresh link to the archive, once SUCCEEDED.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub download_url: Option<String>,

@@ -6,7 +6,7 @@ use crate::clock::Clock;
 use crate::domain::{Job, JobEvent, JobStatus, Owner};
 use crate::error::ApiError;
 use crate::page::{JobPage, PageToken};
-use crate::ports::{ControlTable, ObjectStore};
+use crate::ports::{ControlTable, ObjectStore, PortError};
 use http::StatusCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,8 +70,12 @@ impl Queries {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<PartsPage, ApiError> {
-        let Some(manifest) = super::parts_manifest(self.objects.as_ref(), job).await? else {
-            return Err(self.no_parts(job));
+        let manifest = match super::parts_manifest(self.objects.as_ref(), job).await {
+            Ok(Some(manifest)) => manifest,
+            Ok(None) => return Err(self.no_parts(job)),
+            // The results bucket keeps the output `ResultsExpiryDays`, the job lives longer.
+            Err(PortError::NotFound(_)) => return Err(ApiError::files_expired(&job.request_id)),
+            Err(e) => return Err(e.into()),
         };
         let total = manifest.entries.len();
         // The cursor is the index of the page's first part, as this route handed it out.
@@ -118,7 +122,8 @@ impl Queries {
     }
 
     /// A new link for a finished job's archive (or its one part); 409 while the job has none,
-    /// or when its parts are many (they are listed at `/exports/{id}/parts`).
+    /// or when its parts are many (they are listed at `/exports/{id}/parts`); 410 once its
+    /// files have expired.
     pub async fn download_link(&self, job: &Job) -> Result<DownloadLink, ApiError> {
         if !job.archive.is_packaged() && job.status == JobStatus::Succeeded {
             let page = self.parts(job, 2, None).await?;
@@ -138,8 +143,13 @@ impl Queries {
                 )),
             };
         }
-        let link = match job.status {
-            JobStatus::Succeeded => {
+        let link = match (job.status, &job.archive_object) {
+            (JobStatus::Succeeded, Some(archive)) => {
+                // A link to an archive the downloads bucket no longer has would only fail at
+                // the caller's download: say so now.
+                if self.objects.size_of(archive).await?.is_none() {
+                    return Err(ApiError::files_expired(&job.request_id));
+                }
                 super::presign_archive(self.objects.as_ref(), job, self.link_ttl, self.clock.now())
                     .await?
             }

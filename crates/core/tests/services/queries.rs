@@ -98,3 +98,52 @@ async fn a_link_signed_with_credentials_that_expire_sooner_says_when_it_stops_wo
     let link = world.queries.download_link(&job).await.unwrap();
     assert_eq!(link.expires_at, now + 3_600_000);
 }
+
+/// The buckets forget a job's files days before the job's record expires: its status still
+/// answers, marked expired and without links, and its links answer 410.
+#[tokio::test]
+async fn a_job_whose_files_expired_answers_its_status_and_410_for_links() {
+    let world = World::new();
+    let request_id = started(&world, 1).await;
+    world.finish_statement(&request_id, &[&["1,one"]]);
+    world.run_until_quiet(20).await;
+    let job = world.job(&request_id).await;
+    assert_eq!(job.status, JobStatus::Succeeded);
+    assert!(world.queries.download_link(&job).await.is_ok());
+    // The downloads bucket's lifecycle rule removes the archive.
+    let archive = job.archive_object.clone().unwrap();
+    export_core::ports::ObjectStore::delete(world.objects.as_ref(), &archive)
+        .await
+        .unwrap();
+    let e = world.queries.download_link(&job).await.unwrap_err();
+    assert_eq!((e.status, e.code), (StatusCode::GONE, "expired"), "{e}");
+    assert!(e.message.contains("expired"), "{}", e.message);
+}
+
+/// Parts handed out as they are live in the results bucket, which forgets them first.
+#[tokio::test]
+async fn parts_whose_manifest_expired_answer_410() {
+    let world = World::new();
+    let request_id = world
+        .submit(
+            ALICE,
+            serde_json::json!({"dataset": "things", "params": {"id": 1}, "archive": "none"}),
+        )
+        .await
+        .unwrap();
+    world.deliver(QueueName::Requests).await;
+    world.finish_statement(&request_id, &[&["1,one"], &["2,two"]]);
+    world.announce(&request_id).await;
+    world.run_until_quiet(20).await;
+    let job = world.job(&request_id).await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{job:?}");
+    assert_eq!(world.queries.parts(&job, 10, None).await.unwrap().total, 2);
+    let manifest = job.archive_object.clone().unwrap();
+    export_core::ports::ObjectStore::delete(world.objects.as_ref(), &manifest)
+        .await
+        .unwrap();
+    let e = world.queries.parts(&job, 10, None).await.unwrap_err();
+    assert_eq!((e.status, e.code), (StatusCode::GONE, "expired"), "{e}");
+    let e = world.queries.download_link(&job).await.unwrap_err();
+    assert_eq!(e.status, StatusCode::GONE, "{e}");
+}
