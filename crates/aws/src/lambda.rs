@@ -132,11 +132,57 @@ pub async fn answer(
         {
             tracing::Span::current().record("request_id", id);
         }
+        let response = within_response_limit(response).await;
         tracing::info!(status = response.status().as_u16(), "answered");
         response
     }
     .instrument(span)
     .await
+}
+
+/// The most a synchronous invocation may return: "Lambda quotas" (AWS Lambda Developer Guide)
+/// gives 6 MB for a synchronous response; past it the invocation fails and API Gateway answers
+/// 502. A lookup may answer up to 10,000 rows, which can be more.
+pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+
+/// `response`, or a 422 that says why when it would be more than a function may return. The
+/// proxy integration carries the body as a JSON string (escaped, or base64 when not text) beside
+/// the headers, so the measure is that, not the body alone.
+async fn within_response_limit(response: http::Response<Body>) -> http::Response<Body> {
+    let (parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the answer's body");
+            return axum::response::IntoResponse::into_response(ApiError::internal());
+        }
+    };
+    let size = proxy_response_size(&parts.headers, &bytes);
+    if size <= MAX_RESPONSE_BYTES {
+        return http::Response::from_parts(parts, Body::from(bytes));
+    }
+    tracing::warn!(size, status = parts.status.as_u16(), "the answer is too large for a function to return");
+    axum::response::IntoResponse::into_response(ApiError::new(
+        http::StatusCode::UNPROCESSABLE_ENTITY,
+        "answer_too_large",
+        format!(
+            "the answer would be {size} bytes as the function returns it, more than the {MAX_RESPONSE_BYTES} a function may return; ask for fewer rows, or export the dataset with POST /exports"
+        ),
+    ))
+}
+
+/// The size of the proxy integration's response for `headers` and `body`, a little over.
+fn proxy_response_size(headers: &http::HeaderMap, body: &[u8]) -> usize {
+    let body = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::to_string(text).map_or(usize::MAX, |json| json.len()),
+        Err(_) => body.len().div_ceil(3) * 4 + 2,
+    };
+    // Each header is written twice (`headers` and `multiValueHeaders`), quoted.
+    let headers: usize = headers
+        .iter()
+        .map(|(name, value)| 2 * (name.as_str().len() + value.len() + 8))
+        .sum();
+    body.saturating_add(headers).saturating_add(512)
 }
 
 /// What a path parameter's value may hold unencoded in a path segment: RFC 3986's unreserved
@@ -273,6 +319,32 @@ mod tests {
             .attributes
             .insert("ApproximateReceiveCount".into(), receives.to_string());
         message
+    }
+
+    fn json_response(body: String) -> http::Response<Body> {
+        http::Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_answer_too_large_for_a_function_is_a_422_not_a_502() {
+        let small = within_response_limit(json_response("{\"rows\":[]}".into())).await;
+        assert_eq!(small.status(), 200);
+        let body = axum::body::to_bytes(small.into_body(), usize::MAX).await.unwrap();
+        assert_eq!(&body[..], b"{\"rows\":[]}");
+
+        // 4.5 MB of text whose quotes the proxy's JSON escapes: over 6 MB as returned.
+        let quoted = format!("[{}]", vec!["\"\""; 1_500_000].join(","));
+        assert!(quoted.len() < MAX_RESPONSE_BYTES);
+        for body in [quoted, "x".repeat(MAX_RESPONSE_BYTES)] {
+            let refused = within_response_limit(json_response(body)).await;
+            assert_eq!(refused.status(), 422);
+            let body = axum::body::to_bytes(refused.into_body(), usize::MAX).await.unwrap();
+            let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(error["error"]["code"], "answer_too_large", "{error}");
+        }
     }
 
     #[tokio::test]

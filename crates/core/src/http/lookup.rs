@@ -46,7 +46,8 @@ enum LookupRefusals {
     /// No such dataset.
     #[response(status = 404)]
     UnknownDataset(ErrorBody),
-    /// More rows match than a lookup answers; ask for an export.
+    /// More rows match than a lookup answers (`too_many_rows`), or, on AWS, the answer is more
+    /// than a function may return (`answer_too_large`, 6 MB); ask for an export.
     #[response(status = 422)]
     TooManyRows(ErrorBody),
     /// The warehouse's statement failed; `statement_id` names it.

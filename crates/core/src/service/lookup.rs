@@ -8,6 +8,7 @@ use crate::catalog::{Catalog, Export};
 use crate::clock::Clock;
 use crate::domain::Millis;
 use crate::error::ApiError;
+use super::local_answers::LocalAnswers;
 use crate::ports::{AnswerCache, CachedAnswer, ResultColumn, SelectOutcome, Warehouse};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use http::StatusCode;
@@ -23,8 +24,11 @@ use std::time::Duration;
 pub struct LookupSettings {
     /// How long a lookup may wait for the warehouse before answering 504.
     pub timeout: Duration,
-    /// Answers kept in this process.
+    /// Answers kept in this process, at most this many…
     pub local_entries: usize,
+    /// …taking at most this many bytes (of their JSON): the function has the memory it was
+    /// given, and one answer may be megabytes.
+    pub local_bytes: usize,
     /// The largest answer the shared cache takes; a bigger one stays in this process only
     /// (a DynamoDB item holds at most 400 KB).
     pub shared_max_bytes: usize,
@@ -35,6 +39,7 @@ impl Default for LookupSettings {
         LookupSettings {
             timeout: Duration::from_secs(10),
             local_entries: 1024,
+            local_bytes: 32 * 1024 * 1024,
             shared_max_bytes: 300 * 1024,
         }
     }
@@ -114,7 +119,7 @@ pub struct Lookups {
     pub shared: Arc<dyn AnswerCache>,
     pub clock: Arc<dyn Clock>,
     pub settings: LookupSettings,
-    local: Mutex<HashMap<String, Arc<Answer>>>,
+    local: Mutex<LocalAnswers>,
     in_flight: Mutex<HashMap<String, Pending>>,
 }
 
@@ -126,13 +131,14 @@ impl Lookups {
         clock: Arc<dyn Clock>,
         settings: LookupSettings,
     ) -> Lookups {
+        let local = LocalAnswers::new(settings.local_entries, settings.local_bytes);
         Lookups {
             catalog,
             warehouse,
             shared,
             clock,
             settings,
-            local: Mutex::new(HashMap::new()),
+            local: Mutex::new(local),
             in_flight: Mutex::new(HashMap::new()),
         }
     }
@@ -250,7 +256,7 @@ impl Lookups {
             Ok(Some(cached)) => match serde_json::from_str::<Answer>(&cached.body) {
                 Ok(answer) if answer.expires_at > now => {
                     let answer = Arc::new(answer);
-                    self.keep_local(key, &answer);
+                    self.keep_local(key, &answer, cached.body.len());
                     Some(answer)
                 }
                 Ok(_) => None,
@@ -271,11 +277,13 @@ impl Lookups {
     async fn keep(&self, key: &str, answer: &Arc<Answer>) {
         // Shared before the lookup answers: a Lambda function's environment is frozen once it
         // has answered, so a write left running then would wait for its next request.
-        self.keep_local(key, answer);
-        let body = match serde_json::to_string(answer.as_ref()) {
-            Ok(body) if body.len() <= self.settings.shared_max_bytes => body,
-            _ => return,
+        let Ok(body) = serde_json::to_string(answer.as_ref()) else {
+            return;
         };
+        self.keep_local(key, answer, body.len());
+        if body.len() > self.settings.shared_max_bytes {
+            return;
+        }
         let cached = CachedAnswer {
             body,
             stored_at: answer.fetched_at,
@@ -286,26 +294,10 @@ impl Lookups {
         }
     }
 
-    fn keep_local(&self, key: &str, answer: &Arc<Answer>) {
+    fn keep_local(&self, key: &str, answer: &Arc<Answer>, size: usize) {
         let now = self.clock.now();
         let mut local = self.local.lock().expect("local cache lock");
-        if local.len() >= self.settings.local_entries && !local.contains_key(key) {
-            local.retain(|_, a| a.expires_at > now);
-            // Still full: the eighth that expires soonest goes, so a full cache under a stream
-            // of new keys pays for one sort every so many inserts, not a scan per insert.
-            if local.len() >= self.settings.local_entries {
-                let mut by_expiry: Vec<(Millis, String)> = local
-                    .iter()
-                    .map(|(k, a)| (a.expires_at, k.clone()))
-                    .collect();
-                by_expiry.sort_unstable();
-                let evicted = (self.settings.local_entries / 8).max(1);
-                for (_, k) in by_expiry.into_iter().take(evicted) {
-                    local.remove(&k);
-                }
-            }
-        }
-        local.insert(key.to_owned(), answer.clone());
+        local.insert(key, answer.clone(), size, now);
     }
 }
 

@@ -2,6 +2,7 @@
 //! delivery routine every queue runner shares.
 
 pub mod consume;
+mod local_answers;
 pub mod lookup;
 pub mod notice;
 pub mod poll;
