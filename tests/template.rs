@@ -202,3 +202,28 @@ fn the_status_role_may_list_the_buckets_it_reads() {
         "{statement}"
     );
 }
+
+/// The downloads bucket's rule for abandoned uploads outlasts the longest packaging: S3's
+/// largest object (5 TiB) at the slowest packaging DEPLOY.md gives (about 21 MiB/s, at
+/// `PollerMemoryMB` 512), or it would remove an archive still being written.
+#[test]
+fn abandoned_archive_uploads_are_removed_only_after_the_longest_packaging() {
+    let template = std::fs::read_to_string(repo().join("template.yaml")).unwrap();
+    let rule: String = template
+        .lines()
+        .skip_while(|l| !l.contains("Id: expire-archives"))
+        .take_while(|l| !l.contains("DownloadsBucketPolicy:"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let days: u64 = rule
+        .split("DaysAfterInitiation:")
+        .nth(1)
+        .and_then(|rest| rest.trim().trim_end_matches(['}', ' ']).split_whitespace().next())
+        .and_then(|n| n.trim_end_matches('}').parse().ok())
+        .unwrap_or_else(|| panic!("no abort rule in:\n{rule}"));
+    let longest_seconds = 5u64 * 1024 * 1024 / 21; // 5 TiB in MiB, at 21 MiB/s
+    assert!(
+        days * 86_400 > longest_seconds,
+        "{days} days against {longest_seconds} s of packaging"
+    );
+}

@@ -561,6 +561,13 @@ async fn s3_multipart_uploads_are_carried_on_by_part_number_and_etag() {
         )
         .await
         .unwrap();
+    // ListParts gives the parts back as they were uploaded, checksums included, so a packager
+    // carrying the upload on needs no list of its own.
+    let listed = store.list_parts(&target, &upload, 2).await.unwrap();
+    assert_eq!(listed, [part1.clone(), part2.clone()]);
+    assert!(listed.iter().all(|p| p.checksum_crc32.is_some()), "{listed:?}");
+    let beyond = store.list_parts(&target, &upload, 3).await;
+    assert!(matches!(beyond, Err(PortError::NotFound(_))), "{beyond:?}");
     // A wrong ETag, or a part out of order, is refused and leaves the upload as it was.
     let forged = export_core::ports::UploadedPart {
         etag: "\"00000000000000000000000000000000\"".into(),

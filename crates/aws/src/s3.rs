@@ -297,6 +297,56 @@ impl ObjectStore for S3ObjectStore {
         }
     }
 
+    /// `ListParts`, a page of at most 1,000 parts at a time ("ListParts": `max-parts`), from
+    /// each page's `NextPartNumberMarker`, until `count` parts are in hand.
+    async fn list_parts(
+        &self,
+        object: &ObjectRef,
+        upload_id: &str,
+        count: u32,
+    ) -> PortResult<Vec<UploadedPart>> {
+        let mut parts: Vec<UploadedPart> = Vec::with_capacity(count as usize);
+        let mut marker: Option<String> = None;
+        // S3 holds at most 10,000 parts: ten full pages, and one more that says it is the last.
+        for _ in 0..=10 {
+            let page = self
+                .client
+                .list_parts()
+                .bucket(&object.bucket)
+                .key(&object.key)
+                .upload_id(upload_id)
+                .max_parts(1000)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| upload_error("ListParts", upload_id, e))?;
+            for part in page.parts() {
+                let number = part.part_number().unwrap_or(0).max(0) as u32;
+                if (1..=count).contains(&number) {
+                    parts.push(UploadedPart {
+                        number,
+                        etag: part.e_tag().unwrap_or_default().to_owned(),
+                        checksum_crc32: part.checksum_crc32().map(str::to_owned),
+                    });
+                }
+            }
+            marker = page
+                .next_part_number_marker()
+                .filter(|_| page.is_truncated() == Some(true))
+                .map(str::to_owned);
+            if marker.is_none() || parts.len() >= count as usize {
+                break;
+            }
+        }
+        parts.sort_by_key(|p| p.number);
+        parts.dedup_by_key(|p| p.number);
+        let listed = |n: u32| parts.get(n as usize - 1).map(|p| p.number);
+        if let Some(missing) = (1..=count).find(|&n| listed(n) != Some(n)) {
+            return Err(export_core::ports::multipart::missing_part(missing, count));
+        }
+        Ok(parts)
+    }
+
     async fn presign_get(
         &self,
         object: &ObjectRef,

@@ -329,6 +329,16 @@ pub trait ObjectStore: Send + Sync {
     ) -> PortResult<()>;
     /// Drops the upload and its parts.
     async fn abort_multipart(&self, object: &ObjectRef, upload_id: &str) -> PortResult<()>;
+    /// Parts 1 to `count` of the upload as the store keeps them, numbers, ETags and checksums
+    /// ("ListParts"), so a packager carrying an upload on needs no list of its own; a part
+    /// numbered past `count` is left out. `NotFound` if the upload, or one of the parts, is
+    /// no longer there.
+    async fn list_parts(
+        &self,
+        object: &ObjectRef,
+        upload_id: &str,
+        count: u32,
+    ) -> PortResult<Vec<UploadedPart>>;
 
     /// A URL anyone holding it can GET until it expires.
     async fn presign_get(
@@ -339,9 +349,8 @@ pub trait ObjectStore: Send + Sync {
     ) -> PortResult<PresignedUrl>;
 }
 
-/// A part of a multipart upload, as completing the upload must name it: "you must maintain
-/// your own list of the part numbers you specified when uploading parts and the corresponding
-/// ETag values that Amazon S3 returns" (`ListParts`, Amazon S3 API Reference).
+/// A part of a multipart upload, as completing the upload must name it: its number, its ETag
+/// and, where the store keeps one, its checksum ("CompleteMultipartUpload").
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UploadedPart {
     #[serde(rename = "n")]
@@ -399,6 +408,13 @@ pub mod multipart {
                 "InvalidArgument: part number {number} is not from 1 to 10,000"
             )))
         }
+    }
+
+    /// What listing parts 1 to `count` answers when part `number` is not there.
+    pub fn missing_part(number: u32, count: u32) -> PortError {
+        PortError::NotFound(format!(
+            "part {number} of the {count} the upload should have is not there"
+        ))
     }
 
     /// A stand-in's ETag for a part: quoted hex, as S3's, of the first half of its SHA-256.

@@ -496,6 +496,15 @@ impl<P: ObjectStore + ?Sized> ObjectStore for Faulty<P> {
             .call("object_store", "abort_multipart", call)
             .await
     }
+    async fn list_parts(
+        &self,
+        object: &ObjectRef,
+        upload_id: &str,
+        count: u32,
+    ) -> PortResult<Vec<UploadedPart>> {
+        let call = self.inner.list_parts(object, upload_id, count);
+        self.faults.call("object_store", "list_parts", call).await
+    }
     async fn presign_get(
         &self,
         object: &ObjectRef,

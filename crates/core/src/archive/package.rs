@@ -23,12 +23,14 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// S3 takes at most 10,000 parts; the part size grows with the archive so that its parts stay
-/// under this many, which keeps their ETags small enough for a checkpoint.
-pub const MAX_PARTS: u64 = 4_000;
+/// S3 takes at most 10,000 parts ("Amazon S3 multipart upload limits"); the part size grows
+/// with the archive so that its parts stay under this many, with room for an estimate that
+/// falls short. A checkpoint counts the parts and leaves their ETags with S3 (`ListParts`), so
+/// their number does not grow it.
+pub const MAX_PARTS: u64 = 9_500;
 
 /// The most entries a zip checkpoint can carry the directory of (a control-table item holds
-/// at most 400 KB: 12 bytes an entry, base64-encoded, plus the parts' ETags).
+/// at most 400 KB: 12 bytes an entry, base64-encoded).
 pub const MAX_ZIP_ENTRIES: usize = 8_000;
 
 /// What packaging one job needs.
@@ -80,6 +82,12 @@ pub enum Packed {
 struct Checkpoint {
     upload_id: String,
     part_size: u64,
+    /// How many whole parts were uploaded; their ETags are listed from the store on resume.
+    #[serde(default)]
+    part_count: u32,
+    /// The parts themselves, as checkpoints saved them before they counted them instead: read
+    /// so a packaging under way across an upgrade carries on.
+    #[serde(default, skip_serializing)]
     parts: Vec<UploadedPart>,
     next_entry: usize,
     /// Archive bytes written so far: the parts, then the staged tail.
@@ -183,7 +191,7 @@ impl Writer {
     }
 
     async fn resume(run: &Packaging<'_>, saved: &SavedCheckpoint) -> PortResult<Writer> {
-        let checkpoint: Checkpoint = serde_json::from_str(&saved.body)
+        let mut checkpoint: Checkpoint = serde_json::from_str(&saved.body)
             .map_err(|e| PortError::Rejected(format!("packaging checkpoint is not valid: {e}")))?;
         let tail = match &checkpoint.tail {
             Some(object) => {
@@ -191,7 +199,14 @@ impl Writer {
             }
             None => BytesMut::new(),
         };
-        let whole = checkpoint.parts.len() as u64 * checkpoint.part_size;
+        let parts = if checkpoint.parts.is_empty() {
+            run.objects
+                .list_parts(run.target, &checkpoint.upload_id, checkpoint.part_count)
+                .await?
+        } else {
+            std::mem::take(&mut checkpoint.parts)
+        };
+        let whole = parts.len() as u64 * checkpoint.part_size;
         if whole + tail.len() as u64 != checkpoint.written {
             return Err(PortError::Rejected(
                 "packaging checkpoint does not add up; packaging from the start".into(),
@@ -212,7 +227,7 @@ impl Writer {
                 run,
                 checkpoint.upload_id,
                 checkpoint.part_size as usize,
-                checkpoint.parts,
+                parts,
                 checkpoint.written,
                 tail,
             ),
@@ -435,7 +450,8 @@ impl Writer {
         let checkpoint = Checkpoint {
             upload_id: self.sink.upload_id.clone(),
             part_size: self.sink.part_size as u64,
-            parts: self.sink.parts.clone(),
+            part_count: self.sink.parts.len() as u32,
+            parts: Vec::new(),
             next_entry: self.next_entry,
             written: self.sink.written,
             tail: tail.clone(),

@@ -100,6 +100,13 @@ impl MemoryObjectStore {
         self.uploads.lock().expect("uploads lock").len()
     }
 
+    /// Drops part `number` of upload `upload_id`, as if it had never been uploaded.
+    pub fn forget_part(&self, upload_id: &str, number: u32) {
+        if let Some(upload) = self.uploads.lock().expect("uploads lock").get_mut(upload_id) {
+            upload.parts.remove(&number);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Bytes>> {
         self.objects.lock().expect("objects lock")
     }
@@ -231,6 +238,34 @@ impl ObjectStore for MemoryObjectStore {
         self.faults.check("abort_multipart")?;
         self.uploads.lock().expect("uploads lock").remove(upload_id);
         Ok(())
+    }
+
+    async fn list_parts(
+        &self,
+        object: &ObjectRef,
+        upload_id: &str,
+        count: u32,
+    ) -> PortResult<Vec<UploadedPart>> {
+        super::interleave().await;
+        self.faults.check("list_parts")?;
+        let uploads = self.uploads.lock().expect("uploads lock");
+        let upload = uploads
+            .get(upload_id)
+            .filter(|u| u.object == *object)
+            .ok_or_else(|| PortError::NotFound(format!("upload {upload_id}")))?;
+        (1..=count)
+            .map(|number| {
+                let body = upload
+                    .parts
+                    .get(&number)
+                    .ok_or_else(|| multipart::missing_part(number, count))?;
+                Ok(UploadedPart {
+                    number,
+                    etag: multipart::etag(body),
+                    checksum_crc32: None,
+                })
+            })
+            .collect()
     }
 
     async fn presign_get(
