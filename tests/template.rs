@@ -165,7 +165,10 @@ fn the_stage_throttles_every_lookup_route_apart() {
     .collect();
     assert_eq!(lookups.len(), 2, "{lookups:?}");
     for path in lookups {
-        let encoded = format!("- ResourcePath: \"{}\"", path.replace('/', "~1").replacen("~1", "/~1", 1));
+        let encoded = format!(
+            "- ResourcePath: \"{}\"",
+            path.replace('/', "~1").replacen("~1", "/~1", 1)
+        );
         let at = lines
             .iter()
             .position(|l| l.trim() == encoded)
@@ -190,7 +193,7 @@ fn the_status_role_may_list_the_buckets_it_reads() {
         .lines()
         .skip_while(|l| *l != "  StatusRole:")
         .skip(1)
-        .take_while(|l| !(l.starts_with("  ") && !l.starts_with("   ")))
+        .take_while(|l| !l.starts_with("  ") || l.starts_with("   "))
         .collect::<Vec<_>>()
         .join("\n");
     let start = role.find("Sid: TellExpiredFiles").expect("the statement");
@@ -218,7 +221,12 @@ fn abandoned_archive_uploads_are_removed_only_after_the_longest_packaging() {
     let days: u64 = rule
         .split("DaysAfterInitiation:")
         .nth(1)
-        .and_then(|rest| rest.trim().trim_end_matches(['}', ' ']).split_whitespace().next())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches(['}', ' '])
+                .split_whitespace()
+                .next()
+        })
         .and_then(|n| n.trim_end_matches('}').parse().ok())
         .unwrap_or_else(|| panic!("no abort rule in:\n{rule}"));
     let longest_seconds = 5u64 * 1024 * 1024 / 21; // 5 TiB in MiB, at 21 MiB/s

@@ -565,7 +565,10 @@ async fn s3_multipart_uploads_are_carried_on_by_part_number_and_etag() {
     // carrying the upload on needs no list of its own.
     let listed = store.list_parts(&target, &upload, 2).await.unwrap();
     assert_eq!(listed, [part1.clone(), part2.clone()]);
-    assert!(listed.iter().all(|p| p.checksum_crc32.is_some()), "{listed:?}");
+    assert!(
+        listed.iter().all(|p| p.checksum_crc32.is_some()),
+        "{listed:?}"
+    );
     let beyond = store.list_parts(&target, &upload, 3).await;
     assert!(matches!(beyond, Err(PortError::NotFound(_))), "{beyond:?}");
     // A wrong ETag, or a part out of order, is refused and leaves the upload as it was.

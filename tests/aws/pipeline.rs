@@ -134,8 +134,11 @@ async fn an_export_goes_through_every_aws_service_and_arrives_by_link_and_email(
 
     // The downloads bucket's lifecycle rule removes the archive days before the job expires:
     // its status still answers, marked expired, and its link is 410 with the reason.
-    h.delete_all(&h.emulator.downloads_bucket, &format!("archives/{request_id}/"))
-        .await;
+    h.delete_all(
+        &h.emulator.downloads_bucket,
+        &format!("archives/{request_id}/"),
+    )
+    .await;
     let status = h
         .status_of("status-get-export.json", &request_id, ALICE)
         .await;
@@ -653,15 +656,21 @@ async fn parts_handed_out_as_they_are_go_through_every_function() {
     );
 
     // The results bucket forgets the UNLOAD output after `ResultsExpiryDays`.
-    h.delete_all(&h.emulator.results_bucket, &format!("exports/{request_id}/"))
-        .await;
+    h.delete_all(
+        &h.emulator.results_bucket,
+        &format!("exports/{request_id}/"),
+    )
+    .await;
     let status = h
         .status_of("status-get-export.json", &request_id, ALICE)
         .await;
     assert_eq!(status.status, 200, "{}", status.body);
     assert_eq!(status.body["expired"], true, "{}", status.body);
     assert!(status.body.get("parts").is_none(), "{}", status.body);
-    for route in ["status-get-export-parts.json", "status-get-export-download.json"] {
+    for route in [
+        "status-get-export-parts.json",
+        "status-get-export-download.json",
+    ] {
         let gone = h.status_of(route, &request_id, ALICE).await;
         assert_eq!(gone.status, 410, "{route}: {}", gone.body);
     }

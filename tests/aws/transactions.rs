@@ -85,7 +85,11 @@ async fn a_transaction_whose_answer_is_lost_is_not_read_as_a_lost_race() {
     // The job is recorded although the first answer was lost: not "request id taken".
     lose.lose_next(1);
     let created = table
-        .create_job(&queued_job(&id, &owner, 1_000), &event(1_000, "submitted"), None)
+        .create_job(
+            &queued_job(&id, &owner, 1_000),
+            &event(1_000, "submitted"),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(created, CreateOutcome::Created);
@@ -104,11 +108,20 @@ async fn a_transaction_whose_answer_is_lost_is_not_read_as_a_lost_race() {
     let job = table.get_job(&id).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Running);
     assert_eq!(steps(&table, &id).await, ["submitted", "started"]);
-    assert_eq!(lose.lost.load(Ordering::SeqCst), 2, "two answers were lost so far");
+    assert_eq!(
+        lose.lost.load(Ordering::SeqCst),
+        2,
+        "two answers were lost so far"
+    );
 
     // A packaging checkpoint saved with its answer lost counts as saved.
     assert!(table
-        .transition(&id, Transition::FINISH, &JobUpdate::default(), &event(2_000, "finished"))
+        .transition(
+            &id,
+            Transition::FINISH,
+            &JobUpdate::default(),
+            &event(2_000, "finished")
+        )
         .await
         .unwrap());
     lose.lose_next(1);
@@ -122,12 +135,21 @@ async fn a_transaction_whose_answer_is_lost_is_not_read_as_a_lost_race() {
         .unwrap());
     let saved = table.checkpoint(&id).await.unwrap().unwrap();
     assert_eq!((saved.seq, saved.body), (checkpoint.seq, checkpoint.body));
-    assert_eq!(lose.lost.load(Ordering::SeqCst), 3, "three answers were lost");
+    assert_eq!(
+        lose.lost.load(Ordering::SeqCst),
+        3,
+        "three answers were lost"
+    );
 
     // The same move again is a different call, with a token of its own: it loses, as a
     // redelivered message's move must.
     assert!(!table
-        .transition(&id, Transition::START, &update, &event(2_300, "started again"))
+        .transition(
+            &id,
+            Transition::START,
+            &update,
+            &event(2_300, "started again")
+        )
         .await
         .unwrap());
 }

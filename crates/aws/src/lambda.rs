@@ -161,7 +161,11 @@ async fn within_response_limit(response: http::Response<Body>) -> http::Response
     if size <= MAX_RESPONSE_BYTES {
         return http::Response::from_parts(parts, Body::from(bytes));
     }
-    tracing::warn!(size, status = parts.status.as_u16(), "the answer is too large for a function to return");
+    tracing::warn!(
+        size,
+        status = parts.status.as_u16(),
+        "the answer is too large for a function to return"
+    );
     axum::response::IntoResponse::into_response(ApiError::new(
         http::StatusCode::UNPROCESSABLE_ENTITY,
         "answer_too_large",
@@ -332,7 +336,9 @@ mod tests {
     async fn an_answer_too_large_for_a_function_is_a_422_not_a_502() {
         let small = within_response_limit(json_response("{\"rows\":[]}".into())).await;
         assert_eq!(small.status(), 200);
-        let body = axum::body::to_bytes(small.into_body(), usize::MAX).await.unwrap();
+        let body = axum::body::to_bytes(small.into_body(), usize::MAX)
+            .await
+            .unwrap();
         assert_eq!(&body[..], b"{\"rows\":[]}");
 
         // 4.5 MB of text whose quotes the proxy's JSON escapes: over 6 MB as returned.
@@ -341,7 +347,9 @@ mod tests {
         for body in [quoted, "x".repeat(MAX_RESPONSE_BYTES)] {
             let refused = within_response_limit(json_response(body)).await;
             assert_eq!(refused.status(), 422);
-            let body = axum::body::to_bytes(refused.into_body(), usize::MAX).await.unwrap();
+            let body = axum::body::to_bytes(refused.into_body(), usize::MAX)
+                .await
+                .unwrap();
             let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(error["error"]["code"], "answer_too_large", "{error}");
         }

@@ -440,7 +440,10 @@ async fn older_checkpoints_and_missing_parts_still_finish_the_archive() {
     let upload = body["upload_id"].as_str().unwrap().to_owned();
     let count = body["part_count"].as_u64().unwrap() as u32;
     assert!(count >= 2, "{body}");
-    let parts = objects.list_parts(&job.target, &upload, count).await.unwrap();
+    let parts = objects
+        .list_parts(&job.target, &upload, count)
+        .await
+        .unwrap();
     // The older form: the parts listed in the checkpoint, no count.
     body.as_object_mut().unwrap().remove("part_count");
     body["parts"] = serde_json::to_value(&parts).unwrap();

@@ -8,6 +8,7 @@
 //! `ExecuteStatement`, `DescribeStatement` or `GetStatementResult` until the statement ends,
 //! and each operation is held to its documented rate ([`crate::quotas`]).
 
+use crate::quotas::{QuotaRates, RequestQuotas};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +21,6 @@ use export_core::ports::{
     ObjectStore, PortError, QueueSender, ResultSet, StatementRequest, StatementState, Warehouse,
 };
 use export_local::warehouse::select::LookupSession;
-use crate::quotas::{QuotaRates, RequestQuotas};
 use export_local::warehouse::{redshift_session, ClientTokens, DataFusionWarehouse};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;

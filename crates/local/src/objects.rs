@@ -269,7 +269,10 @@ impl ObjectStore for FsObjectStore {
             .await
             .map_err(|e| io_error(object, e))?;
         // The ETag beside the part, so listing the parts reads no part's body again.
-        let staging = dir.join(format!(".etag-{number:05}-{}", uuid::Uuid::new_v4().simple()));
+        let staging = dir.join(format!(
+            ".etag-{number:05}-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         tokio::fs::write(&staging, &etag)
             .await
             .map_err(|e| io_error(object, e))?;
@@ -443,20 +446,41 @@ mod tests {
         let store =
             FsObjectStore::open(&dir.path().join("objects"), &dir.path().join("key")).unwrap();
         let object = ObjectRef::new("downloads", "archives/a.zip");
-        let upload = store.create_multipart(&object, "application/zip").await.unwrap();
+        let upload = store
+            .create_multipart(&object, "application/zip")
+            .await
+            .unwrap();
         let mut uploaded = Vec::new();
         for number in 1..=3u32 {
             let body = Bytes::from(vec![number as u8; 1000]);
-            uploaded.push(store.upload_part(&object, &upload, number, body).await.unwrap());
+            uploaded.push(
+                store
+                    .upload_part(&object, &upload, number, body)
+                    .await
+                    .unwrap(),
+            );
         }
-        assert_eq!(store.list_parts(&object, &upload, 2).await.unwrap(), uploaded[..2]);
+        assert_eq!(
+            store.list_parts(&object, &upload, 2).await.unwrap(),
+            uploaded[..2]
+        );
         // A part whose ETag was never written beside it (a run that stopped between the two)
         // is listed with the ETag of its bytes.
-        let part = dir.path().join("objects/.multipart").join(&upload).join("part-00003.etag");
+        let part = dir
+            .path()
+            .join("objects/.multipart")
+            .join(&upload)
+            .join("part-00003.etag");
         std::fs::remove_file(part).unwrap();
-        assert_eq!(store.list_parts(&object, &upload, 3).await.unwrap(), uploaded);
+        assert_eq!(
+            store.list_parts(&object, &upload, 3).await.unwrap(),
+            uploaded
+        );
         let missing = store.list_parts(&object, &upload, 4).await;
-        assert!(matches!(missing, Err(PortError::NotFound(_))), "{missing:?}");
+        assert!(
+            matches!(missing, Err(PortError::NotFound(_))),
+            "{missing:?}"
+        );
         store.abort_multipart(&object, &upload).await.unwrap();
         let gone = store.list_parts(&object, &upload, 1).await;
         assert!(matches!(gone, Err(PortError::NotFound(_))), "{gone:?}");

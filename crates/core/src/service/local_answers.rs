@@ -96,7 +96,13 @@ mod tests {
     use super::*;
 
     fn answer(expires_at: Millis) -> Arc<Answer> {
-        Arc::new(Answer::new("d".into(), Vec::new(), Vec::new(), 0, expires_at))
+        Arc::new(Answer::new(
+            "d".into(),
+            Vec::new(),
+            Vec::new(),
+            0,
+            expires_at,
+        ))
     }
 
     #[test]

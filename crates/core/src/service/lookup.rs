@@ -4,11 +4,11 @@
 //! cache every instance reads (the control table), so a cold instance still hits. Identical
 //! lookups that miss together run one statement between them.
 
+use super::local_answers::LocalAnswers;
 use crate::catalog::{Catalog, Export};
 use crate::clock::Clock;
 use crate::domain::Millis;
 use crate::error::ApiError;
-use super::local_answers::LocalAnswers;
 use crate::ports::{AnswerCache, CachedAnswer, ResultColumn, SelectOutcome, Warehouse};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use http::StatusCode;

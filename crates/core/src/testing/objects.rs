@@ -102,7 +102,12 @@ impl MemoryObjectStore {
 
     /// Drops part `number` of upload `upload_id`, as if it had never been uploaded.
     pub fn forget_part(&self, upload_id: &str, number: u32) {
-        if let Some(upload) = self.uploads.lock().expect("uploads lock").get_mut(upload_id) {
+        if let Some(upload) = self
+            .uploads
+            .lock()
+            .expect("uploads lock")
+            .get_mut(upload_id)
+        {
             upload.parts.remove(&number);
         }
     }

@@ -16,8 +16,8 @@ use datafusion::common::{exec_datafusion_err, exec_err, ParamValues, ScalarValue
 use datafusion::execution::context::{SQLOptions, SessionContext, SessionState};
 use datafusion::execution::{SessionStateBuilder, TaskContext};
 use datafusion::logical_expr::{
-    cast, lit, ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    Volatility,
+    cast, lit, ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Volatility,
 };
 use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::ExecutionPlan;
@@ -157,10 +157,12 @@ impl LookupSession {
                             let text = read.call(vec![lit(name)]);
                             // A placeholder the planner typed from what it is compared with
                             // reads its text converted to that type, as Redshift converts.
-                            Ok(Transformed::yes(match p.field.as_ref().map(|f| f.data_type()) {
-                                None | Some(DataType::Utf8) => text,
-                                Some(typed) => cast(text, typed.clone()),
-                            }))
+                            Ok(Transformed::yes(
+                                match p.field.as_ref().map(|f| f.data_type()) {
+                                    None | Some(DataType::Utf8) => text,
+                                    Some(typed) => cast(text, typed.clone()),
+                                },
+                            ))
                         }
                         other => Ok(Transformed::no(other)),
                     })
@@ -282,7 +284,10 @@ fn parameter_values(select: &BoundSelect, plan: &LogicalPlan) -> Result<ParamVal
                 .and_then(|(_, typed)| typed.clone());
             let value = match typed {
                 Some(typed) if typed != DataType::Utf8 => text.cast_to(&typed).map_err(|_| {
-                    format!("ERROR: invalid input syntax for type {typed}: \"{}\"", p.value)
+                    format!(
+                        "ERROR: invalid input syntax for type {typed}: \"{}\"",
+                        p.value
+                    )
                 })?,
                 _ => text,
             };

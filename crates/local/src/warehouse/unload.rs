@@ -229,7 +229,11 @@ mod tests {
         let select = export.render(params.as_object().unwrap()).unwrap();
         let unload = render_unload(&select, &options(Format::Csv, Compression::Gzip));
         let plan = parse_unload(&unload).unwrap();
-        assert!(plan.query.starts_with("SELECT * FROM (\n"), "{}", plan.query);
+        assert!(
+            plan.query.starts_with("SELECT * FROM (\n"),
+            "{}",
+            plan.query
+        );
         // Unloaded as written, the same SELECT is refused.
         let direct = render_unload(
             export.template.replace(":n", "7").as_str(),
