@@ -487,6 +487,14 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_directory_store_meets_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            FsObjectStore::open(&dir.path().join("objects"), &dir.path().join("key")).unwrap();
+        export_core::testing::object_conformance::check_object_store(&store, "downloads").await;
+    }
+
+    #[tokio::test]
     async fn writes_reads_and_signs() {
         let dir = tempfile::tempdir().unwrap();
         let store =

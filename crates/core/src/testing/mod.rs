@@ -9,6 +9,7 @@ mod consumer;
 mod control;
 mod faults;
 mod mailer;
+pub mod object_conformance;
 mod objects;
 mod queue;
 mod warehouse;
