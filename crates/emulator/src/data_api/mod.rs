@@ -9,16 +9,12 @@
 //! and each operation is held to its documented rate ([`crate::quotas`]).
 
 use crate::quotas::{QuotaRates, RequestQuotas};
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use bytes::Bytes;
 use datafusion::execution::context::SessionContext;
-use export_core::catalog::{BoundSelect, SqlParameter};
+use export_core::catalog::SqlParameter;
 use export_core::ports::{
-    ObjectStore, PortError, QueueSender, ResultSet, StatementRequest, StatementState, Warehouse,
+    ObjectStore, PortError, QueueSender, StatementRequest, StatementState, Warehouse,
 };
 use export_local::warehouse::select::LookupSession;
 use export_local::warehouse::{redshift_session, ClientTokens, DataFusionWarehouse};
@@ -53,20 +49,11 @@ pub struct DataApiOptions {
     pub quotas: Option<QuotaRates>,
 }
 
-/// A SELECT the endpoint ran (or is running): its own record, beside the warehouse's log of
-/// UNLOADs, since its rows are kept for `GetStatementResult`.
-struct Query {
-    sql: String,
-    params: Vec<SqlParameter>,
-    state: StatementState,
-    result: Option<ResultSet>,
-    /// The result's size in bytes (`ResultSize`), worked out once when it finishes.
-    result_size: i64,
-    error: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-    task: Option<JoinHandle<()>>,
-}
+mod protocol;
+mod selects;
+
+use protocol::*;
+use selects::Query;
 
 /// One `ExecuteStatement` call as it was answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -216,198 +203,6 @@ impl DataApi {
     /// Every `ExecuteStatement` call answered so far, in order.
     pub fn executions(&self) -> Vec<Execution> {
         self.executions.lock().expect("executions lock").clone()
-    }
-}
-
-/// A Data API error: its `__type` and message.
-struct ApiFault {
-    status: StatusCode,
-    kind: &'static str,
-    message: String,
-    extra: Map<String, Value>,
-}
-
-fn validation(message: impl Into<String>) -> ApiFault {
-    ApiFault {
-        status: StatusCode::BAD_REQUEST,
-        kind: "ValidationException",
-        message: message.into(),
-        extra: Map::new(),
-    }
-}
-
-fn throttled(message: impl Into<String>) -> ApiFault {
-    ApiFault {
-        kind: "ThrottlingException",
-        ..validation(message)
-    }
-}
-
-fn not_found(id: &str) -> ApiFault {
-    ApiFault {
-        status: StatusCode::BAD_REQUEST,
-        kind: "ResourceNotFoundException",
-        message: "Query does not exist.".into(),
-        extra: Map::from_iter([("ResourceId".to_owned(), json!(id))]),
-    }
-}
-
-impl From<PortError> for ApiFault {
-    fn from(e: PortError) -> Self {
-        match e {
-            PortError::NotFound(what) => not_found(&what),
-            PortError::Rejected(message) => validation(message),
-            PortError::Throttled(message) => throttled(message),
-            PortError::Unavailable(message) => ApiFault {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                kind: "InternalServerException",
-                message,
-                extra: Map::new(),
-            },
-        }
-    }
-}
-
-const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
-
-impl IntoResponse for ApiFault {
-    fn into_response(self) -> Response {
-        let mut body = self.extra;
-        body.insert("__type".into(), json!(self.kind));
-        body.insert("message".into(), json!(self.message));
-        (
-            self.status,
-            [
-                ("content-type", CONTENT_TYPE),
-                ("x-amzn-errortype", self.kind),
-            ],
-            Value::Object(body).to_string(),
-        )
-            .into_response()
-    }
-}
-
-async fn dispatch(State(api): State<Arc<DataApi>>, headers: HeaderMap, body: Bytes) -> Response {
-    let operation = headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.strip_prefix("RedshiftData."))
-        .unwrap_or("")
-        .to_owned();
-    let input: Map<String, Value> = match serde_json::from_slice(&body) {
-        Ok(Value::Object(map)) => map,
-        _ => {
-            return ApiFault {
-                kind: "SerializationException",
-                ..validation("the request body is not a JSON object")
-            }
-            .into_response()
-        }
-    };
-    *api.calls
-        .lock()
-        .expect("calls lock")
-        .entry(operation.clone())
-        .or_default() += 1;
-    if let Some(quotas) = &api.quotas {
-        if !quotas.admit(&operation) {
-            return throttled("Rate exceeded").into_response();
-        }
-    }
-    let wait = match wait_time(&input) {
-        Ok(wait) => wait,
-        Err(fault) => return fault.into_response(),
-    };
-    let result = match operation.as_str() {
-        "ExecuteStatement" => api.execute(&input, wait).await,
-        "DescribeStatement" => api.describe(&input, wait).await,
-        "CancelStatement" => api.cancel(&input).await,
-        "GetStatementResult" => api.result(&input, wait).await,
-        other => Err(ApiFault {
-            kind: "UnknownOperationException",
-            ..validation(format!("operation '{other}' is not served here"))
-        }),
-    };
-    match result {
-        Ok(output) => ([("content-type", CONTENT_TYPE)], output.to_string()).into_response(),
-        Err(fault) => fault.into_response(),
-    }
-}
-
-/// `WaitTimeSeconds`: how long the call may wait for its statement to end, 1 to 30 seconds
-/// ("Reduce API calls with long polling", Amazon Redshift Management Guide).
-fn wait_time(input: &Map<String, Value>) -> Result<Option<Duration>, ApiFault> {
-    let Some(value) = input.get("WaitTimeSeconds") else {
-        return Ok(None);
-    };
-    match value.as_u64() {
-        Some(seconds @ 1..=30) => Ok(Some(Duration::from_secs(seconds))),
-        _ => Err(validation(format!(
-            "1 validation error detected: Value '{value}' at 'waitTimeSeconds' failed to satisfy constraint: Member must have value between 1 and 30"
-        ))),
-    }
-}
-
-fn text<'a>(input: &'a Map<String, Value>, field: &str) -> Option<&'a str> {
-    input
-        .get(field)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-}
-
-fn epoch_seconds(ms: i64) -> Value {
-    json!(ms as f64 / 1000.0)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// `Parameters` as the Data API takes them ("SqlParameter", Amazon Redshift Data API
-/// Reference): each a `name` matching `[0-9a-zA-Z_]+` and a `value` of at least one
-/// character, else a ValidationException.
-fn parameters(input: &Map<String, Value>) -> Result<Vec<SqlParameter>, ApiFault> {
-    let Some(list) = input.get("Parameters") else {
-        return Ok(Vec::new());
-    };
-    let list = list
-        .as_array()
-        .ok_or_else(|| validation("Parameters must be a list"))?;
-    list.iter()
-        .map(|p| {
-            let name = p["name"].as_str().unwrap_or("");
-            let value = p["value"].as_str().unwrap_or("");
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(validation(format!(
-                    "1 validation error detected: Value '{name}' at 'parameters.name' failed to satisfy constraint: Member must satisfy regular expression pattern: [0-9a-zA-Z_]+"
-                )));
-            }
-            if value.is_empty() {
-                return Err(validation(
-                    "1 validation error detected: Value at 'parameters.value' failed to satisfy constraint: Member must have length greater than or equal to 1",
-                ));
-            }
-            Ok(SqlParameter {
-                name: name.to_owned(),
-                value: value.to_owned(),
-            })
-        })
-        .collect()
-}
-
-/// One value as a `Field` of `GetStatementResult`'s records: `isNull`, `longValue`,
-/// `doubleValue`, `booleanValue` or `stringValue` ("Field", Amazon Redshift Data API
-/// Reference).
-fn field(value: &Value) -> Value {
-    match value {
-        Value::Null => json!({ "isNull": true }),
-        Value::Bool(b) => json!({ "booleanValue": b }),
-        Value::Number(n) if n.is_i64() || n.is_u64() => json!({ "longValue": n }),
-        Value::Number(n) => json!({ "doubleValue": n }),
-        Value::String(s) => json!({ "stringValue": s }),
-        other => json!({ "stringValue": other.to_string() }),
     }
 }
 
@@ -647,64 +442,6 @@ impl DataApi {
         Ok(json!({ "Status": cancelled }))
     }
 
-    /// Starts a SELECT on a task of its own and returns its id at once, as `ExecuteStatement`
-    /// does.
-    fn start_select(&self, sql: &str, params: Vec<SqlParameter>) -> String {
-        let id = uuid::Uuid::new_v4().to_string();
-        let now = now_ms();
-        let select = BoundSelect {
-            sql: sql.to_owned(),
-            params: params.clone(),
-        };
-        let delay = *self.select_delay.lock().expect("delay lock");
-        let lookups = self.lookups.clone();
-        let run = async move {
-            tokio::time::sleep(delay).await;
-            lookups.select(&select).await
-        };
-        self.queries.lock().expect("queries lock").insert(
-            id.clone(),
-            Query {
-                sql: sql.to_owned(),
-                params,
-                state: StatementState::Started,
-                result: None,
-                result_size: -1,
-                error: None,
-                created_at: now,
-                updated_at: now,
-                task: None,
-            },
-        );
-        let queries = self.queries.clone();
-        let statement = id.clone();
-        let task = tokio::spawn(async move {
-            let outcome = run.await;
-            let mut queries = queries.lock().expect("queries lock");
-            if let Some(query) = queries.get_mut(&statement) {
-                if query.state == StatementState::Started {
-                    match outcome {
-                        Ok(result) => {
-                            query.state = StatementState::Finished;
-                            query.result_size =
-                                serde_json::to_vec(&result.rows).map_or(0, |b| b.len() as i64);
-                            query.result = Some(result);
-                        }
-                        Err(error) => {
-                            query.state = StatementState::Failed;
-                            query.error = Some(error);
-                        }
-                    }
-                    query.updated_at = now_ms();
-                }
-            }
-        });
-        if let Some(query) = self.queries.lock().expect("queries lock").get_mut(&id) {
-            query.task = Some(task);
-        }
-        id
-    }
-
     /// Where statement `id` ran (cluster or workgroup, database, user), as
     /// `DescribeStatement` reports it.
     fn target_of(&self, id: &str) -> Map<String, Value> {
@@ -714,125 +451,5 @@ impl DataApi {
             .get(id)
             .cloned()
             .unwrap_or_default()
-    }
-
-    fn describe_select(&self, id: &str) -> Option<Value> {
-        let queries = self.queries.lock().expect("queries lock");
-        let query = queries.get(id)?;
-        let mut output = self.target_of(id);
-        let rows = query.result.as_ref().map_or(-1, |r| r.rows.len() as i64);
-        let size = query.result_size;
-        output.insert("Id".into(), json!(id));
-        output.insert("Status".into(), json!(query.state.as_str()));
-        output.insert("QueryString".into(), json!(query.sql));
-        output.insert(
-            "QueryParameters".into(),
-            json!(query
-                .params
-                .iter()
-                .map(|p| json!({"name": p.name, "value": p.value}))
-                .collect::<Vec<_>>()),
-        );
-        output.insert("CreatedAt".into(), epoch_seconds(query.created_at));
-        output.insert("UpdatedAt".into(), epoch_seconds(query.updated_at));
-        output.insert(
-            "Duration".into(),
-            json!((query.updated_at - query.created_at) * 1_000_000),
-        );
-        output.insert("ResultRows".into(), json!(rows));
-        output.insert("ResultSize".into(), json!(size));
-        output.insert("HasResultSet".into(), json!(query.result.is_some()));
-        output.insert("RedshiftPid".into(), json!(0));
-        output.insert("RedshiftQueryId".into(), json!(0));
-        if let Some(error) = &query.error {
-            output.insert("Error".into(), json!(error));
-        }
-        Some(Value::Object(output))
-    }
-
-    fn cancel_select(&self, id: &str) -> Option<Result<Value, ApiFault>> {
-        let mut queries = self.queries.lock().expect("queries lock");
-        let query = queries.get_mut(id)?;
-        if query.state != StatementState::Started {
-            return Some(Err(validation(format!(
-                "Could not cancel a query that is already in {} state.",
-                query.state.as_str()
-            ))));
-        }
-        if let Some(task) = query.task.take() {
-            task.abort();
-        }
-        query.state = StatementState::Aborted;
-        query.error = Some("Query cancelled by the user".into());
-        query.updated_at = now_ms();
-        Some(Ok(json!({ "Status": true })))
-    }
-
-    /// `GetStatementResult`: a page of a finished SELECT's rows, with `NextToken` while more
-    /// remain ("GetStatementResult", Amazon Redshift Data API Reference: "If the NextToken
-    /// field is empty, all response records have been retrieved").
-    async fn result(
-        &self,
-        input: &Map<String, Value>,
-        wait: Option<Duration>,
-    ) -> Result<Value, ApiFault> {
-        let id = text(input, "Id").ok_or_else(|| validation("Id is required"))?;
-        if let Some(wait) = wait {
-            self.wait_for_end(id, wait).await?;
-        }
-        let queries = self.queries.lock().expect("queries lock");
-        let query = queries.get(id).ok_or_else(|| not_found(id))?;
-        let result = match (&query.state, &query.result) {
-            (StatementState::Finished, Some(result)) => result,
-            _ => {
-                return Err(validation(format!(
-                    "Query {id} has no result to fetch: it is {}.",
-                    query.state.as_str()
-                )))
-            }
-        };
-        let start = match text(input, "NextToken") {
-            None => 0,
-            Some(token) => token
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0 && *n < result.rows.len())
-                .ok_or_else(|| validation("The NextToken is not valid."))?,
-        };
-        let page = self.options.result_page_rows.max(1);
-        let end = (start + page).min(result.rows.len());
-        let records: Vec<Value> = result.rows[start..end]
-            .iter()
-            .map(|row| Value::Array(row.iter().map(field).collect()))
-            .collect();
-        let columns: Vec<Value> = result
-            .columns
-            .iter()
-            .map(|c| {
-                json!({
-                    "name": c.name,
-                    "label": c.name,
-                    "typeName": c.type_name,
-                    "nullable": 1,
-                    "isCaseSensitive": c.type_name == "varchar",
-                    "isCurrency": false,
-                    "isSigned": matches!(c.type_name.as_str(), "int2" | "int4" | "int8" | "float4" | "float8" | "numeric"),
-                    "length": 0,
-                    "precision": 0,
-                    "scale": 0,
-                    "schemaName": "",
-                    "tableName": "",
-                })
-            })
-            .collect();
-        let mut output = json!({
-            "Records": records,
-            "ColumnMetadata": columns,
-            "TotalNumRows": result.rows.len(),
-        });
-        if end < result.rows.len() {
-            output["NextToken"] = json!(end.to_string());
-        }
-        Ok(output)
     }
 }
