@@ -1,0 +1,244 @@
+//! Queries: the caller's jobs, one job, its history, its parts and download, the catalogue
+//! and the contract.
+
+use super::*;
+
+#[derive(Deserialize)]
+pub(super) struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// The caller's jobs, newest first, a page at a time.
+#[utoipa::path(
+    get, path = "/exports", tag = "exports", operation_id = "list_exports",
+    params(("limit" = Option<String>, Query, description = "Jobs a page, 1 to 100 (20 if absent)."),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before.")),
+    responses(
+        (status = 200, description = "A page of the caller's jobs.", body = JobList),
+        (status = 400, description = "`limit` or `cursor` is invalid.", body = ErrorBody),
+    )
+)]
+pub(super) async fn list_jobs(
+    State(queries): State<Arc<Queries>>,
+    Caller(owner): Caller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<JobList>, ApiError> {
+    let Query(query) = query
+        .map_err(|e| ApiError::invalid("query", format!("the query string is not valid: {e}")))?;
+    let limit = page_limit(query.limit.as_deref(), 20, crate::service::query::MAX_PAGE)?;
+    let page = queries.list(&owner, limit, query.cursor.as_deref()).await?;
+    Ok(Json(JobList {
+        jobs: page.jobs.iter().map(JobSummary::from).collect(),
+        next_cursor: page.next.map(|token| token.encode()),
+    }))
+}
+
+/// A page's `limit`: `default` when absent, else a number from 1 to `max`.
+pub(super) fn page_limit(
+    limit: Option<&str>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| ApiError::invalid("limit", format!("'limit' must be 1 to {max}"))),
+    }
+}
+
+/// The parts of an export handed out as they are (`archive: none`), a page at a time, each
+/// with a fresh link.
+#[utoipa::path(
+    get, path = "/exports/{id}/parts", tag = "exports", operation_id = "list_export_parts",
+    params(("id" = String, Path, description = "The job's request id."), ("limit" = Option<String>, Query, description = "Parts a page."),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before.")),
+    responses(
+        (status = 200, description = "A page of the export's parts.", body = PartList),
+        (status = 400, description = "`limit` or `cursor` is invalid.", body = ErrorBody),
+        (status = 404, description = "No such job of the caller's.", body = ErrorBody),
+        (status = 409, description = "The job has not succeeded, or it is packaged as one archive.", body = ErrorBody),
+        (status = 410, description = "The job's parts have expired (`ResultsExpiryDays`).", body = ErrorBody),
+    )
+)]
+pub(super) async fn job_parts(
+    State(queries): State<Arc<Queries>>,
+    Caller(owner): Caller,
+    JobId(id): JobId,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<PartList>, ApiError> {
+    let Query(query) = query
+        .map_err(|e| ApiError::invalid("query", format!("the query string is not valid: {e}")))?;
+    let limit = page_limit(
+        query.limit.as_deref(),
+        crate::service::query::PARTS_PAGE,
+        crate::service::query::MAX_PARTS_PAGE,
+    )?;
+    let job = queries.job(&owner, &id).await?;
+    let page = queries.parts(&job, limit, query.cursor.as_deref()).await?;
+    Ok(Json(PartList {
+        request_id: job.request_id,
+        total_parts: page.total,
+        parts: page.parts,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// When each phase began and ended, from the job's history; `now` for a job still going.
+pub(super) fn timings(job: &Job, events: &[JobEvent], now: Millis) -> Timings {
+    let first = |step: &str| events.iter().find(|e| e.step == step).map(|e| e.at);
+    let ended = job.status.is_terminal().then_some(job.updated_at);
+    Timings {
+        submitted_at: job.created_at,
+        started_at: first("started"),
+        finished_at: first("finished"),
+        ended_at: ended,
+        elapsed_ms: ended.unwrap_or(now) - job.created_at,
+    }
+}
+
+/// One job: its state, timings, and once it has succeeded, a fresh link (or its parts).
+#[utoipa::path(
+    get, path = "/exports/{id}", tag = "exports", operation_id = "get_export",
+    params(("id" = String, Path, description = "The job's request id.")),
+    responses(
+        (status = 200, description = "The job.", body = JobView),
+        (status = 404, description = "No such job of the caller's.", body = ErrorBody),
+    )
+)]
+pub(super) async fn job_status(
+    State(queries): State<Arc<Queries>>,
+    Caller(owner): Caller,
+    JobId(id): JobId,
+) -> Result<Json<JobView>, ApiError> {
+    let job = queries.job(&owner, &id).await?;
+    let events = queries.control.events(&job.request_id).await?;
+    let id = &job.request_id;
+    let mut view = JobView {
+        summary: JobSummary::from(&job),
+        params: job.params.clone(),
+        notify: job.notify.clone(),
+        statement_id: job.statement_id.clone(),
+        timings: timings(&job, &events, queries.clock.now()),
+        links: JobLinks {
+            this: format!("/exports/{id}"),
+            events: format!("/exports/{id}/events"),
+            download: format!("/exports/{id}/download"),
+            parts: None,
+        },
+        expired: false,
+        download_url: None,
+        download_expires_at: None,
+        total_parts: None,
+        parts: None,
+        parts_next_cursor: None,
+    };
+    // A job whose files have expired still answers its status, marked so, without links.
+    let expired = |e: &ApiError| e.status == StatusCode::GONE;
+    if job.status == JobStatus::Succeeded && !job.archive.is_packaged() {
+        // The first page of its parts; the rest are a cursor away.
+        match queries
+            .parts(&job, crate::service::query::PARTS_PAGE, None)
+            .await
+        {
+            Ok(page) => {
+                view.total_parts = Some(page.total);
+                view.parts = Some(page.parts);
+                view.parts_next_cursor = page.next_cursor;
+                view.links.parts = Some(format!("/exports/{id}/parts"));
+            }
+            Err(e) if expired(&e) => view.expired = true,
+            Err(e) => return Err(e),
+        }
+    } else if job.status == JobStatus::Succeeded {
+        match queries.download_link(&job).await {
+            Ok(DownloadLink {
+                url, expires_at, ..
+            }) => {
+                view.download_url = Some(url);
+                view.download_expires_at = Some(expires_at);
+            }
+            Err(e) if expired(&e) => view.expired = true,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Json(view))
+}
+
+/// A job's history, oldest first.
+#[utoipa::path(
+    get, path = "/exports/{id}/events", tag = "exports", operation_id = "get_export_events",
+    params(("id" = String, Path, description = "The job's request id.")),
+    responses(
+        (status = 200, description = "The job's events.", body = JobHistory),
+        (status = 404, description = "No such job of the caller's.", body = ErrorBody),
+    )
+)]
+pub(super) async fn job_events(
+    State(queries): State<Arc<Queries>>,
+    Caller(owner): Caller,
+    JobId(id): JobId,
+) -> Result<Json<JobHistory>, ApiError> {
+    let events = queries.events(&owner, &id).await?;
+    Ok(Json(JobHistory {
+        request_id: id,
+        events,
+    }))
+}
+
+/// A redirect to a freshly signed link to the job's archive (or its one part).
+#[utoipa::path(
+    get, path = "/exports/{id}/download", tag = "exports", operation_id = "download_export",
+    params(("id" = String, Path, description = "The job's request id.")),
+    responses(
+        (status = 303, description = "The link, in `Location` and in the body.", body = DownloadBody,
+         headers(("Location" = String, description = "The signed link."))),
+        (status = 404, description = "No such job of the caller's.", body = ErrorBody),
+        (status = 409, description = "Nothing to download yet, or the export is several parts (see `/parts`).", body = ErrorBody),
+        (status = 410, description = "The job's files have expired (the archive after `DownloadsExpiryDays`, parts after `ResultsExpiryDays`).", body = ErrorBody),
+    )
+)]
+pub(super) async fn download(
+    State(queries): State<Arc<Queries>>,
+    Caller(owner): Caller,
+    JobId(id): JobId,
+) -> Result<Response, ApiError> {
+    let job = queries.job(&owner, &id).await?;
+    let link = queries.download_link(&job).await?;
+    Ok((
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, link.url.clone())],
+        Json(DownloadBody {
+            download_url: link.url,
+            expires_at: link.expires_at,
+        }),
+    )
+        .into_response())
+}
+
+/// The catalogue: each dataset, its parameters and their rules, and whether it can be
+/// looked up.
+#[utoipa::path(
+    get, path = "/datasets", tag = "catalogue", operation_id = "list_datasets",
+    responses((status = 200, description = "The catalogue.", body = Datasets))
+)]
+pub(super) async fn datasets(State(queries): State<Arc<Queries>>, Caller(_): Caller) -> Response {
+    let datasets = queries.catalog.exports().map(|e| e.describe()).collect();
+    Json(Datasets { datasets }).into_response()
+}
+
+/// This document.
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "catalogue", operation_id = "get_contract",
+    responses((status = 200, description = "The API's OpenAPI 3.1 description.", content_type = "application/json", body = Object))
+)]
+pub(super) async fn openapi_document(Caller(_): Caller) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        contract_text(),
+    )
+        .into_response()
+}
