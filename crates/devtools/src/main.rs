@@ -15,8 +15,7 @@ mod load;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
-use export_local::LocalConfig;
-use std::path::PathBuf;
+use export_local::StackOptions;
 
 #[derive(Parser)]
 #[command(name = "export-devtools", about = "Benchmarks of the export API")]
@@ -25,38 +24,12 @@ struct Cli {
     command: Command,
 }
 
-/// The local stack a run starts, in a directory of its own beside `data_dir`.
-#[derive(clap::Args)]
-struct StackArgs {
-    /// The run's stacks live beside this directory, in one of their own.
-    #[arg(long, default_value = ".export-local")]
-    data_dir: PathBuf,
-    #[arg(long, default_value = "sql")]
-    sql_dir: PathBuf,
-    /// TPC-H scale factor for orders and lineitem.
-    #[arg(long, default_value_t = 0.01)]
-    scale: f64,
-    /// Concurrent processor and poller workers, each.
-    #[arg(long, default_value_t = 4)]
-    workers: usize,
-}
-
-impl StackArgs {
-    fn config(self) -> LocalConfig {
-        let mut config = LocalConfig::new(self.data_dir, self.sql_dir);
-        config.scale = self.scale;
-        config.processors = self.workers;
-        config.pollers = self.workers;
-        config
-    }
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Measure submit latency and throughput, and submit-to-email time, on the local stack.
     Bench {
         #[command(flatten)]
-        stack: StackArgs,
+        stack: StackOptions,
         #[command(flatten)]
         options: bench::BenchOptions,
     },
@@ -77,7 +50,7 @@ enum Command {
     /// every one succeeded with one email.
     Load {
         #[command(flatten)]
-        stack: StackArgs,
+        stack: StackOptions,
         #[command(flatten)]
         options: load::LoadOptions,
     },
@@ -92,9 +65,13 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Bench { stack, options } => bench::run(stack.config(), options).await,
+        Command::Bench { stack, options } => {
+            bench::run(stack.config().map_err(anyhow::Error::msg)?, options).await
+        }
         Command::BenchLambda { options } => bench_lambda::run(options).await,
         Command::BenchLookups { options } => bench_lookups::run(options).await,
-        Command::Load { stack, options } => load::run(stack.config(), options).await,
+        Command::Load { stack, options } => {
+            load::run(stack.config().map_err(anyhow::Error::msg)?, options).await
+        }
     }
 }

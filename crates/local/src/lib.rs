@@ -12,6 +12,7 @@
 pub mod faults;
 pub mod gateway;
 pub mod objects;
+pub mod options;
 pub mod outbox;
 pub mod sigv4;
 pub mod sqlite;
@@ -19,6 +20,7 @@ pub mod stack;
 pub mod tables;
 pub mod warehouse;
 
+pub use options::StackOptions;
 pub use stack::{LocalConfig, LocalStack};
 
 /// A duration as the local stack's settings write one: a number and its unit, `ms`, `s` or

@@ -1,0 +1,68 @@
+//! The local stack's options as the command line gives them: one `clap::Args` that the CLI's
+//! `serve` and `demo` and the benchmarks flatten into their own commands.
+
+use crate::faults::{FaultPlan, Faults};
+use crate::sigv4::LocalIdentity;
+use crate::LocalConfig;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct StackOptions {
+    /// Where all local state lives; delete it for a full reset.
+    #[arg(long, default_value = ".export-local", env = "EXPORT_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// The demo schema and the export catalogue.
+    #[arg(long, default_value = "sql")]
+    pub sql_dir: PathBuf,
+    /// TPC-H scale factor for orders and lineitem (customer is at least 0.1).
+    #[arg(long, default_value_t = 0.01)]
+    pub scale: f64,
+    /// Extra identities, ACCESS_KEY:SECRET:ARN (alice and bob are always there).
+    #[arg(long = "identity")]
+    pub identities: Vec<String>,
+    /// Concurrent processor and poller workers, each.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// How long a received message stays hidden before it is delivered again (e.g. 30s).
+    #[arg(long, default_value = "30s", value_parser = crate::parse_duration)]
+    pub visibility_timeout: Duration,
+    /// How often the sweep looks for jobs that stopped moving, and how long a job must sit
+    /// still before it does.
+    #[arg(long, default_value = "60s", value_parser = crate::parse_duration)]
+    pub sweep_every: Duration,
+    #[arg(long, default_value = "300s", value_parser = crate::parse_duration)]
+    pub sweep_after: Duration,
+    /// Faults to inject into the services' calls of the ports, to try how failures are
+    /// handled: `port.operation:transient=P,lost=P,permanent=P,latency=D;…`, `*` for any
+    /// (see docs/RELIABILITY.md).
+    #[arg(long, env = "EXPORT_FAULTS")]
+    pub faults: Option<String>,
+    /// The seed of the injected faults' random choices.
+    #[arg(long, default_value_t = 1, env = "EXPORT_FAULT_SEED")]
+    pub fault_seed: u64,
+}
+
+impl StackOptions {
+    /// The stack's configuration; a fault plan or an identity that does not parse is an
+    /// error naming its option.
+    pub fn config(&self) -> Result<LocalConfig, String> {
+        let mut config = LocalConfig::new(self.data_dir.clone(), self.sql_dir.clone());
+        config.scale = self.scale;
+        config.processors = self.workers;
+        config.pollers = self.workers;
+        config.visibility_timeout = self.visibility_timeout;
+        config.sweep_every = self.sweep_every;
+        config.sweep_after = self.sweep_after;
+        if let Some(plan) = &self.faults {
+            let plan: FaultPlan = plan.parse().map_err(|e| format!("--faults: {e}"))?;
+            config.faults = Some(Faults::new(plan, self.fault_seed));
+        }
+        for spec in &self.identities {
+            config
+                .identities
+                .push(LocalIdentity::parse(spec).map_err(|e| format!("--identity: {e}"))?);
+        }
+        Ok(config)
+    }
+}
