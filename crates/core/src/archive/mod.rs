@@ -8,6 +8,7 @@
 pub mod deflate;
 pub mod format;
 pub mod package;
+mod sink;
 
 pub use package::{package, Packaging, Packed, Progress};
 

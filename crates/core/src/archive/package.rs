@@ -9,6 +9,7 @@
 
 use super::deflate::{Coded, Deflaters, EntryCoder};
 use super::format::{self, Coding, DirectoryEntry, ZipLayout};
+use super::sink::PartSink;
 use super::{entry_name, Manifest, Packaged};
 use crate::domain::{Archive, Millis, ObjectRef};
 use crate::ports::{ObjectStore, PortError, PortResult, SavedCheckpoint, UploadedPart};
@@ -20,7 +21,6 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// S3 takes at most 10,000 parts ("Amazon S3 multipart upload limits"); the part size grows
@@ -495,105 +495,6 @@ pub async fn discard(objects: &dyn ObjectStore, target: &ObjectRef, saved: &Save
     }
     if let Some(tail) = &checkpoint.tail {
         let _ = objects.delete(tail).await;
-    }
-}
-
-/// The archive's upload, in parts of `part_size`: a full part is sent while the next fills,
-/// one in flight at a time, so memory holds about two parts whatever the archive's size.
-struct PartSink {
-    objects: Arc<dyn ObjectStore>,
-    target: ObjectRef,
-    upload_id: String,
-    part_size: usize,
-    parts: Vec<UploadedPart>,
-    buffer: BytesMut,
-    sending: Option<JoinHandle<PortResult<UploadedPart>>>,
-    written: u64,
-}
-
-impl PartSink {
-    fn new(
-        run: &Packaging<'_>,
-        upload_id: String,
-        part_size: usize,
-        parts: Vec<UploadedPart>,
-        written: u64,
-        buffer: BytesMut,
-    ) -> PartSink {
-        PartSink {
-            objects: run.objects.clone(),
-            target: run.target.clone(),
-            upload_id,
-            part_size,
-            parts,
-            buffer,
-            sending: None,
-            written,
-        }
-    }
-
-    async fn write_all(&mut self, chunks: Vec<Bytes>) -> PortResult<()> {
-        for chunk in chunks {
-            self.write(chunk).await?;
-        }
-        Ok(())
-    }
-
-    async fn write(&mut self, chunk: Bytes) -> PortResult<()> {
-        self.written += chunk.len() as u64;
-        let mut rest = &chunk[..];
-        while !rest.is_empty() {
-            // Filled up to the part size exactly, then handed over whole: the buffer never
-            // grows past one part, and each part is one allocation.
-            let room = self.part_size - self.buffer.len();
-            let take = room.min(rest.len());
-            if self.buffer.capacity() < self.part_size {
-                self.buffer.reserve(self.part_size - self.buffer.len());
-            }
-            self.buffer.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            if self.buffer.len() == self.part_size {
-                let part = std::mem::replace(&mut self.buffer, BytesMut::new()).freeze();
-                self.send(part).await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn send(&mut self, body: Bytes) -> PortResult<()> {
-        self.settle().await?;
-        let number = self.parts.len() as u32 + 1;
-        let objects = self.objects.clone();
-        let target = self.target.clone();
-        let upload_id = self.upload_id.clone();
-        self.sending = Some(tokio::spawn(async move {
-            objects.upload_part(&target, &upload_id, number, body).await
-        }));
-        Ok(())
-    }
-
-    /// Waits for the part in flight.
-    async fn settle(&mut self) -> PortResult<()> {
-        if let Some(sending) = self.sending.take() {
-            let part = sending
-                .await
-                .map_err(|e| PortError::Unavailable(format!("uploading a part failed: {e}")))??;
-            self.parts.push(part);
-        }
-        Ok(())
-    }
-
-    /// Sends the last part and completes the upload; returns the object's size.
-    async fn complete(&mut self) -> PortResult<u64> {
-        if !self.buffer.is_empty() || self.parts.is_empty() && self.sending.is_none() {
-            let last = self.buffer.split().freeze();
-            self.send(last).await?;
-        }
-        self.settle().await?;
-        self.objects
-            .complete_multipart(&self.target, &self.upload_id, &self.parts)
-            .await?;
-        Ok(self.written)
     }
 }
 

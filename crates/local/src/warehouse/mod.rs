@@ -11,6 +11,7 @@
 mod execute;
 mod manifest;
 mod parts;
+mod rows;
 pub mod select;
 pub mod statements;
 mod supervisor;
