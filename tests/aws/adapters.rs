@@ -16,7 +16,6 @@ use export_core::ports::{
 use export_core::testing::conformance::{check_answer_cache, check_control_table};
 use export_core::testing::object_conformance::check_object_store;
 use export_emulator::provision::{CLUSTER_ID, DATABASE, SECRET_ARN, SENDER, WORKGROUP};
-use futures::StreamExt;
 use std::time::{Duration, Instant};
 
 #[tokio::test]
@@ -107,75 +106,15 @@ async fn sqs_sends_now_or_after_the_delay() {
 }
 
 #[tokio::test]
-async fn s3_uploads_in_parts_reads_back_and_presigns() {
+async fn s3_presigns_downloads_named_for_the_caller() {
     let h = Harness::start().await;
     let store = S3ObjectStore::new(h.emulator.clients.s3.clone());
     let bucket = &h.emulator.downloads_bucket;
-
-    // 20 MiB in 1 MiB writes: three parts, the last one short.
-    let big = ObjectRef::new(bucket, "archives/big.bin");
-    let mut upload = store
-        .start_upload(&big, "application/octet-stream")
-        .await
-        .unwrap();
-    let mut expected = Vec::new();
-    for i in 0..20u8 {
-        let chunk = vec![i; 1024 * 1024];
-        expected.extend_from_slice(&chunk);
-        upload.write(Bytes::from(chunk)).await.unwrap();
-    }
-    assert_eq!(upload.complete().await.unwrap(), 20 * 1024 * 1024);
-    let mut read = Vec::new();
-    let mut stream = store.get(&big).await.unwrap();
-    while let Some(chunk) = stream.next().await {
-        read.extend_from_slice(&chunk.unwrap());
-    }
-    assert!(read == expected, "the object reads back as written");
-    let head = h
-        .emulator
-        .clients
-        .s3
-        .head_object()
-        .bucket(bucket)
-        .key(&big.key)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        head.e_tag().unwrap().ends_with("-3\""),
-        "a three-part upload: {:?}",
-        head.e_tag()
-    );
-
-    // Small objects are one PUT; an aborted upload leaves nothing.
     let small = ObjectRef::new(bucket, "archives/small.txt");
-    let mut upload = store.start_upload(&small, "text/plain").await.unwrap();
-    upload.write(Bytes::from_static(b"hello")).await.unwrap();
-    assert_eq!(upload.complete().await.unwrap(), 5);
-    let gone = ObjectRef::new(bucket, "archives/aborted.bin");
-    let mut upload = store
-        .start_upload(&gone, "application/octet-stream")
+    store
+        .put(&small, Bytes::from_static(b"hello"), "text/plain")
         .await
         .unwrap();
-    upload
-        .write(Bytes::from(vec![0u8; 9 * 1024 * 1024]))
-        .await
-        .unwrap();
-    upload.abort().await.unwrap();
-    assert!(matches!(
-        store.get(&gone).await,
-        Err(PortError::NotFound(_))
-    ));
-    let pending = h
-        .emulator
-        .clients
-        .s3
-        .list_multipart_uploads()
-        .bucket(bucket)
-        .send()
-        .await
-        .unwrap();
-    assert!(pending.uploads().is_empty(), "{:?}", pending.uploads());
 
     // A presigned GET downloads it, named for the caller, without credentials.
     let url = store

@@ -1,5 +1,5 @@
 //! The object store on S3: UNLOAD's parts are read from the results bucket, archives are
-//! written to the downloads bucket by multipart upload with one part in memory at a time,
+//! written to the downloads bucket by multipart upload, its parts carrying CRC-32 checksums,
 //! and handed out as SigV4 presigned GETs.
 
 use crate::error::port_error;
@@ -9,10 +9,10 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use export_core::domain::{Millis, ObjectRef};
 use export_core::ports::{
-    ByteStream, ObjectStore, PortError, PortResult, PresignedUrl, Upload, UploadedPart,
+    ByteStream, ObjectStore, PortError, PortResult, PresignedUrl, UploadedPart,
 };
 use futures::StreamExt;
 use std::sync::{Arc, Mutex};
@@ -29,10 +29,6 @@ pub const MAX_LINK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// (`InvalidPart`), and one created with it requires them. So the upload declares CRC-32, each
 /// part is sent with it, and completing names each part's.
 const CHECKSUM: ChecksumAlgorithm = ChecksumAlgorithm::Crc32;
-
-/// Parts are 8 MiB: well above S3's 5 MiB minimum, small enough to keep a Lambda's memory
-/// flat. Past every 1,000 parts the size doubles, so S3's 10,000-part cap is never met.
-pub const PART_SIZE: usize = 8 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct S3ObjectStore {
@@ -162,22 +158,6 @@ impl ObjectStore for S3ObjectStore {
             .await
             .map_err(|e| port_error("PutObject", e))?;
         Ok(())
-    }
-
-    async fn start_upload(
-        &self,
-        object: &ObjectRef,
-        content_type: &str,
-    ) -> PortResult<Box<dyn Upload>> {
-        Ok(Box::new(S3Upload {
-            client: self.client.clone(),
-            object: object.clone(),
-            content_type: content_type.to_owned(),
-            upload_id: None,
-            buffer: BytesMut::new(),
-            parts: Vec::new(),
-            size: 0,
-        }))
     }
 
     async fn size_of(&self, object: &ObjectRef) -> PortResult<Option<u64>> {
@@ -393,124 +373,4 @@ where
         return PortError::NotFound(format!("{operation}: upload {upload_id}"));
     }
     port_error(operation, error)
-}
-
-/// An object written in parts. Nothing is sent until a whole part is buffered; an object that
-/// never fills one is written with a single PUT instead.
-struct S3Upload {
-    client: Client,
-    object: ObjectRef,
-    content_type: String,
-    upload_id: Option<String>,
-    buffer: BytesMut,
-    parts: Vec<CompletedPart>,
-    size: u64,
-}
-
-impl S3Upload {
-    fn part_size(&self) -> usize {
-        PART_SIZE << (self.parts.len() / 1000).min(4)
-    }
-
-    async fn upload_id(&mut self) -> PortResult<String> {
-        if let Some(id) = &self.upload_id {
-            return Ok(id.clone());
-        }
-        let output = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.object.bucket)
-            .key(&self.object.key)
-            .content_type(&self.content_type)
-            .checksum_algorithm(CHECKSUM)
-            .send()
-            .await
-            .map_err(|e| port_error("CreateMultipartUpload", e))?;
-        let id = output.upload_id.ok_or_else(|| {
-            PortError::Rejected("CreateMultipartUpload returned no upload id".into())
-        })?;
-        self.upload_id = Some(id.clone());
-        Ok(id)
-    }
-
-    async fn send_part(&mut self, body: Bytes) -> PortResult<()> {
-        let upload_id = self.upload_id().await?;
-        let number = self.parts.len() as i32 + 1;
-        let output = self
-            .client
-            .upload_part()
-            .bucket(&self.object.bucket)
-            .key(&self.object.key)
-            .upload_id(upload_id)
-            .part_number(number)
-            .checksum_algorithm(CHECKSUM)
-            .body(SdkByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| port_error("UploadPart", e))?;
-        // Completing the upload repeats each part's CRC-32.
-        self.parts.push(
-            CompletedPart::builder()
-                .part_number(number)
-                .set_e_tag(output.e_tag)
-                .set_checksum_crc32(output.checksum_crc32)
-                .build(),
-        );
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Upload for S3Upload {
-    async fn write(&mut self, chunk: Bytes) -> PortResult<()> {
-        self.size += chunk.len() as u64;
-        self.buffer.extend_from_slice(&chunk);
-        while self.buffer.len() >= self.part_size() {
-            let part = self.buffer.split_to(self.part_size()).freeze();
-            self.send_part(part).await?;
-        }
-        Ok(())
-    }
-
-    async fn complete(mut self: Box<Self>) -> PortResult<u64> {
-        let rest = std::mem::take(&mut self.buffer).freeze();
-        if self.upload_id.is_none() {
-            let store = S3ObjectStore::new(self.client.clone());
-            store.put(&self.object, rest, &self.content_type).await?;
-            return Ok(self.size);
-        }
-        if !rest.is_empty() {
-            self.send_part(rest).await?;
-        }
-        let upload_id = self.upload_id().await?;
-        self.client
-            .complete_multipart_upload()
-            .bucket(&self.object.bucket)
-            .key(&self.object.key)
-            .upload_id(upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(std::mem::take(&mut self.parts)))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| port_error("CompleteMultipartUpload", e))?;
-        Ok(self.size)
-    }
-
-    async fn abort(self: Box<Self>) -> PortResult<()> {
-        let Some(upload_id) = &self.upload_id else {
-            return Ok(());
-        };
-        self.client
-            .abort_multipart_upload()
-            .bucket(&self.object.bucket)
-            .key(&self.object.key)
-            .upload_id(upload_id)
-            .send()
-            .await
-            .map_err(|e| port_error("AbortMultipartUpload", e))?;
-        Ok(())
-    }
 }

@@ -283,26 +283,11 @@ pub trait Warehouse: Send + Sync {
 
 pub type ByteStream = BoxStream<'static, PortResult<Bytes>>;
 
-/// An object being written in pieces; the adapter decides the part size, so memory stays
-/// bounded whatever the object's size.
-#[async_trait]
-pub trait Upload: Send {
-    async fn write(&mut self, chunk: Bytes) -> PortResult<()>;
-    /// Finishes the object and returns its size in bytes.
-    async fn complete(self: Box<Self>) -> PortResult<u64>;
-    async fn abort(self: Box<Self>) -> PortResult<()>;
-}
-
 /// The object store: where UNLOAD writes its parts and where archives are served from.
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
     async fn get(&self, object: &ObjectRef) -> PortResult<ByteStream>;
     async fn put(&self, object: &ObjectRef, body: Bytes, content_type: &str) -> PortResult<()>;
-    async fn start_upload(
-        &self,
-        object: &ObjectRef,
-        content_type: &str,
-    ) -> PortResult<Box<dyn Upload>>;
     /// The object's size, or None if there is no such object (S3's `HeadObject`).
     async fn size_of(&self, object: &ObjectRef) -> PortResult<Option<u64>>;
     /// Removes the object; removing one that is not there succeeds, as on S3.

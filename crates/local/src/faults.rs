@@ -29,7 +29,7 @@ use export_core::page::{JobPage, PageToken};
 use export_core::ports::{
     AnswerCache, ByteStream, CachedAnswer, ControlTable, CreateOutcome, Email, IdempotencyKey,
     Mailer, ObjectStore, PortError, PortResult, PresignedUrl, QueueSender, SavedCheckpoint,
-    SelectOutcome, StatementRequest, StatementStatus, Upload, UploadedPart, Warehouse,
+    SelectOutcome, StatementRequest, StatementStatus, UploadedPart, Warehouse,
 };
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -446,14 +446,6 @@ impl<P: ObjectStore + ?Sized> ObjectStore for Faulty<P> {
     async fn put(&self, object: &ObjectRef, body: Bytes, content_type: &str) -> PortResult<()> {
         let call = self.inner.put(object, body, content_type);
         self.faults.call("object_store", "put", call).await
-    }
-    async fn start_upload(
-        &self,
-        object: &ObjectRef,
-        content_type: &str,
-    ) -> PortResult<Box<dyn Upload>> {
-        let call = self.inner.start_upload(object, content_type);
-        self.faults.call("object_store", "start_upload", call).await
     }
     async fn size_of(&self, object: &ObjectRef) -> PortResult<Option<u64>> {
         let call = self.inner.size_of(object);

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use export_core::domain::ObjectRef;
 use export_core::ports::{
-    multipart, ByteStream, ObjectStore, PortError, PortResult, PresignedUrl, Upload, UploadedPart,
+    multipart, ByteStream, ObjectStore, PortError, PortResult, PresignedUrl, UploadedPart,
 };
 use hmac::{Hmac, Mac};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -185,32 +185,24 @@ impl ObjectStore for FsObjectStore {
         Ok(Box::pin(stream))
     }
 
-    async fn put(&self, object: &ObjectRef, body: Bytes, content_type: &str) -> PortResult<()> {
-        let mut upload = self.start_upload(object, content_type).await?;
-        upload.write(body).await?;
-        upload.complete().await.map(drop)
-    }
-
-    async fn start_upload(
-        &self,
-        object: &ObjectRef,
-        _content_type: &str,
-    ) -> PortResult<Box<dyn Upload>> {
+    /// Written aside and renamed, so readers see the old object or the new one, whole.
+    async fn put(&self, object: &ObjectRef, body: Bytes, _content_type: &str) -> PortResult<()> {
         let target = self.path_of(object)?;
         let staging = self
             .root
             .join(".uploads")
             .join(uuid::Uuid::new_v4().to_string());
-        let file = tokio::fs::File::create(&staging)
+        tokio::fs::write(&staging, &body)
             .await
             .map_err(|e| io_error(object, e))?;
-        Ok(Box::new(FsUpload {
-            object: object.clone(),
-            file,
-            staging,
-            target,
-            written: 0,
-        }))
+        if let Some(parent) = target.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| io_error(object, e))?;
+        }
+        tokio::fs::rename(&staging, &target)
+            .await
+            .map_err(|e| io_error(object, e))
     }
 
     async fn size_of(&self, object: &ObjectRef) -> PortResult<Option<u64>> {
@@ -389,48 +381,6 @@ impl ObjectStore for FsObjectStore {
             // The store's key does not expire.
             signer_expires_at: None,
         })
-    }
-}
-
-/// Writes into a staging file; the object appears whole, by rename, on completion.
-struct FsUpload {
-    object: ObjectRef,
-    file: tokio::fs::File,
-    staging: PathBuf,
-    target: PathBuf,
-    written: u64,
-}
-
-#[async_trait]
-impl Upload for FsUpload {
-    async fn write(&mut self, chunk: Bytes) -> PortResult<()> {
-        self.written += chunk.len() as u64;
-        self.file
-            .write_all(&chunk)
-            .await
-            .map_err(|e| io_error(&self.object, e))
-    }
-
-    async fn complete(mut self: Box<Self>) -> PortResult<u64> {
-        self.file
-            .flush()
-            .await
-            .map_err(|e| io_error(&self.object, e))?;
-        if let Some(parent) = self.target.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|e| io_error(&self.object, e))?;
-        }
-        tokio::fs::rename(&self.staging, &self.target)
-            .await
-            .map_err(|e| io_error(&self.object, e))?;
-        Ok(self.written)
-    }
-
-    async fn abort(self: Box<Self>) -> PortResult<()> {
-        drop(self.file);
-        let _ = tokio::fs::remove_file(&self.staging).await;
-        Ok(())
     }
 }
 

@@ -16,8 +16,6 @@ use crate::domain::ObjectRef;
 use crate::ports::{ObjectStore, PortError, PortResult};
 use futures::StreamExt;
 use serde::Deserialize;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 /// Redshift's `MANIFEST VERBOSE` file, as far as packaging needs it.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -111,28 +109,6 @@ pub struct Packaged {
     pub rows: u64,
     pub bytes: u64,
     pub files: usize,
-}
-
-/// A `Write` that synchronous encoders write into, drained by the async side between writes
-/// into an upload: the bridge that keeps memory bounded.
-#[derive(Clone, Default)]
-pub struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl SharedBuffer {
-    /// Everything written since the last call.
-    pub fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.0.lock().expect("buffer lock"))
-    }
-}
-
-impl Write for SharedBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("buffer lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// The name a part gets inside the archive: `<dataset>-0000.csv.gz`, … (UNLOAD's own part

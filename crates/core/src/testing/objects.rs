@@ -1,7 +1,7 @@
 use super::Faults;
 use crate::domain::ObjectRef;
 use crate::ports::{
-    multipart, ByteStream, ObjectStore, PortError, PortResult, PresignedUrl, Upload, UploadedPart,
+    multipart, ByteStream, ObjectStore, PortError, PortResult, PresignedUrl, UploadedPart,
 };
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -143,20 +143,6 @@ impl ObjectStore for MemoryObjectStore {
         Ok(())
     }
 
-    async fn start_upload(
-        &self,
-        object: &ObjectRef,
-        _content_type: &str,
-    ) -> PortResult<Box<dyn Upload>> {
-        super::interleave().await;
-        self.faults.check("start_upload")?;
-        Ok(Box::new(MemoryUpload {
-            objects: self.objects.clone(),
-            object: object.clone(),
-            body: BytesMut::new(),
-        }))
-    }
-
     async fn size_of(&self, object: &ObjectRef) -> PortResult<Option<u64>> {
         super::interleave().await;
         self.faults.check("size_of")?;
@@ -290,32 +276,5 @@ impl ObjectStore for MemoryObjectStore {
             ),
             signer_expires_at: *self.signer_expires_at.lock().expect("signer lock"),
         })
-    }
-}
-
-struct MemoryUpload {
-    objects: Arc<Mutex<HashMap<(String, String), Bytes>>>,
-    object: ObjectRef,
-    body: BytesMut,
-}
-
-#[async_trait]
-impl Upload for MemoryUpload {
-    async fn write(&mut self, chunk: Bytes) -> PortResult<()> {
-        self.body.extend_from_slice(&chunk);
-        Ok(())
-    }
-
-    async fn complete(self: Box<Self>) -> PortResult<u64> {
-        let size = self.body.len() as u64;
-        self.objects
-            .lock()
-            .expect("objects lock")
-            .insert(key(&self.object), self.body.freeze());
-        Ok(size)
-    }
-
-    async fn abort(self: Box<Self>) -> PortResult<()> {
-        Ok(())
     }
 }

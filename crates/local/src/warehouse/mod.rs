@@ -16,6 +16,7 @@ pub mod select;
 pub mod statements;
 mod supervisor;
 pub mod unload;
+mod upload;
 
 pub use statements::{ClientTokens, StatementDetails};
 

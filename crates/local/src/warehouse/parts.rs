@@ -4,14 +4,37 @@
 
 use super::manifest::PartEntry;
 use super::unload::UnloadPlan;
+use super::upload::PartUpload;
 use bytes::Bytes;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
-use export_core::archive::SharedBuffer as Buffer;
 use export_core::domain::{Compression, Format, ObjectRef};
-use export_core::ports::{ObjectStore, PortError, PortResult, Upload};
+use export_core::ports::{ObjectStore, PortError, PortResult};
 use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+/// A `Write` the synchronous encoders write into, drained by the async side between writes
+/// into the upload: the bridge that keeps memory bounded.
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Buffer {
+    /// Everything written since the last call.
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().expect("buffer lock"))
+    }
+}
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("buffer lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// The text formats' compression, as a `Write` in front of the buffer.
 enum Compressor {
@@ -61,9 +84,9 @@ enum Encoder {
     Parquet(Box<ArrowWriter<Buffer>>),
 }
 
-struct OpenPart {
+struct OpenPart<'a> {
     object: ObjectRef,
-    upload: Box<dyn Upload>,
+    upload: PartUpload<'a>,
     buffer: Buffer,
     encoder: Encoder,
     rows: u64,
@@ -77,7 +100,7 @@ pub struct PartWriter<'a> {
     plan: &'a UnloadPlan,
     schema: SchemaRef,
     slice: usize,
-    open: Option<OpenPart>,
+    open: Option<OpenPart<'a>>,
     written: Vec<PartEntry>,
 }
 
@@ -117,10 +140,7 @@ impl<'a> PartWriter<'a> {
 
     async fn open_part(&mut self) -> PortResult<()> {
         let object = ObjectRef::new(&self.plan.target.bucket, self.part_key(self.written.len()));
-        let upload = self
-            .objects
-            .start_upload(&object, "application/octet-stream")
-            .await?;
+        let upload = PartUpload::new(self.objects, object.clone(), "application/octet-stream");
         let buffer = Buffer::default();
         let encoder = match self.plan.format {
             Format::Parquet => Encoder::Parquet(Box::new(
