@@ -187,15 +187,7 @@ fn the_stage_throttles_every_lookup_route_apart() {
 /// `s3:ListBucket` on both buckets ("GetObject", Permissions, Amazon S3 API Reference).
 #[test]
 fn the_status_role_may_list_the_buckets_it_reads() {
-    let template = std::fs::read_to_string(repo().join("template.yaml")).unwrap();
-    // The resource's lines: from its name to the next resource, at the same indent.
-    let role: String = template
-        .lines()
-        .skip_while(|l| *l != "  StatusRole:")
-        .skip(1)
-        .take_while(|l| !l.starts_with("  ") || l.starts_with("   "))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let role = resource("StatusRole");
     let start = role.find("Sid: TellExpiredFiles").expect("the statement");
     let statement: String = role[start..].lines().take(4).collect::<Vec<_>>().join("\n");
     assert!(
@@ -211,13 +203,8 @@ fn the_status_role_may_list_the_buckets_it_reads() {
 /// `PollerMemoryMB` 512), or it would remove an archive still being written.
 #[test]
 fn abandoned_archive_uploads_are_removed_only_after_the_longest_packaging() {
-    let template = std::fs::read_to_string(repo().join("template.yaml")).unwrap();
-    let rule: String = template
-        .lines()
-        .skip_while(|l| !l.contains("Id: expire-archives"))
-        .take_while(|l| !l.contains("DownloadsBucketPolicy:"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let bucket = resource("DownloadsBucket");
+    let rule = &bucket[bucket.find("Id: expire-archives").expect("the rule")..];
     let days: u64 = rule
         .split("DaysAfterInitiation:")
         .nth(1)
@@ -234,4 +221,17 @@ fn abandoned_archive_uploads_are_removed_only_after_the_longest_packaging() {
         days * 86_400 > longest_seconds,
         "{days} days against {longest_seconds} s of packaging"
     );
+}
+
+/// The template's lines for resource `name`: from its name to the next resource.
+fn resource(name: &str) -> String {
+    let template = std::fs::read_to_string(repo().join("template.yaml")).unwrap();
+    let start = format!("  {name}:");
+    template
+        .lines()
+        .skip_while(|l| *l != start)
+        .skip(1)
+        .take_while(|l| !l.starts_with("  ") || l.starts_with("   "))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

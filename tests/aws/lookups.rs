@@ -178,11 +178,7 @@ async fn the_emulated_data_api_throttles_past_its_quotas_and_bounds_its_waits() 
     })
     .await;
     let client = &h.emulator.clients.redshift;
-    let id = client
-        .execute_statement()
-        .cluster_identifier(export_emulator::provision::CLUSTER_ID)
-        .secret_arn(export_emulator::provision::SECRET_ARN)
-        .database(export_emulator::provision::DATABASE)
+    let id = on_the_cluster(client)
         .sql("SELECT 1 AS one")
         .wait_time_seconds(5)
         .send()
@@ -238,13 +234,7 @@ async fn the_emulated_data_api_checks_parameters_as_documented() {
             .value(value)
             .build()
             .unwrap();
-        h.emulator
-            .clients
-            .redshift
-            .execute_statement()
-            .cluster_identifier(export_emulator::provision::CLUSTER_ID)
-            .secret_arn(export_emulator::provision::SECRET_ARN)
-            .database(export_emulator::provision::DATABASE)
+        on_the_cluster(&h.emulator.clients.redshift)
             .sql("SELECT CAST(:n AS BIGINT) AS n")
             .parameters(parameter)
             .send()
@@ -293,14 +283,7 @@ async fn the_emulated_data_api_checks_parameters_as_documented() {
         .value("7")
         .build()
         .unwrap();
-    let converted = h
-        .emulator
-        .clients
-        .redshift
-        .execute_statement()
-        .cluster_identifier(export_emulator::provision::CLUSTER_ID)
-        .secret_arn(export_emulator::provision::SECRET_ARN)
-        .database(export_emulator::provision::DATABASE)
+    let converted = on_the_cluster(&h.emulator.clients.redshift)
         .sql("SELECT c_name FROM tpch.customer WHERE c_custkey = :k")
         .parameters(k)
         .wait_time_seconds(10)
@@ -321,4 +304,15 @@ async fn the_emulated_data_api_checks_parameters_as_documented() {
         rows.records()[0][0],
         aws_sdk_redshiftdata::types::Field::StringValue("Customer#000000007".into())
     );
+}
+
+/// An `ExecuteStatement` on the emulator's cluster, as its secret, in its database.
+fn on_the_cluster(
+    client: &aws_sdk_redshiftdata::Client,
+) -> aws_sdk_redshiftdata::operation::execute_statement::builders::ExecuteStatementFluentBuilder {
+    client
+        .execute_statement()
+        .cluster_identifier(export_emulator::provision::CLUSTER_ID)
+        .secret_arn(export_emulator::provision::SECRET_ARN)
+        .database(export_emulator::provision::DATABASE)
 }

@@ -224,6 +224,19 @@ impl DataApi {
         }
     }
 
+    /// The `Id` a call names, once the call has waited (`WaitTimeSeconds`) for its statement.
+    async fn waited_id<'a>(
+        &self,
+        input: &'a Map<String, Value>,
+        wait: Option<Duration>,
+    ) -> Result<&'a str, ApiFault> {
+        let id = text(input, "Id").ok_or_else(|| validation("Id is required"))?;
+        if let Some(wait) = wait {
+            self.wait_for_end(id, wait).await?;
+        }
+        Ok(id)
+    }
+
     async fn state_of(&self, id: &str) -> Result<StatementState, ApiFault> {
         if let Some(query) = self.queries.lock().expect("queries lock").get(id) {
             return Ok(query.state);
@@ -380,10 +393,7 @@ impl DataApi {
         input: &Map<String, Value>,
         wait: Option<Duration>,
     ) -> Result<Value, ApiFault> {
-        let id = text(input, "Id").ok_or_else(|| validation("Id is required"))?;
-        if let Some(wait) = wait {
-            self.wait_for_end(id, wait).await?;
-        }
+        let id = self.waited_id(input, wait).await?;
         if let Some(output) = self.describe_select(id) {
             return Ok(output);
         }

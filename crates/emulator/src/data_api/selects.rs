@@ -156,10 +156,7 @@ impl DataApi {
         input: &Map<String, Value>,
         wait: Option<Duration>,
     ) -> Result<Value, ApiFault> {
-        let id = text(input, "Id").ok_or_else(|| validation("Id is required"))?;
-        if let Some(wait) = wait {
-            self.wait_for_end(id, wait).await?;
-        }
+        let id = self.waited_id(input, wait).await?;
         let queries = self.queries.lock().expect("queries lock");
         let query = queries.get(id).ok_or_else(|| not_found(id))?;
         let result = match (&query.state, &query.result) {
