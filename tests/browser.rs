@@ -57,58 +57,57 @@ fn install_chromium() {
     }
 }
 
-/// A free loopback port, for ChromeDriver (which cannot be told to pick one) and the
-/// console command.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// ChromeDriver on a free port, once it says it is ready. The port is found free and then
-/// handed over, so another process may take it in between: a driver that exits at once (its
-/// port taken) is started again on another.
+/// ChromeDriver on a port of its own choosing (`--port=0`: it binds a free one and says
+/// which), once it says it is ready, so no other process can take the port in between.
 async fn start_driver(http: &reqwest::Client) -> (Child, String) {
-    for _ in 0..3 {
-        let port = free_port();
-        let mut command = Command::new(CHROMEDRIVER);
-        command
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // Its own process group, so that Chromium goes with it however the test ends.
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let mut driver = command.spawn().expect("chromedriver starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let exited = eventually("chromedriver ready", Duration::from_secs(20), || {
-            let exit = driver.try_wait().ok().flatten();
-            let status = http.get(format!("{base}/status")).send();
-            async move {
-                if exit.is_some() {
-                    return Ok(exit);
-                }
-                let status: Value = status
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .json()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if status["value"]["ready"] == true {
-                    Ok(None)
-                } else {
-                    Err(status.to_string())
-                }
+    let mut command = Command::new(CHROMEDRIVER);
+    command
+        .arg("--port=0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    // Its own process group, so that Chromium goes with it however the test ends.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut driver = command.spawn().expect("chromedriver starts");
+    // "ChromeDriver was started successfully on port N.", read on a thread of its own so the
+    // wait for it has a deadline.
+    let stdout = driver.stdout.take().expect("chromedriver's stdout");
+    let (said, told) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(port) = line
+                .split("on port ")
+                .nth(1)
+                .and_then(|rest| rest.trim_end_matches('.').parse::<u16>().ok())
+                .filter(|_| line.contains("started successfully"))
+            {
+                let _ = said.send(port);
             }
-        })
-        .await;
-        match exited {
-            None => return (driver, base),
-            Some(exit) => eprintln!("chromedriver on port {port} exited ({exit}); trying another"),
         }
-    }
-    panic!("chromedriver did not start on any of three ports");
+    });
+    let port = told
+        .recv_timeout(Duration::from_secs(20))
+        .expect("chromedriver says which port it bound within 20 s");
+    let base = format!("http://127.0.0.1:{port}");
+    eventually("chromedriver ready", Duration::from_secs(20), || {
+        let status = http.get(format!("{base}/status")).send();
+        async move {
+            let status: Value = status
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            if status["value"]["ready"] == true {
+                Ok(())
+            } else {
+                Err(status.to_string())
+            }
+        }
+    })
+    .await;
+    (driver, base)
 }
 
 pub struct Browser {
