@@ -305,7 +305,9 @@ async fn the_invariants_hold_after_faults_and_kills() {
         export_local::sqlite::SqliteStore::open(&dir.path().join("control.sqlite"), 5).unwrap();
     let settle_started = Instant::now();
     let jobs = eventually("every job ended and settled", SETTLE, || async {
-        let jobs = all_jobs(&alice).await.map_err(|e| format!("{e:#}"))?;
+        let jobs = all_jobs(&alice, exports)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
         let open: Vec<String> = jobs
             .iter()
             .filter(|j| !matches!(j["status"].as_str(), Some("SUCCEEDED" | "FAILED")))
@@ -502,11 +504,11 @@ async fn the_invariants_hold_after_faults_and_kills() {
     );
 }
 
-/// Every job of the caller, page by page.
-async fn all_jobs(client: &Client) -> anyhow::Result<Vec<Value>> {
+/// Every job of the caller, page by page, at most `expected` of them.
+async fn all_jobs(client: &Client, expected: u64) -> anyhow::Result<Vec<Value>> {
     let mut jobs = Vec::new();
     let mut cursor: Option<String> = None;
-    loop {
+    for _ in 0..=expected / 100 + 1 {
         let path = match &cursor {
             Some(c) => format!("/exports?limit=100&cursor={c}"),
             None => "/exports?limit=100".to_owned(),
@@ -518,6 +520,7 @@ async fn all_jobs(client: &Client) -> anyhow::Result<Vec<Value>> {
             None => return Ok(jobs),
         }
     }
+    anyhow::bail!("more pages of jobs than {expected} jobs need")
 }
 
 fn find_uuid(text: &str) -> Option<String> {

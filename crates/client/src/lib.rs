@@ -339,18 +339,30 @@ impl Client {
             .await
     }
 
-    /// Every part of an export handed out as parts, each with a fresh link, page by page.
+    /// Every part of an export handed out as parts, each with a fresh link, page by page: no
+    /// more pages than the export's `total_parts` need, whatever cursors come back.
     pub async fn all_parts(&self, request_id: &str) -> anyhow::Result<Vec<Value>> {
+        const PAGE: usize = 1000;
         let mut parts = Vec::new();
         let mut cursor: Option<String> = None;
+        let mut pages_left: Option<usize> = None;
         loop {
             let page = self
-                .parts(request_id, Some(1000), cursor.as_deref())
+                .parts(request_id, Some(PAGE), cursor.as_deref())
                 .await?;
+            let left = pages_left.get_or_insert_with(|| {
+                page["total_parts"]
+                    .as_u64()
+                    .map_or(1, |total| (total as usize).div_ceil(PAGE).max(1))
+            });
+            *left -= 1;
             parts.extend(page["parts"].as_array().cloned().unwrap_or_default());
             match page["next_cursor"].as_str() {
-                Some(next) => cursor = Some(next.to_owned()),
                 None => return Ok(parts),
+                Some(_) if *left == 0 => bail!(
+                    "export {request_id}: the API handed out more pages of parts than its total_parts need"
+                ),
+                Some(next) => cursor = Some(next.to_owned()),
             }
         }
     }

@@ -72,7 +72,7 @@ pub async fn run(base: LocalConfig, options: LoadOptions) -> anyhow::Result<()> 
     let mut all_ended = None;
     loop {
         let unsettled = stack.store.unsettled_jobs(i64::MAX, exports + 1).await?;
-        let submitted = submitted_count(&stack).await?;
+        let submitted = submitted_count(&stack, exports).await?;
         if all_ended.is_none() && submitted == exports {
             let open = unsettled.iter().filter(|j| !j.status.is_terminal()).count();
             if open == 0 {
@@ -242,8 +242,9 @@ async fn clients_run(
     })
 }
 
-/// Jobs in the control table: alice's, the only caller here.
-async fn submitted_count(stack: &LocalStack) -> anyhow::Result<usize> {
+/// Jobs in the control table: alice's, the only caller here, read in at most as many pages
+/// as `expected` jobs and one more need.
+async fn submitted_count(stack: &LocalStack, expected: usize) -> anyhow::Result<usize> {
     let owner = export_core::domain::Owner(
         export_local::sigv4::LocalIdentity::demo_named("alice")
             .context("alice")?
@@ -251,7 +252,7 @@ async fn submitted_count(stack: &LocalStack) -> anyhow::Result<usize> {
     );
     let mut count = 0;
     let mut after = None;
-    loop {
+    for _ in 0..=expected / 1000 + 1 {
         let page = stack.store.list_jobs(&owner, 1000, after.as_ref()).await?;
         count += page.jobs.len();
         match page.next {
@@ -259,4 +260,5 @@ async fn submitted_count(stack: &LocalStack) -> anyhow::Result<usize> {
             None => return Ok(count),
         }
     }
+    anyhow::bail!("more pages of jobs than {expected} jobs need")
 }
