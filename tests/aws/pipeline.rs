@@ -457,19 +457,11 @@ async fn the_sweep_carries_on_jobs_whose_messages_were_lost() {
 
     // The schedule's tick, as EventBridge delivers it, with every job old enough to sweep.
     let sweeper = Poller {
-        control: h.poller.control.clone(),
-        warehouse: h.poller.warehouse.clone(),
-        objects: h.poller.objects.clone(),
-        mailer: h.poller.mailer.clone(),
-        queue: h.poller.queue.clone(),
-        clock: h.poller.clock.clone(),
-        unload: h.poller.unload.clone(),
         delivery: DeliverySettings {
             sweep_after: Duration::ZERO,
             ..h.poller.delivery.clone()
         },
-        packaging: h.poller.packaging.clone(),
-        retry: h.poller.retry.clone(),
+        ..(*h.poller).clone()
     };
     let tick = export_emulator::events::sample("eventbridge-scheduled-sweep.json", "").unwrap();
     let tick = PollMessage::parse(&tick.to_string()).unwrap();
@@ -682,33 +674,19 @@ async fn packaging_that_outlives_an_invocation_carries_on_in_the_next() {
     let h = Harness::start_with(|o| o.data_api.scale = 0.02).await;
     // A poller whose invocations end at once: each packages one part and hands on.
     let short = Poller {
-        control: h.poller.control.clone(),
-        warehouse: h.poller.warehouse.clone(),
-        objects: h.poller.objects.clone(),
-        mailer: h.poller.mailer.clone(),
-        queue: h.poller.queue.clone(),
-        clock: h.poller.clock.clone(),
-        unload: h.poller.unload.clone(),
-        delivery: h.poller.delivery.clone(),
         packaging: export_core::settings::PackagingSettings {
             budget: Some(Duration::ZERO),
             ..h.poller.packaging.clone()
         },
-        retry: h.poller.retry.clone(),
+        ..(*h.poller).clone()
     };
     // Parts of at most 5 MB (UNLOAD's smallest MAXFILESIZE): the whole table takes several.
     let processor = export_core::service::Processor {
-        catalog: h.processor.catalog.clone(),
-        control: h.processor.control.clone(),
-        warehouse: h.processor.warehouse.clone(),
-        queue: h.processor.queue.clone(),
-        clock: h.processor.clock.clone(),
         unload: export_core::settings::UnloadSettings {
             max_file_size_mb: 5,
             ..h.processor.unload.clone()
         },
-        first_poll_delay: h.processor.first_poll_delay,
-        retry: h.processor.retry.clone(),
+        ..(*h.processor).clone()
     };
     let request_id = submitted(
         &h,

@@ -230,15 +230,16 @@ fn queues(env: &mut Env, clients: &Clients, requests: bool, polls: bool) -> Arc<
 /// Where UNLOAD writes; `for_unload` adds what only the statement's text needs (the
 /// processor renders it, the poller only reads what it wrote).
 fn unload_settings(env: &mut Env, for_unload: bool) -> UnloadSettings {
-    let mut settings = UnloadSettings {
-        results_bucket: env.required("RESULTS_BUCKET"),
-        results_prefix: prefix(env.optional("RESULTS_PREFIX"), "exports/"),
-        iam_role: String::new(),
-        max_file_size_mb: 256,
-        statement_prefix: env.required("STATEMENT_NAME_PREFIX"),
-        // Well inside any plausible life of a Data API client token.
-        restart_after: env.seconds("RESTART_AFTER_SECONDS", 600, 86_400),
-    };
+    let mut settings = UnloadSettings::new(
+        &env.required("RESULTS_BUCKET"),
+        &env.required("STATEMENT_NAME_PREFIX"),
+    );
+    settings.results_prefix = prefix(env.optional("RESULTS_PREFIX"), &settings.results_prefix);
+    settings.restart_after = env.seconds(
+        "RESTART_AFTER_SECONDS",
+        settings.restart_after.as_secs(),
+        86_400,
+    );
     if for_unload {
         settings.iam_role = env.required("UNLOAD_IAM_ROLE");
         settings.max_file_size_mb = env.parsed("MAX_FILE_SIZE_MB", 256);

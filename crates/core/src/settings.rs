@@ -3,6 +3,11 @@
 use crate::domain::{Millis, ObjectRef};
 use std::time::Duration;
 
+/// How long a start's attempt lasts: redeliveries within it send the same statement (its
+/// `ClientToken`), a start after it is a new attempt. Well inside any plausible life of a Data
+/// API client token (how long one protects a retry is not documented; docs/EMULATORS.md).
+pub const RESTART_AFTER: Duration = Duration::from_secs(600);
+
 /// Where UNLOAD writes and how it is told to write.
 #[derive(Clone, Debug)]
 pub struct UnloadSettings {
@@ -26,6 +31,20 @@ pub struct UnloadSettings {
 /// attempt sends the same statement (same client token, same text), so the Data API answers
 /// with the statement already running; a later attempt cannot collide with an earlier one.
 impl UnloadSettings {
+    /// UNLOAD into `results_bucket` under `exports/`, statements named `statement_prefix` and
+    /// the request id, with Redshift's usual 256 MB files and no role yet (the processor's
+    /// deployment names the one Redshift assumes).
+    pub fn new(results_bucket: &str, statement_prefix: &str) -> UnloadSettings {
+        UnloadSettings {
+            results_bucket: results_bucket.to_owned(),
+            results_prefix: "exports/".into(),
+            iam_role: String::new(),
+            max_file_size_mb: 256,
+            statement_prefix: statement_prefix.to_owned(),
+            restart_after: RESTART_AFTER,
+        }
+    }
+
     /// The attempt a start of a job created at `created_at` makes at `now`: one per
     /// `restart_after` since creation, 0 for the first.
     pub fn attempt_at(&self, created_at: Millis, now: Millis) -> u32 {
@@ -179,6 +198,16 @@ pub struct RetrySettings {
     pub max_delay: Duration,
 }
 
+impl Default for RetrySettings {
+    /// 15 s, doubling to SQS's longest delay (15 minutes).
+    fn default() -> Self {
+        RetrySettings {
+            first_delay: Duration::from_secs(15),
+            max_delay: Duration::from_secs(900),
+        }
+    }
+}
+
 impl RetrySettings {
     /// The delay before the try that follows the `tries`-th (1-based).
     pub fn delay(&self, tries: u32) -> Duration {
@@ -190,6 +219,22 @@ impl RetrySettings {
 }
 
 impl DeliverySettings {
+    /// Archives in `downloads_bucket` under `archives/`, links for an hour, follow-ups after
+    /// 5 s doubling to a minute, a dead packager replaced after ten minutes, a still job swept
+    /// after fifteen, and mail to no one but the defaults `mail` names.
+    pub fn new(downloads_bucket: &str, mail: MailSettings) -> DeliverySettings {
+        DeliverySettings {
+            downloads_bucket: downloads_bucket.to_owned(),
+            downloads_prefix: "archives/".into(),
+            link_ttl: Duration::from_secs(3600),
+            poll_initial_delay: Duration::from_secs(5),
+            poll_max_delay: Duration::from_secs(60),
+            packaging_lease: Duration::from_secs(600),
+            sweep_after: Duration::from_secs(900),
+            mail,
+        }
+    }
+
     /// Capped exponential backoff for the `attempt`-th follow-up poll (0-based).
     pub fn poll_delay(&self, attempt: u32) -> Duration {
         let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);

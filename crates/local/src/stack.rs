@@ -18,12 +18,9 @@ use export_core::catalog::Catalog;
 use export_core::clock::{Clock, SystemClock};
 use export_core::http::api_router;
 use export_core::messages::{Message, PollMessage};
-use export_core::ports::{
-    AnswerCache, ControlTable, Mailer, ObjectStore, QueueName, QueueSender, Warehouse,
-};
-use export_core::service::{
-    consume, Consumer, LookupSettings, Lookups, Poller, Processor, Queries, Submissions,
-};
+use export_core::ports::{QueueName, QueueSender};
+use export_core::service::compose::{Ports, Services, Settings};
+use export_core::service::{consume, Consumer, LookupSettings, Poller};
 use export_core::settings::{
     DeliverySettings, MailSettings, PackagingSettings, RetrySettings, UnloadSettings,
 };
@@ -37,9 +34,6 @@ use tokio_util::sync::CancellationToken;
 pub const RESULTS_BUCKET: &str = "export-results";
 /// The local stack's statements are named `local:<request id>`.
 pub const STATEMENT_PREFIX: &str = "local:";
-/// A start this long after a job's creation is a new attempt (see `UnloadSettings`); the local
-/// warehouse keeps client tokens longer ([`crate::warehouse::CLIENT_TOKEN_LIFETIME`]).
-pub const RESTART_AFTER: Duration = Duration::from_secs(600);
 pub const DOWNLOADS_BUCKET: &str = "export-downloads";
 
 /// Everything the local stack can be told.
@@ -175,77 +169,46 @@ impl LocalStack {
         let addr = listener.local_addr()?;
         objects.set_base_url(&format!("http://{addr}"));
 
-        let unload = UnloadSettings {
-            results_bucket: RESULTS_BUCKET.into(),
-            results_prefix: "exports/".into(),
-            iam_role: "arn:aws:iam::000000000000:role/local-unload".into(),
-            max_file_size_mb: config.max_file_size_mb,
-            statement_prefix: STATEMENT_PREFIX.into(),
-            restart_after: RESTART_AFTER,
-        };
-        let delivery = DeliverySettings {
-            downloads_bucket: DOWNLOADS_BUCKET.into(),
-            downloads_prefix: "archives/".into(),
-            link_ttl: config.link_ttl,
-            poll_initial_delay: config.poll_initial_delay,
-            poll_max_delay: config.poll_max_delay,
-            packaging_lease: config.packaging_lease,
-            sweep_after: config.sweep_after,
-            mail: MailSettings {
+        let mut unload = UnloadSettings::new(RESULTS_BUCKET, STATEMENT_PREFIX);
+        unload.iam_role = "arn:aws:iam::000000000000:role/local-unload".into();
+        unload.max_file_size_mb = config.max_file_size_mb;
+        let mut delivery = DeliverySettings::new(
+            DOWNLOADS_BUCKET,
+            MailSettings {
                 allowed_recipients: vec!["*".into()],
                 default_recipients: vec!["exports@localhost".into()],
             },
-        };
-        let ports = Ports::new(&store, &warehouse, &objects, mailer, config.faults.as_ref());
-        let control = ports.control.clone();
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let submissions = Arc::new(Submissions {
-            catalog: catalog.clone(),
-            control: control.clone(),
-            queue: ports.queue.clone(),
-            warehouse: ports.warehouse.clone(),
-            clock: clock.clone(),
-        });
-        let queries = Arc::new(Queries {
-            catalog: catalog.clone(),
-            control: control.clone(),
-            objects: ports.objects.clone(),
-            clock: clock.clone(),
-            link_ttl: config.link_ttl,
-        });
-        let lookups = Arc::new(Lookups::new(
-            catalog.clone(),
-            ports.warehouse.clone(),
-            ports.answers.clone(),
-            clock.clone(),
-            config.lookups.clone(),
-        ));
-        let retry = RetrySettings {
-            first_delay: config.retry_first_delay,
-            max_delay: Duration::from_secs(30),
-        };
-        let processor = Arc::new(Processor {
-            catalog,
-            control: control.clone(),
-            warehouse: ports.warehouse.clone(),
-            queue: ports.queue.clone(),
-            clock: clock.clone(),
-            unload: unload.clone(),
-            first_poll_delay: config.poll_initial_delay,
-            retry: retry.clone(),
-        });
-        let poller = Arc::new(Poller {
-            control: control.clone(),
-            warehouse: ports.warehouse.clone(),
-            objects: ports.objects.clone(),
-            mailer: ports.mailer.clone(),
-            queue: ports.queue.clone(),
-            clock,
+        );
+        delivery.link_ttl = config.link_ttl;
+        delivery.poll_initial_delay = config.poll_initial_delay;
+        delivery.poll_max_delay = config.poll_max_delay;
+        delivery.packaging_lease = config.packaging_lease;
+        delivery.sweep_after = config.sweep_after;
+        let settings = Settings {
             unload,
             delivery,
             packaging: config.packaging.clone(),
-            retry,
-        });
+            retry: RetrySettings {
+                first_delay: config.retry_first_delay,
+                max_delay: Duration::from_secs(30),
+            },
+            lookups: config.lookups.clone(),
+        };
+        let ports = ports(
+            catalog,
+            &store,
+            &warehouse,
+            &objects,
+            mailer,
+            config.faults.as_ref(),
+        );
+        let Services {
+            submissions,
+            queries,
+            lookups,
+            processor,
+            poller,
+        } = Services::new(&ports, &settings);
 
         let shutdown = CancellationToken::new();
         let app = gateway::router(
@@ -450,42 +413,37 @@ async fn work(
 
 /// The ports as the services see them: the adapters themselves, or each behind the fault
 /// layer when the configuration has faults to inject.
-struct Ports {
-    control: Arc<dyn ControlTable>,
-    answers: Arc<dyn AnswerCache>,
-    queue: Arc<dyn QueueSender>,
-    warehouse: Arc<dyn Warehouse>,
-    objects: Arc<dyn ObjectStore>,
-    mailer: Arc<dyn Mailer>,
-}
-
-impl Ports {
-    fn new(
-        store: &SqliteStore,
-        warehouse: &Arc<DataFusionWarehouse>,
-        objects: &FsObjectStore,
-        mailer: Arc<OutboxMailer>,
-        faults: Option<&Arc<Faults>>,
-    ) -> Ports {
-        let store = Arc::new(store.clone());
-        let objects = Arc::new(objects.clone());
-        match faults {
-            None => Ports {
-                control: store.clone(),
-                answers: store.clone(),
-                queue: store,
-                warehouse: warehouse.clone(),
-                objects,
-                mailer,
-            },
-            Some(faults) => Ports {
-                control: Faulty::new(store.clone(), faults.clone()),
-                answers: Faulty::new(store.clone(), faults.clone()),
-                queue: Faulty::new(store, faults.clone()),
-                warehouse: Faulty::new(warehouse.clone(), faults.clone()),
-                objects: Faulty::new(objects, faults.clone()),
-                mailer: Faulty::new(mailer, faults.clone()),
-            },
-        }
+fn ports(
+    catalog: Arc<Catalog>,
+    store: &SqliteStore,
+    warehouse: &Arc<DataFusionWarehouse>,
+    objects: &FsObjectStore,
+    mailer: Arc<OutboxMailer>,
+    faults: Option<&Arc<Faults>>,
+) -> Ports {
+    let store = Arc::new(store.clone());
+    let objects = Arc::new(objects.clone());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match faults {
+        None => Ports {
+            catalog,
+            control: store.clone(),
+            answers: store.clone(),
+            queue: store,
+            warehouse: warehouse.clone(),
+            objects,
+            mailer,
+            clock,
+        },
+        Some(faults) => Ports {
+            catalog,
+            control: Faulty::new(store.clone(), faults.clone()),
+            answers: Faulty::new(store.clone(), faults.clone()),
+            queue: Faulty::new(store, faults.clone()),
+            warehouse: Faulty::new(warehouse.clone(), faults.clone()),
+            objects: Faulty::new(objects, faults.clone()),
+            mailer: Faulty::new(mailer, faults.clone()),
+            clock,
+        },
     }
 }

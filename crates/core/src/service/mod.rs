@@ -1,6 +1,7 @@
 //! The four services, one per Lambda function, each holding only the ports it uses, and the
 //! delivery routine every queue runner shares.
 
+pub mod compose;
 pub mod consume;
 mod local_answers;
 pub mod lookup;

@@ -11,6 +11,7 @@ use crate::sql::{render_unload, UnloadOptions};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[derive(Clone)]
 pub struct Processor {
     pub catalog: Arc<Catalog>,
     pub control: Arc<dyn ControlTable>,

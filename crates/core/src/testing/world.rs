@@ -7,9 +7,9 @@ use crate::domain::{Job, ObjectRef, Owner};
 use crate::error::ApiError;
 use crate::messages::{Message, PollMessage, StatementEvent};
 use crate::ports::{QueueName, QueueSender, StatementState};
+use crate::service::compose::{Ports, Services, Settings};
 use crate::service::{
-    consume, Consumer, Delivered, ExportRequest, LookupSettings, Lookups, Poller, Processor,
-    Queries, Submissions,
+    consume, Consumer, Delivered, ExportRequest, Lookups, Poller, Processor, Queries, Submissions,
 };
 use crate::settings::{
     DeliverySettings, MailSettings, PackagingSettings, RetrySettings, UnloadSettings,
@@ -92,83 +92,48 @@ impl World {
         // Parts of a few KiB, so that small archives still take several.
         *objects.min_part_size.lock().expect("part size lock") = WORLD_PART_SIZE;
         let mailer = Arc::new(FakeMailer::default());
-        let unload = UnloadSettings {
-            results_bucket: RESULTS_BUCKET.into(),
-            results_prefix: "exports/".into(),
-            iam_role: "arn:aws:iam::123456789012:role/unload".into(),
-            max_file_size_mb: 256,
-            statement_prefix: STATEMENT_PREFIX.into(),
-            restart_after: Duration::from_secs(600),
+        let mut unload = UnloadSettings::new(RESULTS_BUCKET, STATEMENT_PREFIX);
+        unload.iam_role = "arn:aws:iam::123456789012:role/unload".into();
+        let mut settings = Settings::new(
+            unload,
+            DeliverySettings::new(
+                DOWNLOADS_BUCKET,
+                MailSettings {
+                    allowed_recipients: vec!["@example.com".into()],
+                    default_recipients: vec![DEFAULT_RECIPIENT.into()],
+                },
+            ),
+        );
+        configure(&mut settings.delivery);
+        settings.packaging = PackagingSettings {
+            part_size: WORLD_PART_SIZE,
+            threads: 2,
+            ..PackagingSettings::default()
         };
-        let mut delivery = DeliverySettings {
-            downloads_bucket: DOWNLOADS_BUCKET.into(),
-            downloads_prefix: "archives/".into(),
-            link_ttl: Duration::from_secs(3600),
-            poll_initial_delay: Duration::from_secs(5),
-            poll_max_delay: Duration::from_secs(60),
-            packaging_lease: Duration::from_secs(600),
-            sweep_after: Duration::from_secs(900),
-            mail: MailSettings {
-                allowed_recipients: vec!["@example.com".into()],
-                default_recipients: vec![DEFAULT_RECIPIENT.into()],
-            },
-        };
-        configure(&mut delivery);
-        let submissions = Arc::new(Submissions {
-            catalog: catalog.clone(),
-            control: control.clone(),
-            queue: queue.clone(),
-            warehouse: warehouse.clone(),
-            clock: dyn_clock.clone(),
-        });
-        let retry = RetrySettings {
+        packaging(&mut settings.packaging);
+        settings.retry = RetrySettings {
             first_delay: Duration::from_secs(10),
             max_delay: Duration::from_secs(900),
         };
-        let processor = Arc::new(Processor {
-            catalog: catalog.clone(),
-            control: control.clone(),
-            warehouse: warehouse.clone(),
-            queue: queue.clone(),
-            clock: dyn_clock.clone(),
-            unload: unload.clone(),
-            first_poll_delay: delivery.poll_initial_delay,
-            retry: retry.clone(),
-        });
-        let poller = Arc::new(Poller {
-            control: control.clone(),
-            warehouse: warehouse.clone(),
-            objects: objects.clone(),
-            mailer: mailer.clone(),
-            queue: queue.clone(),
-            clock: dyn_clock.clone(),
-            unload,
-            delivery: delivery.clone(),
-            packaging: {
-                let mut settings = PackagingSettings {
-                    part_size: WORLD_PART_SIZE,
-                    threads: 2,
-                    ..PackagingSettings::default()
-                };
-                packaging(&mut settings);
-                settings
+        let Services {
+            submissions,
+            queries,
+            lookups,
+            processor,
+            poller,
+        } = Services::new(
+            &Ports {
+                catalog,
+                control: control.clone(),
+                answers: control.clone(),
+                queue: queue.clone(),
+                warehouse: warehouse.clone(),
+                objects: objects.clone(),
+                mailer: mailer.clone(),
+                clock: dyn_clock,
             },
-            retry,
-        });
-        let lookups = Arc::new(Lookups::new(
-            catalog.clone(),
-            warehouse.clone(),
-            control.clone(),
-            dyn_clock.clone(),
-            LookupSettings::default(),
-        ));
-        let queries = Arc::new(Queries {
-            catalog,
-            control: control.clone(),
-            objects: objects.clone(),
-            clock: dyn_clock,
-            link_ttl: delivery.link_ttl,
-        });
+            &settings,
+        );
         World {
             clock,
             control,

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+#[derive(Clone)]
 pub struct Poller {
     pub control: Arc<dyn ControlTable>,
     pub warehouse: Arc<dyn Warehouse>,

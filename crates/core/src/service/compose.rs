@@ -1,0 +1,116 @@
+//! The composition root: every service built from the ports a deployment supplies and the
+//! settings it chose, in one place. The local stack, the test world and the AWS tests build
+//! all of them here; each Lambda function builds its own service from the same settings'
+//! defaults (`export_aws::functions`), since it holds only the ports that service needs.
+
+use super::{LookupSettings, Lookups, Poller, Processor, Queries, Submissions};
+use crate::catalog::Catalog;
+use crate::clock::Clock;
+use crate::ports::{AnswerCache, ControlTable, Mailer, ObjectStore, QueueSender, Warehouse};
+use crate::settings::{DeliverySettings, PackagingSettings, RetrySettings, UnloadSettings};
+use std::sync::Arc;
+
+/// The ports, each once.
+#[derive(Clone)]
+pub struct Ports {
+    pub catalog: Arc<Catalog>,
+    pub control: Arc<dyn ControlTable>,
+    pub answers: Arc<dyn AnswerCache>,
+    pub queue: Arc<dyn QueueSender>,
+    pub warehouse: Arc<dyn Warehouse>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub mailer: Arc<dyn Mailer>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Every service's settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub unload: UnloadSettings,
+    pub delivery: DeliverySettings,
+    pub packaging: PackagingSettings,
+    pub retry: RetrySettings,
+    pub lookups: LookupSettings,
+}
+
+impl Settings {
+    /// The defaults, for a deployment's buckets, statement names and mail.
+    pub fn new(unload: UnloadSettings, delivery: DeliverySettings) -> Settings {
+        Settings {
+            unload,
+            delivery,
+            packaging: PackagingSettings::default(),
+            retry: RetrySettings::default(),
+            lookups: LookupSettings::default(),
+        }
+    }
+}
+
+/// The five services, over one set of ports.
+pub struct Services {
+    pub submissions: Arc<Submissions>,
+    pub queries: Arc<Queries>,
+    pub lookups: Arc<Lookups>,
+    pub processor: Arc<Processor>,
+    pub poller: Arc<Poller>,
+}
+
+impl Services {
+    pub fn new(ports: &Ports, settings: &Settings) -> Services {
+        let Ports {
+            catalog,
+            control,
+            answers,
+            queue,
+            warehouse,
+            objects,
+            mailer,
+            clock,
+        } = ports.clone();
+        Services {
+            submissions: Arc::new(Submissions {
+                catalog: catalog.clone(),
+                control: control.clone(),
+                queue: queue.clone(),
+                warehouse: warehouse.clone(),
+                clock: clock.clone(),
+            }),
+            queries: Arc::new(Queries {
+                catalog: catalog.clone(),
+                control: control.clone(),
+                objects: objects.clone(),
+                clock: clock.clone(),
+                link_ttl: settings.delivery.link_ttl,
+            }),
+            lookups: Arc::new(Lookups::new(
+                catalog.clone(),
+                warehouse.clone(),
+                answers,
+                clock.clone(),
+                settings.lookups.clone(),
+            )),
+            processor: Arc::new(Processor {
+                catalog,
+                control: control.clone(),
+                warehouse: warehouse.clone(),
+                queue: queue.clone(),
+                clock: clock.clone(),
+                unload: settings.unload.clone(),
+                first_poll_delay: settings.delivery.poll_initial_delay,
+                retry: settings.retry.clone(),
+            }),
+            poller: Arc::new(Poller {
+                control,
+                warehouse,
+                objects,
+                mailer,
+                queue,
+                clock,
+                unload: settings.unload.clone(),
+                delivery: settings.delivery.clone(),
+                packaging: settings.packaging.clone(),
+                retry: settings.retry.clone(),
+            }),
+        }
+    }
+}
