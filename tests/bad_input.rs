@@ -78,6 +78,9 @@ async fn bad_requests_are_refused_and_leave_nothing() {
         Case("unknown compression", json!({"dataset": "product_detail", "params": {"sku": "A"}, "compression": "lz4"}).to_string().into_bytes(), "application/json", 400, "invalid_request", Some("compression")),
         Case("invalid notify address", json!({"dataset": "product_detail", "params": {"sku": "A"}, "notify": ["bob at example"]}).to_string().into_bytes(), "application/json", 400, "invalid_request", Some("notify[0]")),
         Case("unknown top-level field", json!({"dataset": "product_detail", "params": {"sku": "A"}, "priority": 1}).to_string().into_bytes(), "application/json", 400, "invalid_request", Some("priority")),
+        // A key named twice: refused, not read as its last value (serde_json's choice).
+        Case("a field named twice", br#"{"dataset": "customers", "dataset": "product_detail", "params": {"sku": "A"}}"#.to_vec(), "application/json", 400, "invalid_request", Some("dataset")),
+        Case("a parameter named twice", br#"{"dataset": "product_detail", "params": {"sku": "A", "sku": "B"}}"#.to_vec(), "application/json", 400, "invalid_request", Some("params.sku")),
     ];
     for Case(what, body, content_type, status, code, field) in cases {
         let (got, error) = post_raw(&stack, &body, content_type, &[]).await;

@@ -19,7 +19,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// A JSON object body: `application/json`, at most [`MAX_BODY_BYTES`], well-formed.
+/// A JSON object body: `application/json`, at most [`MAX_BODY_BYTES`], well-formed, no key
+/// named twice in any object.
 pub struct JsonBody(pub Value);
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
@@ -57,12 +58,16 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
             .await
             .map_err(|_| too_large())?;
-        let value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::new(
+        let value = super::strict_json::parse(&bytes).map_err(|e| match e {
+            super::strict_json::StrictJsonError::Syntax(e) => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_json",
                 format!("the body is not valid JSON: {e}"),
-            )
+            ),
+            super::strict_json::StrictJsonError::Duplicate(path) => ApiError::invalid(
+                &path,
+                format!("'{path}' is named twice in the body; name each field once"),
+            ),
         })?;
         Ok(JsonBody(value))
     }

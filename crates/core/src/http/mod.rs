@@ -24,6 +24,7 @@ mod extract;
 mod lookup;
 mod product;
 mod queries;
+mod strict_json;
 pub mod views;
 
 use commands::*;
