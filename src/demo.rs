@@ -147,29 +147,10 @@ pub fn typed_params(
             .and_then(|ps| ps.iter().find(|p| p["name"] == key))
             .and_then(|p| p["type"].as_str())
             .unwrap_or("text");
-        params.insert(key.to_owned(), coerce(raw, type_name)?);
+        params.insert(
+            key.to_owned(),
+            export_core::catalog::value_from_text(type_name, &[raw]),
+        );
     }
     Ok(params)
-}
-
-fn coerce(raw: &str, type_name: &str) -> anyhow::Result<Value> {
-    if let Some(item) = type_name
-        .strip_prefix("list<")
-        .and_then(|t| t.strip_suffix('>'))
-    {
-        return raw
-            .split(',')
-            .map(|v| coerce(v.trim(), item))
-            .collect::<anyhow::Result<Vec<_>>>()
-            .map(Value::Array);
-    }
-    Ok(match type_name {
-        "integer" => json!(raw
-            .parse::<i64>()
-            .with_context(|| format!("'{raw}' is not an integer"))?),
-        "boolean" => json!(raw
-            .parse::<bool>()
-            .with_context(|| format!("'{raw}' is not true or false"))?),
-        _ => json!(raw),
-    })
 }

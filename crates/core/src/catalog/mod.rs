@@ -18,6 +18,7 @@ mod header;
 mod lookup;
 mod params;
 mod template;
+mod text;
 
 pub use describe::{ExportDescription, LookupDescription, ParamDescription};
 pub use lookup::{
@@ -26,6 +27,7 @@ pub use lookup::{
 pub use params::{
     Param, ParamError, ParamType, Pattern, ScalarType, DEFAULT_MAX_ITEMS, MAX_TEXT_LENGTH,
 };
+pub use text::value_from_text;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -4,7 +4,7 @@
 
 use super::views::{CustomerRows, ErrorBody, LookupAnswer};
 use super::Caller;
-use crate::catalog::{Export, ParamType, ScalarType};
+use crate::catalog::{value_from_text, Export, ParamType};
 use crate::error::ApiError;
 use crate::service::{Looked, Lookups};
 use axum::extract::{Path, RawQuery, State};
@@ -158,7 +158,10 @@ async fn customers(
     let export = lookups.lookup_export(CUSTOMER_DATASET)?;
     let mut params = Map::new();
     if let Some(param) = export.params.iter().find(|p| p.name == CUSTOMER_IDS) {
-        params.insert(CUSTOMER_IDS.into(), query_value(&param.ty, &[ids.as_str()]));
+        params.insert(
+            CUSTOMER_IDS.into(),
+            value_from_text(&param.type_name(), &[ids.as_str()]),
+        );
     }
     let looked = lookups
         .lookup(CUSTOMER_DATASET, &params, wants_fresh(&headers))
@@ -313,40 +316,12 @@ pub fn params_from_query(export: &Export, query: &str) -> Result<Map<String, Val
                     )
                     .with_field(format!("params.{name}")));
                 }
-                query_value(&param.ty, &values)
+                value_from_text(&param.type_name(), &values)
             }
         };
         params.insert(name, value);
     }
     Ok(params)
-}
-
-fn query_value(ty: &ParamType, values: &[&str]) -> Value {
-    match ty {
-        ParamType::Scalar(scalar) => scalar_value(scalar, values[0]),
-        ParamType::List { item, .. } => {
-            let items: Vec<&str> = match values {
-                [one] => one.split(',').collect(),
-                many => many.to_vec(),
-            };
-            Value::Array(items.iter().map(|v| scalar_value(item, v)).collect())
-        }
-    }
-}
-
-fn scalar_value(ty: &ScalarType, text: &str) -> Value {
-    match ty {
-        ScalarType::Integer { .. } => text
-            .parse::<i64>()
-            .map(Value::from)
-            .unwrap_or_else(|_| Value::String(text.to_owned())),
-        ScalarType::Boolean => match text {
-            "true" => Value::Bool(true),
-            "false" => Value::Bool(false),
-            other => Value::String(other.to_owned()),
-        },
-        _ => Value::String(text.to_owned()),
-    }
 }
 
 #[cfg(test)]
