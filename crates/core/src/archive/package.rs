@@ -1,6 +1,6 @@
 //! Packaging that outlives one invocation. The archive is written as a multipart upload in
 //! fixed-size parts; at an entry boundary the packager can stop and leave a checkpoint (the
-//! upload, its parts and their ETags, the zip directory so far, the next entry, and the bytes
+//! upload and how many parts it has, the zip directory so far, the next entry, and the bytes
 //! written since the last whole part, staged as an object of their own), and the next
 //! invocation, or the packager that replaces a dead one, carries on from it. The archive's
 //! bytes depend only on the manifest and the job, never on where the runs stopped, so an
@@ -85,8 +85,8 @@ struct Checkpoint {
     /// How many whole parts were uploaded; their ETags are listed from the store on resume.
     #[serde(default)]
     part_count: u32,
-    /// The parts themselves, as checkpoints saved them before they counted them instead: read
-    /// so a packaging under way across an upgrade carries on.
+    /// The parts themselves, as checkpoints saved them before they counted them instead: such a
+    /// checkpoint's archive is written anew.
     #[serde(default, skip_serializing)]
     parts: Vec<UploadedPart>,
     next_entry: usize,
@@ -191,7 +191,7 @@ impl Writer {
     }
 
     async fn resume(run: &Packaging<'_>, saved: &SavedCheckpoint) -> PortResult<Writer> {
-        let mut checkpoint: Checkpoint = serde_json::from_str(&saved.body)
+        let checkpoint: Checkpoint = serde_json::from_str(&saved.body)
             .map_err(|e| PortError::Rejected(format!("packaging checkpoint is not valid: {e}")))?;
         let tail = match &checkpoint.tail {
             Some(object) => {
@@ -199,13 +199,20 @@ impl Writer {
             }
             None => BytesMut::new(),
         };
-        let parts = if checkpoint.parts.is_empty() {
-            run.objects
-                .list_parts(run.target, &checkpoint.upload_id, checkpoint.part_count)
-                .await?
-        } else {
-            std::mem::take(&mut checkpoint.parts)
-        };
+        if !checkpoint.parts.is_empty() {
+            // Saved before checkpoints counted their parts, when uploads were created without
+            // a checksum algorithm: S3 refuses to complete such an upload with the CRC-32 its
+            // new parts carry ("CompletedPart"), so the archive is written anew.
+            discard(run.objects.as_ref(), run.target, saved).await;
+            return Err(PortError::NotFound(format!(
+                "upload {} of an older checkpoint",
+                checkpoint.upload_id
+            )));
+        }
+        let parts = run
+            .objects
+            .list_parts(run.target, &checkpoint.upload_id, checkpoint.part_count)
+            .await?;
         let whole = parts.len() as u64 * checkpoint.part_size;
         if whole + tail.len() as u64 != checkpoint.written {
             return Err(PortError::Rejected(

@@ -153,8 +153,9 @@ pub struct JobView {
     pub timings: Timings,
     pub links: JobLinks,
     /// True once a SUCCEEDED job's files have expired (the archive after the downloads
-    /// bucket's `DownloadsExpiryDays`, the parts after `ResultsExpiryDays`): no links are
-    /// given, and `/download` and `/parts` answer 410. Absent otherwise.
+    /// bucket's `DownloadsExpiryDays`, the parts after `ResultsExpiryDays`): no
+    /// `download_url` or `parts` are given, and `/download` and `/parts` answer 410. Absent
+    /// otherwise.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub expired: bool,
     /// A fresh link to the archive, once SUCCEEDED.

@@ -4,7 +4,7 @@
 //! cache every instance reads (the control table), so a cold instance still hits. Identical
 //! lookups that miss together run one statement between them.
 
-use super::local_answers::LocalAnswers;
+use super::local_answers::{resident_size, LocalAnswers};
 use crate::catalog::{Catalog, Export};
 use crate::clock::Clock;
 use crate::domain::Millis;
@@ -26,8 +26,8 @@ pub struct LookupSettings {
     pub timeout: Duration,
     /// Answers kept in this process, at most this many…
     pub local_entries: usize,
-    /// …taking at most this many bytes (of their JSON): the function has the memory it was
-    /// given, and one answer may be megabytes.
+    /// …taking at most about this many bytes of memory (estimated from their cells and text):
+    /// the function has the memory it was given, and one answer may be megabytes.
     pub local_bytes: usize,
     /// The largest answer the shared cache takes; a bigger one stays in this process only
     /// (a DynamoDB item holds at most 400 KB).
@@ -256,7 +256,8 @@ impl Lookups {
             Ok(Some(cached)) => match serde_json::from_str::<Answer>(&cached.body) {
                 Ok(answer) if answer.expires_at > now => {
                     let answer = Arc::new(answer);
-                    self.keep_local(key, &answer, cached.body.len());
+                    let size = resident_size(&answer, cached.body.len());
+                    self.keep_local(key, &answer, size);
                     Some(answer)
                 }
                 Ok(_) => None,
@@ -280,7 +281,7 @@ impl Lookups {
         let Ok(body) = serde_json::to_string(answer.as_ref()) else {
             return;
         };
-        self.keep_local(key, answer, body.len());
+        self.keep_local(key, answer, resident_size(answer, body.len()));
         if body.len() > self.settings.shared_max_bytes {
             return;
         }

@@ -147,8 +147,13 @@ impl Queries {
             (JobStatus::Succeeded, Some(archive)) => {
                 // A link to an archive the downloads bucket no longer has would only fail at
                 // the caller's download: say so now.
-                if self.objects.size_of(archive).await?.is_none() {
-                    return Err(ApiError::files_expired(&job.request_id));
+                match self.objects.size_of(archive).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return Err(ApiError::files_expired(&job.request_id)),
+                    // The link is signed without asking S3; a look that failed says nothing.
+                    Err(e) => {
+                        tracing::warn!(request_id = %job.request_id, error = %e, "could not tell whether the archive is still there");
+                    }
                 }
                 super::presign_archive(self.objects.as_ref(), job, self.link_ttl, self.clock.now())
                     .await?

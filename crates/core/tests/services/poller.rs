@@ -277,6 +277,36 @@ async fn an_event_that_overtakes_the_processor_records_the_start_itself() {
     assert_eq!(world.mailer.sent_about(&request_id).len(), 1);
 }
 
+/// The event that overtook the processor is the only news of a statement no follow-up chain
+/// follows: if its look is throttled, a chain starts, so the job is not left to the sweep.
+#[tokio::test]
+async fn a_throttled_look_at_an_event_starts_a_follow_up_chain() {
+    let world = World::new();
+    let request_id = started_unrecorded(&world, 1).await;
+    world.finish_statement(&request_id, &[&["1,one"]]);
+    world.announce(&request_id).await;
+    world.warehouse.faults.fail(
+        "describe",
+        PortError::Throttled("DescribeStatement: ThrottlingException".into()),
+        1,
+    );
+    let polls_before = world.queue.waiting(QueueName::Polls).len();
+    assert_eq!(world.deliver(QueueName::Polls).await, [Delivered::Done]);
+    let waiting = world.queue.waiting(QueueName::Polls);
+    assert_eq!(
+        waiting.len(),
+        polls_before,
+        "the event gone, a follow-up in its place"
+    );
+    assert!(
+        waiting.iter().any(|m| m.body.contains("\"attempt\"")),
+        "{waiting:?}"
+    );
+    world.run_until_quiet(20).await;
+    assert_eq!(world.job(&request_id).await.status, JobStatus::Succeeded);
+    assert_eq!(world.mailer.sent_about(&request_id).len(), 1);
+}
+
 #[tokio::test]
 async fn a_manifest_pointing_outside_the_job_fails_it() {
     let world = World::new();

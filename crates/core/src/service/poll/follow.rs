@@ -26,7 +26,11 @@ impl Poller {
             // brings the job nearer to being given up; the follow-up chain looks again later.
             Err(PortError::Throttled(reason)) => {
                 tracing::warn!(request_id = %job.request_id, statement_id, reason, "describing the statement was throttled; looking again later");
-                return self.follow_up_later(&job.request_id, attempt).await;
+                // A look outside the follow-up chain (an event, the sweep's) starts one: the
+                // event it answered is gone once this returns.
+                return self
+                    .follow_up_later(&job.request_id, Some(attempt.unwrap_or(0)))
+                    .await;
             }
             Err(e) => return Err(e.into()),
         };
