@@ -151,6 +151,20 @@ impl FsObjectStore {
     }
 }
 
+/// Writes `body` beside `path` and renames it there, so the file is there whole or not at all.
+async fn write_whole(object: &ObjectRef, path: &Path, body: &[u8]) -> PortResult<()> {
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_string_lossy());
+    let staging = path.with_file_name(format!(".{name}-{}", uuid::Uuid::new_v4().simple()));
+    tokio::fs::write(&staging, body)
+        .await
+        .map_err(|e| io_error(object, e))?;
+    tokio::fs::rename(&staging, path)
+        .await
+        .map_err(|e| io_error(object, e))
+}
+
 fn io_error(object: &ObjectRef, e: std::io::Error) -> PortError {
     if e.kind() == std::io::ErrorKind::NotFound {
         PortError::NotFound(object.s3_url())
@@ -249,28 +263,10 @@ impl ObjectStore for FsObjectStore {
         let (etag, body) = tokio::task::spawn_blocking(move || (multipart::etag(&body), body))
             .await
             .map_err(|e| PortError::Unavailable(format!("hashing a part: {e}")))?;
-        // Written aside and renamed, so a part is there whole or not at all.
-        let staging = dir.join(format!(
-            ".part-{number:05}-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        tokio::fs::write(&staging, &body)
-            .await
-            .map_err(|e| io_error(object, e))?;
-        tokio::fs::rename(&staging, dir.join(format!("part-{number:05}")))
-            .await
-            .map_err(|e| io_error(object, e))?;
+        let part = dir.join(format!("part-{number:05}"));
+        write_whole(object, &part, &body).await?;
         // The ETag beside the part, so listing the parts reads no part's body again.
-        let staging = dir.join(format!(
-            ".etag-{number:05}-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        tokio::fs::write(&staging, &etag)
-            .await
-            .map_err(|e| io_error(object, e))?;
-        tokio::fs::rename(&staging, dir.join(format!("part-{number:05}.etag")))
-            .await
-            .map_err(|e| io_error(object, e))?;
+        write_whole(object, &part.with_extension("etag"), etag.as_bytes()).await?;
         Ok(UploadedPart {
             number,
             etag,
