@@ -12,6 +12,7 @@ mod mailer;
 pub mod object_conformance;
 mod objects;
 mod queue;
+pub mod queue_conformance;
 mod warehouse;
 mod world;
 

@@ -231,6 +231,49 @@ mod tests {
         Message::start(id)
     }
 
+    /// The queue table in real time, as the local stack's workers drive it.
+    struct SqliteQueueUnderTest(SqliteStore);
+
+    #[async_trait::async_trait]
+    impl export_core::testing::queue_conformance::QueueUnderTest for SqliteQueueUnderTest {
+        fn sender(&self) -> &dyn QueueSender {
+            &self.0
+        }
+
+        async fn receive(
+            &self,
+            queue: QueueName,
+            visibility: Duration,
+        ) -> Vec<export_core::testing::queue_conformance::Received> {
+            self.0
+                .receive_now(queue, 10, visibility)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|d| export_core::testing::queue_conformance::Received {
+                    body: d.body,
+                    receipt: d.receipt,
+                    receives: d.receive_count,
+                })
+                .collect()
+        }
+
+        async fn delete(&self, _queue: QueueName, receipt: &str) {
+            self.0.ack(receipt).await.unwrap();
+        }
+
+        async fn pass(&self, time: Duration) {
+            tokio::time::sleep(time).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_queue_table_meets_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("q.sqlite"), 5).unwrap();
+        export_core::testing::queue_conformance::check_queue(&SqliteQueueUnderTest(store)).await;
+    }
+
     #[tokio::test]
     async fn messages_hide_reappear_and_go_to_dead_letters() {
         let dir = tempfile::tempdir().unwrap();
