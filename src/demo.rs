@@ -2,10 +2,11 @@
 
 use crate::{local_signer, show};
 use anyhow::{bail, ensure, Context};
+use export_api::JobStatus;
 use export_client::unpack::unpack;
 use export_client::Client;
 use export_local::{LocalConfig, LocalStack};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -44,31 +45,30 @@ async fn exercise(stack: &LocalStack) -> anyhow::Result<()> {
         println!("== {label}");
         println!("POST /exports {request}");
         let accepted = client.submit(&request, None).await?;
-        let id = accepted["request_id"]
-            .as_str()
-            .context("no request_id in the answer")?
-            .to_owned();
+        let id = accepted.request_id;
         println!("  → 202 request_id {id}");
         let mut last = String::new();
         let status = client
             .wait(&id, Duration::from_secs(120), |s| {
-                let now = s["status"].as_str().unwrap_or("?").to_owned();
+                let now = s.summary.status.to_string();
                 if now != last {
                     println!("  … {now}");
                     last = now;
                 }
             })
             .await?;
-        if status["status"] != "SUCCEEDED" {
+        let job = status.summary;
+        if job.status != JobStatus::Succeeded {
             bail!(
                 "export {id} ended {}: {}",
-                status["status"],
-                status["error"]
+                job.status,
+                job.error.unwrap_or_default()
             );
         }
         println!(
             "  rows {}, archive {} bytes",
-            status["rows"], status["bytes"]
+            job.rows.unwrap_or_default(),
+            job.bytes.unwrap_or_default()
         );
 
         let history = client.events(&id).await?;
@@ -130,27 +130,4 @@ fn read_mail(stack: &LocalStack, request_id: &str) -> anyhow::Result<String> {
         }
     }
     bail!("no mail for {request_id} in {}", stack.outbox.display())
-}
-
-/// Reads `key=value` parameters, typed by the catalogue's declaration of each parameter.
-pub fn typed_params(
-    pairs: &[String],
-    declared: Option<&Value>,
-) -> anyhow::Result<serde_json::Map<String, Value>> {
-    let mut params = serde_json::Map::new();
-    for pair in pairs {
-        let (key, raw) = pair
-            .split_once('=')
-            .with_context(|| format!("parameter '{pair}' must be name=value"))?;
-        let type_name = declared
-            .and_then(|d| d["params"].as_array())
-            .and_then(|ps| ps.iter().find(|p| p["name"] == key))
-            .and_then(|p| p["type"].as_str())
-            .unwrap_or("text");
-        params.insert(
-            key.to_owned(),
-            export_core::catalog::value_from_text(type_name, &[raw]),
-        );
-    }
-    Ok(params)
 }

@@ -1,7 +1,8 @@
 //! The API's answers as a person reads them: times in local time (RFC 3339), a job as a few
-//! aligned lines, a history as one line per event. `--json` prints the answers unchanged.
+//! aligned lines, a history as one line per event. `--json` prints the answers as JSON.
 
 use chrono::{DateTime, Local, SecondsFormat};
+use export_api::{Datasets, JobHistory, JobList, JobView, LookupAnswer};
 use serde_json::Value;
 use std::fmt::Write;
 
@@ -23,112 +24,102 @@ fn text(value: &Value) -> String {
     }
 }
 
-fn when(value: &Value) -> String {
-    value.as_i64().map(time).unwrap_or_else(|| "-".into())
-}
-
 /// `GET /exports/{id}`: the job's state and what it produced.
-pub fn job(job: &Value) -> String {
+pub fn job(view: &JobView) -> String {
+    let job = &view.summary;
     let mut out = String::new();
     let mut line = |label: &str, value: String| {
         let _ = writeln!(out, "{label:<10} {value}");
     };
-    line("request", text(&job["request_id"]));
-    line("dataset", text(&job["dataset"]));
-    if let Some(params) = job.get("params") {
-        line("params", params.to_string());
-    }
-    line("status", text(&job["status"]));
+    line("request", job.request_id.clone());
+    line("dataset", job.dataset.clone());
+    line("params", Value::Object(view.params.clone()).to_string());
+    line("status", job.status.to_string());
     line(
         "output",
         format!(
             "{}, compression {}, archive {}",
-            text(&job["format"]),
-            text(&job["compression"]),
-            text(&job["archive"])
+            job.format, job.compression, job.archive
         ),
     );
-    line("created", when(&job["created_at"]));
-    line("updated", when(&job["updated_at"]));
-    if !job["rows"].is_null() {
-        line("rows", text(&job["rows"]));
+    line("created", time(job.created_at));
+    line("updated", time(job.updated_at));
+    if let Some(rows) = job.rows {
+        line("rows", rows.to_string());
     }
-    if !job["bytes"].is_null() {
-        line("bytes", text(&job["bytes"]));
+    if let Some(bytes) = job.bytes {
+        line("bytes", bytes.to_string());
     }
-    if !job["error"].is_null() {
-        line("error", text(&job["error"]));
+    if let Some(error) = &job.error {
+        line("error", error.clone());
     }
-    if job["expired"] == true {
+    if view.expired {
         line(
             "files",
             "expired and removed; submit the export again for a new copy".into(),
         );
     }
-    if let Some(url) = job["download_url"].as_str() {
-        line("download", url.to_owned());
-        line("expires", when(&job["download_expires_at"]));
+    if let Some(url) = &view.download_url {
+        line("download", url.clone());
+        if let Some(expires) = view.download_expires_at {
+            line("expires", time(expires));
+        }
     }
     out
 }
 
 /// `GET /exports/{id}/events`: one line per event, oldest first.
-pub fn history(events: &Value) -> String {
+pub fn history(history: &JobHistory) -> String {
     let mut out = String::new();
-    for event in events["events"].as_array().into_iter().flatten() {
+    for event in &history.events {
         let _ = writeln!(
             out,
             "{}  {:<20} {:<10} {}",
-            when(&event["at"]),
-            text(&event["step"]),
-            text(&event["outcome"]),
-            text(&event["message"])
+            time(event.at),
+            event.step,
+            event.outcome,
+            event.message
         );
     }
     out
 }
 
 /// `GET /exports`: the caller's jobs, newest first, and where the next page starts.
-pub fn jobs(page: &Value) -> String {
+pub fn jobs(page: &JobList) -> String {
     let mut out = String::new();
-    for job in page["jobs"].as_array().into_iter().flatten() {
+    for job in &page.jobs {
         let _ = writeln!(
             out,
             "{}  {:<10} {:<20} {}",
-            when(&job["created_at"]),
-            text(&job["status"]),
-            text(&job["dataset"]),
-            text(&job["request_id"])
+            time(job.created_at),
+            job.status,
+            job.dataset,
+            job.request_id
         );
     }
-    if let Some(cursor) = page["next_cursor"].as_str() {
+    if let Some(cursor) = &page.next_cursor {
         let _ = writeln!(out, "more: --cursor {cursor}");
     }
     out
 }
 
 /// `GET /datasets`: each export, what it is, and its parameters.
-pub fn datasets(catalogue: &Value) -> String {
+pub fn datasets(catalogue: &Datasets) -> String {
     let mut out = String::new();
-    for dataset in catalogue["datasets"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            out,
-            "{} — {}",
-            text(&dataset["name"]),
-            text(&dataset["description"])
-        );
-        for param in dataset["params"].as_array().into_iter().flatten() {
-            let required = if param["required"] == true {
-                ""
-            } else {
-                " (optional)"
+    for dataset in &catalogue.datasets {
+        let _ = writeln!(out, "{} — {}", dataset.name, dataset.description);
+        for param in &dataset.params {
+            let note = match (&param.bound, &param.value) {
+                // Set by the caller's access: shown, never asked for.
+                (Some(_), Some(value)) => format!(" (yours, fixed: {value})"),
+                (Some(attribute), None) => format!(" (yours, from '{attribute}', which you lack)"),
+                (None, _) if !param.required => " (optional)".to_owned(),
+                (None, _) => String::new(),
             };
             let _ = writeln!(
                 out,
-                "  {} {}{required}  {}",
-                text(&param["name"]),
-                text(&param["type"]),
-                param["description"].as_str().unwrap_or("")
+                "  {} {}{note}  {}",
+                param.name, param.type_name, param.description
             );
         }
     }
@@ -136,18 +127,17 @@ pub fn datasets(catalogue: &Value) -> String {
 }
 
 /// `GET /lookups/{dataset}`: the rows as an aligned table, then how many and from where.
-pub fn lookup(answer: &Value) -> String {
-    let columns: Vec<String> = answer["columns"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|c| text(&c["name"]))
-        .collect();
-    let rows: Vec<Vec<String>> = answer["rows"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|row| columns.iter().map(|c| text(&row[c.as_str()])).collect())
+pub fn lookup(answer: &LookupAnswer) -> String {
+    let columns: Vec<&str> = answer.columns.iter().map(|c| c.name.as_str()).collect();
+    let rows: Vec<Vec<String>> = answer
+        .rows
+        .iter()
+        .map(|row| {
+            columns
+                .iter()
+                .map(|c| text(row.get(*c).unwrap_or(&Value::Null)))
+                .collect()
+        })
         .collect();
     let widths: Vec<usize> = columns
         .iter()
@@ -160,8 +150,9 @@ pub fn lookup(answer: &Value) -> String {
                 .unwrap_or(0)
         })
         .collect();
+    let header: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
     let mut out = String::new();
-    for line in std::iter::once(&columns).chain(&rows) {
+    for line in std::iter::once(&header).chain(&rows) {
         let cells: Vec<String> = line
             .iter()
             .zip(&widths)
@@ -169,11 +160,11 @@ pub fn lookup(answer: &Value) -> String {
             .collect();
         let _ = writeln!(out, "{}", cells.join("  ").trim_end());
     }
-    let source = if answer["cached"] == true {
-        format!("from the cache, {} s old", text(&answer["age_seconds"]))
+    let source = if answer.cached {
+        format!("from the cache, {} s old", answer.age_seconds)
     } else {
         "from the warehouse".to_owned()
     };
-    let _ = writeln!(out, "({} rows, {source})", text(&answer["row_count"]));
+    let _ = writeln!(out, "({} rows, {source})", answer.row_count);
     out
 }

@@ -31,6 +31,8 @@ struct Case(
     Option<&'static str>,
 );
 
+const FORM: &str = "application/x-www-form-urlencoded";
+
 /// Sends a signed POST /exports with a raw body and content type.
 async fn post_raw(
     stack: &TestStack,
@@ -81,6 +83,16 @@ async fn bad_requests_are_refused_and_leave_nothing() {
         // A key named twice: refused, not read as its last value (serde_json's choice).
         Case("a field named twice", br#"{"dataset": "customers", "dataset": "product_detail", "params": {"sku": "A"}}"#.to_vec(), "application/json", 400, "invalid_request", Some("dataset")),
         Case("a parameter named twice", br#"{"dataset": "product_detail", "params": {"sku": "A", "sku": "B"}}"#.to_vec(), "application/json", 400, "invalid_request", Some("params.sku")),
+        // The same request as a form: the same refusals, by the same field names.
+        Case("form: no dataset", b"params.sku=A".to_vec(), FORM, 400, "invalid_request", Some("dataset")),
+        Case("form: unknown field", b"dataset=product_detail&params.sku=A&priority=1".to_vec(), FORM, 400, "invalid_request", Some("priority")),
+        Case("form: a field named twice", b"dataset=customers&dataset=product_detail&params.sku=A".to_vec(), FORM, 400, "invalid_request", Some("dataset")),
+        Case("form: a parameter named twice", b"dataset=product_detail&params.sku=A&params.sku=B".to_vec(), FORM, 400, "invalid_parameter", Some("params.sku")),
+        Case("form: ill-typed list item", b"dataset=customers&params.ids=1,two".to_vec(), FORM, 400, "invalid_parameter", Some("params.ids[1]")),
+        Case("form: missing parameter", b"dataset=product_detail".to_vec(), FORM, 400, "invalid_parameter", Some("params.sku")),
+        Case("form: unknown format", b"dataset=product_detail&params.sku=A&format=xml".to_vec(), FORM, 400, "invalid_request", Some("format")),
+        Case("form: invalid notify address", b"dataset=product_detail&params.sku=A&notify=bob+at+example".to_vec(), FORM, 400, "invalid_request", Some("notify[0]")),
+        Case("form: parquet compressed", b"dataset=product_detail&params.sku=A&format=parquet&compression=gzip".to_vec(), FORM, 400, "invalid_request", Some("compression")),
     ];
     for Case(what, body, content_type, status, code, field) in cases {
         let (got, error) = post_raw(&stack, &body, content_type, &[]).await;
@@ -161,6 +173,16 @@ async fn bad_requests_are_refused_and_leave_nothing() {
     .await;
     assert_eq!(status, 202);
     assert_eq!(again["request_id"], first["request_id"]);
+    // As a form, the same request: the same job (the key's digest is of what is asked).
+    let (status, as_form) = post_raw(
+        &stack,
+        b"dataset=product_detail&params.sku=FLOWER12&format=csv",
+        FORM,
+        &[("idempotency-key", "k-1")],
+    )
+    .await;
+    assert_eq!(status, 202, "{as_form}");
+    assert_eq!(as_form["request_id"], first["request_id"]);
     let (status, conflict) = post_raw(
         &stack,
         json!({"dataset": "product_detail", "params": {"sku": "FLOWER13"}})
@@ -179,6 +201,9 @@ async fn bad_requests_are_refused_and_leave_nothing() {
     );
     // The same key from another caller is another caller's key.
     let from_bob = stack.bob.submit(&good, Some("k-1")).await.unwrap();
-    assert_ne!(from_bob["request_id"], first["request_id"]);
+    assert_ne!(
+        Some(from_bob.request_id.as_str()),
+        first["request_id"].as_str()
+    );
     stack.stack.stop().await;
 }

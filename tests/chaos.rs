@@ -19,6 +19,7 @@
 //! seed (`CHAOS_SEED`) for the choices the test makes; the machine decides the timing.
 
 use crate::common::{self, eventually, repo};
+use export_api::{Accepted, Archive, JobStatus, JobSummary, LookupAnswer};
 use export_client::unpack::{decompressed, unpack};
 use export_client::Client;
 use export_core::messages::PollMessage;
@@ -181,10 +182,7 @@ async fn submit(client: &Client, request: &Value, key: &str, seen: &Mutex<Seen>)
             .await
         {
             Ok(reply) if reply.status == 202 => {
-                return reply.json().unwrap()["request_id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
+                return reply.read::<Accepted>().unwrap().request_id
             }
             Ok(reply) if reply.status.is_client_error() => {
                 panic!("{request} refused: {} {:?}", reply.status, reply.json())
@@ -205,10 +203,9 @@ async fn lookup(client: &Client, keys: &BTreeSet<u64>, seen: &Mutex<Seen>) {
     let path = format!("/lookups/customers?ids={}", ids.join(","));
     match client.send(http::Method::GET, &path, None, &[]).await {
         Ok(reply) if reply.status == 200 => {
-            let body = reply.json().unwrap();
-            let got: BTreeSet<u64> = body["rows"]
-                .as_array()
-                .unwrap()
+            let answer: LookupAnswer = reply.read().unwrap();
+            let got: BTreeSet<u64> = answer
+                .rows
                 .iter()
                 .filter_map(|r| r["c_custkey"].as_u64())
                 .collect();
@@ -310,8 +307,8 @@ async fn the_invariants_hold_after_faults_and_kills() {
             .map_err(|e| format!("{e:#}"))?;
         let open: Vec<String> = jobs
             .iter()
-            .filter(|j| !matches!(j["status"].as_str(), Some("SUCCEEDED" | "FAILED")))
-            .map(|j| format!("{} {}", j["request_id"], j["status"]))
+            .filter(|j| !matches!(j.status, JobStatus::Succeeded | JobStatus::Failed))
+            .map(|j| format!("{} {}", j.request_id, j.status))
             .collect();
         let unsettled = store
             .unsettled_jobs(i64::MAX, 1000)
@@ -330,10 +327,7 @@ async fn the_invariants_hold_after_faults_and_kills() {
     .await;
     let settled_after = settle_started.elapsed();
     let seen = std::mem::take(&mut *seen.lock().unwrap());
-    let ids: BTreeSet<String> = jobs
-        .iter()
-        .map(|j| j["request_id"].as_str().unwrap().to_owned())
-        .collect();
+    let ids: BTreeSet<String> = jobs.iter().map(|j| j.request_id.clone()).collect();
     for id in seen.exports.keys() {
         assert!(
             ids.contains(id),
@@ -349,22 +343,22 @@ async fn the_invariants_hold_after_faults_and_kills() {
     let mut succeeded = 0;
     let mut failed = Vec::new();
     for job in &jobs {
-        let id = job["request_id"].as_str().unwrap();
-        match job["status"].as_str() {
-            Some("SUCCEEDED") => {
+        let id = job.request_id.as_str();
+        match job.status {
+            JobStatus::Succeeded => {
                 succeeded += 1;
                 let keys = &seen.exports[id];
-                let rows = exported_rows(&alice, id, job["archive"].as_str().unwrap()).await;
+                let rows = exported_rows(&alice, id, job.archive).await;
                 let expected = expected_rows(&alice, keys).await;
                 assert_eq!(
                     rows, expected,
                     "{id}: the export's rows are not the warehouse's"
                 );
-                assert_eq!(job["rows"].as_u64(), Some(expected.len() as u64), "{id}");
+                assert_eq!(job.rows, Some(expected.len() as u64), "{id}");
             }
             _ => {
-                let error = job["error"].as_str().unwrap_or("");
-                assert!(!error.is_empty(), "{id} FAILED without saying why: {job}");
+                let error = job.error.as_deref().unwrap_or("");
+                assert!(!error.is_empty(), "{id} FAILED without saying why: {job:?}");
                 failed.push(error.to_owned());
             }
         }
@@ -389,10 +383,10 @@ async fn the_invariants_hold_after_faults_and_kills() {
         }
         unmailed += 1;
         let events = alice.events(id).await.unwrap();
-        let recorded = events["events"].as_array().unwrap().iter().any(|e| {
-            e["step"] == "notified"
-                && matches!(e["outcome"].as_str(), Some("refused" | "abandoned"))
-        });
+        let recorded = events
+            .events
+            .iter()
+            .any(|e| e.step == "notified" && matches!(e.outcome.as_str(), "refused" | "abandoned"));
         if !recorded {
             unmailed_unexplained += 1;
         }
@@ -505,18 +499,14 @@ async fn the_invariants_hold_after_faults_and_kills() {
 }
 
 /// Every job of the caller, page by page, at most `expected` of them.
-async fn all_jobs(client: &Client, expected: u64) -> anyhow::Result<Vec<Value>> {
+async fn all_jobs(client: &Client, expected: u64) -> anyhow::Result<Vec<JobSummary>> {
     let mut jobs = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..=expected / 100 + 1 {
-        let path = match &cursor {
-            Some(c) => format!("/exports?limit=100&cursor={c}"),
-            None => "/exports?limit=100".to_owned(),
-        };
-        let page = client.get(&path).await?;
-        jobs.extend(page["jobs"].as_array().cloned().unwrap_or_default());
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
+        let page = client.jobs(Some(100), cursor.as_deref()).await?;
+        jobs.extend(page.jobs);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
             None => return Ok(jobs),
         }
     }
@@ -533,12 +523,12 @@ fn find_uuid(text: &str) -> Option<String> {
 }
 
 /// (c_custkey, c_name) of every row of an export's CSV files, sorted.
-async fn exported_rows(client: &Client, id: &str, archive: &str) -> Vec<(u64, String)> {
-    let files = if archive == "none" {
+async fn exported_rows(client: &Client, id: &str, archive: Archive) -> Vec<(u64, String)> {
+    let files = if archive == Archive::None {
         let mut files = Vec::new();
         for part in client.all_parts(id).await.unwrap() {
-            let raw = client.fetch(part["url"].as_str().unwrap()).await.unwrap();
-            files.push(decompressed(part["name"].as_str().unwrap(), raw.to_vec()).unwrap());
+            let raw = client.fetch(&part.url).await.unwrap();
+            files.push(decompressed(&part.name, raw.to_vec()).unwrap());
         }
         files
     } else {
@@ -561,13 +551,12 @@ async fn exported_rows(client: &Client, id: &str, archive: &str) -> Vec<(u64, St
 /// The same, as a lookup of the keys answers them.
 async fn expected_rows(client: &Client, keys: &BTreeSet<u64>) -> Vec<(u64, String)> {
     let ids: Vec<String> = keys.iter().map(u64::to_string).collect();
-    let body = client
-        .get(&format!("/lookups/customers?ids={}", ids.join(",")))
+    let answer = client
+        .lookup("customers", &[("ids", &ids.join(","))])
         .await
         .unwrap();
-    let mut rows: Vec<(u64, String)> = body["rows"]
-        .as_array()
-        .unwrap()
+    let mut rows: Vec<(u64, String)> = answer
+        .rows
         .iter()
         .map(|r| {
             (

@@ -120,6 +120,34 @@ async fn the_cli_shows_a_job_and_its_history_readably_or_as_json() {
         stdout.contains(&id) && starts_with_a_time(&stdout),
         "{stdout}"
     );
+
+    // `-p name=value` is text; the API types it by the catalogue (a list of integers here).
+    let submit = [
+        "submit",
+        "customers",
+        "-p",
+        "ids=3, 1",
+        "--format",
+        "json",
+        "--json",
+    ];
+    let (ok, stdout, stderr) = run(&[&submit[..], &client[..]].concat(), deadline).await;
+    assert!(ok, "{stderr}");
+    let accepted: export_api::Accepted = serde_json::from_str(&stdout).unwrap();
+    let job = stack.alice.status(&accepted.request_id).await.unwrap();
+    assert_eq!(
+        serde_json::Value::Object(job.params),
+        serde_json::json!({"ids": [3, 1]})
+    );
+    assert_eq!(job.summary.format, export_api::Format::Json);
+    // A value of the wrong type is the API's refusal, naming the item; an unknown format is
+    // refused before anything is sent.
+    let bad = ["submit", "customers", "-p", "ids=1,two"];
+    let (ok, _, stderr) = run(&[&bad[..], &client[..]].concat(), deadline).await;
+    assert!(!ok && stderr.contains("400 invalid_parameter"), "{stderr}");
+    let bad = ["submit", "customers", "-p", "ids=1", "--format", "xml"];
+    let (ok, _, stderr) = run(&[&bad[..], &client[..]].concat(), deadline).await;
+    assert!(!ok && stderr.contains("csv, parquet, json"), "{stderr}");
     stack.stack.stop().await;
 }
 
@@ -216,7 +244,7 @@ async fn the_console_command_signs_with_the_credential_chain() {
         .unwrap()
         .to_owned();
     assert_eq!(
-        stack.alice.status(&id).await.unwrap()["dataset"],
+        stack.alice.status(&id).await.unwrap().summary.dataset,
         "product_detail"
     );
     let bobs = stack

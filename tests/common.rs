@@ -1,6 +1,7 @@
 //! Shared set-up: a local stack per test, in its own data directory, over TPC-H tables
 //! generated once per test run; and [`eventually`], the one way a test waits.
 
+use export_api::{JobStatus, JobView};
 use export_client::Client;
 use export_core::ports::QueueName;
 use export_local::{LocalConfig, LocalStack};
@@ -193,16 +194,16 @@ pub async fn wait_for_mails(stack: &LocalStack, request_id: &str, count: usize) 
 }
 
 /// Waits (up to 30 s) until the job's status is `wanted`.
-pub async fn wait_for_status(stack: &TestStack, id: &str, wanted: &str) {
+pub async fn wait_for_status(stack: &TestStack, id: &str, wanted: JobStatus) {
     eventually(
         &format!("{id} {wanted}"),
         Duration::from_secs(30),
         || async {
             let status = stack.alice.status(id).await.unwrap();
-            if status["status"] == wanted {
+            if status.summary.status == wanted {
                 Ok(())
             } else {
-                Err(status)
+                Err(status.summary.status)
             }
         },
     )
@@ -226,14 +227,15 @@ pub async fn quiet(stack: &LocalStack) {
 }
 
 pub async fn submit_ok(client: &Client, request: serde_json::Value) -> String {
-    client.submit(&request, None).await.expect("accepted")["request_id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    client
+        .submit(&request, None)
+        .await
+        .expect("accepted")
+        .request_id
 }
 
 /// Alice's one-row `product_detail` export, followed to its end: its id and final status.
-pub async fn finished_export(stack: &TestStack) -> (String, serde_json::Value) {
+pub async fn finished_export(stack: &TestStack) -> (String, JobView) {
     let id = submit_ok(
         &stack.alice,
         serde_json::json!({"dataset": "product_detail", "params": {"sku": "FLOWER12"}}),
@@ -243,7 +245,7 @@ pub async fn finished_export(stack: &TestStack) -> (String, serde_json::Value) {
     (id, status)
 }
 
-pub async fn wait_done(client: &Client, id: &str) -> serde_json::Value {
+pub async fn wait_done(client: &Client, id: &str) -> JobView {
     client
         .wait(id, std::time::Duration::from_secs(120), |_| {})
         .await

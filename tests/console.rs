@@ -6,6 +6,7 @@
 
 use crate::browser::Browser;
 use crate::common::*;
+use export_api::{Archive, JobStatus};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -61,14 +62,13 @@ async fn the_console_looks_up_exports_downloads_and_keeps_callers_apart() {
             json!([]),
         )
         .await;
-    let catalogue = stack.alice.get("/datasets").await.unwrap();
-    let names: Vec<&Value> = catalogue["datasets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| &d["name"])
+    let catalogue = stack.alice.datasets().await.unwrap();
+    let names: Vec<Value> = catalogue
+        .datasets
+        .into_iter()
+        .map(|d| Value::String(d.name))
         .collect();
-    assert_eq!(shown.as_array().unwrap().iter().collect::<Vec<_>>(), names);
+    assert_eq!(shown, Value::Array(names));
     browser.screenshot(&shots.join("catalogue.png")).await;
 
     // A value the API refuses: its message appears beside the field it names.
@@ -113,16 +113,14 @@ async fn the_console_looks_up_exports_downloads_and_keeps_callers_apart() {
         .lookup("customers", &[("ids", "1,2,3")])
         .await
         .unwrap();
-    let expected: Vec<Value> = answer["rows"]
-        .as_array()
-        .unwrap()
+    let expected: Vec<Value> = answer
+        .rows
         .iter()
         .map(|row| {
-            json!(answer["columns"]
-                .as_array()
-                .unwrap()
+            json!(answer
+                .columns
                 .iter()
-                .map(|c| match &row[c["name"].as_str().unwrap()] {
+                .map(|c| match &row[&c.name] {
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
                 })
@@ -154,11 +152,14 @@ async fn the_console_looks_up_exports_downloads_and_keeps_callers_apart() {
     // Its notice is the history's last event, written after SUCCEEDED: the page reads the
     // history on for a few seconds after the end, and shows it whole.
     wait_for_mails(&stack.stack, &id, 1).await;
-    let history: Vec<Value> = stack.alice.events(&id).await.unwrap()["events"]
-        .as_array()
+    let history: Vec<Value> = stack
+        .alice
+        .events(&id)
+        .await
         .unwrap()
-        .iter()
-        .map(|e| e["step"].clone())
+        .events
+        .into_iter()
+        .map(|e| Value::String(e.step))
         .collect();
     assert_eq!(history.last(), Some(&json!("notified")));
     let expected = serde_json::to_string(&history).unwrap();
@@ -206,7 +207,7 @@ async fn the_console_looks_up_exports_downloads_and_keeps_callers_apart() {
         .map(|line| line.split(',').next().unwrap())
         .collect();
     assert_eq!(keys, ["1", "2", "3"], "{csv}");
-    for row in answer["rows"].as_array().unwrap() {
+    for row in &answer.rows {
         assert!(csv.contains(row["c_name"].as_str().unwrap()), "{csv}");
     }
 
@@ -253,6 +254,50 @@ async fn the_console_looks_up_exports_downloads_and_keeps_callers_apart() {
         error.as_str().unwrap().contains("(404 not_found)"),
         "{error}"
     );
+
+    // Bob, a supplier's partner, is offered his datasets only; his supplier is shown fixed,
+    // and a lookup from the page reads his rows only.
+    browser.eval("location.hash = '#/';", json!([])).await;
+    let offered = browser
+        .wait_for(
+            "bob's catalogue",
+            Duration::from_secs(20),
+            "const l = [...document.querySelectorAll('#datasets > li')].map(li => li.dataset.dataset); \
+             return l.length > 0 && !l.includes('customers') && l;",
+        )
+        .await;
+    assert_eq!(offered, json!(["product_detail", "supplier_shipments"]));
+    browser
+        .eval(
+            "location.hash = '#/datasets/supplier_shipments';",
+            json!([]),
+        )
+        .await;
+    let fixed = browser
+        .wait_for(
+            "bob's supplier, fixed",
+            Duration::from_secs(20),
+            "const i = document.getElementById('param-suppliers'); return i && i.readOnly && i.value;",
+        )
+        .await;
+    assert_eq!(fixed, json!("7"));
+    browser
+        .eval(
+            "document.getElementById('param-ship_from').value = '1995-01-01'; \
+             document.getElementById('param-ship_to').value = '1995-12-31';",
+            json!([]),
+        )
+        .await;
+    browser.click("#lookup-button").await;
+    let suppliers = browser
+        .wait_for(
+            "bob's rows",
+            Duration::from_secs(20),
+            "const rows = [...document.querySelectorAll('#lookup-table tbody tr')]; \
+             return rows.length > 0 && [...new Set(rows.map(r => r.cells[0].textContent))];",
+        )
+        .await;
+    assert_eq!(suppliers, json!(["7"]));
 
     // Bob's list, a page of 20 at a time: 21 exports make two pages.
     for _ in 0..21 {
@@ -378,8 +423,8 @@ async fn the_console_cancels_a_running_export() {
         ])
     );
     let status = stack.alice.status(&id).await.unwrap();
-    assert_eq!(status["status"], "CANCELLED");
-    assert_eq!(status["archive"], "tar.gz");
+    assert_eq!(status.summary.status, JobStatus::Cancelled);
+    assert_eq!(status.summary.archive, Archive::TarGz);
     browser.close().await;
     stack.stack.stop().await;
 }

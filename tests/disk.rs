@@ -9,6 +9,7 @@
 //! user the test says so and does nothing.
 
 use crate::common::{self, eventually, submit_ok, wait_done};
+use export_api::{JobStatus, JobSummary};
 use export_client::Client;
 use export_core::ports::QueueName;
 use serde_json::{json, Value};
@@ -110,19 +111,17 @@ async fn submit_or_refused(client: &Client, n: u64) -> Option<String> {
 }
 
 /// Every job of alice's ended, each SUCCEEDED or FAILED saying why.
-async fn all_ended(client: &Client) -> Vec<Value> {
+async fn all_ended(client: &Client) -> Vec<JobSummary> {
     eventually("every job ended", Duration::from_secs(120), || async {
-        let jobs = match client.get("/exports?limit=100").await {
-            Ok(page) => page["jobs"].as_array().cloned().unwrap_or_default(),
-            Err(e) => return Err(vec![json!(e.to_string())]),
+        let jobs = match client.jobs(Some(100), None).await {
+            Ok(page) => page.jobs,
+            Err(e) => return Err(e.to_string()),
         };
-        if jobs
-            .iter()
-            .all(|j| matches!(j["status"].as_str(), Some("SUCCEEDED" | "FAILED")))
-        {
+        let ended = |j: &JobSummary| matches!(j.status, JobStatus::Succeeded | JobStatus::Failed);
+        if jobs.iter().all(ended) {
             Ok(jobs)
         } else {
-            Err(jobs)
+            Err(format!("{jobs:?}"))
         }
     })
     .await
@@ -146,7 +145,10 @@ async fn a_full_then_read_only_disk_answers_clearly_and_recovers() {
 
     // Before: one export, its archive kept to compare.
     let before = submit_ok(alice, export_request(1)).await;
-    assert_eq!(wait_done(alice, &before).await["status"], "SUCCEEDED");
+    assert_eq!(
+        wait_done(alice, &before).await.summary.status,
+        JobStatus::Succeeded
+    );
     let archive = alice
         .fetch(&alice.download_link(&before).await.unwrap())
         .await
@@ -164,27 +166,27 @@ async fn a_full_then_read_only_disk_answers_clearly_and_recovers() {
         "every submit was accepted: the disk never filled"
     );
     let status = alice.status(&before).await.unwrap();
-    assert_eq!(status["status"], "SUCCEEDED");
+    assert_eq!(status.summary.status, JobStatus::Succeeded);
     let lookup = alice.lookup("customers", &[("ids", "1,2")]).await.unwrap();
-    assert_eq!(lookup["row_count"], 2, "{lookup}");
+    assert_eq!(lookup.row_count, 2, "{lookup:?}");
 
     // Space returns: new exports run, and what was accepted meanwhile ends.
     std::fs::remove_file(&filler).unwrap();
     let after_full = submit_ok(alice, export_request(100)).await;
-    assert_eq!(wait_done(alice, &after_full).await["status"], "SUCCEEDED");
+    assert_eq!(
+        wait_done(alice, &after_full).await.summary.status,
+        JobStatus::Succeeded
+    );
 
     // Everything ended, and says why if it failed; nothing stored before was damaged.
     let jobs = all_ended(alice).await;
     for job in &jobs {
-        if job["status"] == "FAILED" {
-            assert!(
-                job["error"].as_str().is_some_and(|e| !e.is_empty()),
-                "{job}"
-            );
+        if job.status == JobStatus::Failed {
+            assert!(job.error.as_ref().is_some_and(|e| !e.is_empty()), "{job:?}");
         }
     }
     for id in &accepted {
-        assert!(jobs.iter().any(|j| j["request_id"] == id.as_str()), "{id}");
+        assert!(jobs.iter().any(|j| j.request_id == *id), "{id}");
     }
     let again = alice
         .fetch(&alice.download_link(&before).await.unwrap())
@@ -204,7 +206,7 @@ async fn a_full_then_read_only_disk_answers_clearly_and_recovers() {
         "disk: {} of {SUBMITS_WHILE_FULL} submits accepted while full; jobs: {:?}",
         accepted.len(),
         jobs.iter()
-            .map(|j| format!("{} {}", j["status"], j["error"]))
+            .map(|j| format!("{} {:?}", j.status, j.error))
             .collect::<Vec<_>>()
     );
 
@@ -224,9 +226,15 @@ async fn a_full_then_read_only_disk_answers_clearly_and_recovers() {
         redshift_export::local_signer("alice").unwrap(),
     )
     .unwrap();
-    assert_eq!(alice.status(&before).await.unwrap()["status"], "SUCCEEDED");
+    assert_eq!(
+        alice.status(&before).await.unwrap().summary.status,
+        JobStatus::Succeeded
+    );
     let after = submit_ok(&alice, export_request(300)).await;
-    assert_eq!(wait_done(&alice, &after).await["status"], "SUCCEEDED");
+    assert_eq!(
+        wait_done(&alice, &after).await.summary.status,
+        JobStatus::Succeeded
+    );
     assert_eq!(restarted.store.integrity_check().await.unwrap(), "ok");
     eprintln!("disk: read-only data directory: {reason}");
     restarted.stop().await;

@@ -3,6 +3,7 @@
 use crate::common::*;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use export_api::{JobStatus, JobView};
 use export_client::unpack::unpack;
 use export_core::catalog::Catalog;
 use serde_json::{json, Value};
@@ -56,10 +57,10 @@ fn join_csv(parts: &[String]) -> String {
 async fn run_export(
     stack: &TestStack,
     request: Value,
-) -> (Value, Vec<export_client::unpack::ArchiveFile>) {
+) -> (JobView, Vec<export_client::unpack::ArchiveFile>) {
     let id = submit_ok(&stack.alice, request).await;
     let status = wait_done(&stack.alice, &id).await;
-    assert_eq!(status["status"], "SUCCEEDED", "{status}");
+    assert_eq!(status.summary.status, JobStatus::Succeeded, "{status:?}");
     let link = stack.alice.download_link(&id).await.unwrap();
     let files = unpack(&stack.alice.fetch(&link).await.unwrap()).unwrap();
     (status, files)
@@ -78,7 +79,7 @@ async fn every_format_matches_the_warehouse() {
 
     for (compression, archive) in [("none", "zip"), ("gzip", "tar.gz"), ("zstd", "zip")] {
         let (status, files) = run_export(&stack, json!({"dataset": "shipped_lineitems", "params": params, "compression": compression, "archive": archive})).await;
-        assert_eq!(status["rows"], expected_rows);
+        assert_eq!(status.summary.rows, Some(expected_rows as u64));
         let parts: Vec<String> = files
             .iter()
             .map(|f| String::from_utf8(f.contents.clone()).unwrap())
@@ -159,7 +160,10 @@ async fn a_large_export_is_split_into_parts_and_packaged_whole() {
         "expected several parts above 5 MB, got {}",
         files.len()
     );
-    assert_eq!(status["rows"], expected.lines().count() - 1);
+    assert_eq!(
+        status.summary.rows,
+        Some(expected.lines().count() as u64 - 1)
+    );
     let parts: Vec<String> = files
         .iter()
         .map(|f| String::from_utf8(f.contents.clone()).unwrap())
@@ -188,7 +192,7 @@ async fn parameter_values_full_of_sql_syntax_match_exactly_their_rows() {
         let rows: Vec<&str> = text.lines().skip(1).collect();
         match product_id {
             Some(id) => {
-                assert_eq!(status["rows"], 1, "{sku}: {text}");
+                assert_eq!(status.summary.rows, Some(1), "{sku}: {text}");
                 assert!(rows[0].contains(&format!(",{id},")), "{sku}: {text}");
             }
             None => assert!(rows.is_empty(), "{sku} must match nothing: {text}"),
@@ -213,43 +217,37 @@ async fn history_is_ordered_and_listing_is_newest_first() {
     wait_done(&stack.alice, &first).await;
     wait_done(&stack.alice, &second).await;
     let events = stack.alice.events(&first).await.unwrap();
-    let events = events["events"].as_array().unwrap();
-    let steps: Vec<&str> = events.iter().map(|e| e["step"].as_str().unwrap()).collect();
+    let events = events.events;
+    let steps: Vec<&str> = events.iter().map(|e| e.step.as_str()).collect();
     assert_eq!(
         steps,
         ["submitted", "started", "finished", "packaged", "notified"]
     );
-    let times: Vec<i64> = events.iter().map(|e| e["at"].as_i64().unwrap()).collect();
+    let times: Vec<i64> = events.iter().map(|e| e.at).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
 
     let status = stack.alice.status(&first).await.unwrap();
-    assert!(status["download_url"]
-        .as_str()
-        .unwrap()
-        .contains("/objects/"));
-    assert!(
-        status["timings"]["started_at"].as_i64().unwrap() >= status["created_at"].as_i64().unwrap()
+    assert!(status.download_url.unwrap().contains("/objects/"));
+    assert!(status.timings.started_at.unwrap() >= status.summary.created_at);
+
+    let page = stack.alice.jobs(Some(1), None).await.unwrap();
+    assert_eq!(page.jobs[0].request_id, second);
+    let cursor = page.next_cursor.unwrap();
+    let next = stack.alice.jobs(Some(1), Some(&cursor)).await.unwrap();
+    assert_eq!(next.jobs[0].request_id, first);
+    assert!(next.next_cursor.is_none());
+
+    let datasets = stack.alice.datasets().await.unwrap().datasets;
+    let names: Vec<&str> = datasets.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "customers",
+            "product_detail",
+            "shipped_lineitems",
+            "supplier_shipments"
+        ]
     );
-
-    let page = stack.alice.get("/exports?limit=1").await.unwrap();
-    assert_eq!(page["jobs"][0]["request_id"], second.as_str());
-    let cursor = page["next_cursor"].as_str().unwrap();
-    let next = stack
-        .alice
-        .get(&format!("/exports?limit=1&cursor={cursor}"))
-        .await
-        .unwrap();
-    assert_eq!(next["jobs"][0]["request_id"], first.as_str());
-    assert!(next["next_cursor"].is_null());
-
-    let datasets = stack.alice.get("/datasets").await.unwrap();
-    let names: Vec<&str> = datasets["datasets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["customers", "product_detail", "shipped_lineitems"]);
     stack.stack.stop().await;
 }
 

@@ -1,6 +1,7 @@
 //! Cancelling, and surviving a restart in the middle of a job.
 
 use crate::common::*;
+use export_api::JobStatus;
 use export_core::messages::Message;
 use export_core::ports::{QueueName, QueueSender};
 use http::Method;
@@ -14,16 +15,19 @@ async fn a_long_export_can_be_cancelled() {
     config.statement_delay = Duration::from_secs(3);
     let stack = start_with(dir, config).await;
     let id = submit_ok(&stack.alice, json!({"dataset": "shipped_lineitems", "params": {"ship_from": "1992-01-01", "ship_to": "1998-12-31"}})).await;
-    wait_for_status(&stack, &id, "RUNNING").await;
+    wait_for_status(&stack, &id, JobStatus::Running).await;
     let cancelled = stack.alice.cancel(&id).await.unwrap();
-    assert_eq!(cancelled["status"], "CANCELLED");
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
     let status = stack.alice.status(&id).await.unwrap();
-    assert_eq!(status["status"], "CANCELLED");
-    let steps: Vec<String> = stack.alice.events(&id).await.unwrap()["events"]
-        .as_array()
+    assert_eq!(status.summary.status, JobStatus::Cancelled);
+    let steps: Vec<String> = stack
+        .alice
+        .events(&id)
+        .await
         .unwrap()
+        .events
         .iter()
-        .map(|e| e["step"].as_str().unwrap().to_owned())
+        .map(|e| e.step.as_str().to_owned())
         .collect();
     assert_eq!(
         steps,
@@ -46,8 +50,8 @@ async fn a_long_export_can_be_cancelled() {
     // packaged or mailed.
     quiet(&stack.stack).await;
     assert_eq!(
-        stack.alice.status(&id).await.unwrap()["status"],
-        "CANCELLED"
+        stack.alice.status(&id).await.unwrap().summary.status,
+        JobStatus::Cancelled
     );
     assert!(mails_for(&stack.stack, &id).is_empty());
     stack.stack.stop().await;
@@ -65,24 +69,19 @@ async fn a_restart_mid_job_still_ends_succeeded_once_with_one_email() {
         json!({"dataset": "customers", "params": {"ids": [1, 2, 3]}}),
     )
     .await;
-    wait_for_status(&first, &id, "RUNNING").await;
+    wait_for_status(&first, &id, JobStatus::Running).await;
     let TestStack { stack, dir, .. } = first;
     stack.kill().await;
 
     config.statement_delay = Duration::ZERO;
     let second = start_with(dir, config).await;
     let status = wait_done(&second.alice, &id).await;
-    assert_eq!(status["status"], "SUCCEEDED", "{status}");
-    assert_eq!(status["rows"], 3);
+    assert_eq!(status.summary.status, JobStatus::Succeeded, "{status:?}");
+    assert_eq!(status.summary.rows, Some(3));
     // Let any redelivered message or duplicate event run its course, then count.
     quiet(&second.stack).await;
     let events = second.alice.events(&id).await.unwrap();
-    let steps: Vec<&str> = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["step"].as_str().unwrap())
-        .collect();
+    let steps: Vec<&str> = events.events.iter().map(|e| e.step.as_str()).collect();
     assert_eq!(
         steps.iter().filter(|s| **s == "packaged").count(),
         1,
@@ -101,8 +100,8 @@ async fn a_restart_mid_job_still_ends_succeeded_once_with_one_email() {
 async fn a_redelivered_start_message_starts_no_second_statement() {
     let stack = start().await;
     let (id, status) = finished_export(&stack).await;
-    assert_eq!(status["status"], "SUCCEEDED");
-    let statement = status["statement_id"].as_str().unwrap().to_owned();
+    assert_eq!(status.summary.status, JobStatus::Succeeded);
+    let statement = status.statement_id.clone().unwrap().to_owned();
     let store = stack.stack.store.clone();
     store
         .send(&Message::start(&id), Duration::ZERO)
@@ -112,8 +111,8 @@ async fn a_redelivered_start_message_starts_no_second_statement() {
     quiet(&stack.stack).await;
     assert_eq!(store.depth(QueueName::Requests).await.unwrap(), (0, 0));
     let after = stack.alice.status(&id).await.unwrap();
-    assert_eq!(after["statement_id"].as_str().unwrap(), statement);
-    assert_eq!(after["status"], "SUCCEEDED");
+    assert_eq!(after.statement_id.clone().unwrap(), statement);
+    assert_eq!(after.summary.status, JobStatus::Succeeded);
     assert_eq!(mails_for(&stack.stack, &id).len(), 1);
     stack.stack.stop().await;
 }
@@ -131,8 +130,8 @@ async fn a_failing_statement_fails_the_job_with_its_error_and_a_notice() {
     )
     .await;
     let status = wait_done(&stack.alice, &id).await;
-    assert_eq!(status["status"], "FAILED", "{status}");
-    let error = status["error"].as_str().unwrap();
+    assert_eq!(status.summary.status, JobStatus::Failed, "{status:?}");
+    let error = status.summary.error.as_deref().unwrap();
     assert!(
         error.starts_with("ERROR: ") && error.contains("no_such_table"),
         "{error}"
@@ -174,12 +173,14 @@ async fn a_job_whose_export_left_the_catalogue_fails_before_starting() {
     config.processors = 2;
     let second = start_with(dir, config).await;
     let status = wait_done(&second.alice, &id).await;
-    assert_eq!(status["status"], "FAILED");
-    assert!(status["error"]
-        .as_str()
+    assert_eq!(status.summary.status, JobStatus::Failed);
+    assert!(status
+        .summary
+        .error
+        .as_deref()
         .unwrap()
         .contains("no longer in the catalogue"));
-    assert!(status["statement_id"].is_null(), "nothing ran");
+    assert!(status.statement_id.is_none(), "nothing ran");
     let mails = wait_for_mails(&second.stack, &id, 1).await;
     assert_eq!(mails.len(), 1, "the failure is mailed");
     assert!(

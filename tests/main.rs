@@ -4,6 +4,7 @@
 //! the API against its OpenAPI contract, fuzzed by schemathesis (`contract`); and the SAM
 //! template's checks (`template`). One test binary, so the workspace is linked once.
 
+mod access;
 mod aws;
 mod bad_input;
 mod browser;

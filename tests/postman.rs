@@ -76,6 +76,11 @@ async fn the_postman_collection_passes_against_the_local_stack() {
         "Submit (original API)",
         "Status, latest (original API)",
         "Status, all (original API)",
+        "Partner: my datasets",
+        "Partner: export my shipments",
+        "Partner: look up my shipments",
+        "Partner: another supplier's rows",
+        "Partner: an internal dataset",
     ] {
         assert!(called.contains(name), "{name} was not run:\n{cli}");
     }

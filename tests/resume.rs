@@ -3,6 +3,7 @@
 //! hands out the parts themselves.
 
 use crate::common::*;
+use export_api::JobStatus;
 use export_client::unpack::unpack;
 use export_core::ports::ControlTable;
 use serde_json::json;
@@ -24,16 +25,10 @@ fn request(archive: &str) -> serde_json::Value {
 
 async fn steps(stack: &TestStack, id: &str) -> Vec<(String, String)> {
     let events = stack.alice.events(id).await.unwrap();
-    events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["step"].as_str().unwrap().to_owned(),
-                e["outcome"].as_str().unwrap().to_owned(),
-            )
-        })
+    events
+        .events
+        .into_iter()
+        .map(|e| (e.step, e.outcome))
         .collect()
 }
 
@@ -52,7 +47,7 @@ async fn packaging_out_of_time_carries_on_and_a_killed_stack_resumes_its_checkpo
     let first = start_with(dir, config.clone()).await;
     let whole = submit_ok(&first.alice, request("tar.gz")).await;
     let status = wait_done(&first.alice, &whole).await;
-    assert_eq!(status["status"], "SUCCEEDED", "{status}");
+    assert_eq!(status.summary.status, JobStatus::Succeeded, "{status:?}");
     let parts = files_of(&first, &whole).await;
     assert!(parts.len() >= 2, "{} parts", parts.len());
     let paused = steps(&first, &whole)
@@ -84,7 +79,7 @@ async fn packaging_out_of_time_carries_on_and_a_killed_stack_resumes_its_checkpo
     config.packaging.budget = None;
     let second = start_with(dir, config).await;
     let status = wait_done(&second.alice, &id).await;
-    assert_eq!(status["status"], "SUCCEEDED", "{status}");
+    assert_eq!(status.summary.status, JobStatus::Succeeded, "{status:?}");
     quiet(&second.stack).await;
     let again = files_of(&second, &id).await;
     assert_eq!(again, parts, "the resumed archive holds the same files");
@@ -110,40 +105,33 @@ async fn parts_handed_out_as_they_are_arrive_whole() {
     let id = submit_ok(&stack.alice, request("none")).await;
     wait_done(&stack.alice, &packaged).await;
     let status = wait_done(&stack.alice, &id).await;
-    assert_eq!(status["status"], "SUCCEEDED", "{status}");
-    let total = status["total_parts"].as_u64().unwrap() as usize;
-    assert!(total >= 2, "{status}");
-    assert!(status.get("download_url").is_none(), "{status}");
-    let listed: Vec<serde_json::Value> = status["parts"].as_array().unwrap().clone();
+    assert_eq!(status.summary.status, JobStatus::Succeeded, "{status:?}");
+    let total = status.total_parts.unwrap();
+    assert!(total >= 2, "{status:?}");
+    assert!(status.download_url.is_none(), "{status:?}");
+    let listed = status.parts.clone().unwrap();
     assert_eq!(listed.len(), total);
     // Each part's link serves it; together they are the packaged export's files.
     let mut files = Vec::new();
     for part in &listed {
-        let body = stack
-            .alice
-            .fetch(part["url"].as_str().unwrap())
-            .await
-            .unwrap();
-        assert_eq!(body.len() as u64, part["size"].as_u64().unwrap());
-        files.push(
-            export_client::unpack::decompressed(part["name"].as_str().unwrap(), body.to_vec())
-                .unwrap(),
-        );
+        let body = stack.alice.fetch(&part.url).await.unwrap();
+        assert_eq!(body.len() as u64, part.size);
+        files.push(export_client::unpack::decompressed(&part.name, body.to_vec()).unwrap());
     }
     assert_eq!(files, files_of(&stack, &packaged).await);
-    let rows: u64 = listed.iter().map(|p| p["rows"].as_u64().unwrap()).sum();
-    assert_eq!(status["rows"].as_u64(), Some(rows));
+    let rows: u64 = listed.iter().map(|p| p.rows).sum();
+    assert_eq!(status.summary.rows, Some(rows));
     // A page at a time, and the mail links them.
     let page = stack.alice.parts(&id, Some(1), None).await.unwrap();
-    assert_eq!(page["parts"].as_array().unwrap().len(), 1);
-    let next = page["next_cursor"].as_str().unwrap().to_owned();
+    assert_eq!(page.parts.len(), 1);
+    let next = page.next_cursor.unwrap();
     let rest = stack
         .alice
         .parts(&id, Some(1000), Some(&next))
         .await
         .unwrap();
-    assert_eq!(rest["parts"].as_array().unwrap().len(), total - 1);
-    assert!(rest["next_cursor"].is_null());
+    assert_eq!(rest.parts.len(), total - 1);
+    assert!(rest.next_cursor.is_none());
     let mail = &wait_for_mails(&stack.stack, &id, 1).await[0];
     assert!(
         mail.text.contains(&format!("{total} parts")),

@@ -3,6 +3,7 @@
 //! suite, run against each engine; the sweep's decisions are the core's own tests.)
 
 use crate::common::*;
+use export_api::JobStatus;
 use export_core::ports::QueueName;
 use serde_json::json;
 use std::time::Duration;
@@ -35,8 +36,8 @@ async fn the_sweep_restarts_a_job_whose_start_message_was_lost() {
     config.sweep_after = Duration::from_millis(500);
     let second = start_with(dir, config).await;
     let status = wait_done(&second.alice, &id).await;
-    assert_eq!(status["status"], "SUCCEEDED", "{status}");
-    assert_eq!(status["rows"], 2);
+    assert_eq!(status.summary.status, JobStatus::Succeeded, "{status:?}");
+    assert_eq!(status.summary.rows, Some(2));
     assert_eq!(wait_for_mails(&second.stack, &id, 1).await.len(), 1);
     // Settled now: a sweep, once everything in flight is handled, sends nothing for it.
     quiet(&second.stack).await;
@@ -45,13 +46,8 @@ async fn the_sweep_restarts_a_job_whose_start_message_was_lost() {
     assert_eq!(store.depth(QueueName::Requests).await.unwrap().0, 0);
     assert_eq!(store.depth(QueueName::Polls).await.unwrap().0, 0);
     let events = second.alice.events(&id).await.unwrap();
-    let started = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["step"] == "started")
-        .count();
-    assert_eq!(started, 1, "{events}");
+    let started = events.events.iter().filter(|e| e.step == "started").count();
+    assert_eq!(started, 1, "{events:?}");
     assert_eq!(mails_for(&second.stack, &id).len(), 1);
     second.stack.stop().await;
 }

@@ -163,7 +163,7 @@ fn the_stage_throttles_every_lookup_route_apart() {
     .into_iter()
     .map(|(_, path)| path)
     .collect();
-    assert_eq!(lookups.len(), 2, "{lookups:?}");
+    assert_eq!(lookups.len(), 3, "{lookups:?}");
     for path in lookups {
         let encoded = format!(
             "- ResourcePath: \"{}\"",
@@ -234,4 +234,39 @@ fn resource(name: &str) -> String {
         .take_while(|l| !l.starts_with("  ") || l.starts_with("   "))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The partner role of docs/DEPLOY.md ("Giving a partner access") may call exactly the
+/// routes of its dataset and its own jobs': each resource it names is an operation of the
+/// contract, and it names every operation of a dataset's own routes.
+#[test]
+fn the_partner_example_grants_routes_the_api_has() {
+    let example =
+        std::fs::read_to_string(repo().join("deploy/examples/partner-role.yaml")).unwrap();
+    let operations = export_core::http::contract_operations(export_core::http::contract());
+    let granted: std::collections::BTreeSet<(String, String)> = example
+        .lines()
+        .filter_map(|l| l.split("${StageName}/").nth(1))
+        .map(|route| {
+            let route = route.trim_end_matches('"');
+            let (method, path) = route.split_once('/').unwrap();
+            let path = format!("/{path}")
+                .replace("${Dataset}", "{name}")
+                .replace("/exports/*", "/exports/{id}");
+            (method.to_owned(), path)
+        })
+        .collect();
+    assert_eq!(granted.len(), 6, "{granted:?}");
+    for route in &granted {
+        assert!(
+            operations.contains(route),
+            "{route:?} is not a route of the API"
+        );
+    }
+    for route in operations
+        .iter()
+        .filter(|(_, p)| p.starts_with("/datasets/{name}"))
+    {
+        assert!(granted.contains(route), "{route:?} is not granted");
+    }
 }

@@ -1,5 +1,6 @@
-//! Embeds the export catalogue (`sql/catalog/*.sql`) in the functions, so a deployment is the
-//! bootstrap binary alone and the catalogue it serves is the one it was built and tested with.
+//! Embeds the export catalogue (`sql/catalog/*.sql`) and its access policy (`sql/access.toml`)
+//! in the functions, so a deployment is the bootstrap binary alone and the catalogue and grants
+//! it serves are the ones it was built and tested with.
 
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -26,6 +27,17 @@ fn main() {
         .unwrap();
     }
     code.push_str("];\n");
+    let access = dir.join("../access.toml");
+    println!("cargo:rerun-if-changed={}", access.display());
+    match access.canonicalize() {
+        Ok(path) => writeln!(
+            code,
+            "pub const ACCESS: Option<&str> = Some(include_str!({:?}));",
+            path.display().to_string()
+        )
+        .unwrap(),
+        Err(_) => code.push_str("pub const ACCESS: Option<&str> = None;\n"),
+    }
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("catalog.rs");
     std::fs::write(out, code).unwrap();
 }

@@ -2,6 +2,7 @@
 -- description: Order lines shipped in a date range, with their order's date and customer
 -- description: (TPC-H lineitem joined to orders). Large: the whole table is about 6 million
 -- description: rows per unit of scale.
+-- allow: internal
 -- param: ship_from date -- first ship date, inclusive (the data spans 1992-01-02 to 1998-12-01)
 -- param: ship_to date -- last ship date, inclusive
 -- param: min_quantity decimal(15,2) optional -- only lines of at least this quantity

@@ -35,7 +35,7 @@ pub async fn lookup(args: LookupArgs) -> anyhow::Result<()> {
 }
 
 pub async fn datasets(client: ClientArgs) -> anyhow::Result<()> {
-    let catalogue = client.client().await?.get("/datasets").await?;
+    let catalogue = client.client().await?.datasets().await?;
     client.print(&catalogue, show::datasets);
     Ok(())
 }

@@ -1,25 +1,26 @@
 //! A caller's jobs: `submit`, `status`, `wait`, `download`, `cancel` and `list`.
 
-use super::{text_of, ClientArgs};
+use super::ClientArgs;
 use anyhow::Context;
 use clap::Args;
-use redshift_export::{demo, show};
-use serde_json::json;
+use export_api::{Archive, Compression, Format, JobStatus};
+use redshift_export::show;
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Args)]
 pub struct SubmitArgs {
     pub dataset: String,
-    /// A parameter, name=value (lists comma-separated); typed from the catalogue.
+    /// A parameter, name=value (a list comma-separated, or the parameter repeated); the API
+    /// types it by the catalogue.
     #[arg(short = 'p', long = "param")]
     pub params: Vec<String>,
     #[arg(long)]
-    pub format: Option<String>,
+    pub format: Option<Format>,
     #[arg(long)]
-    pub compression: Option<String>,
+    pub compression: Option<Compression>,
     #[arg(long)]
-    pub archive: Option<String>,
+    pub archive: Option<Archive>,
     #[arg(long)]
     pub notify: Vec<String>,
     #[arg(long)]
@@ -75,38 +76,42 @@ pub struct ListArgs {
 
 pub async fn submit(args: SubmitArgs) -> anyhow::Result<()> {
     let client = args.client.client().await?;
-    let catalogue = client.get("/datasets").await.ok();
-    let declared = catalogue.as_ref().and_then(|c| {
-        c["datasets"]
-            .as_array()?
+    // Sent as a form: the API types each value by the dataset's declaration, as it does a
+    // lookup's query string.
+    let params = args
+        .params
+        .iter()
+        .map(|pair| {
+            let (name, value) = pair
+                .split_once('=')
+                .with_context(|| format!("parameter '{pair}' must be name=value"))?;
+            Ok((format!("params.{name}"), value))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let choices = [
+        ("format", args.format.map(Format::as_str)),
+        ("compression", args.compression.map(Compression::as_str)),
+        ("archive", args.archive.map(Archive::as_str)),
+    ];
+    let mut fields = vec![("dataset", args.dataset.as_str())];
+    fields.extend(params.iter().map(|(name, value)| (name.as_str(), *value)));
+    fields.extend(
+        choices
             .iter()
-            .find(|d| d["name"] == args.dataset.as_str())
-    });
-    let mut request = json!({
-        "dataset": args.dataset,
-        "params": demo::typed_params(&args.params, declared)?,
-    });
-    for (key, value) in [
-        ("format", args.format),
-        ("compression", args.compression),
-        ("archive", args.archive),
-    ] {
-        if let Some(value) = value {
-            request[key] = json!(value);
-        }
-    }
-    if !args.notify.is_empty() {
-        request["notify"] = json!(args.notify);
-    }
+            .filter_map(|(name, value)| Some((*name, (*value)?))),
+    );
+    fields.extend(
+        args.notify
+            .iter()
+            .map(|address| ("notify", address.as_str())),
+    );
     let accepted = client
-        .submit(&request, args.idempotency_key.as_deref())
+        .submit_form(&fields, args.idempotency_key.as_deref())
         .await?;
     args.client.print(&accepted, |accepted| {
         format!(
             "accepted: {} ({})\nfollow it with: redshift-export wait {}\n",
-            text_of(&accepted["request_id"]),
-            text_of(&accepted["status"]),
-            text_of(&accepted["request_id"]),
+            accepted.request_id, accepted.status, accepted.request_id,
         )
     });
     Ok(())
@@ -133,16 +138,16 @@ pub async fn wait(args: WaitArgs) -> anyhow::Result<()> {
             eprint!(
                 "\r{:>6.1}s  {:<10}",
                 started.elapsed().as_secs_f64(),
-                text_of(&s["status"])
+                s.summary.status.as_str()
             );
         })
         .await?;
     eprintln!();
     args.client.print(&status, show::job);
     anyhow::ensure!(
-        status["status"] == "SUCCEEDED",
+        status.summary.status == JobStatus::Succeeded,
         "the export ended {}",
-        status["status"]
+        status.summary.status
     );
     Ok(())
 }
@@ -151,21 +156,19 @@ pub async fn download(args: DownloadArgs) -> anyhow::Result<()> {
     let client = args.client.client().await?;
     let request_id = &args.request_id;
     let status = client.status(request_id).await?;
-    if status["archive"] == "none" && status["status"] == "SUCCEEDED" {
+    if status.summary.archive == Archive::None && status.summary.status == JobStatus::Succeeded {
         let dir = args.output.unwrap_or_else(|| PathBuf::from(request_id));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let parts = client.all_parts(request_id).await?;
         for part in &parts {
-            let name = part["name"].as_str().context("a part without a name")?;
-            let url = part["url"].as_str().context("a part without a link")?;
             // Names are the service's own (`<dataset>-NNNN.<ext>`); keep only the last
             // component all the same.
             let file = dir.join(
-                std::path::Path::new(name)
+                std::path::Path::new(&part.name)
                     .file_name()
                     .context("a part's name names no file")?,
             );
-            let written = client.fetch_to(url, &file).await?;
+            let written = client.fetch_to(&part.url, &file).await?;
             println!("{} ({written} bytes)", file.display());
         }
         println!("{} parts in {}", parts.len(), dir.display());
@@ -187,27 +190,18 @@ pub async fn download(args: DownloadArgs) -> anyhow::Result<()> {
 
 pub async fn cancel(args: JobArgs) -> anyhow::Result<()> {
     let cancelled = args.client.client().await?.cancel(&args.request_id).await?;
-    args.client.print(&cancelled, |c| {
-        format!("{} {}\n", text_of(&c["request_id"]), text_of(&c["status"]))
-    });
+    args.client
+        .print(&cancelled, |c| format!("{} {}\n", c.request_id, c.status));
     Ok(())
 }
 
 pub async fn list(args: ListArgs) -> anyhow::Result<()> {
-    let mut query = vec![];
-    if let Some(limit) = args.limit {
-        query.push(format!("limit={limit}"));
-    }
-    if let Some(cursor) = &args.cursor {
-        // Page tokens are base64url: nothing in them needs escaping in a query.
-        query.push(format!("cursor={cursor}"));
-    }
-    let path = if query.is_empty() {
-        "/exports".to_owned()
-    } else {
-        format!("/exports?{}", query.join("&"))
-    };
-    let page = args.client.client().await?.get(&path).await?;
+    let page = args
+        .client
+        .client()
+        .await?
+        .jobs(args.limit, args.cursor.as_deref())
+        .await?;
     args.client.print(&page, show::jobs);
     Ok(())
 }

@@ -9,7 +9,7 @@ pub mod stack;
 use clap::Args;
 use export_client::{Client, Signer};
 use redshift_export::local_signer;
-use serde_json::Value;
+use serde::Serialize;
 
 /// How a client command reaches the API and prints its answer.
 #[derive(Args)]
@@ -28,7 +28,7 @@ pub struct ClientArgs {
     /// Region to sign for with AWS credentials (default: the chain's, else us-east-1).
     #[arg(long, global = true)]
     pub region: Option<String>,
-    /// Print the API's answers as JSON, unchanged, instead of for reading.
+    /// Print the API's answers as JSON instead of for reading.
     #[arg(long, global = true)]
     pub json: bool,
 }
@@ -44,7 +44,7 @@ impl ClientArgs {
     }
 
     /// Prints an answer: as JSON with `--json`, else as `readable` renders it.
-    pub fn print(&self, value: &Value, readable: fn(&Value) -> String) {
+    pub fn print<T: Serialize>(&self, value: &T, readable: impl Fn(&T) -> String) {
         if self.json {
             println!(
                 "{}",
@@ -54,8 +54,4 @@ impl ClientArgs {
             print!("{}", readable(value));
         }
     }
-}
-
-fn text_of(value: &Value) -> &str {
-    value.as_str().unwrap_or("?")
 }

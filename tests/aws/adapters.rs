@@ -14,7 +14,8 @@ use export_core::ports::{
     Email, Mailer, ObjectStore, PortError, QueueName, QueueSender, StatementRequest,
     StatementState, Warehouse,
 };
-use export_core::testing::conformance::{check_answer_cache, check_control_table};
+use export_core::testing::answer_conformance::check_answer_cache;
+use export_core::testing::conformance::check_control_table;
 use export_core::testing::object_conformance::check_object_store;
 use export_core::testing::queue_conformance::{check_queue, QueueUnderTest, Received};
 use export_emulator::provision::{CLUSTER_ID, DATABASE, SECRET_ARN, SENDER, WORKGROUP};

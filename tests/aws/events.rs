@@ -3,6 +3,7 @@
 use super::{behind_base_path, sample_event, Harness, ALICE};
 use crate::common::eventually;
 use aws_lambda_events::event::sqs::SqsEvent;
+use export_api::{Accepted, JobList, ProductAccepted};
 use export_aws::lambda::handle_batch;
 use export_core::domain::JobStatus;
 use export_core::messages::PollMessage;
@@ -22,10 +23,13 @@ async fn every_sample_event_runs_through_its_function() {
     let post = sample_event("receiver-post-exports.json", "");
     let created = h.call(&h.receiver, &post).await;
     assert_eq!(created.status, 202, "{}", created.body);
-    let request_id = created.body["request_id"].as_str().unwrap().to_owned();
+    let request_id = created.read::<Accepted>().request_id;
     assert_eq!(
-        h.call(&h.receiver, &post).await.body["request_id"],
-        request_id.as_str()
+        h.call(&h.receiver, &post)
+            .await
+            .read::<Accepted>()
+            .request_id,
+        request_id
     );
     exercised.push("receiver-post-exports.json");
 
@@ -129,6 +133,8 @@ async fn every_sample_event_runs_through_its_function() {
         ("status-get-product.json", 200),
         ("status-get-lookup.json", 200),
         ("status-get-customer.json", 200),
+        ("status-get-dataset.json", 200),
+        ("status-get-dataset-lookup.json", 200),
     ] {
         let reply = h.status_of(sample, &request_id, ALICE).await;
         assert_eq!(reply.status, expected, "{sample}: {}", reply.body);
@@ -152,15 +158,15 @@ async fn every_sample_event_runs_through_its_function() {
     ] {
         let reply = h.call(&h.status, &sample_event(sample, &request_id)).await;
         assert_eq!(reply.status, 200, "{sample}: {}", reply.body);
-        assert_eq!(reply.body["jobs"], serde_json::json!([]), "{sample}");
+        assert!(reply.read::<JobList>().jobs.is_empty(), "{sample}");
         exercised.push(sample);
     }
     let listed = h
         .status_of("status-list-exports.json", &request_id, ALICE)
         .await;
     assert_eq!(
-        listed.body["jobs"][0]["request_id"],
-        request_id.as_str(),
+        listed.read::<JobList>().jobs[0].request_id,
+        request_id,
         "{}",
         listed.body
     );
@@ -180,15 +186,15 @@ async fn every_sample_event_runs_through_its_function() {
         )
         .await;
     assert_eq!(product.status, 200, "{}", product.body);
-    assert!(product.body["RequestId"].is_string());
+    product.read::<ProductAccepted>();
     let mapped = behind_base_path(&sample_event("receiver-post-product.json", &request_id));
     assert_eq!(h.call(&h.receiver, &mapped).await.status, 200);
     // The same Idempotency-Key: the same job, found through the mapped path too.
     let mapped = behind_base_path(&sample_event("receiver-post-exports.json", ""));
     let replayed = h.call(&h.receiver, &mapped).await;
     assert_eq!(
-        replayed.body["request_id"],
-        request_id.as_str(),
+        replayed.read::<Accepted>().request_id,
+        request_id,
         "{}",
         replayed.body
     );
@@ -203,6 +209,20 @@ async fn every_sample_event_runs_through_its_function() {
     let mapped = behind_base_path(&sample_event("receiver-delete-export.json", &request_id));
     assert_eq!(h.call(&h.receiver, &mapped).await.status, 409);
     exercised.push("receiver-delete-export.json");
+
+    // receiver: a partner's export of its own dataset, by the dataset's route; replayed to the
+    // same job behind a base path.
+    let partner = sample_event("receiver-post-dataset-exports.json", "");
+    let theirs = h.call(&h.receiver, &partner).await;
+    assert_eq!(theirs.status, 202, "{}", theirs.body);
+    let replayed = h.call(&h.receiver, &behind_base_path(&partner)).await;
+    assert_eq!(
+        replayed.read::<Accepted>().request_id,
+        theirs.read::<Accepted>().request_id
+    );
+    let job = h.job(&theirs.read::<Accepted>().request_id).await;
+    assert_eq!(job.params["suppliers"], serde_json::json!([7]));
+    exercised.push("receiver-post-dataset-exports.json");
 
     exercised.sort();
     assert_eq!(samples, exercised, "every file in events/ is exercised");

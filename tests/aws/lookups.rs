@@ -31,9 +31,11 @@ fn instance(h: &Harness, extra: &[(&str, &str)]) -> axum::Router {
         vars.insert(k.to_string(), v.to_string());
     }
     let mut env = Env::from_pairs(vars);
+    let access = functions::access(&mut env, &h.emulator.clients);
     let router = with_json_fallbacks(lookup_router(functions::lookups(
         &mut env,
         &h.emulator.clients,
+        access,
     )));
     env.finish().unwrap();
     router

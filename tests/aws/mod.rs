@@ -3,6 +3,7 @@
 //! API Gateway (REST proxy events with an IAM identity) and Lambda's SQS event source
 //! (receive, hand over a batch, delete what succeeded).
 
+mod access;
 mod adapters;
 mod events;
 mod identity;
@@ -90,6 +91,14 @@ pub struct Reply {
     pub body: Value,
 }
 
+impl Reply {
+    /// The body as the route's answer type (see `export_api`).
+    pub fn read<T: serde::de::DeserializeOwned>(&self) -> T {
+        serde_json::from_value(self.body.clone())
+            .unwrap_or_else(|e| panic!("{} {}: {e}", self.status, self.body))
+    }
+}
+
 impl Harness {
     pub async fn start() -> Harness {
         Harness::start_with(|_| {}).await
@@ -108,10 +117,11 @@ impl Harness {
         let mut env = emulator.env();
         let receiver =
             with_json_fallbacks(receiver_router(functions::receiver(&mut env, &clients)));
-        let status = with_json_fallbacks(
-            status_router(functions::status(&mut env, &clients))
-                .merge(lookup_router(functions::lookups(&mut env, &clients))),
-        );
+        let status = with_json_fallbacks({
+            let queries = functions::status(&mut env, &clients);
+            let lookups = functions::lookups(&mut env, &clients, queries.access.clone());
+            status_router(queries).merge(lookup_router(lookups))
+        });
         let processor = functions::processor(&mut env, &clients);
         let poller = functions::poller(&mut env, &clients);
         let role_owner = functions::role_owner(&mut env);

@@ -3,6 +3,7 @@
 
 use super::{Harness, ALICE, BOB};
 use crate::common::eventually;
+use export_api::{Accepted, Archive, JobHistory, JobView, PartLink, PartList};
 use export_client::unpack::unpack;
 use export_core::domain::JobStatus;
 use export_core::messages::{Message, PollMessage};
@@ -14,7 +15,7 @@ use std::time::Duration;
 async fn submitted(h: &Harness, body: Value) -> String {
     let reply = h.submit(ALICE, &body).await;
     assert_eq!(reply.status, 202, "{}", reply.body);
-    reply.body["request_id"].as_str().unwrap().to_owned()
+    reply.read::<Accepted>().request_id
 }
 
 /// Submits, and has the processor take the requests queue's message: the statement runs.
@@ -34,10 +35,10 @@ async fn download(h: &Harness, request_id: &str) -> Vec<export_client::unpack::A
         .status_of("status-get-export.json", request_id, ALICE)
         .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let url = reply.body["download_url"]
-        .as_str()
-        .expect("a download link")
-        .to_owned();
+    let url = reply
+        .read::<JobView>()
+        .download_url
+        .expect("a download link");
     assert!(url.starts_with(&h.emulator.moto_endpoint), "{url}");
     assert!(
         url.contains("X-Amz-Signature="),
@@ -119,12 +120,8 @@ async fn an_export_goes_through_every_aws_service_and_arrives_by_link_and_email(
     let history = h
         .status_of("status-get-export-events.json", &request_id, ALICE)
         .await;
-    let steps: Vec<&str> = history.body["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["step"].as_str().unwrap())
-        .collect();
+    let history_events = history.read::<JobHistory>().events;
+    let steps: Vec<&str> = history_events.iter().map(|e| e.step.as_str()).collect();
     assert_eq!(
         steps,
         ["submitted", "started", "finished", "packaged", "notified"],
@@ -143,8 +140,9 @@ async fn an_export_goes_through_every_aws_service_and_arrives_by_link_and_email(
         .status_of("status-get-export.json", &request_id, ALICE)
         .await;
     assert_eq!(status.status, 200, "{}", status.body);
-    assert_eq!(status.body["expired"], true, "{}", status.body);
-    assert!(status.body.get("download_url").is_none(), "{}", status.body);
+    let view: JobView = status.read();
+    assert!(view.expired, "{}", status.body);
+    assert!(view.download_url.is_none(), "{}", status.body);
     let link = h
         .status_of("status-get-export-download.json", &request_id, ALICE)
         .await;
@@ -592,30 +590,25 @@ async fn parts_handed_out_as_they_are_go_through_every_function() {
         .status_of("status-get-export.json", &request_id, ALICE)
         .await;
     assert_eq!(status.status, 200, "{}", status.body);
-    assert_eq!(status.body["archive"], "none");
+    let view: JobView = status.read();
+    assert_eq!(view.summary.archive, Archive::None);
     let listed = h
         .status_of("status-get-export-parts.json", &request_id, ALICE)
         .await;
     assert_eq!(listed.status, 200, "{}", listed.body);
-    let parts = listed.body["parts"].as_array().unwrap();
-    assert_eq!(
-        listed.body["total_parts"].as_u64(),
-        Some(parts.len() as u64)
-    );
+    let parts = listed.read::<PartList>().parts;
+    assert_eq!(listed.read::<PartList>().total_parts, parts.len());
     // The job's status shows the same first page of parts (each link signed afresh).
-    let fields = |parts: &[Value]| -> Vec<(Value, Value, Value)> {
+    let fields = |parts: &[PartLink]| -> Vec<(String, u64, u64)> {
         parts
             .iter()
-            .map(|p| (p["name"].clone(), p["size"].clone(), p["rows"].clone()))
+            .map(|p| (p.name.clone(), p.size, p.rows))
             .collect()
     };
-    assert_eq!(
-        fields(parts),
-        fields(status.body["parts"].as_array().unwrap())
-    );
+    assert_eq!(fields(&parts), fields(&view.parts.unwrap()));
     let mut rows = Vec::new();
-    for part in parts {
-        let url = part["url"].as_str().unwrap();
+    for part in &parts {
+        let url = part.url.as_str();
         assert!(
             url.starts_with(&h.emulator.moto_endpoint) && url.contains("X-Amz-Signature="),
             "{url}"
@@ -628,7 +621,7 @@ async fn parts_handed_out_as_they_are_go_through_every_function() {
             .bytes()
             .await
             .unwrap();
-        assert_eq!(body.len() as u64, part["size"].as_u64().unwrap());
+        assert_eq!(body.len() as u64, part.size);
         let text = String::from_utf8(body.to_vec()).unwrap();
         rows.extend(text.lines().skip(1).map(str::to_owned));
     }
@@ -657,8 +650,9 @@ async fn parts_handed_out_as_they_are_go_through_every_function() {
         .status_of("status-get-export.json", &request_id, ALICE)
         .await;
     assert_eq!(status.status, 200, "{}", status.body);
-    assert_eq!(status.body["expired"], true, "{}", status.body);
-    assert!(status.body.get("parts").is_none(), "{}", status.body);
+    let view: JobView = status.read();
+    assert!(view.expired, "{}", status.body);
+    assert!(view.parts.is_none(), "{}", status.body);
     for route in [
         "status-get-export-parts.json",
         "status-get-export-download.json",
@@ -744,11 +738,11 @@ async fn packaging_that_outlives_an_invocation_carries_on_in_the_next() {
     let history = h
         .status_of("status-get-export-events.json", &request_id, ALICE)
         .await;
-    let paused = history.body["events"]
-        .as_array()
-        .unwrap()
+    let paused = history
+        .read::<JobHistory>()
+        .events
         .iter()
-        .filter(|e| e["step"] == "packaging" && e["outcome"] == "paused")
+        .filter(|e| e.step == "packaging" && e.outcome == "paused")
         .count();
     let files = download(&h, &request_id).await;
     assert!(files.len() >= 2, "{} files", files.len());

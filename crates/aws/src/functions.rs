@@ -3,6 +3,7 @@
 
 use crate::dynamodb::DynamoControlTable;
 use crate::env::Env;
+use crate::iam_tags::IamTagGrants;
 use crate::redshift::{ClusterCredentials, DataApiWarehouse, Target};
 use crate::s3::{LinkSigner, S3ObjectStore, MAX_LINK_TTL};
 use crate::ses::SesMailer;
@@ -10,6 +11,7 @@ use crate::sqs::{SqsQueues, MAX_DELAY};
 use aws_config::SdkConfig;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use export_core::access::{Access, AttributeSource};
 use export_core::catalog::Catalog;
 use export_core::clock::{Clock, SystemClock};
 use export_core::identity::RoleOwner;
@@ -28,6 +30,8 @@ pub struct Clients {
     pub redshift: aws_sdk_redshiftdata::Client,
     pub s3: aws_sdk_s3::Client,
     pub ses: aws_sdk_sesv2::Client,
+    /// Reads callers' tags, when a deployment grants access by them (`ACCESS_TAGS_ACCOUNT`).
+    pub iam: aws_sdk_iam::Client,
     /// What presigns download links: the function's own credentials, or the access key kept
     /// for it in Secrets Manager when the deployment has one (`LINK_SIGNER_SECRET_ARN`).
     pub link_signer: LinkSigner,
@@ -74,6 +78,7 @@ impl Clients {
             link_signer: LinkSigner::new(sdk, None, s3_path_style),
             s3,
             ses: aws_sdk_sesv2::Client::new(sdk),
+            iam: aws_sdk_iam::Client::new(sdk),
         }
     }
 }
@@ -155,6 +160,17 @@ pub async fn data_api_config(sdk: &SdkConfig, role: &str) -> SdkConfig {
 fn catalog() -> Arc<Catalog> {
     // Checked by the test suite; a build whose catalogue does not parse cannot ship.
     Arc::new(crate::catalog::load().expect("the embedded catalogue parses"))
+}
+
+/// The catalogue as each caller may see it: the embedded catalogue and access policy, and,
+/// when `ACCESS_TAGS_ACCOUNT` names the deployment's account, its users' and roles' IAM tags.
+pub fn access(env: &mut Env, clients: &Clients) -> Arc<Access> {
+    // Checked by the test suite, as the catalogue is.
+    let policy = crate::catalog::access_policy().expect("the embedded access policy parses");
+    let tags = env.optional("ACCESS_TAGS_ACCOUNT").map(|account| {
+        Arc::new(IamTagGrants::new(clients.iam.clone(), &account)) as Arc<dyn AttributeSource>
+    });
+    Arc::new(Access::new(catalog(), policy, tags))
 }
 
 fn clock() -> Arc<dyn Clock> {
@@ -311,7 +327,7 @@ pub fn role_owner(env: &mut Env) -> RoleOwner {
 /// `receiver`: submit and cancel.
 pub fn receiver(env: &mut Env, clients: &Clients) -> Arc<Submissions> {
     Arc::new(Submissions {
-        catalog: catalog(),
+        access: access(env, clients),
         control: control(env, clients),
         queue: queues(env, clients, true, false),
         warehouse: warehouse(env, clients),
@@ -322,7 +338,7 @@ pub fn receiver(env: &mut Env, clients: &Clients) -> Arc<Submissions> {
 /// `status`: a job, its history, its link, the caller's jobs, the catalogue.
 pub fn status(env: &mut Env, clients: &Clients) -> Arc<Queries> {
     Arc::new(Queries {
-        catalog: catalog(),
+        access: access(env, clients),
         control: control(env, clients),
         objects: Arc::new(
             S3ObjectStore::new(clients.s3.clone()).with_link_signer(clients.link_signer.clone()),
@@ -335,10 +351,11 @@ pub fn status(env: &mut Env, clients: &Clients) -> Arc<Queries> {
 /// `status`'s lookups: the catalogue's lookups through the Data API (the shared Data API role,
 /// like every statement), their answers cached in this instance and in the control table.
 /// `LOOKUP_TIMEOUT_SECONDS` (default 10, at most 25: API Gateway gives an integration 29 s)
-/// bounds the wait for the warehouse.
-pub fn lookups(env: &mut Env, clients: &Clients) -> Arc<Lookups> {
+/// bounds the wait for the warehouse. `access` is the queries' own, so the function keeps one
+/// set of callers' grants (and asks IAM about each caller once a minute, not twice).
+pub fn lookups(env: &mut Env, clients: &Clients, access: Arc<Access>) -> Arc<Lookups> {
     Arc::new(Lookups::new(
-        catalog(),
+        access,
         warehouse(env, clients),
         control(env, clients),
         clock(),

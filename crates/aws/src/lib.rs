@@ -10,6 +10,7 @@ pub mod dynamodb;
 pub mod env;
 mod error;
 pub mod functions;
+pub mod iam_tags;
 pub mod lambda;
 pub mod redshift;
 pub mod s3;

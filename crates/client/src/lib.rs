@@ -1,5 +1,6 @@
 //! A SigV4-signing client for the export API: local stack or a deployed API Gateway alike,
-//! and [`unpack`], which opens the archives it downloads.
+//! and [`unpack`], which opens the archives it downloads. It answers with the contract's own
+//! types ([`export_api`]), and a refusal as a [`Refused`] carrying the API's error.
 
 pub mod unpack;
 
@@ -8,8 +9,15 @@ use aws_credential_types::provider::ProvideCredentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use bytes::Bytes;
+use export_api::{
+    Accepted, Datasets, ErrorBody, ErrorDetail, JobHistory, JobList, JobView, LookupAnswer,
+    PartLink, PartList,
+};
 use http::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
+use std::fmt;
 use std::time::SystemTime;
 
 /// Credentials to sign with.
@@ -92,17 +100,59 @@ impl Reply {
         })
     }
 
-    /// The body as JSON when the status is a success, else the API's error as an error.
+    /// The body as JSON when the status is a success, else the API's error as a [`Refused`].
     pub fn ok_json(&self) -> anyhow::Result<Value> {
-        let value = self.json()?;
+        self.read()
+    }
+
+    /// The body as the route's answer type when the status is a success, else the API's
+    /// error as a [`Refused`].
+    pub fn read<T: DeserializeOwned>(&self) -> anyhow::Result<T> {
         if !self.status.is_success() && !self.status.is_redirection() {
-            let message = value["error"]["message"].as_str().unwrap_or("(no message)");
-            let code = value["error"]["code"].as_str().unwrap_or("error");
-            bail!("{} {code}: {message}", self.status.as_u16());
+            let error = serde_json::from_slice::<ErrorBody>(&self.body)
+                .map(|body| body.error)
+                .unwrap_or_else(|_| ErrorDetail {
+                    code: "error".into(),
+                    message: String::from_utf8_lossy(&self.body).into_owned(),
+                    field: None,
+                    statement_id: None,
+                });
+            return Err(Refused {
+                status: self.status,
+                error,
+            }
+            .into());
         }
-        Ok(value)
+        serde_json::from_slice(&self.body).with_context(|| {
+            format!(
+                "the API answered {} with a body that is not what the route answers: {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 }
+
+/// The API refused a request: its status and its error (`code`, `message`, `field`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refused {
+    pub status: StatusCode,
+    pub error: ErrorDetail,
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.error.code,
+            self.error.message
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
 
 /// The path of a lookup: `/lookups/<dataset>?<name>=<value>&…`, each part escaped.
 pub fn lookup_path(dataset: &str, params: &[(&str, &str)]) -> String {
@@ -114,6 +164,25 @@ pub fn lookup_path(dataset: &str, params: &[(&str, &str)]) -> String {
     if !params.is_empty() {
         url.query_pairs_mut().extend_pairs(params);
     }
+    relative(&url)
+}
+
+/// A page of a listing: `path?limit=…&cursor=…`, each value escaped.
+fn paged(path: &str, limit: Option<usize>, cursor: Option<&str>) -> String {
+    let mut url = reqwest::Url::parse("http://api/").expect("a fixed URL");
+    url.set_path(path);
+    if let Some(limit) = limit {
+        url.query_pairs_mut()
+            .append_pair("limit", &limit.to_string());
+    }
+    if let Some(cursor) = cursor {
+        url.query_pairs_mut().append_pair("cursor", cursor);
+    }
+    relative(&url)
+}
+
+/// A URL's path and query, as the endpoint-relative path `send` takes.
+fn relative(url: &reqwest::Url) -> String {
     match url.query() {
         Some(query) => format!("{}?{query}", url.path()),
         None => url.path().to_owned(),
@@ -258,39 +327,79 @@ impl Client {
         self.send(Method::GET, path, None, &[]).await?.ok_json()
     }
 
-    /// `GET /lookups/{dataset}?name=value…`: the answer, or the API's error as an error.
-    pub async fn lookup(&self, dataset: &str, params: &[(&str, &str)]) -> anyhow::Result<Value> {
-        self.send(Method::GET, &lookup_path(dataset, params), None, &[])
-            .await?
-            .ok_json()
+    async fn get_as<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send(Method::GET, path, None, &[]).await?.read()
     }
 
-    pub async fn submit(
+    /// `GET /lookups/{dataset}?name=value…`: the answer, or the API's error as an error.
+    pub async fn lookup(
         &self,
-        request: &Value,
+        dataset: &str,
+        params: &[(&str, &str)],
+    ) -> anyhow::Result<LookupAnswer<'static>> {
+        self.get_as(&lookup_path(dataset, params)).await
+    }
+
+    /// `POST /exports`: an [`export_api::ExportRequest`], or any body (a test's malformed one).
+    pub async fn submit<B: Serialize + ?Sized>(
+        &self,
+        request: &B,
         idempotency_key: Option<&str>,
-    ) -> anyhow::Result<Value> {
+    ) -> anyhow::Result<Accepted> {
         let headers: Vec<(&str, &str)> = idempotency_key
             .map(|k| ("idempotency-key", k))
             .into_iter()
             .collect();
-        self.send(Method::POST, "/exports", Some(request), &headers)
+        let body = serde_json::to_value(request)?;
+        self.send(Method::POST, "/exports", Some(&body), &headers)
             .await?
-            .ok_json()
+            .read()
     }
 
-    pub async fn status(&self, request_id: &str) -> anyhow::Result<Value> {
-        self.get(&format!("/exports/{request_id}")).await
+    /// `POST /exports` as a form: `fields` as given (`dataset`, `params.<name>`, `format`, …),
+    /// parameter values as text for the API to type by the catalogue.
+    pub async fn submit_form(
+        &self,
+        fields: &[(&str, &str)],
+        idempotency_key: Option<&str>,
+    ) -> anyhow::Result<Accepted> {
+        let body = reqwest::Url::parse_with_params("http://form/", fields)?
+            .query()
+            .unwrap_or_default()
+            .to_owned();
+        let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+        headers.extend(idempotency_key.map(|k| ("idempotency-key", k)));
+        self.send_bytes(Method::POST, "/exports", body.into_bytes(), &headers)
+            .await?
+            .read()
     }
 
-    pub async fn events(&self, request_id: &str) -> anyhow::Result<Value> {
-        self.get(&format!("/exports/{request_id}/events")).await
+    pub async fn status(&self, request_id: &str) -> anyhow::Result<JobView> {
+        self.get_as(&format!("/exports/{request_id}")).await
     }
 
-    pub async fn cancel(&self, request_id: &str) -> anyhow::Result<Value> {
+    pub async fn events(&self, request_id: &str) -> anyhow::Result<JobHistory> {
+        self.get_as(&format!("/exports/{request_id}/events")).await
+    }
+
+    /// `GET /exports`: a page of the caller's jobs, newest first.
+    pub async fn jobs(
+        &self,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<JobList> {
+        self.get_as(&paged("/exports", limit, cursor)).await
+    }
+
+    /// `GET /datasets`: the catalogue.
+    pub async fn datasets(&self) -> anyhow::Result<Datasets> {
+        self.get_as("/datasets").await
+    }
+
+    pub async fn cancel(&self, request_id: &str) -> anyhow::Result<Accepted> {
         self.send(Method::DELETE, &format!("/exports/{request_id}"), None, &[])
             .await?
-            .ok_json()
+            .read()
     }
 
     /// A fresh download link (the `303` of `GET /exports/{id}/download`).
@@ -321,27 +430,18 @@ impl Client {
         request_id: &str,
         limit: Option<usize>,
         cursor: Option<&str>,
-    ) -> anyhow::Result<Value> {
-        let mut query = Vec::new();
-        if let Some(limit) = limit {
-            query.push(format!("limit={limit}"));
-        }
-        if let Some(cursor) = cursor {
-            // Part cursors are decimal: nothing in them needs escaping.
-            query.push(format!("cursor={cursor}"));
-        }
-        let query = if query.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", query.join("&"))
-        };
-        self.get(&format!("/exports/{request_id}/parts{query}"))
-            .await
+    ) -> anyhow::Result<PartList> {
+        self.get_as(&paged(
+            &format!("/exports/{request_id}/parts"),
+            limit,
+            cursor,
+        ))
+        .await
     }
 
     /// Every part of an export handed out as parts, each with a fresh link, page by page: no
     /// more pages than the export's `total_parts` need, whatever cursors come back.
-    pub async fn all_parts(&self, request_id: &str) -> anyhow::Result<Vec<Value>> {
+    pub async fn all_parts(&self, request_id: &str) -> anyhow::Result<Vec<PartLink>> {
         const PAGE: usize = 1000;
         let mut parts = Vec::new();
         let mut cursor: Option<String> = None;
@@ -350,14 +450,10 @@ impl Client {
             let page = self
                 .parts(request_id, Some(PAGE), cursor.as_deref())
                 .await?;
-            let left = pages_left.get_or_insert_with(|| {
-                page["total_parts"]
-                    .as_u64()
-                    .map_or(1, |total| (total as usize).div_ceil(PAGE).max(1))
-            });
+            let left = pages_left.get_or_insert_with(|| page.total_parts.div_ceil(PAGE).max(1));
             *left -= 1;
-            parts.extend(page["parts"].as_array().cloned().unwrap_or_default());
-            match page["next_cursor"].as_str() {
+            parts.extend(page.parts);
+            match page.next_cursor.as_deref() {
                 None => return Ok(parts),
                 Some(_) if *left == 0 => bail!(
                     "export {request_id}: the API handed out more pages of parts than its total_parts need"
@@ -411,23 +507,20 @@ impl Client {
         &self,
         request_id: &str,
         timeout: std::time::Duration,
-        mut progress: impl FnMut(&Value),
-    ) -> anyhow::Result<Value> {
+        mut progress: impl FnMut(&JobView),
+    ) -> anyhow::Result<JobView> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut delay = std::time::Duration::from_millis(50);
         loop {
             let status = self.status(request_id).await?;
             progress(&status);
-            if matches!(
-                status["status"].as_str(),
-                Some("SUCCEEDED" | "FAILED" | "CANCELLED")
-            ) {
+            if status.summary.status.is_terminal() {
                 return Ok(status);
             }
             if tokio::time::Instant::now() >= deadline {
                 bail!(
                     "export {request_id} still {} after {timeout:?}",
-                    status["status"]
+                    status.summary.status
                 );
             }
             tokio::time::sleep(delay).await;

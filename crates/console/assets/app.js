@@ -13,7 +13,7 @@ const NUMERIC = /^(smallint|integer|int|bigint|decimal|numeric|real|double|float
 
 const state = {
   identity: null,
-  datasets: null, // the catalogue, once read
+  datasets: null, // {identity, list}: the catalogue of the identity that read it
   poll: null, // the timer of the export on screen, while it runs
   cursors: [], // the cursors of the list pages before the one on screen
   view: 0, // counts the views asked for: an answer for an older one is not shown
@@ -76,11 +76,15 @@ function duration(ms) {
 }
 
 /** Calls the API as the chosen identity; the answer's status, JSON (if any) and time taken. */
-async function api(method, path, { body, headers = {} } = {}) {
+async function api(method, path, { body, form, headers = {} } = {}) {
   const init = { method, headers: { ...consoleHeaders(), ...headers } };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     init.headers['content-type'] = 'application/json';
+  }
+  if (form !== undefined) {
+    init.body = form.toString();
+    init.headers['content-type'] = 'application/x-www-form-urlencoded';
   }
   const started = performance.now();
   let response;
@@ -130,13 +134,15 @@ function show(view, ...nodes) {
   if (h1 && document.activeElement !== document.getElementById('identity')) h1.focus();
 }
 
+/** The chosen identity's catalogue, kept for it alone: an answer that arrives after the
+ * identity changed is not kept (it was another caller's). */
 async function catalogue() {
-  if (!state.datasets) {
-    const reply = await api('GET', '/datasets');
-    if (!reply.ok) throw new Error(errorText(reply));
-    state.datasets = reply.json.datasets;
-  }
-  return state.datasets;
+  const identity = state.identity;
+  if (state.datasets && state.datasets.identity === identity) return state.datasets.list;
+  const reply = await api('GET', '/datasets');
+  if (!reply.ok) throw new Error(errorText(reply));
+  if (state.identity === identity) state.datasets = { identity, list: reply.json.datasets };
+  return reply.json.datasets;
 }
 
 // ---- the catalogue -----------------------------------------------------------------------
@@ -152,7 +158,7 @@ async function showCatalogue(view) {
       el('p', {}, d.description),
       d.params.length
         ? el('ul', {}, d.params.map((p) => el('li', {},
-          el('code', {}, p.name), ` ${typeName(p)}`, p.required ? '' : ' (optional)', p.description ? ` – ${p.description}` : '')))
+          el('code', {}, p.name), ` ${typeName(p)}`, p.bound ? ' (yours, fixed)' : (p.required ? '' : ' (optional)'), p.description ? ` – ${p.description}` : '')))
         : el('p', { class: 'meta' }, 'No parameters.'),
     ))),
   );
@@ -217,7 +223,18 @@ function hint(p) {
   return parts.join(' · ');
 }
 
+/** A parameter bound to the caller: its value is shown, fixed; no request may name it. */
+function boundField(p) {
+  const id = fieldId(p.name);
+  const value = Array.isArray(p.value) ? p.value.join(', ') : (p.value === undefined || p.value === null ? 'none' : String(p.value));
+  return el('div', { class: 'field bound', 'data-field': `params.${p.name}`, 'data-bound': p.bound },
+    el('label', { for: id }, p.name),
+    el('input', { id, type: 'text', value, readonly: true, 'aria-readonly': 'true', 'aria-describedby': `${id}-hint` }),
+    el('p', { class: 'hint', id: `${id}-hint` }, `yours: set by your access (${p.bound}), not by this form`));
+}
+
 function paramField(p) {
+  if (p.bound) return boundField(p);
   const id = fieldId(p.name);
   return el('div', { class: 'field', 'data-field': `params.${p.name}` },
     el('label', { for: id }, p.name, p.required ? '' : el('span', { class: 'optional' }, ' (optional)')),
@@ -234,42 +251,18 @@ function optionField(name, label, values, fallback) {
     el('p', { class: 'error', id: `${id}-error`, 'aria-live': 'polite' }));
 }
 
-/** A value as the API types it: numbers and booleans as JSON, the rest as text. */
-function typed(type, text) {
-  // Beyond 2^53 a JavaScript number is no longer the integer typed: send the text, which
-  // the API refuses by name rather than receiving another number.
-  if (type === 'integer') return /^-?\d+$/.test(text) && Number.isSafeInteger(Number(text)) ? Number(text) : text;
-  if (type === 'boolean') return text === 'true' ? true : text === 'false' ? false : text;
-  if (type === 'timestamp') return timestamp(text);
-  return text;
-}
-
-/** A date-time field's value as the API reads it: a space, and seconds even when the
- * browser left them out (`2026-01-02T10:00`). */
-function timestamp(text) {
-  const spaced = text.replace('T', ' ');
-  return /^\d{4}-\d\d-\d\d \d\d:\d\d$/.test(spaced) ? `${spaced}:00` : spaced;
-}
-
-/** The form's parameters: as typed JSON for an export, as query pairs for a lookup. */
-function readParams(form, dataset) {
-  const json = {};
-  const query = new URLSearchParams();
+/** The form's parameters as the text typed, `name=value`: the API types each value by the
+ * dataset's declaration, for a lookup's query string and an export's form alike. */
+function readParams(dataset) {
+  const pairs = [];
   for (const p of dataset.params) {
+    // A bound parameter's value is the caller's: the API refuses a request that names it.
+    if (p.bound) continue;
     // By id: a parameter may share its name with a property of the form itself.
     const raw = document.getElementById(fieldId(p.name)).value.trim();
-    if (raw === '') continue;
-    const type = scalarType(p.type);
-    if (isList(p.type)) {
-      const items = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
-      json[p.name] = items.map((s) => typed(type, s));
-      query.append(p.name, items.map((s) => (type === 'timestamp' ? timestamp(s) : s)).join(','));
-    } else {
-      json[p.name] = typed(type, raw);
-      query.append(p.name, type === 'timestamp' ? timestamp(raw) : raw);
-    }
+    if (raw !== '') pairs.push([p.name, raw]);
   }
-  return { json, query };
+  return pairs;
 }
 
 function clearErrors(form) {
@@ -345,7 +338,7 @@ async function showDataset(view, name) {
 }
 
 async function lookUp(form, dataset, result) {
-  const { query } = readParams(form, dataset);
+  const query = new URLSearchParams(readParams(dataset));
   const path = `/lookups/${encodeURIComponent(dataset.name)}${query.toString() ? `?${query}` : ''}`;
   const reply = await api('GET', path);
   if (!reply.ok) {
@@ -372,17 +365,14 @@ async function lookUp(form, dataset, result) {
 }
 
 async function exportIt(form, dataset) {
-  const { json } = readParams(form, dataset);
-  const body = {
-    dataset: dataset.name,
-    params: json,
-    format: form.elements.format.value,
-    compression: form.elements.compression.value,
-    archive: form.elements.archive.value,
-  };
-  const notify = form.elements.notify.value.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  if (notify.length) body.notify = notify;
-  const reply = await api('POST', '/exports', { body });
+  // Sent as a form, as typed: `POST /exports` reads `params.<name>` by the catalogue.
+  const body = new URLSearchParams({ dataset: dataset.name });
+  for (const [name, value] of readParams(dataset)) body.append(`params.${name}`, value);
+  for (const name of ['format', 'compression', 'archive', 'notify']) {
+    const value = form.elements[name].value.trim();
+    if (value !== '') body.append(name, value);
+  }
+  const reply = await api('POST', '/exports', { form: body });
   if (!reply.ok) {
     showError(form, reply);
     return;

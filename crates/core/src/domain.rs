@@ -1,11 +1,8 @@
 //! The export job and its history: the vocabulary every other module speaks.
 
+pub use export_api::{Archive, Compression, Format, JobEvent, JobStatus, Millis};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::str::FromStr;
-
-/// Milliseconds since the Unix epoch; every timestamp the API stores or returns.
-pub type Millis = i64;
 
 /// Whose a job is: derived from the identity API Gateway's IAM authorisation reports by
 /// [`crate::identity::RoleOwner::owner_of`] (an IAM ARN, or a Cognito identity).
@@ -16,74 +13,6 @@ pub struct Owner(pub String);
 impl fmt::Display for Owner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// Where a job is in its life. Only the moves a [`Transition`] can name exist.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum JobStatus {
-    Queued,
-    Running,
-    Packaging,
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
-impl JobStatus {
-    pub const ALL: [JobStatus; 6] = [
-        JobStatus::Queued,
-        JobStatus::Running,
-        JobStatus::Packaging,
-        JobStatus::Succeeded,
-        JobStatus::Failed,
-        JobStatus::Cancelled,
-    ];
-
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Cancelled
-        )
-    }
-
-    /// The lifecycle: forward along QUEUED → RUNNING → PACKAGING → SUCCEEDED, or to
-    /// FAILED / CANCELLED from any state that is not yet terminal.
-    fn can_become(self, next: JobStatus) -> bool {
-        use JobStatus::*;
-        match (self, next) {
-            (Queued, Running) | (Running, Packaging) | (Packaging, Succeeded) => true,
-            (from, Failed | Cancelled) => !from.is_terminal(),
-            _ => false,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Queued => "QUEUED",
-            JobStatus::Running => "RUNNING",
-            JobStatus::Packaging => "PACKAGING",
-            JobStatus::Succeeded => "SUCCEEDED",
-            JobStatus::Failed => "FAILED",
-            JobStatus::Cancelled => "CANCELLED",
-        }
-    }
-}
-
-impl fmt::Display for JobStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for JobStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        JobStatus::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| format!("unknown job status {s:?}"))
     }
 }
 
@@ -112,9 +41,16 @@ impl Transition {
         to: JobStatus::Succeeded,
     };
 
-    /// `from → to`, if the lifecycle has that move.
+    /// `from → to`, if the lifecycle has that move: forward along QUEUED → RUNNING →
+    /// PACKAGING → SUCCEEDED, or to FAILED / CANCELLED from any state not yet terminal.
     pub fn new(from: JobStatus, to: JobStatus) -> Option<Transition> {
-        from.can_become(to).then_some(Transition { from, to })
+        use JobStatus::*;
+        let allowed = match (from, to) {
+            (Queued, Running) | (Running, Packaging) | (Packaging, Succeeded) => true,
+            (from, Failed | Cancelled) => !from.is_terminal(),
+            _ => false,
+        };
+        allowed.then_some(Transition { from, to })
     }
 
     /// To FAILED from `from`; none from a state that has already ended.
@@ -145,110 +81,6 @@ impl Transition {
 impl fmt::Display for Transition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} → {}", self.from, self.to)
-    }
-}
-
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum $name { $(#[serde(rename = $text)] $variant),+ }
-
-        // By hand: the derive cannot read a rename given as a macro's literal.
-        impl utoipa::PartialSchema for $name {
-            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                utoipa::openapi::ObjectBuilder::new()
-                    .schema_type(utoipa::openapi::schema::Type::String)
-                    .enum_values(Some(Self::NAMES.iter().copied()))
-                    .into()
-            }
-        }
-        impl utoipa::ToSchema for $name {}
-
-        impl $name {
-            pub const NAMES: &'static [&'static str] = &[$($text),+];
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(format!("must be one of: {}", Self::NAMES.join(", "))),
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-string_enum!(
-    /// The file format the warehouse unloads into.
-    Format { Csv = "csv", Parquet = "parquet", Json = "json" }
-);
-string_enum!(
-    /// Compression of each unloaded part (text formats only; Parquet compresses itself).
-    Compression { None = "none", Gzip = "gzip", Zstd = "zstd" }
-);
-string_enum!(
-    /// The container the parts are packaged into for download; `none` hands out the parts
-    /// themselves, a link each.
-    Archive { Zip = "zip", TarGz = "tar.gz", None = "none" }
-);
-
-impl Format {
-    /// The part file's extension, before any compression suffix.
-    pub fn extension(self) -> &'static str {
-        match self {
-            Format::Csv => "csv",
-            Format::Parquet => "parquet",
-            Format::Json => "json",
-        }
-    }
-
-    /// Whether the UNLOAD writes a header line at the top of each file (CSV is unloaded with
-    /// `HEADER`; Parquet and JSON cannot have one).
-    pub fn has_header_line(self) -> bool {
-        self == Format::Csv
-    }
-}
-
-impl Compression {
-    pub fn suffix(self) -> &'static str {
-        match self {
-            Compression::None => "",
-            Compression::Gzip => ".gz",
-            Compression::Zstd => ".zst",
-        }
-    }
-}
-
-impl Archive {
-    pub fn extension(self) -> &'static str {
-        match self {
-            Archive::Zip => "zip",
-            Archive::TarGz => "tar.gz",
-            Archive::None => "",
-        }
-    }
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Archive::Zip => "application/zip",
-            Archive::TarGz => "application/gzip",
-            Archive::None => "application/octet-stream",
-        }
-    }
-    /// Whether the parts are packaged into one archive (else the job's result is its parts).
-    pub fn is_packaged(self) -> bool {
-        self != Archive::None
     }
 }
 
@@ -290,6 +122,9 @@ pub struct Job {
     pub compression: Compression,
     pub archive: Archive,
     pub notify: Vec<String>,
+    /// Which of `params` were bound to the caller's access rather than given by the request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bound: Vec<String>,
     pub status: JobStatus,
     pub created_at: Millis,
     pub updated_at: Millis,
@@ -307,30 +142,6 @@ pub struct Job {
     pub error: Option<String>,
     /// Set once the completion email has been handed to the mailer, so it is sent once.
     pub notified_at: Option<Millis>,
-}
-
-/// One line of a job's history.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct JobEvent {
-    /// Milliseconds since the epoch.
-    #[schema(value_type = i64)]
-    pub at: Millis,
-    /// What happened: `submitted`, `started`, `finished`, `packaged`, `notified`, …
-    pub step: String,
-    /// `ok`, `error`, or the status the job moved to.
-    pub outcome: String,
-    pub message: String,
-}
-
-impl JobEvent {
-    pub fn new(at: Millis, step: &str, outcome: &str, message: impl Into<String>) -> Self {
-        JobEvent {
-            at,
-            step: step.to_owned(),
-            outcome: outcome.to_owned(),
-            message: message.into(),
-        }
-    }
 }
 
 /// The fields a transition may set alongside the new status.
@@ -387,16 +198,16 @@ mod tests {
     #[test]
     fn lifecycle_only_moves_forward_or_to_an_end() {
         use JobStatus::*;
-        assert!(Queued.can_become(Running));
-        assert!(Running.can_become(Packaging));
-        assert!(Packaging.can_become(Succeeded));
-        assert!(Queued.can_become(Cancelled));
-        assert!(Packaging.can_become(Failed));
-        assert!(!Queued.can_become(Packaging));
-        assert!(!Running.can_become(Queued));
+        assert!(Transition::new(Queued, Running).is_some());
+        assert!(Transition::new(Running, Packaging).is_some());
+        assert!(Transition::new(Packaging, Succeeded).is_some());
+        assert!(Transition::new(Queued, Cancelled).is_some());
+        assert!(Transition::new(Packaging, Failed).is_some());
+        assert!(Transition::new(Queued, Packaging).is_none());
+        assert!(Transition::new(Running, Queued).is_none());
         for end in [Succeeded, Failed, Cancelled] {
             for next in JobStatus::ALL {
-                assert!(!end.can_become(next), "{end} must be final");
+                assert!(Transition::new(end, next).is_none(), "{end} must be final");
             }
         }
     }
@@ -406,7 +217,6 @@ mod tests {
         for from in JobStatus::ALL {
             for to in JobStatus::ALL {
                 let Some(transition) = Transition::new(from, to) else {
-                    assert!(!from.can_become(to));
                     continue;
                 };
                 assert_eq!((transition.from(), transition.to()), (from, to));

@@ -94,6 +94,13 @@ impl ApiError {
     }
 }
 
+/// A body that is not what its route reads: a 400 naming the field.
+impl From<export_api::FieldError> for ApiError {
+    fn from(e: export_api::FieldError) -> Self {
+        ApiError::invalid(&e.field, e.message)
+    }
+}
+
 /// A dependency's failure, as the caller sees it. Nothing here is the caller's doing (what the
 /// caller sent is checked before any port is called), so each is a 5xx; only `Unavailable`
 /// invites a retry.

@@ -3,6 +3,7 @@
 //! Nothing here knows AWS or any embedded engine: adapters implement [`ports`], and the
 //! Lambda functions and the local stack both wire the same services and routers.
 
+pub mod access;
 pub mod archive;
 pub mod catalog;
 pub mod clock;

@@ -7,6 +7,7 @@ use crate::messages::Message;
 use crate::page::{JobPage, PageToken};
 use async_trait::async_trait;
 use bytes::Bytes;
+pub use export_api::ResultColumn;
 use futures::stream::BoxStream;
 use std::time::Duration;
 
@@ -233,15 +234,6 @@ pub trait AnswerCache: Send + Sync {
     async fn cached_answer(&self, key: &str, now: Millis) -> PortResult<Option<CachedAnswer>>;
     /// Keeps `answer` under `key`, in place of any other.
     async fn cache_answer(&self, key: &str, answer: &CachedAnswer) -> PortResult<()>;
-}
-
-/// One column of a result, as the warehouse describes it (the Data API's `ColumnMetadata`):
-/// its name and its Redshift type (`int8`, `numeric`, `varchar`, `date`, …).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct ResultColumn {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub type_name: String,
 }
 
 /// The rows a SELECT returned, each value typed by its column: integers and floating-point

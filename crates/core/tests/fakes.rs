@@ -2,7 +2,8 @@
 //! holds on the engines.
 
 use export_core::ports::{QueueName, QueueSender};
-use export_core::testing::conformance::{check_answer_cache, check_control_table};
+use export_core::testing::answer_conformance::check_answer_cache;
+use export_core::testing::conformance::check_control_table;
 use export_core::testing::object_conformance::check_object_store;
 use export_core::testing::queue_conformance::{check_queue, QueueUnderTest, Received};
 use export_core::testing::{ManualClock, MemoryControlTable, MemoryObjectStore, MemoryQueue};

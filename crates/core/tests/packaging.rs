@@ -401,6 +401,11 @@ async fn a_checkpoint_counts_its_parts_and_the_store_lists_them_on_resume() {
     let progress = Saved::default();
     let mut counted = Vec::new();
     loop {
+        // Each run writes at least one entry of the seven: more runs than that never finish.
+        assert!(
+            counted.len() <= manifest.entries.len(),
+            "packaging never finished: {counted:?}"
+        );
         match job
             .run(progress.current(), Some(Instant::now()), &progress)
             .await

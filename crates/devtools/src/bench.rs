@@ -105,10 +105,7 @@ pub async fn run(base: LocalConfig, options: BenchOptions) -> anyhow::Result<()>
     for i in 0..options.exports + 3 {
         let t = Instant::now();
         let accepted = client.submit(&request, None).await?;
-        let id = accepted["request_id"]
-            .as_str()
-            .context("no request id")?
-            .to_owned();
+        let id = accepted.request_id;
         wait_for_mail(&stack.outbox, &id, Duration::from_secs(60)).await?;
         if i >= 3 {
             to_email.push(t.elapsed()); // the first few warm the engine's caches

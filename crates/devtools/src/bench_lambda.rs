@@ -6,6 +6,7 @@
 //! against a smaller export of the same kind.
 
 use anyhow::{bail, Context};
+use export_api::{Accepted, JobView};
 use export_aws::dynamodb::DynamoControlTable;
 use export_core::domain::{Job, JobStatus};
 use export_core::ports::ControlTable;
@@ -160,13 +161,14 @@ fn fresh_idempotency_key() -> String {
     )
 }
 
-fn api_body(reply: &Value) -> anyhow::Result<Value> {
+/// A function's API Gateway answer, read as the route's answer type.
+fn api_body<T: serde::de::DeserializeOwned>(reply: &Value) -> anyhow::Result<T> {
     let status = reply["statusCode"].as_u64().unwrap_or(0);
-    let body: Value = serde_json::from_str(reply["body"].as_str().unwrap_or("null"))?;
+    let body = reply["body"].as_str().unwrap_or("null");
     if !(200..400).contains(&status) {
         bail!("the API answered {status}: {body}");
     }
-    Ok(body)
+    serde_json::from_str(body).with_context(|| format!("the API answered {status}: {body}"))
 }
 
 pub fn no_failures(reply: &Value) -> anyhow::Result<()> {
@@ -239,10 +241,8 @@ async fn one_export(
     measures: &mut [Measures; 4],
 ) -> anyhow::Result<(Job, Duration)> {
     let receiver = FunctionProcess::start("receiver", options, emulator).await?;
-    let request_id = api_body(&receiver.invoke(&post_event(body)?).await?)?["request_id"]
-        .as_str()
-        .context("a request id")?
-        .to_owned();
+    let accepted: Accepted = api_body(&receiver.invoke(&post_event(body)?).await?)?;
+    let request_id = accepted.request_id;
     let processor = FunctionProcess::start("processor", options, emulator).await?;
     no_failures(
         &processor
@@ -259,13 +259,13 @@ async fn one_export(
     )?;
     let packaging = packaging.elapsed();
     let status = FunctionProcess::start("status", options, emulator).await?;
-    let reply = api_body(
+    let reply: JobView = api_body(
         &status
             .invoke(&sample("status-get-export.json", &request_id)?)
             .await?,
     )?;
-    if reply["status"] != "SUCCEEDED" {
-        bail!("the export did not succeed: {reply}");
+    if reply.summary.status != JobStatus::Succeeded {
+        bail!("the export did not succeed: {reply:?}");
     }
     for (i, function) in [receiver, status, processor, poller]
         .into_iter()

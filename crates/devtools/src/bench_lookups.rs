@@ -349,13 +349,6 @@ impl Connection {
     }
 }
 
-/// What the bench reads of a lookup's answer.
-#[derive(serde::Deserialize)]
-struct Summary {
-    row_count: usize,
-    cached: bool,
-}
-
 /// One signed lookup of customer `id`; whether a cache answered it.
 async fn lookup(connection: &mut Connection, id: i64) -> anyhow::Result<bool> {
     let (status, body) = connection
@@ -366,7 +359,7 @@ async fn lookup(connection: &mut Connection, id: i64) -> anyhow::Result<bool> {
         "customer {id}: {status} {}",
         String::from_utf8_lossy(&body)
     );
-    let answer: Summary = serde_json::from_slice(&body)
+    let answer: export_api::LookupAnswer = serde_json::from_slice(&body)
         .with_context(|| format!("customer {id}: {}", String::from_utf8_lossy(&body)))?;
     anyhow::ensure!(
         answer.row_count == 1,

@@ -100,6 +100,7 @@ async fn packaging_job(
         compression,
         archive,
         notify: vec![],
+        bound: vec![],
         status: JobStatus::Queued,
         created_at,
         updated_at: created_at,

@@ -193,10 +193,7 @@ async fn clients_run(
                 });
                 let t = Instant::now();
                 let accepted = client.submit(&request, None).await?;
-                let id = accepted["request_id"]
-                    .as_str()
-                    .context("no request id")?
-                    .to_owned();
+                let id = accepted.request_id;
                 done.push((id, t.elapsed()));
             }
         }));

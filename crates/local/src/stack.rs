@@ -14,6 +14,7 @@ use crate::warehouse::{
 use anyhow::Context;
 use export_client::Signer;
 use export_console::{Console, Credentials, Identity};
+use export_core::access::AccessPolicy;
 use export_core::catalog::Catalog;
 use export_core::clock::{Clock, SystemClock};
 use export_core::http::api_router;
@@ -137,6 +138,8 @@ impl LocalStack {
             .and_then(|_| std::fs::remove_file(&probe))
             .with_context(|| format!("the data directory {} cannot be written", dir.display()))?;
         let catalog = Arc::new(Catalog::load_dir(&config.sql_dir.join("catalog"))?);
+        let policy = AccessPolicy::load_file(&config.sql_dir.join("access.toml"))
+            .map_err(anyhow::Error::msg)?;
         let store = SqliteStore::open(&dir.join("control.sqlite"), config.max_receives)?;
         let checkpointer =
             store.spawn_checkpointer(&dir.join("control.sqlite"), Duration::from_millis(100))?;
@@ -196,6 +199,7 @@ impl LocalStack {
         };
         let ports = ports(
             catalog,
+            policy,
             &store,
             &warehouse,
             &objects,
@@ -415,6 +419,7 @@ async fn work(
 /// layer when the configuration has faults to inject.
 fn ports(
     catalog: Arc<Catalog>,
+    policy: AccessPolicy,
     store: &SqliteStore,
     warehouse: &Arc<DataFusionWarehouse>,
     objects: &FsObjectStore,
@@ -427,6 +432,8 @@ fn ports(
     match faults {
         None => Ports {
             catalog,
+            policy,
+            attributes: None,
             control: store.clone(),
             answers: store.clone(),
             queue: store,
@@ -437,6 +444,8 @@ fn ports(
         },
         Some(faults) => Ports {
             catalog,
+            policy,
+            attributes: None,
             control: Faulty::new(store.clone(), faults.clone()),
             answers: Faulty::new(store.clone(), faults.clone()),
             queue: Faulty::new(store, faults.clone()),

@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
     let clients = Clients::from_environment().await?;
     let mut env = Env::from_process();
     let queries = functions::status(&mut env, &clients);
-    let lookups = functions::lookups(&mut env, &clients);
+    let lookups = functions::lookups(&mut env, &clients, queries.access.clone());
     let role_owner = functions::role_owner(&mut env);
     env.finish()?;
     let routes = status_router(queries).merge(lookup_router(lookups));

@@ -39,6 +39,9 @@ pub(super) struct JobItem {
     pub(super) compression: Compression,
     pub(super) archive: Archive,
     pub(super) notify: Vec<String>,
+    /// The parameters bound to the caller's access; absent when none were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) bound: Vec<String>,
     pub(super) status: JobStatus,
     pub(super) created_at: Millis,
     pub(super) updated_at: Millis,
@@ -158,6 +161,7 @@ pub(super) fn decode_job(item: Item) -> PortResult<Job> {
         compression: item.compression,
         archive: item.archive,
         notify: item.notify,
+        bound: item.bound,
         status: item.status,
         created_at: item.created_at,
         updated_at: item.updated_at,

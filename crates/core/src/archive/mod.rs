@@ -5,11 +5,13 @@
 //! and cut into the parts of a multipart upload that can be carried on by the next invocation
 //! ([`package`]).
 
+mod checkpoint;
 pub mod deflate;
 pub mod format;
 pub mod package;
 mod sink;
 
+pub use checkpoint::discard;
 pub use package::{package, Packaging, Packed, Progress};
 
 use crate::domain::ObjectRef;

@@ -7,18 +7,17 @@
 //! interrupted archive is byte for byte the one an uninterrupted run writes, and two packagers
 //! racing on one upload write the same parts.
 
+use super::checkpoint::{decode_directory, discard, encode_directory, Checkpoint};
 use super::deflate::{Coded, Deflaters, EntryCoder};
 use super::format::{self, Coding, DirectoryEntry, ZipLayout};
 use super::sink::PartSink;
 use super::{entry_name, Manifest, Packaged};
 use crate::domain::{Archive, Millis, ObjectRef};
-use crate::ports::{ObjectStore, PortError, PortResult, SavedCheckpoint, UploadedPart};
+use crate::ports::{ObjectStore, PortError, PortResult, SavedCheckpoint};
 use crate::settings::PackagingSettings;
 use async_trait::async_trait;
-use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -75,29 +74,6 @@ pub enum Packed {
     /// Another packager saved first, or the job stopped being packaged: this run's work is
     /// not needed.
     Superseded,
-}
-
-/// The checkpoint's body, as saved in the control table.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Checkpoint {
-    upload_id: String,
-    part_size: u64,
-    /// How many whole parts were uploaded; their ETags are listed from the store on resume.
-    #[serde(default)]
-    part_count: u32,
-    /// The parts themselves, as checkpoints saved them before they counted them instead: such a
-    /// checkpoint's archive is written anew.
-    #[serde(default, skip_serializing)]
-    parts: Vec<UploadedPart>,
-    next_entry: usize,
-    /// Archive bytes written so far: the parts, then the staged tail.
-    written: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    tail: Option<ObjectRef>,
-    /// zip only: each written entry's CRC-32 and compressed size (12 bytes, little-endian),
-    /// base64; the rest of its directory entry follows from the manifest.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    directory: String,
 }
 
 /// Packages `run.manifest` into `run.target`, from `resume` if given.
@@ -491,20 +467,6 @@ async fn remove_staged(run: &Packaging<'_>, tail: &ObjectRef) {
     }
 }
 
-/// Aborts the multipart upload and removes the staged tail a saved checkpoint holds: for a
-/// job given up while being packaged.
-pub async fn discard(objects: &dyn ObjectStore, target: &ObjectRef, saved: &SavedCheckpoint) {
-    let Ok(checkpoint) = serde_json::from_str::<Checkpoint>(&saved.body) else {
-        return;
-    };
-    if let Err(e) = objects.abort_multipart(target, &checkpoint.upload_id).await {
-        tracing::warn!(error = %e, "could not abort the archive's upload");
-    }
-    if let Some(tail) = &checkpoint.tail {
-        let _ = objects.delete(tail).await;
-    }
-}
-
 /// A heartbeat due every `every`.
 struct Heartbeat {
     every: Duration,
@@ -526,7 +488,7 @@ impl Heartbeat {
     }
 }
 
-fn zip_layout(run: &Packaging<'_>) -> ZipLayout {
+pub(super) fn zip_layout(run: &Packaging<'_>) -> ZipLayout {
     let mut layout = ZipLayout::new(run.mtime, coding_for(run.extension));
     if let Some(size) = run.settings.zip64_entry_size {
         layout.zip64_entry_size = size;
@@ -543,7 +505,7 @@ pub fn coding_for(extension: &str) -> Coding {
     }
 }
 
-fn entry_size(manifest: &Manifest, index: usize) -> u64 {
+pub(super) fn entry_size(manifest: &Manifest, index: usize) -> u64 {
     manifest.entries[index]
         .meta
         .as_ref()
@@ -572,48 +534,6 @@ fn gzip_trailer(coded: Coded) -> Bytes {
     Bytes::copy_from_slice(&format::gzip_trailer(coded.crc, coded.size))
 }
 
-fn reject(message: impl Into<String>) -> PortError {
+pub(super) fn reject(message: impl Into<String>) -> PortError {
     PortError::Rejected(format!("packaging failed: {}", message.into()))
-}
-
-fn encode_directory(directory: &[DirectoryEntry]) -> String {
-    let mut packed = Vec::with_capacity(directory.len() * 12);
-    for entry in directory {
-        packed.extend_from_slice(&entry.crc.to_le_bytes());
-        packed.extend_from_slice(&entry.compressed.to_le_bytes());
-    }
-    base64::engine::general_purpose::STANDARD_NO_PAD.encode(packed)
-}
-
-/// The directory of the entries a checkpoint covers, their sizes from the manifest and their
-/// offsets added up from the start.
-fn decode_directory(
-    run: &Packaging<'_>,
-    checkpoint: &Checkpoint,
-) -> PortResult<Vec<DirectoryEntry>> {
-    if run.kind != Archive::Zip {
-        return Ok(Vec::new());
-    }
-    let packed = base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(&checkpoint.directory)
-        .map_err(|e| reject(format!("checkpoint directory: {e}")))?;
-    if packed.len() != checkpoint.next_entry * 12
-        || checkpoint.next_entry > run.manifest.entries.len()
-    {
-        return Err(reject("checkpoint directory does not match its entries"));
-    }
-    let layout = zip_layout(run);
-    let mut offset = 0;
-    let mut directory = Vec::with_capacity(checkpoint.next_entry);
-    for (index, record) in packed.chunks_exact(12).enumerate() {
-        let entry = DirectoryEntry {
-            crc: u32::from_le_bytes(record[..4].try_into().expect("4 bytes")),
-            compressed: u64::from_le_bytes(record[4..].try_into().expect("8 bytes")),
-            size: entry_size(run.manifest, index),
-            offset,
-        };
-        offset += layout.entry_span(&entry_name(run.dataset, index, run.extension), &entry);
-        directory.push(entry);
-    }
-    Ok(directory)
 }

@@ -3,44 +3,13 @@
 
 use super::params::{ParamType, Pattern, ScalarType};
 use super::Export;
-use serde::Serialize;
-use serde_json::Value;
-
-/// How the catalogue is described to callers (`GET /datasets`).
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ExportDescription<'a> {
-    pub name: &'a str,
-    pub description: &'a str,
-    pub params: Vec<ParamDescription<'a>>,
-    /// Present when it may also be looked up (`GET /lookups/{name}`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lookup: Option<LookupDescription>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct LookupDescription {
-    pub max_rows: usize,
-    pub cache_seconds: u64,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ParamDescription<'a> {
-    pub name: &'a str,
-    #[serde(rename = "type")]
-    pub type_name: String,
-    pub required: bool,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    pub description: &'a str,
-    /// The type's limits: `max_length`, `pattern`, `min`, `max`, `values`, `max_items`.
-    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
-    pub rules: serde_json::Map<String, Value>,
-}
+use export_api::{ExportDescription, LookupDescription, ParamDescription};
 
 impl Export {
-    pub fn describe(&self) -> ExportDescription<'_> {
+    pub fn describe(&self) -> ExportDescription {
         ExportDescription {
-            name: &self.name,
-            description: &self.description,
+            name: self.name.clone(),
+            description: self.description.clone(),
             params: self
                 .params
                 .iter()
@@ -77,11 +46,13 @@ impl Export {
                         _ => {}
                     }
                     ParamDescription {
-                        name: &p.name,
+                        name: p.name.clone(),
                         type_name: p.type_name(),
                         required: !p.optional,
-                        description: &p.description,
+                        description: p.description.clone(),
                         rules,
+                        bound: p.bound.clone(),
+                        value: None,
                     }
                 })
                 .collect(),

@@ -1,6 +1,8 @@
 //! A catalogue file's header: `-- export:`, `-- description:`, `-- param:` and optionally
-//! `-- parallel: on|off` and `-- lookup: [max_rows=N] [cache=180s]` lines, then the SELECT. Modifiers are `key=value` words: `max_length`, `pattern` (a regex without spaces;
-//! use `\s`), `min`, `max` (integers), `max_items` (lists), `optional`. Types: `text`,
+//! `-- allow: group, group`, `-- parallel: on|off` and `-- lookup: [max_rows=N] [cache=180s]`
+//! lines, then the SELECT. Modifiers are `key=value` words: `max_length`, `pattern` (a regex
+//! without spaces; use `\s`), `min`, `max` (integers), `max_items` (lists), `bound` (the
+//! caller's attribute the value comes from), `optional`. Types: `text`,
 //! `integer`, `decimal(p,s)`, `date`, `timestamp`, `boolean`, `enum(a|b|c)`, and `list<T>` of
 //! any of them.
 
@@ -18,6 +20,7 @@ impl Export {
         let mut params: Vec<Param> = Vec::new();
         let mut parallel = None;
         let mut lookup = None;
+        let mut allow: Option<Vec<String>> = None;
         let mut body = Vec::new();
         let mut in_header = true;
         for line in text.lines() {
@@ -38,6 +41,11 @@ impl Export {
                             return Err(format!("parameter '{}' is declared twice", param.name));
                         }
                         params.push(param);
+                    } else if let Some(v) = rest.strip_prefix("allow:") {
+                        if allow.is_some() {
+                            return Err("'-- allow:' is given twice".into());
+                        }
+                        allow = Some(parse_allow(v)?);
                     } else if let Some(v) = rest.strip_prefix("lookup:") {
                         lookup = Some(LookupPolicy::parse(v)?);
                     } else if let Some(v) = rest.strip_prefix("parallel:") {
@@ -48,6 +56,8 @@ impl Export {
                                 return Err(format!("'-- parallel: {other}' is not on or off"))
                             }
                         });
+                    } else {
+                        refuse_misspelt_header(rest)?;
                     }
                     continue;
                 }
@@ -55,6 +65,14 @@ impl Export {
                     continue;
                 }
                 in_header = false;
+            }
+            // Below the SELECT an `-- allow:` would be a comment of the SQL, granting every
+            // caller what it meant to restrict.
+            if trimmed
+                .strip_prefix("--")
+                .is_some_and(|rest| spells_allow(rest.trim()))
+            {
+                return Err("'-- allow:' is below the SELECT; header lines go above it".into());
             }
             body.push(line);
         }
@@ -77,11 +95,74 @@ impl Export {
             template,
             parallel,
             lookup,
+            // `*` among the groups: every caller, as with no line at all.
+            allow: allow.filter(|groups| !groups.iter().any(|g| g == "*")),
             own_limit: false,
         };
         export.own_limit = export.check_template()?;
         Ok(export)
     }
+}
+
+/// The header keys a catalogue file may use.
+const HEADER_KEYS: [&str; 6] = [
+    "export",
+    "description",
+    "param",
+    "allow",
+    "lookup",
+    "parallel",
+];
+
+/// Whether a comment spells an `allow` line in any case, with or without its colon (`Allow:`,
+/// `allow internal`).
+fn spells_allow(comment: &str) -> bool {
+    comment
+        .split(|c: char| c == ':' || c.is_whitespace())
+        .next()
+        .is_some_and(|word| word.eq_ignore_ascii_case("allow"))
+}
+
+/// A header comment that is none of the known lines: fine as prose, refused when it looks
+/// like a header line (`key:`), or like an `allow` line, since a mistyped `-- allow:` read as a
+/// comment would open the entry to every caller.
+fn refuse_misspelt_header(comment: &str) -> Result<(), String> {
+    if spells_allow(comment) {
+        return Err(format!(
+            "'-- {comment}' is not an '-- allow:' line (lower case, a colon after 'allow')"
+        ));
+    }
+    let word = comment.split(':').next().unwrap_or_default();
+    if comment.contains(':')
+        && !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(format!(
+            "'-- {word}:' is not a header line (known: {})",
+            HEADER_KEYS.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// `-- allow: internal, suppliers`: group names (letters, digits, `_`, `-`), or `*`.
+fn parse_allow(line: &str) -> Result<Vec<String>, String> {
+    let groups: Vec<String> = line
+        .split(',')
+        .map(|g| g.trim().to_owned())
+        .filter(|g| !g.is_empty())
+        .collect();
+    if groups.is_empty() {
+        return Err("'-- allow:' names no group (use '*' for every caller)".into());
+    }
+    if let Some(bad) = groups.iter().find(|g| *g != "*" && !valid_group(g)) {
+        return Err(format!(
+            "'-- allow:' group '{bad}' must be letters, digits, '_' and '-'"
+        ));
+    }
+    Ok(groups)
 }
 
 /// Whether the SELECT's last clauses order its result: an `ORDER BY` outside any parentheses,
@@ -128,9 +209,17 @@ impl Param {
             .ok_or_else(|| format!("parameter '{name}' has no type"))?;
         let mut modifiers = BTreeMap::new();
         let mut optional = false;
+        let mut bound = None;
         for word in words {
             if word == "optional" {
                 optional = true;
+            } else if let Some(attribute) = word.strip_prefix("bound=") {
+                if !valid_group(attribute) {
+                    return Err(format!(
+                        "parameter '{name}': bound attribute '{attribute}' must be letters, digits, '_' and '-'"
+                    ));
+                }
+                bound = Some(attribute.to_owned());
             } else if let Some((k, v)) = word.split_once('=') {
                 modifiers.insert(k, v);
             } else {
@@ -158,11 +247,16 @@ impl Param {
         if let Some(k) = modifiers.keys().next() {
             return Err(ctx(format!("modifier '{k}' does not apply to its type")));
         }
+        if bound.is_some() && optional {
+            // A caller without the attribute would otherwise run it unfiltered.
+            return Err(ctx("a bound parameter cannot be optional".into()));
+        }
         Ok(Param {
             name,
             ty,
             optional,
             description,
+            bound,
         })
     }
 }
@@ -245,6 +339,15 @@ impl ScalarType {
     }
 }
 
+/// A group or attribute name: letters, digits, `_` and `-` (as IAM tag keys and TOML keys
+/// take them without quoting).
+pub fn valid_group(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 fn valid_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
@@ -279,6 +382,32 @@ mod tests {
     #[test]
     fn refuses_broken_catalogue_files() {
         for (text, needle) in [
+            (
+                "-- export: a\n-- Allow: internal\nSELECT 1",
+                "not an '-- allow:' line",
+            ),
+            (
+                "-- export: a\n-- allow internal\nSELECT 1",
+                "not an '-- allow:' line",
+            ),
+            (
+                "-- export: a\n-- allowed: internal\nSELECT 1",
+                "not a header line",
+            ),
+            (
+                "-- export: a\n-- Param: x integer\nSELECT :x",
+                "not a header line",
+            ),
+            (
+                "-- export: a\nSELECT 1\n-- allow: internal",
+                "below the SELECT",
+            ),
+            ("-- export: a\n-- allow:\nSELECT 1", "names no group"),
+            ("-- export: a\n-- allow: a b\nSELECT 1", "letters, digits"),
+            (
+                "-- export: a\n-- param: x integer bound=s optional\nSELECT :x",
+                "cannot be optional",
+            ),
             ("SELECT 1", "missing '-- export"),
             ("-- export: a\nSELECT :x", "no '-- param: x"),
             ("-- export: a\n-- param: x integer\nSELECT 1", "never used"),

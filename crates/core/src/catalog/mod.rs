@@ -20,14 +20,15 @@ mod params;
 mod template;
 mod text;
 
-pub use describe::{ExportDescription, LookupDescription, ParamDescription};
+pub use export_api::{ExportDescription, LookupDescription, ParamDescription};
+pub use header::valid_group;
 pub use lookup::{
     BoundSelect, LookupPolicy, SqlParameter, DEFAULT_CACHE, DEFAULT_LOOKUP_ROWS, MAX_LOOKUP_ROWS,
 };
 pub use params::{
     Param, ParamError, ParamType, Pattern, ScalarType, DEFAULT_MAX_ITEMS, MAX_TEXT_LENGTH,
 };
-pub use text::value_from_text;
+pub use text::{value_from_items, value_from_text};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -47,6 +48,9 @@ pub struct Export {
     pub parallel: bool,
     /// Whether, and how, it may also be looked up at once (`-- lookup:`); None: exports only.
     pub lookup: Option<LookupPolicy>,
+    /// The groups of callers who may use it (`-- allow: internal, suppliers`); None (no such
+    /// line, or `*`): every caller allowed to call the API. See [`crate::access`].
+    pub allow: Option<Vec<String>>,
     /// The template cut at its placeholders once, at load time: a lookup substitutes its
     /// values without tokenizing the template again.
     segments: Vec<template::Segment>,

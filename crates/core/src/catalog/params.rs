@@ -57,6 +57,9 @@ pub struct Param {
     pub ty: ParamType,
     pub optional: bool,
     pub description: String,
+    /// The caller's attribute this parameter is bound to (`bound=supplier`): its value comes
+    /// from the caller's access, never from a request (see [`crate::access`]).
+    pub bound: Option<String>,
 }
 
 /// Why a request's parameters were refused; names the parameter and the rule.

@@ -12,7 +12,7 @@ pub(super) enum SubmitRefusals {
     /// The body is larger than 64 KiB.
     #[response(status = 413)]
     TooLarge(ErrorBody),
-    /// The body is not `application/json`.
+    /// The body is not `application/json` (nor, for `POST /exports`, a form).
     #[response(status = 415)]
     NotJson(ErrorBody),
 }
@@ -20,13 +20,20 @@ pub(super) enum SubmitRefusals {
 /// Submits an export: validated, recorded and queued, answered at once.
 #[utoipa::path(
     post, path = "/exports", tag = "exports", operation_id = "submit_export",
-    request_body(content = ExportRequestBody, content_type = "application/json"),
+    request_body(
+        description = "JSON, or a form whose parameter values are text, typed by the catalogue.",
+        content(
+            (ExportRequest = "application/json"),
+            (ExportForm = "application/x-www-form-urlencoded"),
+        )
+    ),
     params(IdempotencyKeyHeader),
     responses(
         (status = 202, description = "The job is queued.", body = Accepted,
          headers(("Location" = String, description = "The job's status route."),
                  ("Idempotent-Replayed" = String, description = "`true` when an earlier request with the same key answered."))),
-        (status = 400, description = "The body, the dataset, a parameter or a header is invalid; `field` names it.", body = ErrorBody),
+        (status = 400, description = "The body, the dataset (one that does not exist or is not the caller's: the same answer), a parameter or a header is invalid; `field` names it. A bound parameter given is `bound_parameter`.", body = ErrorBody),
+        (status = 403, description = "The request is not signed with SigV4, or the signer may not call the API; or the dataset binds a parameter to an attribute the caller does not have (or has several values of, for one value).", body = ErrorBody),
         SubmitRefusals,
     )
 )]
@@ -34,12 +41,54 @@ pub(super) async fn submit(
     State(submissions): State<Arc<Submissions>>,
     Caller(owner): Caller,
     headers: HeaderMap,
-    JsonBody(body): JsonBody,
+    body: ExportBody,
 ) -> Result<Response, ApiError> {
-    let request = ExportRequest::from_json(&body)?;
-    let submitted = submissions
-        .submit(&owner, request, idempotency_key(&headers)?)
-        .await?;
+    submit_body(&submissions, &owner, &headers, body).await
+}
+
+/// Submits an export of the dataset the path names: `POST /exports` for an `execute-api`
+/// policy that grants a caller single datasets.
+#[utoipa::path(
+    post, path = "/datasets/{name}/exports", tag = "exports", operation_id = "submit_dataset_export",
+    params(("name" = String, Path, description = "A dataset the caller may use."), IdempotencyKeyHeader),
+    request_body(
+        description = "`POST /exports`'s body without `dataset`: JSON, or a form.",
+        content(
+            (DatasetExportRequest = "application/json"),
+            (ExportForm = "application/x-www-form-urlencoded"),
+        )
+    ),
+    responses(
+        (status = 202, description = "The job is queued.", body = Accepted,
+         headers(("Location" = String, description = "The job's status route."),
+                 ("Idempotent-Replayed" = String, description = "`true` when an earlier request with the same key answered."))),
+        (status = 400, description = "The body, the dataset (one that does not exist or is not the caller's: the same answer), a parameter or a header is invalid; `field` names it. A bound parameter given is `bound_parameter`.", body = ErrorBody),
+        (status = 403, description = "The request is not signed with SigV4, or the signer may not call the API; or the dataset binds a parameter to an attribute the caller does not have (or has several values of, for one value).", body = ErrorBody),
+        SubmitRefusals,
+    )
+)]
+pub(super) async fn submit_dataset_export(
+    State(submissions): State<Arc<Submissions>>,
+    Caller(owner): Caller,
+    headers: HeaderMap,
+    DatasetExportBody(body): DatasetExportBody,
+) -> Result<Response, ApiError> {
+    submit_body(&submissions, &owner, &headers, body).await
+}
+
+async fn submit_body(
+    submissions: &Submissions,
+    owner: &Owner,
+    headers: &HeaderMap,
+    body: ExportBody,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(headers)?;
+    let submitted = match body {
+        ExportBody::Json(request) => submissions.submit(owner, request, key).await?,
+        ExportBody::Form(request, text) => {
+            submissions.submit_text(owner, request, text, key).await?
+        }
+    };
     Ok(accepted(&submitted))
 }
 

@@ -2,16 +2,16 @@
 //! `GET /customer/{ids}`. Answers carry an `ETag` and a `Cache-Control` that says how long
 //! they stay fresh; `If-None-Match` gets a 304, `Cache-Control: no-cache` a fresh read.
 
-use super::views::{CustomerRows, ErrorBody, LookupAnswer};
 use super::Caller;
-use crate::catalog::{value_from_text, Export, ParamType};
 use crate::error::ApiError;
 use crate::service::{Looked, Lookups};
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use export_api::{CustomerRows, ErrorBody, LookupAnswer};
 use http::{header, HeaderMap, HeaderValue, StatusCode};
-use serde_json::{Map, Value};
+use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -40,10 +40,15 @@ enum LookupRefusals {
     /// The caller's `If-None-Match` names the answer it holds.
     #[response(status = 304, headers(("ETag" = String), ("Cache-Control" = String)))]
     NotModified,
-    /// A parameter is invalid; `field` names it.
+    /// A parameter is invalid; `field` names it. A bound parameter given is `bound_parameter`.
     #[response(status = 400)]
     Invalid(ErrorBody),
-    /// No such dataset.
+    /// The request is not signed with SigV4, or the signer may not call the API; or the
+    /// dataset binds a parameter to an attribute the caller does not have (or has several
+    /// values of, for one value).
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// No such dataset, or not one the caller may use: the same answer.
     #[response(status = 404)]
     UnknownDataset(ErrorBody),
     /// More rows match than a lookup answers (`too_many_rows`), or, on AWS, the answer is more
@@ -62,6 +67,7 @@ enum LookupRefusals {
 pub fn lookup_routes() -> OpenApiRouter<Arc<Lookups>> {
     OpenApiRouter::default()
         .routes(routes!(lookup))
+        .routes(routes!(dataset_lookup))
         .routes(routes!(customers))
 }
 
@@ -91,47 +97,74 @@ pub fn lookup_router(lookups: Arc<Lookups>) -> Router {
 )]
 async fn lookup(
     State(lookups): State<Arc<Lookups>>,
-    Caller(_): Caller,
+    Caller(owner): Caller,
     Path(dataset): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let export = lookups.lookup_export(&dataset)?;
-    let params = params_from_query(export, query.as_deref().unwrap_or(""))?;
+    let query = query.as_deref().unwrap_or("");
     let looked = lookups
-        .lookup(&dataset, &params, wants_fresh(&headers))
+        .lookup_text(
+            &owner,
+            &dataset,
+            form_urlencoded::parse(query.as_bytes()),
+            wants_fresh(&headers),
+        )
         .await?;
+    Ok(rows_answer(&lookups, &headers, &looked))
+}
+
+/// `GET /lookups/{dataset}` under the dataset's own path, for an `execute-api` policy that
+/// grants a caller single datasets.
+#[utoipa::path(
+    get, path = "/datasets/{name}/lookup", tag = "lookups", operation_id = "lookup_dataset",
+    params(
+        ("name" = String, Path, example = "customers",
+         description = "A dataset the catalogue offers for lookups."),
+        ("params" = Option<Object>, Query, style = Form, explode, example = json!({"ids": "1,2,3"}),
+         description = "The dataset's parameters as `name=value`; a list as comma-separated values or the name repeated; never a bound one."),
+        CacheHeaders,
+        ("Accept" = Option<String>, Header, description = "`text/csv` for CSV; JSON otherwise."),
+    ),
+    responses(
+        (status = 200, description = "The rows.",
+         content((LookupAnswer = "application/json"), (String = "text/csv")),
+         headers(("ETag" = String, description = "The rows' validator."),
+                 ("Cache-Control" = String, description = "How long the answer stays fresh."))),
+        LookupRefusals,
+    )
+)]
+async fn dataset_lookup(
+    state: State<Arc<Lookups>>,
+    caller: Caller,
+    name: Path<String>,
+    query: RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    lookup(state, caller, name, query, headers).await
+}
+
+/// A lookup's answer as JSON, or CSV for `Accept: text/csv`.
+fn rows_answer(lookups: &Lookups, headers: &HeaderMap, looked: &Looked) -> Response {
     let now = lookups.clock.now();
-    if accepts_csv(&headers) {
-        let tag = csv_etag(&looked);
-        return Ok(answer(
-            &headers,
-            &looked,
-            now,
-            tag,
-            "text/csv; charset=utf-8",
-            || csv(&looked).into_bytes(),
-        ));
+    if accepts_csv(headers) {
+        let tag = csv_etag(looked);
+        return answer(headers, looked, now, tag, "text/csv; charset=utf-8", || {
+            csv(looked).into_bytes()
+        });
     }
     let tag = looked.answer.etag().to_owned();
-    Ok(answer(
-        &headers,
-        &looked,
-        now,
-        tag,
-        "application/json",
-        || {
-            let body = LookupAnswer {
-                dataset: &looked.answer.dataset,
-                columns: &looked.answer.columns,
-                rows: looked.answer.row_objects(),
-                row_count: looked.answer.rows.len(),
-                cached: looked.cached,
-                age_seconds: age_seconds(&looked, now),
-            };
-            serde_json::to_vec(&body).unwrap_or_default()
-        },
-    ))
+    answer(headers, looked, now, tag, "application/json", || {
+        let body = LookupAnswer {
+            dataset: looked.answer.dataset.as_str().into(),
+            columns: looked.answer.columns.as_slice().into(),
+            rows: looked.answer.row_objects(),
+            row_count: looked.answer.rows.len(),
+            cached: looked.cached,
+            age_seconds: age_seconds(looked, now),
+        };
+        serde_json::to_vec(&body).unwrap_or_default()
+    })
 }
 
 /// `GET /customer/1,2,3`: the customers' rows as a JSON array, as the second seed answers
@@ -151,20 +184,13 @@ async fn lookup(
 )]
 async fn customers(
     State(lookups): State<Arc<Lookups>>,
-    Caller(_): Caller,
+    Caller(owner): Caller,
     Path(ids): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let export = lookups.lookup_export(CUSTOMER_DATASET)?;
-    let mut params = Map::new();
-    if let Some(param) = export.params.iter().find(|p| p.name == CUSTOMER_IDS) {
-        params.insert(
-            CUSTOMER_IDS.into(),
-            value_from_text(&param.type_name(), &[ids.as_str()]),
-        );
-    }
+    let pairs = [(Cow::Borrowed(CUSTOMER_IDS), Cow::Borrowed(ids.as_str()))];
     let looked = lookups
-        .lookup(CUSTOMER_DATASET, &params, wants_fresh(&headers))
+        .lookup_text(&owner, CUSTOMER_DATASET, pairs, wants_fresh(&headers))
         .await?;
     let now = lookups.clock.now();
     let tag = looked.answer.etag().to_owned();
@@ -286,94 +312,4 @@ fn csv(looked: &Looked) -> String {
         out.push_str("\r\n");
     }
     out
-}
-
-/// The query string as the JSON parameters an export takes, by each parameter's declared
-/// type: a number where an integer is declared, `true`/`false` where a boolean is, a list
-/// from comma-separated values (`ids=1,2,3`) or from the parameter repeated (`ids=1&ids=2`,
-/// each occurrence one item, commas and all). Anything else stays text, so the checks an
-/// export makes (and their errors, field names and all) apply unchanged.
-pub fn params_from_query(export: &Export, query: &str) -> Result<Map<String, Value>, ApiError> {
-    let mut given: Vec<(String, Vec<String>)> = Vec::new();
-    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-        match given.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, values)) => values.push(value.into_owned()),
-            None => given.push((name.into_owned(), vec![value.into_owned()])),
-        }
-    }
-    let mut params = Map::new();
-    for (name, values) in given {
-        let values: Vec<&str> = values.iter().map(String::as_str).collect();
-        let value = match export.params.iter().find(|p| p.name == name) {
-            // Not a parameter: the export's own check names it.
-            None => Value::String(values.join(",")),
-            Some(param) => {
-                if values.len() > 1 && matches!(param.ty, ParamType::Scalar(_)) {
-                    return Err(ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_parameter",
-                        format!("parameter '{name}' is given more than once; it takes one value"),
-                    )
-                    .with_field(format!("params.{name}")));
-                }
-                value_from_text(&param.type_name(), &values)
-            }
-        };
-        params.insert(name, value);
-    }
-    Ok(params)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn export() -> Export {
-        Export::parse(
-            "-- export: t
--- lookup:
--- param: ids list<integer>
--- param: names list<text> optional
--- param: flag boolean optional
--- param: day date optional
-SELECT 1 FROM t WHERE id IN (:ids) AND (:names IS NULL OR n IN (:names))
-  AND (:flag IS NULL OR f = :flag) AND (:day IS NULL OR d = :day)",
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn query_strings_become_the_values_an_export_takes() {
-        let params = params_from_query(
-            &export(),
-            "ids=1,2,3&flag=true&day=2024-02-29&names=a%2Cb&names=c",
-        )
-        .unwrap();
-        assert_eq!(
-            Value::Object(params.clone()),
-            json!({"ids": [1, 2, 3], "flag": true, "day": "2024-02-29", "names": ["a,b", "c"]})
-        );
-        export().bind(&params).unwrap();
-        let repeated = params_from_query(&export(), "ids=4&ids=5").unwrap();
-        assert_eq!(repeated["ids"], json!([4, 5]));
-    }
-
-    #[test]
-    fn bad_values_get_the_errors_an_export_gets() {
-        for (query, field) in [
-            ("ids=1,x", "params.ids[1]"),
-            ("ids=", "params.ids[0]"),
-            ("ids=1&flag=yes", "params.flag"),
-            ("ids=1&day=2024-02-30", "params.day"),
-            ("ids=1&colour=red", "params.colour"),
-            ("flag=true", "params.ids"),
-        ] {
-            let params = params_from_query(&export(), query).unwrap();
-            let e = export().bind(&params).unwrap_err();
-            assert_eq!(e.field, field, "{query}: {e}");
-        }
-        let twice = params_from_query(&export(), "ids=1&flag=true&flag=false").unwrap_err();
-        assert_eq!(twice.field.as_deref(), Some("params.flag"));
-    }
 }

@@ -5,33 +5,33 @@
 use crate::domain::{Job, JobEvent, JobStatus, Millis, Owner};
 use crate::error::ApiError;
 use crate::service::DownloadLink;
-use crate::service::{ExportRequest, Queries, Submissions, Submitted};
+use crate::service::{Queries, Submissions, Submitted};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use http::request::Parts;
 use http::{header, HeaderMap, StatusCode};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+
+use export_api::*;
 use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use views::*;
 
 mod commands;
 mod contract;
 mod extract;
+mod form;
 mod lookup;
 mod product;
 mod queries;
-mod strict_json;
-pub mod views;
 
 use commands::*;
 pub use contract::{contract, contract_operations, contract_text};
 use extract::*;
-pub use extract::{Caller, JobId, JsonBody};
-pub use lookup::{lookup_router, lookup_routes, params_from_query, CUSTOMER_DATASET};
+pub use extract::{Caller, JobId, StrictJson};
+use form::ExportForm;
+pub use lookup::{lookup_router, lookup_routes, CUSTOMER_DATASET};
 use product::*;
 use queries::*;
 
@@ -42,6 +42,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn receiver_routes() -> OpenApiRouter<Arc<Submissions>> {
     OpenApiRouter::default()
         .routes(routes!(submit))
+        .routes(routes!(submit_dataset_export))
         .routes(routes!(cancel))
         .routes(routes!(submit_product))
 }
@@ -63,6 +64,7 @@ pub fn status_routes() -> OpenApiRouter<Arc<Queries>> {
         .routes(routes!(download))
         .routes(routes!(job_parts))
         .routes(routes!(datasets))
+        .routes(routes!(dataset))
         .routes(routes!(product_status))
         .routes(routes!(openapi_document))
 }

@@ -15,6 +15,7 @@ pub const PRODUCT_DATASET: &str = "product_detail";
     responses(
         (status = 200, description = "The job is queued.", body = ProductAccepted),
         (status = 400, description = "A field is invalid; `field` names it.", body = ErrorBody),
+        (status = 403, description = "The request is not signed with SigV4, or the signer may not call the API; or the dataset binds a parameter to an attribute the caller does not have.", body = ErrorBody),
         SubmitRefusals,
     )
 )]
@@ -22,32 +23,17 @@ pub(super) async fn submit_product(
     State(submissions): State<Arc<Submissions>>,
     Caller(owner): Caller,
     headers: HeaderMap,
-    JsonBody(body): JsonBody,
+    StrictJson(body): StrictJson<ProductRequest>,
 ) -> Result<Response, ApiError> {
-    let Value::Object(fields) = body else {
-        return Err(ApiError::invalid("", "the body must be a JSON object"));
-    };
-    let mut params = Map::new();
-    for (from, to) in [
-        ("sku", "sku"),
-        ("productname", "product_name"),
-        ("createdate", "created_on"),
-    ] {
-        if let Some(v) = fields.get(from) {
-            params.insert(to.into(), v.clone());
-        }
-    }
-    if let Some(extra) = fields
-        .keys()
-        .find(|k| !["sku", "productname", "createdate"].contains(&k.as_str()))
-    {
-        return Err(ApiError::invalid(
-            extra,
-            format!("unknown field '{extra}' (expected: sku, productname, createdate)"),
-        ));
-    }
-    let request =
-        ExportRequest::from_json(&json!({ "dataset": PRODUCT_DATASET, "params": params }))?;
+    let params = [
+        ("sku", body.sku),
+        ("product_name", body.productname),
+        ("created_on", body.createdate),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name.to_owned(), value?)))
+    .collect();
+    let request = ExportRequest::new(PRODUCT_DATASET, params);
     let submitted = submissions
         .submit(&owner, request, idempotency_key(&headers)?)
         .await

@@ -29,9 +29,26 @@ pub(super) async fn list_jobs(
     let limit = page_limit(query.limit.as_deref(), 20, crate::service::query::MAX_PAGE)?;
     let page = queries.list(&owner, limit, query.cursor.as_deref()).await?;
     Ok(Json(JobList {
-        jobs: page.jobs.iter().map(JobSummary::from).collect(),
+        jobs: page.jobs.iter().map(summary).collect(),
         next_cursor: page.next.map(|token| token.encode()),
     }))
+}
+
+/// The fields every view of a job shares.
+fn summary(job: &Job) -> JobSummary {
+    JobSummary {
+        request_id: job.request_id.clone(),
+        dataset: job.dataset.clone(),
+        status: job.status,
+        format: job.format,
+        compression: job.compression,
+        archive: job.archive,
+        created_at: job.created_at,
+        updated_at: job.updated_at,
+        rows: job.rows,
+        bytes: job.bytes,
+        error: job.error.clone(),
+    }
 }
 
 /// A page's `limit`: `default` when absent, else a number from 1 to `max`.
@@ -118,8 +135,9 @@ pub(super) async fn job_status(
     let events = queries.control.events(&job.request_id).await?;
     let id = &job.request_id;
     let mut view = JobView {
-        summary: JobSummary::from(&job),
+        summary: summary(&job),
         params: job.params.clone(),
+        bound: job.bound.clone(),
         notify: job.notify.clone(),
         statement_id: job.statement_id.clone(),
         timings: timings(&job, &events, queries.clock.now()),
@@ -225,9 +243,30 @@ pub(super) async fn download(
     get, path = "/datasets", tag = "catalogue", operation_id = "list_datasets",
     responses((status = 200, description = "The catalogue.", body = Datasets))
 )]
-pub(super) async fn datasets(State(queries): State<Arc<Queries>>, Caller(_): Caller) -> Response {
-    let datasets = queries.catalog.exports().map(|e| e.describe()).collect();
-    Json(Datasets { datasets }).into_response()
+pub(super) async fn datasets(
+    State(queries): State<Arc<Queries>>,
+    Caller(owner): Caller,
+) -> Result<Json<Datasets>, ApiError> {
+    let datasets = queries.datasets(&owner).await?;
+    Ok(Json(Datasets { datasets }))
+}
+
+/// One dataset of the catalogue, as `GET /datasets` lists it: for an `execute-api` policy
+/// that grants a caller single datasets.
+#[utoipa::path(
+    get, path = "/datasets/{name}", tag = "catalogue", operation_id = "get_dataset",
+    params(("name" = String, Path, description = "A dataset the caller may use.")),
+    responses(
+        (status = 200, description = "The dataset, its parameters (a bound one with the caller's value) and whether it can be looked up.", body = ExportDescription),
+        (status = 404, description = "No such dataset, or not one the caller may use: the same answer.", body = ErrorBody),
+    )
+)]
+pub(super) async fn dataset(
+    State(queries): State<Arc<Queries>>,
+    Caller(owner): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<ExportDescription>, ApiError> {
+    Ok(Json(queries.dataset(&owner, &name).await?))
 }
 
 /// This document.

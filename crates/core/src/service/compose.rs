@@ -4,6 +4,7 @@
 //! defaults (`export_aws::functions`), since it holds only the ports that service needs.
 
 use super::{LookupSettings, Lookups, Poller, Processor, Queries, Submissions};
+use crate::access::{Access, AccessPolicy, AttributeSource};
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::ports::{AnswerCache, ControlTable, Mailer, ObjectStore, QueueSender, Warehouse};
@@ -14,6 +15,10 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Ports {
     pub catalog: Arc<Catalog>,
+    /// Who may use which dataset, beside the catalogue (`access.toml`).
+    pub policy: AccessPolicy,
+    /// Grants from the callers' identities too (IAM tags on AWS), if the deployment says so.
+    pub attributes: Option<Arc<dyn AttributeSource>>,
     pub control: Arc<dyn ControlTable>,
     pub answers: Arc<dyn AnswerCache>,
     pub queue: Arc<dyn QueueSender>,
@@ -59,6 +64,8 @@ impl Services {
     pub fn new(ports: &Ports, settings: &Settings) -> Services {
         let Ports {
             catalog,
+            policy,
+            attributes,
             control,
             answers,
             queue,
@@ -67,23 +74,24 @@ impl Services {
             mailer,
             clock,
         } = ports.clone();
+        let access = Arc::new(Access::new(catalog.clone(), policy, attributes));
         Services {
             submissions: Arc::new(Submissions {
-                catalog: catalog.clone(),
+                access: access.clone(),
                 control: control.clone(),
                 queue: queue.clone(),
                 warehouse: warehouse.clone(),
                 clock: clock.clone(),
             }),
             queries: Arc::new(Queries {
-                catalog: catalog.clone(),
+                access: access.clone(),
                 control: control.clone(),
                 objects: objects.clone(),
                 clock: clock.clone(),
                 link_ttl: settings.delivery.link_ttl,
             }),
             lookups: Arc::new(Lookups::new(
-                catalog.clone(),
+                access,
                 warehouse.clone(),
                 answers,
                 clock.clone(),

@@ -5,9 +5,11 @@
 //! lookups that miss together run one statement between them.
 
 use super::local_answers::{resident_size, LocalAnswers};
-use crate::catalog::{Catalog, Export};
+use crate::access::{Access, BoundParams, EmptyText, Principal};
+use crate::catalog::Export;
 use crate::clock::Clock;
 use crate::domain::Millis;
+use crate::domain::Owner;
 use crate::error::ApiError;
 use crate::ports::{AnswerCache, CachedAnswer, ResultColumn, SelectOutcome, Warehouse};
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -15,6 +17,7 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -114,7 +117,8 @@ type Pending = Shared<BoxFuture<'static, Result<Arc<Answer>, ApiError>>>;
 
 /// The lookup service the read path (the `status` function, or the local stack) serves.
 pub struct Lookups {
-    pub catalog: Arc<Catalog>,
+    /// The catalogue as each caller may see it: the one way to it from here.
+    pub access: Arc<Access>,
     pub warehouse: Arc<dyn Warehouse>,
     pub shared: Arc<dyn AnswerCache>,
     pub clock: Arc<dyn Clock>,
@@ -125,7 +129,7 @@ pub struct Lookups {
 
 impl Lookups {
     pub fn new(
-        catalog: Arc<Catalog>,
+        access: Arc<Access>,
         warehouse: Arc<dyn Warehouse>,
         shared: Arc<dyn AnswerCache>,
         clock: Arc<dyn Clock>,
@@ -133,7 +137,7 @@ impl Lookups {
     ) -> Lookups {
         let local = LocalAnswers::new(settings.local_entries, settings.local_bytes);
         Lookups {
-            catalog,
+            access,
             warehouse,
             shared,
             clock,
@@ -143,18 +147,11 @@ impl Lookups {
         }
     }
 
-    /// The export `dataset` names, if it may be looked up.
-    pub fn lookup_export(&self, dataset: &str) -> Result<&Export, ApiError> {
-        let export = self.catalog.get(dataset).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_dataset",
-                format!(
-                    "no dataset named '{dataset}' (available: {})",
-                    self.catalog.names().join(", ")
-                ),
-            )
-            .with_field("dataset")
+    /// The export `dataset` names, if `principal` may use it and it may be looked up.
+    fn lookup_export(&self, principal: &Principal, dataset: &str) -> Result<&Export, ApiError> {
+        let export = self.access.dataset(principal, dataset).ok_or_else(|| {
+            self.access
+                .unknown_dataset(principal, dataset, StatusCode::NOT_FOUND)
         })?;
         if export.lookup.is_none() {
             return Err(ApiError::new(
@@ -169,21 +166,49 @@ impl Lookups {
         Ok(export)
     }
 
-    /// Looks `dataset` up with `params` (JSON values, as an export takes them). `fresh`
-    /// (`Cache-Control: no-cache`) skips the caches, though not a statement already running
-    /// for the same lookup, and the answer it reads replaces the cached one.
+    /// Looks `dataset` up for `owner` with `params` (JSON values, as an export takes them).
+    /// `fresh` (`Cache-Control: no-cache`) skips the caches, though not a statement already
+    /// running for the same lookup, and the answer it reads replaces the cached one.
     pub async fn lookup(
         &self,
+        owner: &Owner,
         dataset: &str,
         params: &Map<String, Value>,
         fresh: bool,
     ) -> Result<Looked, ApiError> {
-        let export = self.lookup_export(dataset)?;
-        let policy = export.lookup.clone().expect("checked above");
-        let bound = export.bind(params).map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", e.message)
-                .with_field(e.field)
-        })?;
+        let principal = self.access.principal(owner).await?;
+        let export = self.lookup_export(&principal, dataset)?;
+        let bound = self.access.bind(&principal, export, params)?;
+        self.run(export, bound, fresh).await
+    }
+
+    /// [`Lookups::lookup`] with the parameters written as text (a query string's pairs).
+    pub async fn lookup_text<'a>(
+        &self,
+        owner: &Owner,
+        dataset: &str,
+        pairs: impl IntoIterator<Item = (Cow<'a, str>, Cow<'a, str>)>,
+        fresh: bool,
+    ) -> Result<Looked, ApiError> {
+        let principal = self.access.principal(owner).await?;
+        let export = self.lookup_export(&principal, dataset)?;
+        let bound = self
+            .access
+            .bind_text(&principal, export, pairs, EmptyText::Empty)?;
+        self.run(export, bound, fresh).await
+    }
+
+    /// The lookup itself, access decided: its parameters include the caller's bound values,
+    /// and so does the cache key, so no caller is served another's answer.
+    async fn run(
+        &self,
+        export: &Export,
+        bound: BoundParams,
+        fresh: bool,
+    ) -> Result<Looked, ApiError> {
+        let dataset = export.name.as_str();
+        let policy = export.lookup.clone().expect("checked by lookup_export");
+        let bound = bound.literals;
         let key = cache_key(dataset, &bound);
         let caching = !policy.cache.is_zero();
         if caching && !fresh {

@@ -74,19 +74,7 @@ pub async fn record_start(
     Ok(won.then_some((update, event.at)))
 }
 
-/// One part of an export handed out as it is (`archive: none`), with a fresh link.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct PartLink {
-    pub index: usize,
-    /// The name it downloads as: `<dataset>-NNNN.<format>[.gz|.zst]`, as in an archive.
-    pub name: String,
-    pub size: u64,
-    /// Data rows (a CSV part's header line not counted).
-    pub rows: u64,
-    pub url: String,
-    #[schema(value_type = i64)]
-    pub expires_at: Millis,
-}
+pub use export_api::PartLink;
 
 /// The manifest of a job whose parts are its result (`archive: none`); None for any other.
 pub async fn parts_manifest(

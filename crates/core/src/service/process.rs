@@ -51,6 +51,18 @@ impl Processor {
             .get(&job.dataset)
             .ok_or_else(|| format!("export '{}' is no longer in the catalogue", job.dataset))
             .and_then(|export| {
+                // A job accepted before its dataset bound a parameter carries the request's
+                // value for it: it may not run with that.
+                if let Some(param) = export
+                    .params
+                    .iter()
+                    .find(|p| p.bound.is_some() && !job.bound.contains(&p.name))
+                {
+                    return Err(format!(
+                        "export '{}' now binds parameter '{}' to the caller's access; submit the export again",
+                        job.dataset, param.name
+                    ));
+                }
                 let select = export.render(&job.params).map_err(|e| e.message)?;
                 Ok((select, export.parallel))
             });

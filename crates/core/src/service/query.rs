@@ -1,19 +1,21 @@
 //! The query side (the `status` function): a caller's jobs, their history and download links.
 
 use super::{DownloadLink, PartLink};
-use crate::catalog::Catalog;
+use crate::access::Access;
 use crate::clock::Clock;
 use crate::domain::{Job, JobEvent, JobStatus, Owner};
 use crate::error::ApiError;
 use crate::page::{JobPage, PageToken};
 use crate::ports::{ControlTable, ObjectStore, PortError};
+use export_api::ExportDescription;
 use http::StatusCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Shared state of the `status` function.
 pub struct Queries {
-    pub catalog: Arc<Catalog>,
+    /// The catalogue as each caller may see it: the one way to it from here.
+    pub access: Arc<Access>,
     pub control: Arc<dyn ControlTable>,
     pub objects: Arc<dyn ObjectStore>,
     pub clock: Arc<dyn Clock>,
@@ -38,6 +40,26 @@ pub struct PartsPage {
 }
 
 impl Queries {
+    /// The datasets `owner` may use, each with its bound values (`GET /datasets`).
+    pub async fn datasets(&self, owner: &Owner) -> Result<Vec<ExportDescription>, ApiError> {
+        let principal = self.access.principal(owner).await?;
+        Ok(self
+            .access
+            .datasets(&principal)
+            .map(|export| self.access.describe(&principal, export))
+            .collect())
+    }
+
+    /// One dataset, if `owner` may use it; otherwise 404 as for one that does not exist.
+    pub async fn dataset(&self, owner: &Owner, name: &str) -> Result<ExportDescription, ApiError> {
+        let principal = self.access.principal(owner).await?;
+        let export = self.access.dataset(&principal, name).ok_or_else(|| {
+            self.access
+                .unknown_dataset(&principal, name, StatusCode::NOT_FOUND)
+        })?;
+        Ok(self.access.describe(&principal, export))
+    }
+
     /// The job, if it exists and belongs to `owner`; otherwise 404 either way.
     pub async fn job(&self, owner: &Owner, request_id: &str) -> Result<Job, ApiError> {
         super::owned_job(self.control.as_ref(), owner, request_id).await

@@ -1,174 +1,34 @@
 //! The command side (the `receiver`): accept an export, cancel one.
 
-use crate::catalog::Catalog;
+use crate::access::{Access, EmptyText};
 use crate::clock::Clock;
-use crate::domain::{
-    Archive, Compression, Format, Job, JobEvent, JobStatus, JobUpdate, Owner, Transition,
-};
+use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Owner, Transition};
 use crate::error::ApiError;
 use crate::messages::Message;
 use crate::ports::{
     ControlTable, CreateOutcome, IdempotencyKey, PortError, QueueSender, Warehouse,
 };
+pub use export_api::ExportRequest;
 use http::StatusCode;
-use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// At most this many notification addresses per request.
-pub const MAX_NOTIFY: usize = 10;
 /// Longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 
-/// An export request as the caller sent it, checked for shape (not yet against the catalogue).
-#[derive(Clone, Debug, PartialEq)]
-pub struct ExportRequest {
-    pub dataset: String,
-    pub params: Map<String, Value>,
-    pub format: Format,
-    pub compression: Compression,
-    pub archive: Archive,
-    pub notify: Vec<String>,
-}
-
-impl ExportRequest {
-    /// Reads `{dataset, params, format?, compression?, archive?, notify?}`; anything else is
-    /// refused by name, so a typo never silently falls back to a default.
-    pub fn from_json(body: &Value) -> Result<ExportRequest, ApiError> {
-        let Value::Object(fields) = body else {
-            return Err(ApiError::invalid("", "the body must be a JSON object"));
-        };
-        const KNOWN: [&str; 6] = [
-            "dataset",
-            "params",
-            "format",
-            "compression",
-            "archive",
-            "notify",
-        ];
-        if let Some(extra) = fields.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return Err(ApiError::invalid(
-                extra,
-                format!("unknown field '{extra}' (expected: {})", KNOWN.join(", ")),
-            ));
-        }
-        let dataset = match fields.get("dataset") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(_) => {
-                return Err(ApiError::invalid(
-                    "dataset",
-                    "'dataset' must be a non-empty string",
-                ))
-            }
-            None => return Err(ApiError::invalid("dataset", "'dataset' is required")),
-        };
-        let params = match fields.get("params") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m.clone(),
-            Some(_) => {
-                return Err(ApiError::invalid(
-                    "params",
-                    "'params' must be a JSON object",
-                ))
-            }
-        };
-        fn choice<T: std::str::FromStr<Err = String>>(
-            fields: &Map<String, Value>,
-            name: &str,
-            default: T,
-        ) -> Result<T, ApiError> {
-            match fields.get(name) {
-                None | Some(Value::Null) => Ok(default),
-                Some(Value::String(s)) => s
-                    .parse()
-                    .map_err(|rule| ApiError::invalid(name, format!("'{name}' {rule}"))),
-                Some(_) => Err(ApiError::invalid(
-                    name,
-                    format!("'{name}' must be a string"),
-                )),
-            }
-        }
-        let format = choice(fields, "format", Format::Csv)?;
-        let compression = choice(fields, "compression", Compression::None)?;
-        let archive = choice(fields, "archive", Archive::Zip)?;
-        if format == Format::Parquet && compression != Compression::None {
-            return Err(ApiError::invalid(
-                "compression",
-                "parquet output is compressed internally; 'compression' must be none",
-            ));
-        }
-        let notify = match fields.get("notify") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => {
-                if items.len() > MAX_NOTIFY {
-                    return Err(ApiError::invalid(
-                        "notify",
-                        format!("at most {MAX_NOTIFY} addresses"),
-                    ));
-                }
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| match v {
-                        Value::String(s) if is_email_address(s) => Ok(s.clone()),
-                        _ => Err(ApiError::invalid(
-                            &format!("notify[{i}]"),
-                            format!("'notify[{i}]' is not a valid email address"),
-                        )),
-                    })
-                    .collect::<Result<_, _>>()?
-            }
-            Some(_) => {
-                return Err(ApiError::invalid(
-                    "notify",
-                    "'notify' must be a list of email addresses",
-                ))
-            }
-        };
-        Ok(ExportRequest {
-            dataset,
-            params,
-            format,
-            compression,
-            archive,
-            notify,
-        })
-    }
-
-    /// A digest of what the request asks for (not how it was spelled), to recognise a retry.
-    pub fn digest(&self) -> String {
-        let canonical = serde_json::json!({
-            "dataset": self.dataset,
-            "params": self.params,
-            "format": self.format,
-            "compression": self.compression,
-            "archive": self.archive,
-            "notify": self.notify,
-        });
-        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
-    }
-}
-
-/// A deliberately plain check: one `@`, no spaces or angle brackets, a dotted domain.
-pub fn is_email_address(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else {
-        return false;
-    };
-    s.len() <= 254
-        && !local.is_empty()
-        && local.len() <= 64
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && s.chars().all(|c| {
-            c.is_ascii_graphic()
-                && !matches!(
-                    c,
-                    '<' | '>' | '"' | ',' | ';' | '(' | ')' | '\\' | '[' | ']'
-                )
-        })
-        && !domain.contains('@')
+/// A digest of what a request asks for (not how it was spelled), to recognise a retry.
+pub fn request_digest(request: &ExportRequest) -> String {
+    let canonical = serde_json::json!({
+        "dataset": request.dataset,
+        "params": request.params,
+        "format": request.format,
+        "compression": request.compression,
+        "archive": request.archive,
+        "notify": request.notify,
+    });
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
 /// The answer to a submission.
@@ -182,7 +42,8 @@ pub struct Submitted {
 
 /// Accepts and cancels jobs. Shared state of the `receiver`.
 pub struct Submissions {
-    pub catalog: Arc<Catalog>,
+    /// The catalogue as each caller may see it: the one way to it from here.
+    pub access: Arc<Access>,
     pub control: Arc<dyn ControlTable>,
     pub queue: Arc<dyn QueueSender>,
     pub warehouse: Arc<dyn Warehouse>,
@@ -198,23 +59,60 @@ impl Submissions {
         request: ExportRequest,
         idempotency_key: Option<&str>,
     ) -> Result<Submitted, ApiError> {
-        let export = self.catalog.get(&request.dataset).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "unknown_dataset",
-                format!(
-                    "no export named '{}' (available: {})",
-                    request.dataset,
-                    self.catalog.names().join(", ")
-                ),
-            )
-            .with_field("dataset")
-        })?;
-        // Checking the values is enough here; the processor renders the statement.
-        export.bind(&request.params).map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", e.message)
-                .with_field(e.field)
-        })?;
+        self.submit_given(owner, request, None, idempotency_key)
+            .await
+    }
+
+    /// [`Submissions::submit`] with the parameters written as text (a form's `params.<name>`
+    /// fields, by name), typed by the dataset's declaration; `request.params` is not read.
+    pub async fn submit_text(
+        &self,
+        owner: &Owner,
+        request: ExportRequest,
+        text: Vec<(String, String)>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Submitted, ApiError> {
+        self.submit_given(owner, request, Some(text), idempotency_key)
+            .await
+    }
+
+    async fn submit_given(
+        &self,
+        owner: &Owner,
+        mut request: ExportRequest,
+        text: Option<Vec<(String, String)>>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Submitted, ApiError> {
+        request.check()?;
+        // Access is decided here, before anything is recorded: a dataset the caller may not
+        // use is one that does not exist, and bound parameters take the caller's values.
+        let principal = self.access.principal(owner).await?;
+        let export = self
+            .access
+            .dataset(&principal, &request.dataset)
+            .ok_or_else(|| {
+                self.access
+                    .unknown_dataset(&principal, &request.dataset, StatusCode::BAD_REQUEST)
+            })?;
+        // Checked here; the processor renders the statement from the job's parameters.
+        let bound = match text {
+            None => self.access.bind(&principal, export, &request.params)?,
+            Some(pairs) => self.access.bind_text(
+                &principal,
+                export,
+                pairs
+                    .into_iter()
+                    .map(|(name, value)| (Cow::Owned(name), Cow::Owned(value))),
+                EmptyText::Absent,
+            )?,
+        };
+        request.params = bound.values;
+        let bound: Vec<String> = export
+            .params
+            .iter()
+            .filter(|p| p.bound.is_some())
+            .map(|p| p.name.clone())
+            .collect();
         let key = idempotency_key
             .map(|k| {
                 if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY || !k.chars().all(|c| c.is_ascii_graphic()) {
@@ -226,7 +124,7 @@ impl Submissions {
                     Ok(IdempotencyKey {
                         owner: owner.clone(),
                         key: k.to_owned(),
-                        request_digest: request.digest(),
+                        request_digest: request_digest(&request),
                     })
                 }
             })
@@ -242,6 +140,7 @@ impl Submissions {
             compression: request.compression,
             archive: request.archive,
             notify: request.notify,
+            bound,
             status: JobStatus::Queued,
             created_at: now,
             updated_at: now,
@@ -365,58 +264,12 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn request_shape_is_checked_field_by_field() {
-        let ok = ExportRequest::from_json(&json!({"dataset": "d", "params": {"a": 1}})).unwrap();
-        assert_eq!(
-            (ok.format, ok.compression, ok.archive),
-            (Format::Csv, Compression::None, Archive::Zip)
-        );
-        for (body, field) in [
-            (json!([]), ""),
-            (json!({}), "dataset"),
-            (json!({"dataset": 3}), "dataset"),
-            (json!({"dataset": "d", "params": []}), "params"),
-            (json!({"dataset": "d", "format": "xml"}), "format"),
-            (json!({"dataset": "d", "compression": "lz4"}), "compression"),
-            (json!({"dataset": "d", "archive": "rar"}), "archive"),
-            (
-                json!({"dataset": "d", "format": "parquet", "compression": "gzip"}),
-                "compression",
-            ),
-            (
-                json!({"dataset": "d", "notify": ["not-an-address"]}),
-                "notify[0]",
-            ),
-            (json!({"dataset": "d", "notify": "a@b.c"}), "notify"),
-            (json!({"dataset": "d", "colour": "red"}), "colour"),
-        ] {
-            let e = ExportRequest::from_json(&body).unwrap_err();
-            assert_eq!(e.field.as_deref().unwrap_or(""), field, "{body}: {e}");
-            assert_eq!(e.status, StatusCode::BAD_REQUEST);
-        }
-    }
-
-    #[test]
     fn digest_ignores_spelling_but_not_meaning() {
-        let a =
-            ExportRequest::from_json(&json!({"dataset": "d", "params": {"x": 1, "y": 2}})).unwrap();
-        let b = ExportRequest::from_json(
-            &json!({"params": {"y": 2, "x": 1}, "format": "csv", "dataset": "d"}),
-        )
-        .unwrap();
-        let c =
-            ExportRequest::from_json(&json!({"dataset": "d", "params": {"x": 1, "y": 3}})).unwrap();
-        assert_eq!(a.digest(), b.digest());
-        assert_ne!(a.digest(), c.digest());
-    }
-
-    #[test]
-    fn email_addresses() {
-        assert!(is_email_address("ops@example.com"));
-        for bad in [
-            "", "a", "a@b", "@b.c", "a@.c", "a b@c.d", "a@b.c>", "a@b@c.d",
-        ] {
-            assert!(!is_email_address(bad), "{bad}");
-        }
+        let read = |body| ExportRequest::read(body).unwrap();
+        let a = read(json!({"dataset": "d", "params": {"x": 1, "y": 2}}));
+        let b = read(json!({"params": {"y": 2, "x": 1}, "format": "csv", "dataset": "d"}));
+        let c = read(json!({"dataset": "d", "params": {"x": 1, "y": 3}}));
+        assert_eq!(request_digest(&a), request_digest(&b));
+        assert_ne!(request_digest(&a), request_digest(&c));
     }
 }

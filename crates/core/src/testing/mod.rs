@@ -3,6 +3,7 @@
 //! services (which run in milliseconds, with no sleeps) and for the adapters' conformance
 //! tests in the crates that implement the ports.
 
+pub mod answer_conformance;
 mod clock;
 pub mod conformance;
 mod consumer;
@@ -24,7 +25,10 @@ pub use mailer::FakeMailer;
 pub use objects::{MemoryObjectStore, ReadHold};
 pub use queue::{MemoryQueue, QueuedMessage};
 pub use warehouse::FakeWarehouse;
-pub use world::{World, DOWNLOADS_BUCKET, STATEMENT_PREFIX, THINGS, WORLD_PART_SIZE};
+pub use world::{
+    World, DOWNLOADS_BUCKET, INTERNAL_THINGS, STATEMENT_PREFIX, SUPPLIER_THINGS, THINGS,
+    WORLD_PART_SIZE, WORLD_POLICY,
+};
 
 /// Every call on a fake gives other tasks a turn first, so services run side by side (in one
 /// `join_all`) interleave at each port call, as they would against real dependencies.

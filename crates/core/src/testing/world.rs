@@ -1,6 +1,7 @@
 use super::{
     FakeMailer, FakeWarehouse, ManualClock, MemoryControlTable, MemoryObjectStore, MemoryQueue,
 };
+use crate::access::AccessPolicy;
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::domain::{Job, ObjectRef, Owner};
@@ -46,6 +47,43 @@ pub const THINGS: &str = "-- export: things
 -- param: id integer
 SELECT id, name FROM things WHERE id = :id";
 
+/// A partner's dataset: its supplier is the caller's, never the request's.
+pub const SUPPLIER_THINGS: &str = "-- export: supplier_things
+-- description: A supplier's things.
+-- allow: internal, suppliers
+-- lookup: max_rows=3 cache=180s
+-- param: supplier integer bound=supplier
+-- param: id integer
+SELECT id, name FROM things WHERE supplier = :supplier AND id = :id";
+
+/// Internal only.
+pub const INTERNAL_THINGS: &str = "-- export: internal_things
+-- allow: internal
+-- lookup: max_rows=3 cache=180s
+-- param: id integer
+SELECT id, name FROM things WHERE id = :id";
+
+/// The world's callers: `alice` internal (supplier 1 when she asks as one), `partner-7` and
+/// `partner-9` suppliers, anyone else nothing.
+pub const WORLD_POLICY: &str = r#"
+[[caller]]
+owner = "alice"
+groups = ["internal"]
+attributes = { supplier = "1" }
+
+[[caller]]
+owner = "partner-*"
+groups = ["suppliers"]
+
+[[caller]]
+owner = "partner-7"
+attributes = { supplier = "7" }
+
+[[caller]]
+owner = "partner-9"
+attributes = { supplier = "9" }
+"#;
+
 pub const RESULTS_BUCKET: &str = "results";
 /// What the world's statements are named after, before the request id.
 pub const STATEMENT_PREFIX: &str = "world:";
@@ -83,7 +121,12 @@ impl World {
         let clock = Arc::new(ManualClock::at(1_800_000_000_000));
         let dyn_clock: Arc<dyn Clock> = clock.clone();
         let catalog = Arc::new(
-            Catalog::from_sources([("things.sql", THINGS)]).expect("the world's catalogue"),
+            Catalog::from_sources([
+                ("things.sql", THINGS),
+                ("supplier_things.sql", SUPPLIER_THINGS),
+                ("internal_things.sql", INTERNAL_THINGS),
+            ])
+            .expect("the world's catalogue"),
         );
         let control = Arc::new(MemoryControlTable::default());
         let queue = Arc::new(MemoryQueue::new(dyn_clock.clone()));
@@ -124,6 +167,8 @@ impl World {
         } = Services::new(
             &Ports {
                 catalog,
+                policy: AccessPolicy::parse(WORLD_POLICY).expect("the world's policy"),
+                attributes: None,
                 control: control.clone(),
                 answers: control.clone(),
                 queue: queue.clone(),
@@ -153,7 +198,7 @@ impl World {
 
     /// Submits `body` (a `POST /exports` body) as `owner`.
     pub async fn submit(&self, owner: &str, body: serde_json::Value) -> Result<String, ApiError> {
-        let request = ExportRequest::from_json(&body)?;
+        let request = ExportRequest::read(body)?;
         let submitted = self
             .submissions
             .submit(&Owner(owner.into()), request, None)

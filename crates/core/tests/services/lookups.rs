@@ -2,8 +2,9 @@
 //! misses, and the errors a lookup can end in.
 
 use async_trait::async_trait;
+use export_core::access::{Access, AccessPolicy};
 use export_core::catalog::Catalog;
-use export_core::domain::Millis;
+use export_core::domain::{Millis, Owner};
 use export_core::ports::{
     AnswerCache, CachedAnswer, PortResult, ResultColumn, ResultSet, SelectOutcome, Warehouse,
 };
@@ -18,13 +19,16 @@ use std::time::Duration;
 /// clock and (unless given another) control table.
 fn instance(world: &World, shared: Arc<MemoryControlTable>, settings: LookupSettings) -> Lookups {
     Lookups::new(
-        world.lookups.catalog.clone(),
+        world.lookups.access.clone(),
         world.warehouse.clone(),
         shared,
         world.clock.clone(),
         settings,
     )
 }
+
+/// The world's internal caller.
+static ALICE: std::sync::LazyLock<Owner> = std::sync::LazyLock::new(|| Owner("alice".into()));
 
 fn id(n: i64) -> Map<String, Value> {
     json!({ "id": n }).as_object().unwrap().clone()
@@ -57,7 +61,11 @@ fn answer_with_the_ids(world: &World) {
 async fn a_second_lookup_is_answered_from_the_cache_until_it_expires() {
     let world = World::new();
     answer_with_the_ids(&world);
-    let first = world.lookups.lookup("things", &id(7), false).await.unwrap();
+    let first = world
+        .lookups
+        .lookup(&ALICE, "things", &id(7), false)
+        .await
+        .unwrap();
     assert!(!first.cached);
     assert_eq!(first.answer.rows, vec![vec![json!(7), json!("thing")]]);
     let select = &world.warehouse.selects()[0];
@@ -73,17 +81,29 @@ async fn a_second_lookup_is_answered_from_the_cache_until_it_expires() {
     );
 
     world.clock.advance(Duration::from_secs(60));
-    let second = world.lookups.lookup("things", &id(7), false).await.unwrap();
+    let second = world
+        .lookups
+        .lookup(&ALICE, "things", &id(7), false)
+        .await
+        .unwrap();
     assert!(second.cached);
     assert_eq!(second.answer, first.answer);
     assert_eq!(world.warehouse.selects().len(), 1);
     // Another value is another answer.
-    world.lookups.lookup("things", &id(8), false).await.unwrap();
+    world
+        .lookups
+        .lookup(&ALICE, "things", &id(8), false)
+        .await
+        .unwrap();
     assert_eq!(world.warehouse.selects().len(), 2);
 
     // Expired at 180 s: never served, read again.
     world.clock.advance(Duration::from_secs(120));
-    let third = world.lookups.lookup("things", &id(7), false).await.unwrap();
+    let third = world
+        .lookups
+        .lookup(&ALICE, "things", &id(7), false)
+        .await
+        .unwrap();
     assert!(!third.cached);
     assert_eq!(world.warehouse.selects().len(), 3);
 }
@@ -92,14 +112,26 @@ async fn a_second_lookup_is_answered_from_the_cache_until_it_expires() {
 async fn no_cache_reads_the_warehouse_and_replaces_the_cached_answer() {
     let world = World::new();
     answer_with_the_ids(&world);
-    world.lookups.lookup("things", &id(1), false).await.unwrap();
+    world
+        .lookups
+        .lookup(&ALICE, "things", &id(1), false)
+        .await
+        .unwrap();
     world.clock.advance(Duration::from_secs(100));
-    let fresh = world.lookups.lookup("things", &id(1), true).await.unwrap();
+    let fresh = world
+        .lookups
+        .lookup(&ALICE, "things", &id(1), true)
+        .await
+        .unwrap();
     assert!(!fresh.cached);
     assert_eq!(world.warehouse.selects().len(), 2);
     // The fresh answer is the one cached now: 180 s from its own reading.
     world.clock.advance(Duration::from_secs(170));
-    let again = world.lookups.lookup("things", &id(1), false).await.unwrap();
+    let again = world
+        .lookups
+        .lookup(&ALICE, "things", &id(1), false)
+        .await
+        .unwrap();
     assert!(again.cached);
     assert_eq!(again.answer.fetched_at, fresh.answer.fetched_at);
 }
@@ -108,10 +140,14 @@ async fn no_cache_reads_the_warehouse_and_replaces_the_cached_answer() {
 async fn a_cold_instance_hits_the_shared_cache() {
     let world = World::new();
     answer_with_the_ids(&world);
-    world.lookups.lookup("things", &id(3), false).await.unwrap();
+    world
+        .lookups
+        .lookup(&ALICE, "things", &id(3), false)
+        .await
+        .unwrap();
     // A second instance: its own empty in-process cache, the same control table.
     let cold = instance(&world, world.control.clone(), LookupSettings::default());
-    let hit = cold.lookup("things", &id(3), false).await.unwrap();
+    let hit = cold.lookup(&ALICE, "things", &id(3), false).await.unwrap();
     assert!(hit.cached);
     assert_eq!(world.warehouse.selects().len(), 1);
 }
@@ -143,7 +179,7 @@ async fn identical_misses_share_their_answer_once() {
         writes: Default::default(),
     });
     let lookups = Lookups::new(
-        world.lookups.catalog.clone(),
+        world.lookups.access.clone(),
         world.warehouse.clone(),
         shared.clone(),
         world.clock.clone(),
@@ -151,7 +187,8 @@ async fn identical_misses_share_their_answer_once() {
     );
     world.warehouse.hold_selects();
     let six = id(6);
-    let misses = futures::future::join_all((0..8).map(|_| lookups.lookup("things", &six, false)));
+    let misses =
+        futures::future::join_all((0..8).map(|_| lookups.lookup(&ALICE, "things", &six, false)));
     let release = async {
         // Every miss reaches the held statement before it is let go.
         for _ in 0..64 {
@@ -168,17 +205,32 @@ async fn identical_misses_share_their_answer_once() {
     assert_eq!(shared.writes.load(std::sync::atomic::Ordering::SeqCst), 1);
     // Shared before they answered: a cold instance hits it.
     let cold = instance(&world, shared.inner.clone(), LookupSettings::default());
-    assert!(cold.lookup("things", &six, false).await.unwrap().cached);
+    assert!(
+        cold.lookup(&ALICE, "things", &six, false)
+            .await
+            .unwrap()
+            .cached
+    );
 }
 
 #[tokio::test]
 async fn an_expired_shared_answer_is_never_served() {
     let world = World::new();
     answer_with_the_ids(&world);
-    world.lookups.lookup("things", &id(4), false).await.unwrap();
+    world
+        .lookups
+        .lookup(&ALICE, "things", &id(4), false)
+        .await
+        .unwrap();
     world.clock.advance(Duration::from_secs(181));
     let cold = instance(&world, world.control.clone(), LookupSettings::default());
-    assert!(!cold.lookup("things", &id(4), false).await.unwrap().cached);
+    assert!(
+        !cold
+            .lookup(&ALICE, "things", &id(4), false)
+            .await
+            .unwrap()
+            .cached
+    );
     assert_eq!(world.warehouse.selects().len(), 2);
 }
 
@@ -195,12 +247,24 @@ async fn an_answer_too_big_to_share_stays_in_process() {
             ..LookupSettings::default()
         },
     );
-    small.lookup("things", &id(5), false).await.unwrap();
-    assert!(small.lookup("things", &id(5), false).await.unwrap().cached);
+    small.lookup(&ALICE, "things", &id(5), false).await.unwrap();
+    assert!(
+        small
+            .lookup(&ALICE, "things", &id(5), false)
+            .await
+            .unwrap()
+            .cached
+    );
     assert_eq!(world.warehouse.selects().len(), 1);
     // A cold instance on the same control table finds nothing shared.
     let cold = instance(&world, control, LookupSettings::default());
-    assert!(!cold.lookup("things", &id(5), false).await.unwrap().cached);
+    assert!(
+        !cold
+            .lookup(&ALICE, "things", &id(5), false)
+            .await
+            .unwrap()
+            .cached
+    );
     assert_eq!(world.warehouse.selects().len(), 2);
 }
 
@@ -219,14 +283,17 @@ async fn the_in_process_cache_is_bounded_and_keeps_the_latest_answers() {
         },
     );
     for n in 1..=20 {
-        bounded.lookup("things", &id(n), false).await.unwrap();
+        bounded
+            .lookup(&ALICE, "things", &id(n), false)
+            .await
+            .unwrap();
         world.clock.advance(Duration::from_secs(1));
     }
     // The eight read last are kept; the rest made room, soonest-expiring first.
     for n in (13..=20).rev() {
         assert!(
             bounded
-                .lookup("things", &id(n), false)
+                .lookup(&ALICE, "things", &id(n), false)
                 .await
                 .unwrap()
                 .cached,
@@ -236,7 +303,7 @@ async fn the_in_process_cache_is_bounded_and_keeps_the_latest_answers() {
     assert_eq!(world.warehouse.selects().len(), 20);
     assert!(
         !bounded
-            .lookup("things", &id(12), false)
+            .lookup(&ALICE, "things", &id(12), false)
             .await
             .unwrap()
             .cached
@@ -254,7 +321,7 @@ async fn identical_misses_run_one_statement() {
     let lookups: Vec<_> = (0..16)
         .map(|_| {
             let lookups = world.lookups.clone();
-            tokio::spawn(async move { lookups.lookup("things", &id(9), false).await })
+            tokio::spawn(async move { lookups.lookup(&ALICE, "things", &id(9), false).await })
         })
         .collect();
     // Each yield lets every runnable lookup run on until it waits: on the held statement, or
@@ -285,7 +352,7 @@ async fn more_rows_than_the_lookup_answers_points_at_an_export() {
     });
     let e = world
         .lookups
-        .lookup("things", &id(1), false)
+        .lookup(&ALICE, "things", &id(1), false)
         .await
         .unwrap_err();
     assert_eq!(
@@ -296,7 +363,7 @@ async fn more_rows_than_the_lookup_answers_points_at_an_export() {
     // Nothing was cached: the next one asks again.
     world
         .lookups
-        .lookup("things", &id(1), false)
+        .lookup(&ALICE, "things", &id(1), false)
         .await
         .unwrap_err();
     assert_eq!(world.warehouse.selects().len(), 2);
@@ -314,7 +381,10 @@ async fn a_slow_or_failed_statement_names_itself() {
         },
     );
     world.warehouse.set_select_time(Duration::from_secs(30));
-    let slow = lookups.lookup("things", &id(1), false).await.unwrap_err();
+    let slow = lookups
+        .lookup(&ALICE, "things", &id(1), false)
+        .await
+        .unwrap_err();
     assert_eq!(
         (slow.status, slow.code),
         (StatusCode::GATEWAY_TIMEOUT, "lookup_timed_out")
@@ -326,7 +396,10 @@ async fn a_slow_or_failed_statement_names_itself() {
         statement_id: "s-2".into(),
         error: "ERROR: permission denied for relation things".into(),
     });
-    let failed = lookups.lookup("things", &id(1), false).await.unwrap_err();
+    let failed = lookups
+        .lookup(&ALICE, "things", &id(1), false)
+        .await
+        .unwrap_err();
     assert_eq!(
         (failed.status, failed.code),
         (StatusCode::BAD_GATEWAY, "statement_failed")
@@ -346,20 +419,23 @@ async fn only_declared_lookups_and_valid_values_reach_the_warehouse() {
         .unwrap(),
     );
     let lookups = Lookups::new(
-        catalog,
+        Arc::new(Access::new(catalog, AccessPolicy::default(), None)),
         world.warehouse.clone() as Arc<dyn Warehouse>,
         world.control.clone(),
         world.clock.clone(),
         LookupSettings::default(),
     );
-    let e = lookups.lookup("big", &Map::new(), false).await.unwrap_err();
+    let e = lookups
+        .lookup(&ALICE, "big", &Map::new(), false)
+        .await
+        .unwrap_err();
     assert_eq!(
         (e.status, e.code),
         (StatusCode::BAD_REQUEST, "lookup_not_offered")
     );
     assert!(e.message.contains("POST /exports"));
     let e = lookups
-        .lookup("nothing", &Map::new(), false)
+        .lookup(&ALICE, "nothing", &Map::new(), false)
         .await
         .unwrap_err();
     assert_eq!(
@@ -368,6 +444,7 @@ async fn only_declared_lookups_and_valid_values_reach_the_warehouse() {
     );
     let e = lookups
         .lookup(
+            &ALICE,
             "things",
             json!({"id": "1; DROP"}).as_object().unwrap(),
             false,

@@ -1,6 +1,7 @@
 //! The services over the fakes of `export_core::testing`: what each does with redelivered
 //! messages, duplicate events, expired leases, lost messages and failing dependencies.
 
+mod access;
 mod lookups;
 mod poller;
 mod processor;

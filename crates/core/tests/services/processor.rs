@@ -5,7 +5,7 @@ use super::*;
 use export_core::clock::Clock;
 use export_core::domain::JobStatus;
 use export_core::messages::Message;
-use export_core::ports::{PortError, QueueSender, StatementState, Warehouse};
+use export_core::ports::{ControlTable, PortError, QueueSender, StatementState, Warehouse};
 use export_core::testing::{World, STATEMENT_PREFIX};
 use std::time::Duration;
 
@@ -192,4 +192,41 @@ async fn a_late_restart_is_an_attempt_of_its_own_and_the_earlier_statement_is_ig
         (JobStatus::Succeeded, Some(1), Some(second.as_str()))
     );
     assert_eq!(world.mailer.sent_about(&request_id).len(), 1);
+}
+
+#[tokio::test]
+async fn a_job_accepted_before_its_dataset_bound_a_parameter_does_not_run() {
+    let world = World::new();
+    // Recorded as a submission of `supplier_things` was before `supplier` was bound: the
+    // request's own supplier, nothing marked bound.
+    let mut job = export_core::testing::conformance::queued_job(
+        "00000000-0000-4000-8000-000000000001",
+        &export_core::domain::Owner("partner-7".into()),
+        world.clock.now(),
+    );
+    job.dataset = "supplier_things".into();
+    job.params = serde_json::json!({"supplier": 9, "id": 1})
+        .as_object()
+        .unwrap()
+        .clone();
+    job.bound = Vec::new();
+    let event = export_core::domain::JobEvent::new(job.created_at, "submitted", "QUEUED", "");
+    world.control.create_job(&job, &event, None).await.unwrap();
+    world
+        .queue
+        .send(&Message::start(&job.request_id), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(world.deliver(QueueName::Requests).await, [Delivered::Done]);
+    let failed = world.job(&job.request_id).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("now binds parameter 'supplier'"),
+        "{failed:?}"
+    );
+    assert_eq!(world.warehouse.statement_count(), 0);
 }

@@ -9,7 +9,7 @@ use http::StatusCode;
 use serde_json::json;
 
 fn request(id: i64) -> ExportRequest {
-    ExportRequest::from_json(&json!({"dataset": "things", "params": {"id": id}})).unwrap()
+    ExportRequest::read(json!({"dataset": "things", "params": {"id": id}})).unwrap()
 }
 
 #[tokio::test]

@@ -400,7 +400,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("control.sqlite"), 5).unwrap();
         export_core::testing::conformance::check_control_table(&store).await;
-        export_core::testing::conformance::check_answer_cache(&store).await;
+        export_core::testing::answer_conformance::check_answer_cache(&store).await;
     }
 
     /// A file written before jobs had a `settled` column gets one, filled from the rows.

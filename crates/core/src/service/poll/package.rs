@@ -115,7 +115,7 @@ impl Poller {
             }
             Err(e) => {
                 if let Some(saved) = self.control.checkpoint(&job.request_id).await? {
-                    archive::package::discard(self.objects.as_ref(), &target, &saved).await;
+                    archive::discard(self.objects.as_ref(), &target, &saved).await;
                     self.control.delete_checkpoint(&job.request_id).await?;
                 }
                 return self.fail(job, "package", e.to_string()).await;

@@ -1,22 +1,20 @@
-//! The bodies the routes answer, as types: the handlers serialize these, and the OpenAPI
-//! contract describes them from the same definitions, so the two cannot drift apart.
+//! What the routes answer, as types: the handlers serialize them, the client reads them back,
+//! and the OpenAPI document describes them, all from these definitions.
 
-use crate::catalog::ExportDescription;
-use crate::domain::{Archive, Compression, Format, Job, JobEvent, JobStatus, Millis};
-use crate::ports::ResultColumn;
-use crate::service::PartLink;
-use serde::Serialize;
+use crate::vocabulary::{Archive, Compression, Format, JobEvent, JobStatus, Millis, ResultColumn};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use utoipa::ToSchema;
 
 /// Every error: a status code and this body.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[schema(as = Error)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// A stable, machine-readable name: `invalid_request`, `invalid_parameter`,
     /// `not_found`, `conflict`, `unsigned`, `forbidden`, `unavailable`, …
@@ -31,32 +29,8 @@ pub struct ErrorDetail {
     pub statement_id: Option<String>,
 }
 
-/// `POST /exports`: what to export, how, and who hears when it is ready.
-#[derive(ToSchema)]
-#[schema(example = json!({
-    "dataset": "customers",
-    "params": {"ids": [1, 2, 3], "segment": "BUILDING"},
-    "format": "csv",
-    "compression": "gzip",
-    "archive": "zip",
-    "notify": ["analyst@example.com"]
-}))]
-#[allow(dead_code)] // Read as JSON by `ExportRequest::from_json`; this is its description.
-pub struct ExportRequestBody {
-    /// A dataset of the catalogue (`GET /datasets`).
-    dataset: String,
-    /// The dataset's parameters, each as its type says (`GET /datasets`).
-    #[schema(value_type = Object)]
-    params: Option<Map<String, Value>>,
-    format: Option<Format>,
-    compression: Option<Compression>,
-    archive: Option<Archive>,
-    /// Addresses to email the link to, once the export is ready.
-    notify: Option<Vec<String>>,
-}
-
 /// `POST /exports`, `DELETE /exports/{id}`: the job the request created or cancelled.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Accepted {
     pub request_id: String,
     pub status: JobStatus,
@@ -66,7 +40,7 @@ pub struct Accepted {
 }
 
 /// The fields every view of a job shares.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobSummary {
     pub request_id: String,
     pub dataset: String,
@@ -87,26 +61,8 @@ pub struct JobSummary {
     pub error: Option<String>,
 }
 
-impl From<&Job> for JobSummary {
-    fn from(job: &Job) -> Self {
-        JobSummary {
-            request_id: job.request_id.clone(),
-            dataset: job.dataset.clone(),
-            status: job.status,
-            format: job.format,
-            compression: job.compression,
-            archive: job.archive,
-            created_at: job.created_at,
-            updated_at: job.updated_at,
-            rows: job.rows,
-            bytes: job.bytes,
-            error: job.error.clone(),
-        }
-    }
-}
-
 /// `GET /exports`: a page of the caller's jobs, newest first.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobList {
     pub jobs: Vec<JobSummary>,
     /// Pass as `cursor` for the next page; null on the last.
@@ -114,7 +70,7 @@ pub struct JobList {
 }
 
 /// When each phase began and ended.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Timings {
     #[schema(value_type = i64)]
     pub submitted_at: Millis,
@@ -129,7 +85,7 @@ pub struct Timings {
     pub elapsed_ms: Millis,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobLinks {
     #[serde(rename = "self")]
     pub this: String,
@@ -141,12 +97,16 @@ pub struct JobLinks {
 }
 
 /// `GET /exports/{id}`: the job, its timings, and when it is ready, how to fetch it.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobView {
     #[serde(flatten)]
     pub summary: JobSummary,
+    /// The parameters the job runs with, bound ones included.
     #[schema(value_type = Object)]
     pub params: Map<String, Value>,
+    /// Which of `params` were bound to the caller's access, not given by the request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bound: Vec<String>,
     pub notify: Vec<String>,
     /// The warehouse statement running (or that ran) the UNLOAD.
     pub statement_id: Option<String>,
@@ -174,15 +134,29 @@ pub struct JobView {
     pub parts_next_cursor: Option<String>,
 }
 
+/// One part of an export handed out as it is (`archive: none`), with a fresh link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PartLink {
+    pub index: usize,
+    /// The name it downloads as: `<dataset>-NNNN.<format>[.gz|.zst]`, as in an archive.
+    pub name: String,
+    pub size: u64,
+    /// Data rows (a CSV part's header line not counted).
+    pub rows: u64,
+    pub url: String,
+    #[schema(value_type = i64)]
+    pub expires_at: Millis,
+}
+
 /// `GET /exports/{id}/events`: the job's history, oldest first.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct JobHistory {
     pub request_id: String,
     pub events: Vec<JobEvent>,
 }
 
 /// `GET /exports/{id}/parts`: a page of an export's parts, each with its link.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PartList {
     pub request_id: String,
     pub total_parts: usize,
@@ -191,7 +165,7 @@ pub struct PartList {
 }
 
 /// `GET /exports/{id}/download`: the link the redirect points at.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DownloadBody {
     pub download_url: String,
     /// When the link stops working (milliseconds since the epoch).
@@ -200,20 +174,20 @@ pub struct DownloadBody {
 }
 
 /// `GET /datasets`: the catalogue.
-#[derive(Serialize, ToSchema)]
-pub struct Datasets<'a> {
-    pub datasets: Vec<ExportDescription<'a>>,
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Datasets {
+    pub datasets: Vec<ExportDescription>,
 }
 
 /// `POST /product`, as the original sample answered.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ProductAccepted {
     #[serde(rename = "RequestId")]
     pub request_id: String,
 }
 
 /// `GET /product` with `type: latest`.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ProductStatus {
     #[serde(rename = "RequestId")]
     pub request_id: String,
@@ -229,7 +203,7 @@ pub struct ProductStatus {
 }
 
 /// One line of `GET /product` with `type: all`.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ProductEvent {
     #[serde(rename = "RequestId")]
     pub request_id: String,
@@ -245,7 +219,7 @@ pub struct ProductEvent {
 }
 
 /// `GET /product`: the latest state, or the whole history.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum ProductAnswer {
     Latest(ProductStatus),
@@ -253,10 +227,11 @@ pub enum ProductAnswer {
 }
 
 /// `GET /lookups/{dataset}`: the rows, and where they came from.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LookupAnswer<'a> {
-    pub dataset: &'a str,
-    pub columns: &'a [ResultColumn],
+    // Borrowed when answering from a held answer, owned when read back.
+    pub dataset: Cow<'a, str>,
+    pub columns: Cow<'a, [ResultColumn]>,
     /// Each row as an object keyed by column name; integers and floats are numbers,
     /// booleans booleans, NULL null, anything else (decimals, dates, text) a string.
     #[schema(value_type = Vec<Object>)]
@@ -269,19 +244,44 @@ pub struct LookupAnswer<'a> {
 }
 
 /// `GET /customer/{ids}`: the customers' rows, as the second seed answers.
-#[derive(ToSchema)]
-#[allow(dead_code)] // The body is `Answer::row_objects`; this is its description.
-pub struct CustomerRows(Vec<Map<String, Value>>);
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CustomerRows(pub Vec<Map<String, Value>>);
 
-/// `POST /product`, as the original sample took it.
-#[derive(ToSchema)]
-#[schema(example = json!({"sku": "FLOWER12"}))]
-#[allow(dead_code)] // Read as JSON and mapped onto `product_detail`'s parameters.
-pub struct ProductRequest {
-    /// The product's stock-keeping unit.
-    sku: String,
-    /// Only if the product has exactly this name.
-    productname: Option<String>,
-    /// Only if the product was created on this day (`YYYY-MM-DD`).
-    createdate: Option<String>,
+/// How the catalogue describes one dataset (`GET /datasets`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExportDescription {
+    pub name: String,
+    pub description: String,
+    pub params: Vec<ParamDescription>,
+    /// Present when it may also be looked up (`GET /lookups/{name}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup: Option<LookupDescription>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LookupDescription {
+    pub max_rows: usize,
+    pub cache_seconds: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ParamDescription {
+    pub name: String,
+    /// `text`, `integer`, `decimal(p,s)`, `date`, `timestamp`, `boolean`, `enum(A|B)`, or
+    /// `list<…>` of one of them.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// The type's limits: `max_length`, `pattern`, `min`, `max`, `values`, `max_items`.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub rules: Map<String, Value>,
+    /// For a parameter bound to the caller: the attribute its value comes from. A request that
+    /// names it is refused (400 `bound_parameter`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound: Option<String>,
+    /// For a bound parameter: the caller's value, which every request of this caller runs with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
 }

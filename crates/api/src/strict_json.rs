@@ -1,4 +1,4 @@
-//! JSON bodies read strictly: an object that names a key twice is refused, naming the key by
+//! JSON bodies parsed strictly: an object that names a key twice is refused, naming the key by
 //! its path (`params.sku`). serde_json keeps the last of two equal keys, so a body could say
 //! one thing to a reader that takes the first and another to this API; RFC 8259 leaves
 //! duplicate names' meaning open, and an API that binds values to callers must not guess.
@@ -10,7 +10,7 @@ use std::fmt;
 
 /// Why a body was refused.
 #[derive(Debug)]
-pub enum StrictJsonError {
+pub(crate) enum StrictJsonError {
     /// Not JSON at all.
     Syntax(serde_json::Error),
     /// An object names this key (by its path from the top) more than once.
@@ -18,7 +18,7 @@ pub enum StrictJsonError {
 }
 
 /// Parses `bytes` as JSON, refusing any object with a duplicate key.
-pub fn parse(bytes: &[u8]) -> Result<Value, StrictJsonError> {
+pub(crate) fn parse(bytes: &[u8]) -> Result<Value, StrictJsonError> {
     let duplicate = RefCell::new(None);
     let mut reader = serde_json::Deserializer::from_slice(bytes);
     let parsed = Node {
