@@ -35,6 +35,12 @@ pub fn job(view: &JobView) -> String {
     line("dataset", job.dataset.clone());
     line("params", Value::Object(view.params.clone()).to_string());
     line("status", job.status.to_string());
+    if let Some(ahead) = view.queue_position {
+        line(
+            "in line",
+            format!("{ahead} jobs ahead of it for a warehouse slot"),
+        );
+    }
     line(
         "output",
         format!(

@@ -5,6 +5,7 @@
 //! template's checks (`template`). One test binary, so the workspace is linked once.
 
 mod access;
+mod admission;
 mod aws;
 mod bad_input;
 mod browser;

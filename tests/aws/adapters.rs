@@ -14,6 +14,7 @@ use export_core::ports::{
     Email, Mailer, ObjectStore, PortError, QueueName, QueueSender, StatementRequest,
     StatementState, Warehouse,
 };
+use export_core::testing::admission_conformance::check_admission_ledger;
 use export_core::testing::answer_conformance::check_answer_cache;
 use export_core::testing::conformance::check_control_table;
 use export_core::testing::object_conformance::check_object_store;
@@ -31,6 +32,7 @@ async fn the_dynamodb_table_meets_the_contract() {
     );
     check_control_table(&table).await;
     check_answer_cache(&table).await;
+    check_admission_ledger(&table).await;
 
     // Every item it wrote carries the TTL attribute the table expires them by.
     let items: Vec<_> = h

@@ -5,6 +5,7 @@
 
 mod access;
 mod adapters;
+mod admission;
 mod events;
 mod identity;
 mod lookups;

@@ -110,6 +110,10 @@ pub struct JobView {
     pub notify: Vec<String>,
     /// The warehouse statement running (or that ran) the UNLOAD.
     pub statement_id: Option<String>,
+    /// While the job waits for a warehouse slot (still QUEUED): how many jobs are ahead of
+    /// it in line (0: it is next). Absent once it is admitted, or when admission is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u64>,
     pub timings: Timings,
     pub links: JobLinks,
     /// True once a SUCCEEDED job's files have expired (the archive after the downloads

@@ -15,7 +15,11 @@ use export_core::access::{Access, AttributeSource};
 use export_core::catalog::Catalog;
 use export_core::clock::{Clock, SystemClock};
 use export_core::identity::RoleOwner;
-use export_core::service::{LookupSettings, Lookups, Poller, Processor, Queries, Submissions};
+use export_core::ports::AdmissionLedger;
+use export_core::service::{
+    admission, Admission, AdmissionSettings, LookupSettings, Lookups, Poller, Processor, Queries,
+    Submissions,
+};
 use export_core::settings::{
     DeliverySettings, MailSettings, PackagingSettings, RetrySettings, UnloadSettings,
 };
@@ -324,22 +328,49 @@ pub fn role_owner(env: &mut Env) -> RoleOwner {
     env.parsed("ASSUMED_ROLE_OWNER", RoleOwner::Session)
 }
 
+/// How many export statements run at once (`WAREHOUSE_SLOTS`, 5 by default; 0 starts every
+/// job as it comes), counted in the control table.
+fn admission_settings(env: &mut Env) -> AdmissionSettings {
+    let slots: u32 = env.parsed("WAREHOUSE_SLOTS", admission::DEFAULT_SLOTS);
+    AdmissionSettings {
+        slots: (slots > 0).then_some(slots),
+    }
+}
+
+/// Admission over the control table; a freed slot's start goes on `queue`.
+fn admission(env: &mut Env, control: &Arc<DynamoControlTable>, queue: Arc<SqsQueues>) -> Admission {
+    Admission {
+        ledger: control.clone(),
+        queue,
+        clock: clock(),
+        settings: admission_settings(env),
+    }
+}
+
 /// `receiver`: submit and cancel.
 pub fn receiver(env: &mut Env, clients: &Clients) -> Arc<Submissions> {
+    let control = control(env, clients);
+    let queue = queues(env, clients, true, false);
     Arc::new(Submissions {
         access: access(env, clients),
-        control: control(env, clients),
-        queue: queues(env, clients, true, false),
+        control: control.clone(),
+        queue: queue.clone(),
         warehouse: warehouse(env, clients),
         clock: clock(),
+        admission: admission(env, &control, queue),
     })
 }
 
 /// `status`: a job, its history, its link, the caller's jobs, the catalogue.
 pub fn status(env: &mut Env, clients: &Clients) -> Arc<Queries> {
+    let control = control(env, clients);
+    let line: Option<Arc<dyn AdmissionLedger>> = admission_settings(env)
+        .slots
+        .map(|_| control.clone() as Arc<dyn AdmissionLedger>);
     Arc::new(Queries {
         access: access(env, clients),
-        control: control(env, clients),
+        control,
+        line,
         objects: Arc::new(
             S3ObjectStore::new(clients.s3.clone()).with_link_signer(clients.link_signer.clone()),
         ),
@@ -368,12 +399,16 @@ pub fn lookups(env: &mut Env, clients: &Clients, access: Arc<Access>) -> Arc<Loo
 
 /// `processor`: renders and starts each queued job's UNLOAD.
 pub fn processor(env: &mut Env, clients: &Clients) -> Arc<Processor> {
+    let control = control(env, clients);
+    // Follow-ups go to the polls queue, retries of a failed start and the starts of jobs
+    // handed a slot to the requests queue.
+    let queue = queues(env, clients, true, true);
     Arc::new(Processor {
         catalog: catalog(),
-        control: control(env, clients),
+        control: control.clone(),
         warehouse: warehouse(env, clients),
-        // Follow-ups go to the polls queue, retries of a failed start to the requests queue.
-        queue: queues(env, clients, true, true),
+        queue: queue.clone(),
+        admission: admission(env, &control, queue),
         clock: clock(),
         unload: unload_settings(env, true),
         first_poll_delay: env.seconds("POLL_INITIAL_DELAY_SECONDS", 5, MAX_DELAY.as_secs()),
@@ -384,8 +419,12 @@ pub fn processor(env: &mut Env, clients: &Clients) -> Arc<Processor> {
 /// `poller`: follows statements, packages, presigns and mails; sweeps stuck jobs.
 pub fn poller(env: &mut Env, clients: &Clients) -> Arc<Poller> {
     let sender = env.required("SENDER_EMAIL");
+    let control = control(env, clients);
+    // The sweep re-queues jobs whose start message was lost; a freed slot's start goes on it.
+    let queue = queues(env, clients, true, true);
     Arc::new(Poller {
-        control: control(env, clients),
+        control: control.clone(),
+        admission: admission(env, &control, queue.clone()),
         warehouse: warehouse(env, clients),
         objects: Arc::new(
             S3ObjectStore::new(clients.s3.clone()).with_link_signer(clients.link_signer.clone()),
@@ -395,8 +434,7 @@ pub fn poller(env: &mut Env, clients: &Clients) -> Arc<Poller> {
             sender,
             env.optional("SES_CONFIGURATION_SET"),
         )),
-        // The sweep re-queues jobs whose start message was lost.
-        queue: queues(env, clients, true, true),
+        queue,
         clock: clock(),
         unload: unload_settings(env, false),
         delivery: delivery_settings(env),

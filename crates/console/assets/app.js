@@ -432,7 +432,7 @@ async function showExport(view, id) {
       reason.textContent = errorText(job);
       return;
     }
-    const shown = JSON.stringify([job.json.status, job.json.updated_at, job.json.download_url, events.json]);
+    const shown = JSON.stringify([job.json.status, job.json.updated_at, job.json.queue_position, job.json.download_url, events.json]);
     if (shown !== drawn) {
       drawn = shown;
       render(job.json, events.ok ? events.json.events : []);
@@ -477,6 +477,10 @@ async function showExport(view, id) {
       ['Rows', count(job.rows)],
       ['Size', bytes(job.bytes)],
       ['Statement', job.statement_id ? el('code', {}, job.statement_id) : ''],
+      // Only while it waits for a warehouse slot.
+      ...(job.queue_position != null
+        ? [['In line', el('span', { id: 'queue-position' }, job.queue_position === 0 ? 'next for a warehouse slot' : `${job.queue_position} ahead for a warehouse slot`)]]
+        : []),
     ].flatMap(([term, value]) => [el('dt', {}, term), el('dd', {}, value)]));
     renderResult(job);
     history.replaceChildren(...events.map((e) => el('li', {},

@@ -429,3 +429,64 @@ pub mod multipart {
         Ok(())
     }
 }
+
+/// A job in line for a warehouse slot. Slots go by `turn` (the core's fair-share order),
+/// then to the oldest job (`queued_at`), then by id, so every store orders the line alike.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitingJob {
+    pub request_id: String,
+    pub owner: Owner,
+    pub turn: u64,
+    pub queued_at: Millis,
+}
+
+impl WaitingJob {
+    /// The line's order as one comparable value.
+    pub fn order(&self) -> (u64, Millis, &str) {
+        (self.turn, self.queued_at, self.request_id.as_str())
+    }
+}
+
+/// A warehouse slot and the job whose statement holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotHolder {
+    pub slot: u32,
+    pub request_id: String,
+    pub since: Millis,
+}
+
+/// The admission ledger: which job holds each of the warehouse's slots, and the line of jobs
+/// waiting for one. It keeps no rule of its own: how many slots there are, whose turn comes
+/// next and when a slot is freed are the core's to say (`service::Admission`); every write
+/// here is conditional, so a slot has at most one holder however many instances race for it.
+#[async_trait]
+pub trait AdmissionLedger: Send + Sync {
+    /// Every slot held now, in slot order.
+    async fn holders(&self) -> PortResult<Vec<SlotHolder>>;
+
+    /// The turn the line has reached (the latest turn admitted; 0 at first) and the last
+    /// turn `owner` was given (0 if none).
+    async fn turns(&self, owner: &Owner) -> PortResult<(u64, u64)>;
+
+    /// Puts the job in line and records `entry.turn` as its owner's last turn if it is
+    /// later. A job already in line keeps its place: its entry is returned, nothing written.
+    /// Answers the entry the line holds and whether this call put it there.
+    async fn join(&self, entry: &WaitingJob) -> PortResult<(WaitingJob, bool)>;
+
+    /// The first `limit` jobs in line, in order.
+    async fn first_waiting(&self, limit: usize) -> PortResult<Vec<WaitingJob>>;
+
+    /// Gives `slot` to the job of `entry` if the slot is free and the job is still in line,
+    /// taking it out of line and moving the line's turn up to the entry's; false, writing
+    /// nothing, if either has changed.
+    async fn admit(&self, slot: u32, entry: &WaitingJob, at: Millis) -> PortResult<bool>;
+
+    /// Frees `slot` if the job `request_id` holds it; false otherwise.
+    async fn release(&self, slot: u32, request_id: &str) -> PortResult<bool>;
+
+    /// Takes the job out of line, if it is there.
+    async fn leave(&self, request_id: &str) -> PortResult<()>;
+
+    /// How many jobs are ahead of this one in line (0: it is next); None if it is not in line.
+    async fn place(&self, request_id: &str) -> PortResult<Option<u64>>;
+}

@@ -2,6 +2,7 @@
 //! holds on the engines.
 
 use export_core::ports::{QueueName, QueueSender};
+use export_core::testing::admission_conformance::check_admission_ledger;
 use export_core::testing::answer_conformance::check_answer_cache;
 use export_core::testing::conformance::check_control_table;
 use export_core::testing::object_conformance::check_object_store;
@@ -14,6 +15,7 @@ async fn the_memory_control_table_meets_the_contract() {
     let table = MemoryControlTable::default();
     check_control_table(&table).await;
     check_answer_cache(&table).await;
+    check_admission_ledger(&table).await;
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@
 //!
 //! A plan is rules separated by `;`, each `port.operation:fault=value,…`; `*` stands for any
 //! port or operation, and the most specific rule matching a call applies. The ports are
-//! `control_table`, `answer_cache`, `queue`, `warehouse`, `object_store` and `mailer`; the
+//! `control_table`, `answer_cache`, `admission`, `queue`, `warehouse`, `object_store` and `mailer`; the
 //! operations are their methods' names (`warehouse.execute`, `mailer.send`, …). Example:
 //! `*.*:transient=0.02;warehouse.execute:lost=0.1;mailer.send:permanent=0.05,latency=20ms`.
 //!
@@ -27,9 +27,10 @@ use export_core::domain::{
 use export_core::messages::Message;
 use export_core::page::{JobPage, PageToken};
 use export_core::ports::{
-    AnswerCache, ByteStream, CachedAnswer, ControlTable, CreateOutcome, Email, IdempotencyKey,
-    Mailer, ObjectStore, PortError, PortResult, PresignedUrl, QueueSender, SavedCheckpoint,
-    SelectOutcome, StatementRequest, StatementStatus, UploadedPart, Warehouse,
+    AdmissionLedger, AnswerCache, ByteStream, CachedAnswer, ControlTable, CreateOutcome, Email,
+    IdempotencyKey, Mailer, ObjectStore, PortError, PortResult, PresignedUrl, QueueSender,
+    SavedCheckpoint, SelectOutcome, SlotHolder, StatementRequest, StatementStatus, UploadedPart,
+    WaitingJob, Warehouse,
 };
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -120,9 +121,10 @@ impl FromStr for FaultPlan {
     }
 }
 
-const PORTS: [&str; 6] = [
+const PORTS: [&str; 7] = [
     "control_table",
     "answer_cache",
+    "admission",
     "queue",
     "warehouse",
     "object_store",
@@ -406,6 +408,42 @@ impl<P: AnswerCache + ?Sized> AnswerCache for Faulty<P> {
     async fn cache_answer(&self, key: &str, answer: &CachedAnswer) -> PortResult<()> {
         let call = self.inner.cache_answer(key, answer);
         self.faults.call("answer_cache", "cache_answer", call).await
+    }
+}
+
+#[async_trait]
+impl<P: AdmissionLedger + ?Sized> AdmissionLedger for Faulty<P> {
+    async fn holders(&self) -> PortResult<Vec<SlotHolder>> {
+        let call = self.inner.holders();
+        self.faults.call("admission", "holders", call).await
+    }
+    async fn turns(&self, owner: &Owner) -> PortResult<(u64, u64)> {
+        let call = self.inner.turns(owner);
+        self.faults.call("admission", "turns", call).await
+    }
+    async fn join(&self, entry: &WaitingJob) -> PortResult<(WaitingJob, bool)> {
+        let call = self.inner.join(entry);
+        self.faults.call("admission", "join", call).await
+    }
+    async fn first_waiting(&self, limit: usize) -> PortResult<Vec<WaitingJob>> {
+        let call = self.inner.first_waiting(limit);
+        self.faults.call("admission", "first_waiting", call).await
+    }
+    async fn admit(&self, slot: u32, entry: &WaitingJob, at: Millis) -> PortResult<bool> {
+        let call = self.inner.admit(slot, entry, at);
+        self.faults.call("admission", "admit", call).await
+    }
+    async fn release(&self, slot: u32, request_id: &str) -> PortResult<bool> {
+        let call = self.inner.release(slot, request_id);
+        self.faults.call("admission", "release", call).await
+    }
+    async fn leave(&self, request_id: &str) -> PortResult<()> {
+        let call = self.inner.leave(request_id);
+        self.faults.call("admission", "leave", call).await
+    }
+    async fn place(&self, request_id: &str) -> PortResult<Option<u64>> {
+        let call = self.inner.place(request_id);
+        self.faults.call("admission", "place", call).await
     }
 }
 

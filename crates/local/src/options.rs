@@ -33,6 +33,10 @@ pub struct StackOptions {
     pub sweep_every: Duration,
     #[arg(long, default_value = "300s", value_parser = crate::parse_duration)]
     pub sweep_after: Duration,
+    /// Export statements the warehouse runs at once; more wait QUEUED, callers taking turns.
+    /// 0 starts every job as soon as a worker takes it.
+    #[arg(long, default_value_t = export_core::service::admission::DEFAULT_SLOTS)]
+    pub warehouse_slots: u32,
     /// Faults to inject into the services' calls of the ports, to try how failures are
     /// handled: `port.operation:transient=P,lost=P,permanent=P,latency=D;…`, `*` for any
     /// (see docs/RELIABILITY.md).
@@ -54,6 +58,7 @@ impl StackOptions {
         config.visibility_timeout = self.visibility_timeout;
         config.sweep_every = self.sweep_every;
         config.sweep_after = self.sweep_after;
+        config.admission.slots = (self.warehouse_slots > 0).then_some(self.warehouse_slots);
         if let Some(plan) = &self.faults {
             let plan: FaultPlan = plan.parse().map_err(|e| format!("--faults: {e}"))?;
             config.faults = Some(Faults::new(plan, self.fault_seed));

@@ -21,7 +21,7 @@ use export_core::http::api_router;
 use export_core::messages::{Message, PollMessage};
 use export_core::ports::{QueueName, QueueSender};
 use export_core::service::compose::{Ports, Services, Settings};
-use export_core::service::{consume, Consumer, LookupSettings, Poller};
+use export_core::service::{consume, AdmissionSettings, Consumer, LookupSettings, Poller};
 use export_core::settings::{
     DeliverySettings, MailSettings, PackagingSettings, RetrySettings, UnloadSettings,
 };
@@ -75,6 +75,9 @@ pub struct LocalConfig {
     pub sweep_after: Duration,
     /// How lookups run: how long one may wait for the warehouse, what is cached.
     pub lookups: LookupSettings,
+    /// How many export statements the warehouse runs at once; `slots: None` starts every
+    /// job as it comes.
+    pub admission: AdmissionSettings,
     /// Faults to inject into the services' calls of every port (`faults`); none by default.
     pub faults: Option<Arc<Faults>>,
 }
@@ -106,6 +109,7 @@ impl LocalConfig {
             sweep_every: Duration::from_secs(60),
             sweep_after: Duration::from_secs(300),
             lookups: LookupSettings::default(),
+            admission: AdmissionSettings::default(),
             faults: None,
         }
     }
@@ -196,6 +200,7 @@ impl LocalStack {
                 max_delay: Duration::from_secs(30),
             },
             lookups: config.lookups.clone(),
+            admission: config.admission,
         };
         let ports = ports(
             catalog,
@@ -436,6 +441,7 @@ fn ports(
             attributes: None,
             control: store.clone(),
             answers: store.clone(),
+            ledger: store.clone(),
             queue: store,
             warehouse: warehouse.clone(),
             objects,
@@ -448,6 +454,7 @@ fn ports(
             attributes: None,
             control: Faulty::new(store.clone(), faults.clone()),
             answers: Faulty::new(store.clone(), faults.clone()),
+            ledger: Faulty::new(store.clone(), faults.clone()),
             queue: Faulty::new(store, faults.clone()),
             warehouse: Faulty::new(warehouse.clone(), faults.clone()),
             objects: Faulty::new(objects, faults.clone()),

@@ -5,7 +5,7 @@ use super::*;
 
 /// Which items of a cancelled transaction failed their condition; `Err` if it was cancelled
 /// for another reason (a conflicting transaction, throttling), which a retry may fix.
-fn failed_conditions(
+pub(super) fn failed_conditions(
     error: aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>,
 ) -> PortResult<Vec<bool>> {
     if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
@@ -37,7 +37,9 @@ fn failed_conditions(
     Err(port_error("TransactWriteItems", error))
 }
 
-fn is_condition_failure(error: &aws_sdk_dynamodb::error::SdkError<UpdateItemError>) -> bool {
+pub(super) fn is_condition_failure(
+    error: &aws_sdk_dynamodb::error::SdkError<UpdateItemError>,
+) -> bool {
     error
         .as_service_error()
         .is_some_and(|e| e.is_conditional_check_failed_exception())

@@ -48,6 +48,7 @@ pub mod schema {
     pub const UPDATED_AT: &str = "updated_at";
 }
 
+mod admission;
 mod answers;
 mod control;
 mod items;

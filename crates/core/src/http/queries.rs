@@ -140,6 +140,10 @@ pub(super) async fn job_status(
         bound: job.bound.clone(),
         notify: job.notify.clone(),
         statement_id: job.statement_id.clone(),
+        queue_position: match job.status {
+            JobStatus::Queued => queries.queue_position(id).await?,
+            _ => None,
+        },
         timings: timings(&job, &events, queries.clock.now()),
         links: JobLinks {
             this: format!("/exports/{id}"),

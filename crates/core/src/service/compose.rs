@@ -3,11 +3,15 @@
 //! all of them here; each Lambda function builds its own service from the same settings'
 //! defaults (`export_aws::functions`), since it holds only the ports that service needs.
 
-use super::{LookupSettings, Lookups, Poller, Processor, Queries, Submissions};
+use super::{
+    Admission, AdmissionSettings, LookupSettings, Lookups, Poller, Processor, Queries, Submissions,
+};
 use crate::access::{Access, AccessPolicy, AttributeSource};
 use crate::catalog::Catalog;
 use crate::clock::Clock;
-use crate::ports::{AnswerCache, ControlTable, Mailer, ObjectStore, QueueSender, Warehouse};
+use crate::ports::{
+    AdmissionLedger, AnswerCache, ControlTable, Mailer, ObjectStore, QueueSender, Warehouse,
+};
 use crate::settings::{DeliverySettings, PackagingSettings, RetrySettings, UnloadSettings};
 use std::sync::Arc;
 
@@ -21,6 +25,8 @@ pub struct Ports {
     pub attributes: Option<Arc<dyn AttributeSource>>,
     pub control: Arc<dyn ControlTable>,
     pub answers: Arc<dyn AnswerCache>,
+    /// Who holds the warehouse's slots, and the line for them.
+    pub ledger: Arc<dyn AdmissionLedger>,
     pub queue: Arc<dyn QueueSender>,
     pub warehouse: Arc<dyn Warehouse>,
     pub objects: Arc<dyn ObjectStore>,
@@ -36,6 +42,7 @@ pub struct Settings {
     pub packaging: PackagingSettings,
     pub retry: RetrySettings,
     pub lookups: LookupSettings,
+    pub admission: AdmissionSettings,
 }
 
 impl Settings {
@@ -47,6 +54,7 @@ impl Settings {
             packaging: PackagingSettings::default(),
             retry: RetrySettings::default(),
             lookups: LookupSettings::default(),
+            admission: AdmissionSettings::default(),
         }
     }
 }
@@ -68,6 +76,7 @@ impl Services {
             attributes,
             control,
             answers,
+            ledger,
             queue,
             warehouse,
             objects,
@@ -75,6 +84,12 @@ impl Services {
             clock,
         } = ports.clone();
         let access = Arc::new(Access::new(catalog.clone(), policy, attributes));
+        let admission = Admission {
+            ledger,
+            queue: queue.clone(),
+            clock: clock.clone(),
+            settings: settings.admission,
+        };
         Services {
             submissions: Arc::new(Submissions {
                 access: access.clone(),
@@ -82,6 +97,7 @@ impl Services {
                 queue: queue.clone(),
                 warehouse: warehouse.clone(),
                 clock: clock.clone(),
+                admission: admission.clone(),
             }),
             queries: Arc::new(Queries {
                 access: access.clone(),
@@ -89,6 +105,7 @@ impl Services {
                 objects: objects.clone(),
                 clock: clock.clone(),
                 link_ttl: settings.delivery.link_ttl,
+                line: settings.admission.slots.map(|_| admission.ledger.clone()),
             }),
             lookups: Arc::new(Lookups::new(
                 access,
@@ -106,6 +123,7 @@ impl Services {
                 unload: settings.unload.clone(),
                 first_poll_delay: settings.delivery.poll_initial_delay,
                 retry: settings.retry.clone(),
+                admission: admission.clone(),
             }),
             poller: Arc::new(Poller {
                 control,
@@ -118,6 +136,7 @@ impl Services {
                 delivery: settings.delivery.clone(),
                 packaging: settings.packaging.clone(),
                 retry: settings.retry.clone(),
+                admission,
             }),
         }
     }

@@ -1,6 +1,7 @@
 //! The four services, one per Lambda function, each holding only the ports it uses, and the
 //! delivery routine every queue runner shares.
 
+pub mod admission;
 pub mod compose;
 pub mod consume;
 mod local_answers;
@@ -11,6 +12,7 @@ pub mod process;
 pub mod query;
 pub mod submit;
 
+pub use admission::{Admission, AdmissionSettings, Admitted};
 pub use consume::{consume, Consumer, Delivered};
 pub use lookup::{Answer, Looked, LookupSettings, Lookups};
 pub use poll::{Poller, NOTICE_ATTEMPTS};

@@ -1,6 +1,6 @@
 //! The `processor`: turns a queued job into a running UNLOAD statement.
 
-use super::Retry;
+use super::{Admission, Admitted, Retry};
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::domain::{JobEvent, JobStatus, JobUpdate, Transition};
@@ -22,6 +22,8 @@ pub struct Processor {
     /// Delay before the first follow-up poll of a new statement.
     pub first_poll_delay: Duration,
     pub retry: RetrySettings,
+    /// Which jobs' statements may run now.
+    pub admission: Admission,
 }
 
 impl Processor {
@@ -42,6 +44,24 @@ impl Processor {
             JobStatus::Running => return self.schedule_poll(&request_id).await,
             _ => {
                 tracing::info!(request_id, status = %job.status, "job already past QUEUED; nothing to start");
+                // Handed a slot after it ended (a cancel while in line): the slot goes on.
+                self.admission.release(&request_id).await?;
+                return Ok(());
+            }
+        }
+        match self.admission.admit(&job).await? {
+            Admitted::Yes => {}
+            Admitted::Waiting { ahead, joined } => {
+                if joined {
+                    let event = JobEvent::new(
+                        self.clock.now(),
+                        "admission",
+                        JobStatus::Queued.as_str(),
+                        format!("waiting for a warehouse slot; {ahead} jobs ahead"),
+                    );
+                    self.control.append_event(&request_id, &event).await?;
+                }
+                tracing::info!(request_id, ahead, "waiting for a warehouse slot");
                 return Ok(());
             }
         }
@@ -154,6 +174,7 @@ impl Processor {
             .transition(request_id, failed, &update, &event)
             .await?
         {
+            self.admission.release(request_id).await?;
             self.schedule_poll(request_id).await?;
         }
         Ok(())

@@ -6,7 +6,7 @@ use crate::clock::Clock;
 use crate::domain::{Job, JobEvent, JobStatus, Owner};
 use crate::error::ApiError;
 use crate::page::{JobPage, PageToken};
-use crate::ports::{ControlTable, ObjectStore, PortError};
+use crate::ports::{AdmissionLedger, ControlTable, ObjectStore, PortError, PortResult};
 use export_api::ExportDescription;
 use http::StatusCode;
 use std::sync::Arc;
@@ -20,6 +20,8 @@ pub struct Queries {
     pub objects: Arc<dyn ObjectStore>,
     pub clock: Arc<dyn Clock>,
     pub link_ttl: Duration,
+    /// The line for warehouse slots, where a waiting job stands; None when admission is off.
+    pub line: Option<Arc<dyn AdmissionLedger>>,
 }
 
 /// The most jobs one page of `GET /exports` returns.
@@ -40,6 +42,15 @@ pub struct PartsPage {
 }
 
 impl Queries {
+    /// How many jobs are ahead of this one in line for a warehouse slot; None if it is not
+    /// waiting (admitted, ended, or admission is off).
+    pub async fn queue_position(&self, request_id: &str) -> PortResult<Option<u64>> {
+        match &self.line {
+            Some(line) => line.place(request_id).await,
+            None => Ok(None),
+        }
+    }
+
     /// The datasets `owner` may use, each with its bound values (`GET /datasets`).
     pub async fn datasets(&self, owner: &Owner) -> Result<Vec<ExportDescription>, ApiError> {
         let principal = self.access.principal(owner).await?;

@@ -48,6 +48,8 @@ pub struct Submissions {
     pub queue: Arc<dyn QueueSender>,
     pub warehouse: Arc<dyn Warehouse>,
     pub clock: Arc<dyn Clock>,
+    /// A cancelled job leaves the line, or hands its slot on.
+    pub admission: super::Admission,
 }
 
 impl Submissions {
@@ -245,6 +247,8 @@ impl Submissions {
                     JobEvent::new(self.clock.now(), "statement_cancelled", outcome, message);
                 self.control.append_event(request_id, &outcome).await?;
             }
+            // Out of line, or its slot handed on.
+            self.admission.release_after(request_id).await;
             tracing::info!(request_id, "job cancelled");
             let mut cancelled = job;
             cancelled.apply(cancel, &JobUpdate::default(), event.at);

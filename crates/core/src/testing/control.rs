@@ -2,8 +2,8 @@ use super::Faults;
 use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, Owner, Transition};
 use crate::page::{JobPage, PageToken};
 use crate::ports::{
-    AnswerCache, CachedAnswer, ControlTable, CreateOutcome, IdempotencyKey, PortResult,
-    SavedCheckpoint,
+    AdmissionLedger, AnswerCache, CachedAnswer, ControlTable, CreateOutcome, IdempotencyKey,
+    PortResult, SavedCheckpoint, SlotHolder, WaitingJob,
 };
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -23,6 +23,26 @@ struct State {
     keys: HashMap<(String, String), (String, String)>,
     checkpoints: HashMap<String, SavedCheckpoint>,
     answers: HashMap<String, CachedAnswer>,
+    admission: Ledger,
+}
+
+/// The admission ledger's state: slots by number, the line by its order.
+#[derive(Default)]
+struct Ledger {
+    slots: std::collections::BTreeMap<u32, SlotHolder>,
+    line: std::collections::BTreeMap<(u64, Millis, String), WaitingJob>,
+    line_turn: u64,
+    owner_turns: HashMap<String, u64>,
+}
+
+impl Ledger {
+    fn entry_of(&self, request_id: &str) -> Option<&WaitingJob> {
+        self.line.values().find(|w| w.request_id == request_id)
+    }
+}
+
+fn line_key(entry: &WaitingJob) -> (u64, Millis, String) {
+    (entry.turn, entry.queued_at, entry.request_id.clone())
 }
 
 impl MemoryControlTable {
@@ -267,5 +287,106 @@ impl AnswerCache for MemoryControlTable {
         self.faults.check("cache_answer")?;
         self.state().answers.insert(key.to_owned(), answer.clone());
         Ok(())
+    }
+}
+
+#[async_trait]
+impl AdmissionLedger for MemoryControlTable {
+    async fn holders(&self) -> PortResult<Vec<SlotHolder>> {
+        super::interleave().await;
+        self.faults.check("holders")?;
+        Ok(self.state().admission.slots.values().cloned().collect())
+    }
+
+    async fn turns(&self, owner: &Owner) -> PortResult<(u64, u64)> {
+        super::interleave().await;
+        self.faults.check("turns")?;
+        let state = self.state();
+        let ledger = &state.admission;
+        Ok((
+            ledger.line_turn,
+            ledger.owner_turns.get(&owner.0).copied().unwrap_or(0),
+        ))
+    }
+
+    async fn join(&self, entry: &WaitingJob) -> PortResult<(WaitingJob, bool)> {
+        super::interleave().await;
+        self.faults.check("join")?;
+        let mut state = self.state();
+        let ledger = &mut state.admission;
+        if let Some(existing) = ledger.entry_of(&entry.request_id) {
+            return Ok((existing.clone(), false));
+        }
+        ledger.line.insert(line_key(entry), entry.clone());
+        let last = ledger.owner_turns.entry(entry.owner.0.clone()).or_default();
+        *last = (*last).max(entry.turn);
+        Ok((entry.clone(), true))
+    }
+
+    async fn first_waiting(&self, limit: usize) -> PortResult<Vec<WaitingJob>> {
+        super::interleave().await;
+        self.faults.check("first_waiting")?;
+        Ok(self
+            .state()
+            .admission
+            .line
+            .values()
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn admit(&self, slot: u32, entry: &WaitingJob, at: Millis) -> PortResult<bool> {
+        super::interleave().await;
+        self.faults.check("admit")?;
+        let mut state = self.state();
+        let ledger = &mut state.admission;
+        if ledger.slots.contains_key(&slot) || !ledger.line.contains_key(&line_key(entry)) {
+            return Ok(false);
+        }
+        ledger.line.remove(&line_key(entry));
+        ledger.slots.insert(
+            slot,
+            SlotHolder {
+                slot,
+                request_id: entry.request_id.clone(),
+                since: at,
+            },
+        );
+        ledger.line_turn = ledger.line_turn.max(entry.turn);
+        Ok(true)
+    }
+
+    async fn release(&self, slot: u32, request_id: &str) -> PortResult<bool> {
+        super::interleave().await;
+        self.faults.check("release")?;
+        let mut state = self.state();
+        let slots = &mut state.admission.slots;
+        if slots.get(&slot).is_some_and(|h| h.request_id == request_id) {
+            slots.remove(&slot);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn leave(&self, request_id: &str) -> PortResult<()> {
+        super::interleave().await;
+        self.faults.check("leave")?;
+        self.state()
+            .admission
+            .line
+            .retain(|_, w| w.request_id != request_id);
+        Ok(())
+    }
+
+    async fn place(&self, request_id: &str) -> PortResult<Option<u64>> {
+        super::interleave().await;
+        self.faults.check("place")?;
+        let state = self.state();
+        let line = &state.admission.line;
+        Ok(line
+            .values()
+            .position(|w| w.request_id == request_id)
+            .map(|p| p as u64))
     }
 }

@@ -3,6 +3,7 @@
 //! services (which run in milliseconds, with no sleeps) and for the adapters' conformance
 //! tests in the crates that implement the ports.
 
+pub mod admission_conformance;
 pub mod answer_conformance;
 mod clock;
 pub mod conformance;

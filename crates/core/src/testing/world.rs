@@ -10,7 +10,8 @@ use crate::messages::{Message, PollMessage, StatementEvent};
 use crate::ports::{QueueName, QueueSender, StatementState};
 use crate::service::compose::{Ports, Services, Settings};
 use crate::service::{
-    consume, Consumer, Delivered, ExportRequest, Lookups, Poller, Processor, Queries, Submissions,
+    consume, AdmissionSettings, Consumer, Delivered, ExportRequest, Lookups, Poller, Processor,
+    Queries, Submissions,
 };
 use crate::settings::{
     DeliverySettings, MailSettings, PackagingSettings, RetrySettings, UnloadSettings,
@@ -106,17 +107,23 @@ impl World {
 
     /// A world whose poller settings `configure` changes first.
     pub fn with_settings(configure: impl FnOnce(&mut DeliverySettings)) -> World {
-        World::build(configure, |_| {})
+        World::build(configure, |_| {}, AdmissionSettings::default())
     }
 
     /// A world whose poller packages as `configure` says.
     pub fn with_packaging(configure: impl FnOnce(&mut PackagingSettings)) -> World {
-        World::build(|_| {}, configure)
+        World::build(|_| {}, configure, AdmissionSettings::default())
+    }
+
+    /// A world whose warehouse runs at most `slots` of its statements at once (None: any).
+    pub fn with_slots(slots: Option<u32>) -> World {
+        World::build(|_| {}, |_| {}, AdmissionSettings { slots })
     }
 
     fn build(
         configure: impl FnOnce(&mut DeliverySettings),
         packaging: impl FnOnce(&mut PackagingSettings),
+        admission: AdmissionSettings,
     ) -> World {
         let clock = Arc::new(ManualClock::at(1_800_000_000_000));
         let dyn_clock: Arc<dyn Clock> = clock.clone();
@@ -158,6 +165,7 @@ impl World {
             first_delay: Duration::from_secs(10),
             max_delay: Duration::from_secs(900),
         };
+        settings.admission = admission;
         let Services {
             submissions,
             queries,
@@ -171,6 +179,7 @@ impl World {
                 attributes: None,
                 control: control.clone(),
                 answers: control.clone(),
+                ledger: control.clone(),
                 queue: queue.clone(),
                 warehouse: warehouse.clone(),
                 objects: objects.clone(),

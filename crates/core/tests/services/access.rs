@@ -174,6 +174,7 @@ async fn check(partners: Vec<Partner>, requests: Vec<Request>) {
         queue: world.queue.clone(),
         warehouse: world.warehouse.clone(),
         clock: world.clock.clone(),
+        admission: world.submissions.admission.clone(),
     };
     // Two instances share one answer cache, as two functions share the control table.
     let instances: Vec<Lookups> = (0..2)

@@ -2,6 +2,7 @@
 //! messages, duplicate events, expired leases, lost messages and failing dependencies.
 
 mod access;
+mod admission;
 mod lookups;
 mod poller;
 mod processor;

@@ -1,10 +1,12 @@
 //! The control table and the durable queues, in one SQLite file (WAL): the table in
-//! [`control`], the queues in [`queue`], both over one connection.
+//! [`control`], the admission ledger in [`admission`], the queues in [`queue`], all over one
+//! connection.
 //!
 //! The connection lives on a thread of its own ([`db`]): every statement runs there, never on
 //! the async runtime's threads, and operations are serialised as they arrive (committed in
 //! groups), which also rules out `SQLITE_BUSY` between the API and the workers.
 
+mod admission;
 mod control;
 mod db;
 mod queue;
@@ -60,6 +62,22 @@ CREATE TABLE IF NOT EXISTS lookup_answers (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS lookup_answers_by_expiry ON lookup_answers (expires_at);
+CREATE TABLE IF NOT EXISTS admission_slots (
+    slot       INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    since      INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS admission_line (
+    request_id TEXT PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    turn       INTEGER NOT NULL,
+    queued_at  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS admission_line_order ON admission_line (turn, queued_at, request_id);
+CREATE TABLE IF NOT EXISTS admission_turns (
+    owner TEXT PRIMARY KEY,
+    turn  INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS queue_messages (
     id            INTEGER PRIMARY KEY,
     queue         TEXT NOT NULL,

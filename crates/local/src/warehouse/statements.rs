@@ -234,6 +234,35 @@ impl StatementLog {
         .await
     }
 
+    /// The most UNLOAD statements that were running at one moment, by the log's times:
+    /// each from its creation to its end (its last change, once ended; now, if it has not).
+    /// An end and a start at the same millisecond do not overlap.
+    pub async fn peak_unloads(&self) -> PortResult<usize> {
+        let now = self.tokens.clock.now();
+        let spans: Vec<(i64, i64)> = self
+            .call(move |db| {
+                db.prepare(&format!(
+                    "SELECT created_at, CASE WHEN state IN {UNFINISHED} THEN ?1 ELSE updated_at END
+                     FROM statements WHERE upper(ltrim(sql)) LIKE 'UNLOAD%'"
+                ))?
+                .query_map(params![now], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+            })
+            .await?;
+        // Ends sort before starts at the same time: -1 before +1.
+        let mut changes: Vec<(i64, i32)> = spans
+            .into_iter()
+            .flat_map(|(from, to)| [(from, 1), (to, -1)])
+            .collect();
+        changes.sort();
+        let (mut running, mut peak) = (0i64, 0i64);
+        for (_, change) in changes {
+            running += i64::from(change);
+            peak = peak.max(running);
+        }
+        Ok(peak as usize)
+    }
+
     /// The statements not yet ended, oldest first.
     pub async fn unfinished(&self) -> PortResult<Vec<String>> {
         self.call(|db| {

@@ -53,6 +53,8 @@ impl Poller {
                     .transition(&job.request_id, Transition::FINISH, &update, &event)
                     .await?
                 {
+                    // The statement is done with the warehouse; packaging is not.
+                    self.admission.release_after(&job.request_id).await;
                     let mut job = job;
                     job.apply(Transition::FINISH, &update, event.at);
                     self.package(job, None, deadline).await

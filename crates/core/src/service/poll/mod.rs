@@ -1,7 +1,7 @@
 //! The `poller`: follows a running statement to its end, packages the result, sends the link.
 //! The mail's words are in [`super::notice`]; this module is the state machine.
 
-use super::{notice, Retry};
+use super::{notice, Admission, Retry};
 use crate::archive::{self, Packaging, Packed, Progress};
 use crate::clock::Clock;
 use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef, Transition};
@@ -28,6 +28,8 @@ pub struct Poller {
     pub delivery: DeliverySettings,
     pub packaging: PackagingSettings,
     pub retry: RetrySettings,
+    /// Freed slots go on to the next job in line.
+    pub admission: Admission,
 }
 
 /// Jobs looked at per sweep, oldest first; the rest wait for the next tick.
@@ -175,6 +177,7 @@ impl Poller {
         {
             let mut job = job;
             job.apply(failed, &update, event.at);
+            self.admission.release_after(&job.request_id).await;
             return self.notify(&job).await;
         }
         Ok(())
@@ -188,9 +191,14 @@ impl Poller {
     pub async fn sweep(&self) -> Result<(), Retry> {
         let now = self.clock.now();
         let cutoff = now - self.delivery.sweep_after.as_millis() as Millis;
+        let freed = self.admission.recover(self.control.as_ref()).await?;
         let jobs = self.control.unsettled_jobs(cutoff, SWEEP_LIMIT).await?;
         for job in &jobs {
             let message = if job.status == JobStatus::Queued {
+                // In line for a slot: its start comes with the slot.
+                if self.admission.is_waiting(&job.request_id).await? {
+                    continue;
+                }
                 Message::start(&job.request_id)
             } else {
                 Message::follow_up(&job.request_id, None)
@@ -198,7 +206,7 @@ impl Poller {
             self.queue.send(&message, Duration::ZERO).await?;
             tracing::info!(request_id = %job.request_id, status = %job.status, idle_ms = now - job.updated_at, "swept a job that has not moved");
         }
-        tracing::info!(swept = jobs.len(), "sweep done");
+        tracing::info!(swept = jobs.len(), freed, "sweep done");
         Ok(())
     }
 

@@ -1,0 +1,356 @@
+//! Admission: no more statements run than there are slots, whatever the races, lost answers
+//! and crashes; a freed slot goes to the next in line at once; callers take turns.
+
+use super::*;
+use async_trait::async_trait;
+use export_core::clock::Clock;
+use export_core::domain::{JobEvent, JobUpdate, Millis, Owner, Transition};
+use export_core::ports::{
+    AdmissionLedger, ControlTable, PortError, PortResult, QueueSender, SlotHolder, StatementState,
+    WaitingJob,
+};
+use export_core::service::{Admission, Processor};
+use export_core::testing::World;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const CAROL: &str = "arn:aws:iam::123456789012:user/carol";
+
+async fn submit_as(world: &World, owner: &str, id: i64) -> String {
+    world
+        .submit(owner, json!({"dataset": "things", "params": {"id": id}}))
+        .await
+        .expect("accepted")
+}
+
+async fn status_of(world: &World, request_id: &str) -> JobStatus {
+    world.job(request_id).await.status
+}
+
+/// Jobs RUNNING now; never more than the slots.
+fn running(world: &World) -> Vec<String> {
+    let mut ids: Vec<String> = world
+        .control
+        .jobs()
+        .into_iter()
+        .filter(|j| j.status == JobStatus::Running)
+        .map(|j| j.request_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn place(world: &World, request_id: &str) -> Option<u64> {
+    world.queries.queue_position(request_id).await.unwrap()
+}
+
+/// Ends the running job's statement and has the poller see it (the statement's event).
+async fn end(world: &World, request_id: &str) {
+    world.finish_statement(request_id, &[&["1,one"]]);
+    world.announce(request_id).await;
+    world.deliver(QueueName::Polls).await;
+}
+
+#[tokio::test]
+async fn at_most_the_slots_run_and_an_ending_statement_hands_its_slot_on() {
+    let world = World::with_slots(Some(2));
+    let mut jobs = Vec::new();
+    for id in 1..=4 {
+        jobs.push(submit_as(&world, ALICE, id).await);
+    }
+    world.deliver(QueueName::Requests).await;
+    assert_eq!(running(&world).len(), 2, "two slots");
+    assert_eq!(world.warehouse.statement_count(), 2);
+    assert_eq!(status_of(&world, &jobs[2]).await, JobStatus::Queued);
+    assert_eq!(place(&world, &jobs[2]).await, Some(0));
+    assert_eq!(place(&world, &jobs[3]).await, Some(1));
+    assert_eq!(place(&world, &jobs[0]).await, None, "admitted");
+    // The wait is in the job's history.
+    assert!(world.steps(&jobs[3]).await.contains(&"admission".into()));
+
+    // No polling: nothing waits on the requests queue until a slot frees.
+    assert!(world.queue.waiting(QueueName::Requests).is_empty());
+    end(&world, &jobs[0]).await;
+    assert_eq!(status_of(&world, &jobs[0]).await, JobStatus::Succeeded);
+    let handed_on = world.queue.waiting(QueueName::Requests);
+    assert_eq!(handed_on.len(), 1, "one start, for the next in line");
+    world.deliver(QueueName::Requests).await;
+    assert_eq!(status_of(&world, &jobs[2]).await, JobStatus::Running);
+    assert_eq!(place(&world, &jobs[3]).await, Some(0));
+    assert_eq!(running(&world).len(), 2);
+
+    // A failed statement frees its slot too.
+    let statement = world.statement_of(&jobs[1]).unwrap();
+    world
+        .warehouse
+        .set_state(&statement, StatementState::Failed, None, Some("disk full"));
+    world.announce(&jobs[1]).await;
+    world.deliver(QueueName::Polls).await;
+    assert_eq!(status_of(&world, &jobs[1]).await, JobStatus::Failed);
+    world.deliver(QueueName::Requests).await;
+    assert_eq!(status_of(&world, &jobs[3]).await, JobStatus::Running);
+    assert_eq!(running(&world), {
+        let mut ids = vec![jobs[2].clone(), jobs[3].clone()];
+        ids.sort();
+        ids
+    });
+}
+
+#[tokio::test]
+async fn callers_take_turns_so_one_job_waits_behind_one_of_each_other_caller() {
+    let world = World::with_slots(Some(1));
+    let mut alice = Vec::new();
+    for id in 1..=10 {
+        alice.push(submit_as(&world, ALICE, id).await);
+    }
+    world.deliver(QueueName::Requests).await;
+    let bob = submit_as(&world, BOB, 100).await;
+    // Later than bob's: equal turns go to the older job.
+    world.clock.advance(Duration::from_secs(1));
+    let carol = submit_as(&world, CAROL, 200).await;
+    world.deliver(QueueName::Requests).await;
+    // Alice's first runs; nine of hers wait, yet bob and carol are next.
+    assert_eq!(running(&world), [alice[0].clone()]);
+    assert_eq!(place(&world, &bob).await, Some(0));
+    assert_eq!(place(&world, &carol).await, Some(1));
+    assert_eq!(place(&world, &alice[1]).await, Some(2));
+
+    // Run everything one slot at a time, noting the order the statements start in.
+    let mut order = vec![alice[0].clone()];
+    for _ in 0..12 {
+        let now = running(&world);
+        assert_eq!(now.len(), 1, "one slot: {now:?}");
+        end(&world, &now[0]).await;
+        world.deliver(QueueName::Requests).await;
+        if let Some(next) = running(&world).first() {
+            order.push(next.clone());
+        }
+    }
+    let mut expected = vec![alice[0].clone(), bob.clone(), carol.clone()];
+    expected.extend(alice[1..].iter().cloned());
+    assert_eq!(order, expected);
+
+    assert!(running(&world).is_empty());
+
+    // Turns go on from where the line is: a job of alice's starts at once, and bob's next
+    // job goes before her second.
+    let late_alice = submit_as(&world, ALICE, 11).await;
+    world.clock.advance(Duration::from_secs(1));
+    let late_alice_2 = submit_as(&world, ALICE, 12).await;
+    world.clock.advance(Duration::from_secs(1));
+    let late_bob = submit_as(&world, BOB, 101).await;
+    world.deliver(QueueName::Requests).await;
+    assert_eq!(running(&world), [late_alice]);
+    assert_eq!(place(&world, &late_bob).await, Some(0));
+    assert_eq!(place(&world, &late_alice_2).await, Some(1));
+}
+
+#[tokio::test]
+async fn a_cancelled_job_leaves_the_line_and_a_cancelled_statement_hands_its_slot_on() {
+    let world = World::with_slots(Some(1));
+    let first = submit_as(&world, ALICE, 1).await;
+    let second = submit_as(&world, ALICE, 2).await;
+    let third = submit_as(&world, ALICE, 3).await;
+    world.deliver(QueueName::Requests).await;
+    let alice = Owner(ALICE.into());
+
+    world.submissions.cancel(&alice, &second).await.unwrap();
+    assert_eq!(place(&world, &second).await, None);
+    assert_eq!(place(&world, &third).await, Some(0));
+
+    world.submissions.cancel(&alice, &first).await.unwrap();
+    world.deliver(QueueName::Requests).await;
+    assert_eq!(status_of(&world, &third).await, JobStatus::Running);
+    assert_eq!(status_of(&world, &second).await, JobStatus::Cancelled);
+    assert_eq!(
+        world.warehouse.statement_count(),
+        2,
+        "the cancelled one never ran"
+    );
+}
+
+#[tokio::test]
+async fn the_sweep_frees_a_slot_whose_holder_ended_without_handing_it_on() {
+    let world = World::with_slots(Some(1));
+    let first = submit_as(&world, ALICE, 1).await;
+    let second = submit_as(&world, ALICE, 2).await;
+    world.deliver(QueueName::Requests).await;
+    // The poller recorded the failure, then died before it freed the slot.
+    let failed = Transition::fail(JobStatus::Running).unwrap();
+    let event = JobEvent::new(world.clock.now(), "statement", "FAILED", "crashed after");
+    assert!(world
+        .control
+        .transition(&first, failed, &JobUpdate::default(), &event)
+        .await
+        .unwrap());
+    assert_eq!(place(&world, &second).await, Some(0));
+
+    // The sweep's tick (the waiting job is left where it is: its start comes with its slot).
+    tick(&world).await;
+    assert_eq!(place(&world, &second).await, None);
+    world.deliver(QueueName::Requests).await;
+    assert_eq!(status_of(&world, &second).await, JobStatus::Running);
+    assert_eq!(
+        world.queue.waiting(QueueName::Requests).len(),
+        0,
+        "one start, not one per sweep"
+    );
+}
+
+#[tokio::test]
+async fn a_start_lost_after_the_slot_was_handed_on_is_sent_again_by_the_sweep() {
+    let world = World::with_slots(Some(1));
+    let first = submit_as(&world, ALICE, 1).await;
+    let second = submit_as(&world, ALICE, 2).await;
+    world.deliver(QueueName::Requests).await;
+    end(&world, &first).await;
+    // The slot is second's, but its start is lost (the processor died between the two).
+    for lost in world.queue.waiting(QueueName::Requests) {
+        world.queue.ack(lost.id);
+    }
+    assert_eq!(place(&world, &second).await, None, "admitted");
+    assert_eq!(status_of(&world, &second).await, JobStatus::Queued);
+
+    world.clock.advance(Duration::from_secs(901));
+    // The follow-ups due by now, then the sweep's tick.
+    world.deliver(QueueName::Polls).await;
+    tick(&world).await;
+    world.deliver(QueueName::Requests).await;
+    assert_eq!(status_of(&world, &second).await, JobStatus::Running);
+}
+
+/// Twelve starts handled at once by as many processors: three slots, three statements.
+#[tokio::test]
+async fn racing_processors_never_start_more_than_the_slots() {
+    let world = World::with_slots(Some(3));
+    let mut jobs = Vec::new();
+    for id in 1..=12 {
+        jobs.push(submit_as(&world, ALICE, id).await);
+    }
+    // Every start delivered twice, all at once.
+    for id in &jobs {
+        world
+            .queue
+            .send(&export_core::messages::Message::start(id), Duration::ZERO)
+            .await
+            .unwrap();
+    }
+    let outcomes = world.deliver_at_once(QueueName::Requests).await;
+    assert!(outcomes.iter().all(Delivered::is_done), "{outcomes:?}");
+    // The starts a processor sent for jobs it admitted besides its own.
+    world.deliver_at_once(QueueName::Requests).await;
+    assert_eq!(running(&world).len(), 3);
+    assert_eq!(world.warehouse.statement_count(), 3);
+    let holders = world.control.holders().await.unwrap();
+    assert_eq!(holders.len(), 3, "{holders:?}");
+    // The rest wait in line, each once.
+    let mut places: Vec<u64> = Vec::new();
+    for id in &jobs {
+        if let Some(p) = place(&world, id).await {
+            places.push(p);
+        }
+    }
+    places.sort();
+    assert_eq!(places, (0..9).collect::<Vec<u64>>());
+
+    // Each end hands on exactly one slot, however the hand-offs race.
+    while !running(&world).is_empty() {
+        let now = running(&world);
+        assert!(now.len() <= 3, "{now:?}");
+        for id in &now {
+            world.finish_statement(id, &[&["1,one"]]);
+            world.announce(id).await;
+        }
+        world.deliver_at_once(QueueName::Polls).await;
+        world.deliver_at_once(QueueName::Requests).await;
+        assert!(world.control.holders().await.unwrap().len() <= 3);
+    }
+    for id in &jobs {
+        assert_eq!(status_of(&world, id).await, JobStatus::Succeeded);
+    }
+    assert_eq!(world.warehouse.statement_count(), 12);
+}
+
+/// A ledger whose next admissions take effect but answer as lost (a timeout after the write).
+struct LosingLedger {
+    inner: Arc<dyn AdmissionLedger>,
+    lose_admits: AtomicU32,
+}
+
+#[async_trait]
+impl AdmissionLedger for LosingLedger {
+    async fn holders(&self) -> PortResult<Vec<SlotHolder>> {
+        self.inner.holders().await
+    }
+    async fn turns(&self, owner: &Owner) -> PortResult<(u64, u64)> {
+        self.inner.turns(owner).await
+    }
+    async fn join(&self, entry: &WaitingJob) -> PortResult<(WaitingJob, bool)> {
+        self.inner.join(entry).await
+    }
+    async fn first_waiting(&self, limit: usize) -> PortResult<Vec<WaitingJob>> {
+        self.inner.first_waiting(limit).await
+    }
+    async fn admit(&self, slot: u32, entry: &WaitingJob, at: Millis) -> PortResult<bool> {
+        let admitted = self.inner.admit(slot, entry, at).await?;
+        let lose = self
+            .lose_admits
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if lose {
+            return Err(PortError::Unavailable("the answer was lost".into()));
+        }
+        Ok(admitted)
+    }
+    async fn release(&self, slot: u32, request_id: &str) -> PortResult<bool> {
+        self.inner.release(slot, request_id).await
+    }
+    async fn leave(&self, request_id: &str) -> PortResult<()> {
+        self.inner.leave(request_id).await
+    }
+    async fn place(&self, request_id: &str) -> PortResult<Option<u64>> {
+        self.inner.place(request_id).await
+    }
+}
+
+#[tokio::test]
+async fn an_admission_whose_answer_was_lost_starts_its_job_on_the_retry() {
+    let world = World::with_slots(Some(1));
+    let losing = Arc::new(LosingLedger {
+        inner: world.control.clone(),
+        lose_admits: AtomicU32::new(1),
+    });
+    let processor = Processor {
+        admission: Admission {
+            ledger: losing,
+            ..world.processor.admission.clone()
+        },
+        ..(*world.processor).clone()
+    };
+    let job = submit_as(&world, ALICE, 1).await;
+    let other = submit_as(&world, BOB, 2).await;
+    let starts = world.queue.receive(QueueName::Requests, world.visibility);
+    // The first start's admission took the slot, but its answer was lost: a retry.
+    let first = processor.handle(&starts[0].body).await;
+    assert!(first.is_err(), "{first:?}");
+    assert_eq!(status_of(&world, &job).await, JobStatus::Queued);
+    // The other job finds the slot taken and waits.
+    processor.handle(&starts[1].body).await.unwrap();
+    assert_eq!(place(&world, &other).await, Some(0));
+    // The retry finds the slot its own and starts.
+    processor.handle(&starts[0].body).await.unwrap();
+    assert_eq!(status_of(&world, &job).await, JobStatus::Running);
+    assert_eq!(running(&world), [job]);
+}
+
+#[tokio::test]
+async fn without_admission_every_job_starts_at_once() {
+    let world = World::with_slots(None);
+    for id in 1..=8 {
+        submit_as(&world, ALICE, id).await;
+    }
+    world.deliver(QueueName::Requests).await;
+    assert_eq!(running(&world).len(), 8);
+    assert!(world.control.holders().await.unwrap().is_empty());
+}
