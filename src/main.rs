@@ -45,7 +45,7 @@ enum Command {
     Download(DownloadArgs),
     /// Cancel a job that has not finished.
     Cancel(JobArgs),
-    /// Your jobs, newest first.
+    /// Your jobs, newest first (with --owner, another caller's, for an admin).
     List(ListArgs),
     /// Look a dataset up at once (for those that offer it): `lookup customers -p ids=1,2,3`.
     Lookup(LookupArgs),
@@ -54,6 +54,11 @@ enum Command {
     Console(ConsoleArgs),
     /// The export catalogue.
     Datasets {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Your quotas and today's use of each.
+    Quota {
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -78,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
         Command::List(args) => jobs::list(args).await,
         Command::Lookup(args) => catalogue::lookup(args).await,
         Command::Datasets { client } => catalogue::datasets(client).await,
+        Command::Quota { client } => catalogue::quota(client).await,
     }
 }
 

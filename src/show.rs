@@ -2,7 +2,7 @@
 //! aligned lines, a history as one line per event. `--json` prints the answers as JSON.
 
 use chrono::{DateTime, Local, SecondsFormat};
-use export_api::{Datasets, JobHistory, JobList, JobView, LookupAnswer};
+use export_api::{Datasets, JobHistory, JobList, JobView, LookupAnswer, QuotaView};
 use serde_json::Value;
 use std::fmt::Write;
 
@@ -172,5 +172,49 @@ pub fn lookup(answer: &LookupAnswer) -> String {
         "from the warehouse".to_owned()
     };
     let _ = writeln!(out, "({} rows, {source})", answer.row_count);
+    out
+}
+
+/// `GET /quota`: one line per quota, its use against its limit.
+pub fn quota(view: &QuotaView) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} on {} (UTC), renewed {}",
+        view.owner,
+        view.day,
+        time(view.renews_at)
+    );
+    let mut line = |label: &str, used: u64, limit: Option<u64>| {
+        let limit = limit.map_or("no limit".to_owned(), |l| format!("of {l}"));
+        let _ = writeln!(out, "{label:<20} {used} {limit}");
+    };
+    line(
+        "unfinished exports",
+        view.unfinished_exports.used,
+        view.unfinished_exports.limit,
+    );
+    line(
+        "exports today",
+        view.exports_per_day.used,
+        view.exports_per_day.limit,
+    );
+    line(
+        "bytes today",
+        view.bytes_per_day.used,
+        view.bytes_per_day.limit,
+    );
+    let _ = match view.lookups_per_second {
+        Some(rate) => writeln!(
+            out,
+            "{:<20} {rate} a second, {} at once",
+            "lookups",
+            view.lookup_burst.unwrap_or(rate)
+        ),
+        None => writeln!(out, "{:<20} no limit", "lookups"),
+    };
+    if view.priority != 1 {
+        let _ = writeln!(out, "{:<20} {}", "priority", view.priority);
+    }
     out
 }

@@ -148,6 +148,39 @@ async fn the_cli_shows_a_job_and_its_history_readably_or_as_json() {
     let bad = ["submit", "customers", "-p", "ids=1", "--format", "xml"];
     let (ok, _, stderr) = run(&[&bad[..], &client[..]].concat(), deadline).await;
     assert!(!ok && stderr.contains("csv, parquet, json"), "{stderr}");
+
+    // Bob's quotas, from the shipped policy's suppliers group; and alice, an admin there,
+    // lists bob's jobs while bob may not list hers.
+    let bob = ["--as", "bob", "--endpoint", endpoint.as_str()];
+    let (ok, stdout, stderr) = run(&[&["quota"], &bob[..]].concat(), deadline).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("unfinished exports   0 of 20")
+            && stdout.contains("20 a second, 40 at once"),
+        "{stdout}"
+    );
+    let bobs = stack
+        .bob
+        .submit(
+            &serde_json::json!({"dataset": "product_detail", "params": {"sku": "FLOWER12"}}),
+            None,
+        )
+        .await
+        .unwrap();
+    let bob_arn = "arn:aws:iam::000000000000:user/bob";
+    let (ok, stdout, stderr) = run(
+        &[&["list", "--owner", bob_arn], &client[..]].concat(),
+        deadline,
+    )
+    .await;
+    assert!(ok && stdout.contains(&bobs.request_id), "{stdout}{stderr}");
+    let alice_arn = "arn:aws:iam::000000000000:user/alice";
+    let (ok, _, stderr) = run(
+        &[&["list", "--owner", alice_arn], &bob[..]].concat(),
+        deadline,
+    )
+    .await;
+    assert!(!ok && stderr.contains("403 forbidden"), "{stderr}");
     stack.stack.stop().await;
 }
 

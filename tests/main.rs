@@ -19,6 +19,7 @@ mod exports;
 mod lifecycle;
 mod lookups;
 mod postman;
+mod quotas;
 mod resume;
 mod security;
 mod sweep;

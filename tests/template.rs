@@ -256,7 +256,7 @@ fn the_partner_example_grants_routes_the_api_has() {
             (method.to_owned(), path)
         })
         .collect();
-    assert_eq!(granted.len(), 6, "{granted:?}");
+    assert_eq!(granted.len(), 7, "{granted:?}");
     for route in &granted {
         assert!(
             operations.contains(route),

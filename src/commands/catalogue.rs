@@ -39,3 +39,9 @@ pub async fn datasets(client: ClientArgs) -> anyhow::Result<()> {
     client.print(&catalogue, show::datasets);
     Ok(())
 }
+
+pub async fn quota(client: ClientArgs) -> anyhow::Result<()> {
+    let quota = client.client().await?.quota().await?;
+    client.print(&quota, show::quota);
+    Ok(())
+}

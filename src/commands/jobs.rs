@@ -68,6 +68,10 @@ pub struct JobArgs {
 pub struct ListArgs {
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Another caller's jobs, by the owner the API names (an IAM ARN): for an admin of the
+    /// access policy.
+    #[arg(long)]
+    pub owner: Option<String>,
     #[arg(long)]
     pub cursor: Option<String>,
     #[command(flatten)]
@@ -196,12 +200,15 @@ pub async fn cancel(args: JobArgs) -> anyhow::Result<()> {
 }
 
 pub async fn list(args: ListArgs) -> anyhow::Result<()> {
-    let page = args
-        .client
-        .client()
-        .await?
-        .jobs(args.limit, args.cursor.as_deref())
-        .await?;
+    let client = args.client.client().await?;
+    let page = match &args.owner {
+        Some(owner) => {
+            client
+                .jobs_of(owner, args.limit, args.cursor.as_deref())
+                .await?
+        }
+        None => client.jobs(args.limit, args.cursor.as_deref()).await?,
+    };
     args.client.print(&page, show::jobs);
     Ok(())
 }

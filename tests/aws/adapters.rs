@@ -33,6 +33,7 @@ async fn the_dynamodb_table_meets_the_contract() {
     check_control_table(&table).await;
     check_answer_cache(&table).await;
     check_admission_ledger(&table).await;
+    export_core::testing::usage_conformance::check_usage_ledger(&table).await;
 
     // Every item it wrote carries the TTL attribute the table expires them by.
     let items: Vec<_> = h

@@ -135,6 +135,7 @@ async fn every_sample_event_runs_through_its_function() {
         ("status-get-customer.json", 200),
         ("status-get-dataset.json", 200),
         ("status-get-dataset-lookup.json", 200),
+        ("status-get-quota.json", 200),
     ] {
         let reply = h.status_of(sample, &request_id, ALICE).await;
         assert_eq!(reply.status, expected, "{sample}: {}", reply.body);

@@ -10,6 +10,7 @@ mod events;
 mod identity;
 mod lookups;
 mod pipeline;
+mod quotas;
 mod transactions;
 
 use crate::common::eventually;

@@ -289,3 +289,36 @@ pub struct ParamDescription {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
 }
+
+/// `GET /quota`: the caller's quotas and its use of each, today (UTC). A quota without a
+/// `limit` is not limited.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QuotaView {
+    /// Who the quotas are for: the caller, as the API knows it.
+    pub owner: String,
+    /// The UTC day the daily quotas count (`2026-12-04`).
+    pub day: String,
+    /// When the daily quotas start again (midnight UTC).
+    #[schema(value_type = i64)]
+    pub renews_at: Millis,
+    /// The caller's share of turns for warehouse slots (1 unless a group says more).
+    pub priority: u32,
+    /// Exports not yet ended (QUEUED, RUNNING or PACKAGING).
+    pub unfinished_exports: QuotaUse,
+    pub exports_per_day: QuotaUse,
+    /// Bytes of the exports that finished today.
+    pub bytes_per_day: QuotaUse,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookups_per_second: Option<u32>,
+    /// How many lookups may come at once, with `lookups_per_second`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup_burst: Option<u32>,
+}
+
+/// One quota: its limit, if it has one, and what is used of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QuotaUse {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    pub used: u64,
+}

@@ -18,7 +18,7 @@ use export_core::identity::RoleOwner;
 use export_core::ports::AdmissionLedger;
 use export_core::service::{
     admission, Admission, AdmissionSettings, LookupSettings, Lookups, Poller, Processor, Queries,
-    Submissions,
+    Quotas, Submissions,
 };
 use export_core::settings::{
     DeliverySettings, MailSettings, PackagingSettings, RetrySettings, UnloadSettings,
@@ -347,6 +347,14 @@ fn admission(env: &mut Env, control: &Arc<DynamoControlTable>, queue: Arc<SqsQue
     }
 }
 
+/// What each caller has used of its quotas, counted in the control table.
+fn quotas(control: &Arc<DynamoControlTable>) -> Quotas {
+    Quotas {
+        ledger: control.clone(),
+        clock: clock(),
+    }
+}
+
 /// `receiver`: submit and cancel.
 pub fn receiver(env: &mut Env, clients: &Clients) -> Arc<Submissions> {
     let control = control(env, clients);
@@ -358,6 +366,7 @@ pub fn receiver(env: &mut Env, clients: &Clients) -> Arc<Submissions> {
         warehouse: warehouse(env, clients),
         clock: clock(),
         admission: admission(env, &control, queue),
+        quotas: quotas(&control),
     })
 }
 
@@ -369,6 +378,7 @@ pub fn status(env: &mut Env, clients: &Clients) -> Arc<Queries> {
         .map(|_| control.clone() as Arc<dyn AdmissionLedger>);
     Arc::new(Queries {
         access: access(env, clients),
+        quotas: quotas(&control),
         control,
         line,
         objects: Arc::new(
@@ -385,16 +395,20 @@ pub fn status(env: &mut Env, clients: &Clients) -> Arc<Queries> {
 /// bounds the wait for the warehouse. `access` is the queries' own, so the function keeps one
 /// set of callers' grants (and asks IAM about each caller once a minute, not twice).
 pub fn lookups(env: &mut Env, clients: &Clients, access: Arc<Access>) -> Arc<Lookups> {
-    Arc::new(Lookups::new(
-        access,
-        warehouse(env, clients),
-        control(env, clients),
-        clock(),
-        LookupSettings {
-            timeout: env.seconds("LOOKUP_TIMEOUT_SECONDS", 10, 25),
-            ..LookupSettings::default()
-        },
-    ))
+    let control = control(env, clients);
+    Arc::new(
+        Lookups::new(
+            access,
+            warehouse(env, clients),
+            control.clone(),
+            clock(),
+            LookupSettings {
+                timeout: env.seconds("LOOKUP_TIMEOUT_SECONDS", 10, 25),
+                ..LookupSettings::default()
+            },
+        )
+        .with_quotas(quotas(&control)),
+    )
 }
 
 /// `processor`: renders and starts each queued job's UNLOAD.
@@ -425,6 +439,7 @@ pub fn poller(env: &mut Env, clients: &Clients) -> Arc<Poller> {
     Arc::new(Poller {
         control: control.clone(),
         admission: admission(env, &control, queue.clone()),
+        quotas: quotas(&control),
         warehouse: warehouse(env, clients),
         objects: Arc::new(
             S3ObjectStore::new(clients.s3.clone()).with_link_signer(clients.link_signer.clone()),

@@ -11,7 +11,7 @@ use aws_sigv4::sign::v4;
 use bytes::Bytes;
 use export_api::{
     Accepted, Datasets, ErrorBody, ErrorDetail, JobHistory, JobList, JobView, LookupAnswer,
-    PartLink, PartList,
+    PartLink, PartList, QuotaView,
 };
 use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -391,9 +391,35 @@ impl Client {
         self.get_as(&paged("/exports", limit, cursor)).await
     }
 
+    /// `GET /exports?owner=`: another caller's jobs, newest first (for an admin of the
+    /// access policy; anyone else is refused 403).
+    pub async fn jobs_of(
+        &self,
+        owner: &str,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> anyhow::Result<JobList> {
+        let mut url = reqwest::Url::parse("http://api/").expect("a fixed URL");
+        url.set_path("/exports");
+        url.query_pairs_mut().append_pair("owner", owner);
+        if let Some(limit) = limit {
+            url.query_pairs_mut()
+                .append_pair("limit", &limit.to_string());
+        }
+        if let Some(cursor) = cursor {
+            url.query_pairs_mut().append_pair("cursor", cursor);
+        }
+        self.get_as(&relative(&url)).await
+    }
+
     /// `GET /datasets`: the catalogue.
     pub async fn datasets(&self) -> anyhow::Result<Datasets> {
         self.get_as("/datasets").await
+    }
+
+    /// `GET /quota`: the caller's quotas and today's use of them.
+    pub async fn quota(&self) -> anyhow::Result<QuotaView> {
+        self.get_as("/quota").await
     }
 
     pub async fn cancel(&self, request_id: &str) -> anyhow::Result<Accepted> {

@@ -125,6 +125,13 @@ pub struct Job {
     /// Which of `params` were bound to the caller's access rather than given by the request.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bound: Vec<String>,
+    /// Its caller's share of turns for warehouse slots when it was submitted (the access
+    /// policy's group priority; 1 unless a group says more).
+    #[serde(
+        default = "normal_priority",
+        skip_serializing_if = "is_normal_priority"
+    )]
+    pub priority: u32,
     pub status: JobStatus,
     pub created_at: Millis,
     pub updated_at: Millis,
@@ -142,6 +149,14 @@ pub struct Job {
     pub error: Option<String>,
     /// Set once the completion email has been handed to the mailer, so it is sent once.
     pub notified_at: Option<Millis>,
+}
+
+fn normal_priority() -> u32 {
+    1
+}
+
+fn is_normal_priority(priority: &u32) -> bool {
+    *priority == 1
 }
 
 /// The fields a transition may set alongside the new status.

@@ -490,3 +490,95 @@ pub trait AdmissionLedger: Send + Sync {
     /// How many jobs are ahead of this one in line (0: it is next); None if it is not in line.
     async fn place(&self, request_id: &str) -> PortResult<Option<u64>>;
 }
+
+/// An export counted against its owner's quotas, on the day (UTC day number since the epoch)
+/// it was submitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportCharge {
+    pub owner: Owner,
+    pub request_id: String,
+    pub day: i64,
+    /// When it was charged.
+    pub at: Millis,
+}
+
+/// The limits a charge must stay within; `None` is no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExportLimits {
+    pub unfinished: Option<u64>,
+    pub per_day: Option<u64>,
+}
+
+/// Which limit a charge would have passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverLimit {
+    Unfinished,
+    PerDay,
+}
+
+/// A caller's use, as the usage ledger counts it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Exports charged and not yet ended.
+    pub unfinished: u64,
+    /// Exports charged on the day asked about.
+    pub exports: u64,
+    /// Bytes of exports that finished on the day asked about.
+    pub bytes: u64,
+}
+
+/// What each caller has used of its quotas: unfinished exports, the day's exports and bytes,
+/// and the state of its lookups' rate. It keeps no rule: which limits apply is the core's
+/// (`service::Quotas`); every write is conditional or transactional, so a limit holds however
+/// many instances charge at once, and each job is counted once.
+#[async_trait]
+pub trait UsageLedger: Send + Sync {
+    /// Counts a new export: one more unfinished (if the owner has fewer than
+    /// `limits.unfinished`) and one more on its day (if fewer than `limits.per_day`), both or
+    /// neither. Answers the limit that stood in the way, if one did. A job charged already is
+    /// not charged again.
+    async fn charge_export(
+        &self,
+        charge: &ExportCharge,
+        limits: &ExportLimits,
+    ) -> PortResult<Option<OverLimit>>;
+
+    /// Undoes the charge of an export that was never stored: unfinished and its day's count.
+    /// Nothing if it is not charged.
+    async fn refund_export(&self, charge: &ExportCharge) -> PortResult<()>;
+
+    /// The job has ended: it is no longer unfinished (its day's count stays). Nothing if it
+    /// is not counted unfinished.
+    async fn end_export(&self, owner: &Owner, request_id: &str) -> PortResult<()>;
+
+    /// Adds the bytes of the job's result to `day`'s, once per job.
+    async fn add_bytes(
+        &self,
+        owner: &Owner,
+        request_id: &str,
+        day: i64,
+        bytes: u64,
+    ) -> PortResult<()>;
+
+    /// The owner's use: unfinished now, and `day`'s exports and bytes.
+    async fn usage(&self, owner: &Owner, day: i64) -> PortResult<Usage>;
+
+    /// Exports counted unfinished, of every owner, at most `limit`, as they were charged:
+    /// the sweep ends the ones whose jobs have ended.
+    async fn unfinished_exports(&self, limit: usize) -> PortResult<Vec<ExportCharge>>;
+
+    /// A rate's state under `key` (the time its next request would be on schedule, the
+    /// "theoretical arrival time" of the generic cell rate algorithm), if it has one.
+    async fn rate_state(&self, key: &str) -> PortResult<Option<Millis>>;
+
+    /// Replaces the rate's state with `next` if it is still `expected`; false, writing
+    /// nothing, if another request changed it first. The state may be forgotten after
+    /// `expires_at`.
+    async fn set_rate_state(
+        &self,
+        key: &str,
+        expected: Option<Millis>,
+        next: Millis,
+        expires_at: Millis,
+    ) -> PortResult<bool>;
+}

@@ -16,6 +16,7 @@ async fn the_memory_control_table_meets_the_contract() {
     check_control_table(&table).await;
     check_answer_cache(&table).await;
     check_admission_ledger(&table).await;
+    export_core::testing::usage_conformance::check_usage_ledger(&table).await;
 }
 
 #[tokio::test]

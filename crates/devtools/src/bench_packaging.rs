@@ -106,6 +106,7 @@ async fn packaging_job(
         updated_at: created_at,
         statement_id: None,
         unload_attempt: 0,
+        priority: 1,
         rows: None,
         bytes: None,
         archive_object: None,

@@ -11,7 +11,7 @@
 //!
 //! A plan is rules separated by `;`, each `port.operation:fault=value,…`; `*` stands for any
 //! port or operation, and the most specific rule matching a call applies. The ports are
-//! `control_table`, `answer_cache`, `admission`, `queue`, `warehouse`, `object_store` and `mailer`; the
+//! `control_table`, `answer_cache`, `admission`, `usage`, `queue`, `warehouse`, `object_store` and `mailer`; the
 //! operations are their methods' names (`warehouse.execute`, `mailer.send`, …). Example:
 //! `*.*:transient=0.02;warehouse.execute:lost=0.1;mailer.send:permanent=0.05,latency=20ms`.
 //!
@@ -28,9 +28,9 @@ use export_core::messages::Message;
 use export_core::page::{JobPage, PageToken};
 use export_core::ports::{
     AdmissionLedger, AnswerCache, ByteStream, CachedAnswer, ControlTable, CreateOutcome, Email,
-    IdempotencyKey, Mailer, ObjectStore, PortError, PortResult, PresignedUrl, QueueSender,
-    SavedCheckpoint, SelectOutcome, SlotHolder, StatementRequest, StatementStatus, UploadedPart,
-    WaitingJob, Warehouse,
+    ExportCharge, ExportLimits, IdempotencyKey, Mailer, ObjectStore, OverLimit, PortError,
+    PortResult, PresignedUrl, QueueSender, SavedCheckpoint, SelectOutcome, SlotHolder,
+    StatementRequest, StatementStatus, UploadedPart, Usage, UsageLedger, WaitingJob, Warehouse,
 };
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -121,10 +121,11 @@ impl FromStr for FaultPlan {
     }
 }
 
-const PORTS: [&str; 7] = [
+const PORTS: [&str; 8] = [
     "control_table",
     "answer_cache",
     "admission",
+    "usage",
     "queue",
     "warehouse",
     "object_store",
@@ -444,6 +445,58 @@ impl<P: AdmissionLedger + ?Sized> AdmissionLedger for Faulty<P> {
     async fn place(&self, request_id: &str) -> PortResult<Option<u64>> {
         let call = self.inner.place(request_id);
         self.faults.call("admission", "place", call).await
+    }
+}
+
+#[async_trait]
+impl<P: UsageLedger + ?Sized> UsageLedger for Faulty<P> {
+    async fn charge_export(
+        &self,
+        charge: &ExportCharge,
+        limits: &ExportLimits,
+    ) -> PortResult<Option<OverLimit>> {
+        let call = self.inner.charge_export(charge, limits);
+        self.faults.call("usage", "charge_export", call).await
+    }
+    async fn refund_export(&self, charge: &ExportCharge) -> PortResult<()> {
+        let call = self.inner.refund_export(charge);
+        self.faults.call("usage", "refund_export", call).await
+    }
+    async fn end_export(&self, owner: &Owner, request_id: &str) -> PortResult<()> {
+        let call = self.inner.end_export(owner, request_id);
+        self.faults.call("usage", "end_export", call).await
+    }
+    async fn add_bytes(
+        &self,
+        owner: &Owner,
+        request_id: &str,
+        day: i64,
+        bytes: u64,
+    ) -> PortResult<()> {
+        let call = self.inner.add_bytes(owner, request_id, day, bytes);
+        self.faults.call("usage", "add_bytes", call).await
+    }
+    async fn usage(&self, owner: &Owner, day: i64) -> PortResult<Usage> {
+        let call = self.inner.usage(owner, day);
+        self.faults.call("usage", "usage", call).await
+    }
+    async fn unfinished_exports(&self, limit: usize) -> PortResult<Vec<ExportCharge>> {
+        let call = self.inner.unfinished_exports(limit);
+        self.faults.call("usage", "unfinished_exports", call).await
+    }
+    async fn rate_state(&self, key: &str) -> PortResult<Option<Millis>> {
+        let call = self.inner.rate_state(key);
+        self.faults.call("usage", "rate_state", call).await
+    }
+    async fn set_rate_state(
+        &self,
+        key: &str,
+        expected: Option<Millis>,
+        next: Millis,
+        expires_at: Millis,
+    ) -> PortResult<bool> {
+        let call = self.inner.set_rate_state(key, expected, next, expires_at);
+        self.faults.call("usage", "set_rate_state", call).await
     }
 }
 

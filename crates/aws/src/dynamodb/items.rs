@@ -42,6 +42,9 @@ pub(super) struct JobItem {
     /// The parameters bound to the caller's access; absent when none were.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) bound: Vec<String>,
+    /// The caller's share of turns for warehouse slots; absent when 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub(super) priority: u32,
     pub(super) status: JobStatus,
     pub(super) created_at: Millis,
     pub(super) updated_at: Millis,
@@ -65,6 +68,14 @@ pub(super) struct JobItem {
     pub(super) notified_at: Option<Millis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) unsettled: Option<String>,
+}
+
+pub(super) fn one() -> u32 {
+    1
+}
+
+pub(super) fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 pub(super) fn is_zero(n: &u32) -> bool {
@@ -162,6 +173,7 @@ pub(super) fn decode_job(item: Item) -> PortResult<Job> {
         archive: item.archive,
         notify: item.notify,
         bound: item.bound,
+        priority: item.priority,
         status: item.status,
         created_at: item.created_at,
         updated_at: item.updated_at,

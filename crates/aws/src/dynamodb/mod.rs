@@ -52,6 +52,7 @@ mod admission;
 mod answers;
 mod control;
 mod items;
+mod usage;
 
 use items::*;
 
@@ -111,6 +112,7 @@ impl DynamoControlTable {
             archive: job.archive,
             notify: job.notify.clone(),
             bound: job.bound.clone(),
+            priority: job.priority,
             status: job.status,
             created_at: job.created_at,
             updated_at: job.updated_at,
@@ -245,6 +247,7 @@ mod tests {
             updated_at: 2_000,
             statement_id: Some("s1".into()),
             unload_attempt: 0,
+            priority: 1,
             rows: None,
             bytes: None,
             archive_object: None,

@@ -11,7 +11,7 @@
 
 mod policy;
 
-pub use policy::AccessPolicy;
+pub use policy::{AccessPolicy, Quotas, Standing, MAX_PRIORITY};
 
 use crate::catalog::{value_from_items, Catalog, Export, ParamError};
 use crate::domain::Owner;
@@ -76,6 +76,8 @@ pub enum EmptyText {
 pub struct Principal {
     pub owner: Owner,
     pub grants: Grants,
+    /// Its quotas, priority and whether it is an admin, by the policy.
+    pub standing: Standing,
 }
 
 /// The catalogue as each caller may see it. The services that read the catalogue for a caller
@@ -109,6 +111,7 @@ impl Access {
         }
         Ok(Principal {
             owner: owner.clone(),
+            standing: self.policy.standing(owner, &grants),
             grants,
         })
     }

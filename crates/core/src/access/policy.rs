@@ -10,6 +10,21 @@
 //!
 //! Every entry whose `owner` matches applies: the caller's groups are all theirs together, and
 //! an attribute named by several entries has all their values.
+//!
+//! A group may carry what its callers are allowed and how they are treated:
+//!
+//! ```toml
+//! [[group]]
+//! name = "suppliers"
+//! priority = 1            # turns for warehouse slots: 2 gets twice the turns of 1
+//! admin = false           # an admin may list every caller's jobs
+//! quotas = { unfinished_exports = 10, exports_per_day = 100, bytes_per_day = 10_000_000_000,
+//!            lookups_per_second = 5, lookup_burst = 10 }
+//! ```
+//!
+//! Each quota holds for each caller of the group on its own. Of several groups that set a
+//! quota, the most generous applies; a caller entry's own `quotas` replace its groups' for the
+//! quotas it names. A quota nobody sets is no limit.
 
 use super::Grants;
 use crate::catalog::valid_group;
@@ -21,6 +36,7 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AccessPolicy {
     callers: Vec<CallerRule>,
+    groups: BTreeMap<String, GroupRule>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -28,13 +44,92 @@ struct CallerRule {
     owner: OwnerPattern,
     groups: Vec<String>,
     attributes: BTreeMap<String, Vec<String>>,
+    quotas: Quotas,
 }
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct GroupRule {
+    priority: u32,
+    admin: bool,
+    quotas: Quotas,
+}
+
+/// What a caller may use: each `None` is no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quotas {
+    /// Exports not yet ended (QUEUED, RUNNING or PACKAGING) at once.
+    pub unfinished_exports: Option<u64>,
+    /// Exports submitted per day (UTC).
+    pub exports_per_day: Option<u64>,
+    /// Bytes of finished exports per day (UTC); an export is refused once the day's are spent.
+    pub bytes_per_day: Option<u64>,
+    /// Lookups per second, on average (a token bucket refilled at this rate)...
+    pub lookups_per_second: Option<u32>,
+    /// ...and how many may come at once (the bucket's size; `lookups_per_second` if unset).
+    pub lookup_burst: Option<u32>,
+}
+
+impl Quotas {
+    /// Per quota, `other`'s where it is set, else this one's.
+    fn overridden_by(self, other: Quotas) -> Quotas {
+        Quotas {
+            unfinished_exports: other.unfinished_exports.or(self.unfinished_exports),
+            exports_per_day: other.exports_per_day.or(self.exports_per_day),
+            bytes_per_day: other.bytes_per_day.or(self.bytes_per_day),
+            lookups_per_second: other.lookups_per_second.or(self.lookups_per_second),
+            lookup_burst: other.lookup_burst.or(self.lookup_burst),
+        }
+    }
+
+    /// Per quota, the more generous of the two where both are set, else whichever is.
+    fn most_generous(self, other: Quotas) -> Quotas {
+        fn max<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        Quotas {
+            unfinished_exports: max(self.unfinished_exports, other.unfinished_exports),
+            exports_per_day: max(self.exports_per_day, other.exports_per_day),
+            bytes_per_day: max(self.bytes_per_day, other.bytes_per_day),
+            lookups_per_second: max(self.lookups_per_second, other.lookups_per_second),
+            lookup_burst: max(self.lookup_burst, other.lookup_burst),
+        }
+    }
+}
+
+/// How the policy treats one caller, from its groups and its own entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Standing {
+    pub quotas: Quotas,
+    /// Its share of turns for warehouse slots (1 unless a group says more).
+    pub priority: u32,
+    /// May list every caller's jobs.
+    pub admin: bool,
+}
+
+impl Default for Standing {
+    fn default() -> Self {
+        Standing {
+            quotas: Quotas::default(),
+            priority: 1,
+            admin: false,
+        }
+    }
+}
+
+/// The highest priority a group may have.
+pub const MAX_PRIORITY: u32 = 100;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
     #[serde(default)]
     caller: Vec<CallerEntry>,
+    #[serde(default)]
+    group: Vec<GroupEntry>,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +140,24 @@ struct CallerEntry {
     groups: Vec<String>,
     #[serde(default)]
     attributes: BTreeMap<String, OneOrMany>,
+    #[serde(default)]
+    quotas: Quotas,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupEntry {
+    name: String,
+    #[serde(default = "one")]
+    priority: u32,
+    #[serde(default)]
+    admin: bool,
+    #[serde(default)]
+    quotas: Quotas,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Deserialize)]
@@ -91,10 +204,66 @@ impl AccessPolicy {
                     owner,
                     groups: entry.groups.clone(),
                     attributes,
+                    quotas: entry.quotas,
                 })
             })
             .collect::<Result<_, _>>()?;
-        Ok(AccessPolicy { callers })
+        let mut groups = BTreeMap::new();
+        for (i, entry) in file.group.into_iter().enumerate() {
+            let at = |m: String| format!("group {} ({}): {m}", i + 1, entry.name);
+            if !valid_group(&entry.name) {
+                return Err(at(
+                    "a group's name must be letters, digits, '_' and '-'".into()
+                ));
+            }
+            if !(1..=MAX_PRIORITY).contains(&entry.priority) {
+                return Err(at(format!("priority must be 1 to {MAX_PRIORITY}")));
+            }
+            if entry.quotas.lookups_per_second == Some(0) && entry.quotas.lookup_burst.is_some() {
+                return Err(at(
+                    "a lookup_burst with no lookups per second is no use".into()
+                ));
+            }
+            let rule = GroupRule {
+                priority: entry.priority,
+                admin: entry.admin,
+                quotas: entry.quotas,
+            };
+            if groups.insert(entry.name.clone(), rule).is_some() {
+                return Err(at("named twice".into()));
+            }
+        }
+        Ok(AccessPolicy { callers, groups })
+    }
+
+    /// How the policy treats the caller `owner` holding `grants` (from the policy, and from
+    /// its identity's tags where the deployment reads them).
+    pub fn standing(&self, owner: &Owner, grants: &Grants) -> Standing {
+        let mut standing = Standing::default();
+        let mut from_groups: Option<Quotas> = None;
+        for group in grants.groups.iter().filter_map(|g| self.groups.get(g)) {
+            standing.priority = standing.priority.max(group.priority);
+            standing.admin |= group.admin;
+            from_groups = Some(match from_groups {
+                None => group.quotas,
+                Some(q) => q.most_generous(group.quotas),
+            });
+        }
+        let mut own: Option<Quotas> = None;
+        for rule in self.callers.iter().filter(|r| r.owner.matches(&owner.0)) {
+            if rule.quotas != Quotas::default() {
+                own = Some(match own {
+                    None => rule.quotas,
+                    Some(q) => q.most_generous(rule.quotas),
+                });
+            }
+        }
+        let groups = from_groups.unwrap_or_default();
+        standing.quotas = match own {
+            Some(own) => groups.overridden_by(own),
+            None => groups,
+        };
+        standing
     }
 
     /// Reads the policy file at `path`; none there is the empty policy (no caller holds any
@@ -210,6 +379,70 @@ mod tests {
     }
 
     #[test]
+    fn quotas_come_from_the_most_generous_group_and_a_caller_s_own_entry() {
+        let policy = AccessPolicy::parse(
+            r#"
+            [[group]]
+            name = "suppliers"
+            quotas = { unfinished_exports = 2, exports_per_day = 10, lookups_per_second = 1 }
+
+            [[group]]
+            name = "big"
+            priority = 3
+            quotas = { exports_per_day = 50 }
+
+            [[group]]
+            name = "ops"
+            admin = true
+
+            [[caller]]
+            owner = "arn:aws:iam::1:user/*"
+            groups = ["suppliers"]
+
+            [[caller]]
+            owner = "arn:aws:iam::1:user/big"
+            groups = ["big"]
+
+            [[caller]]
+            owner = "arn:aws:iam::1:user/tight"
+            quotas = { unfinished_exports = 1 }
+
+            [[caller]]
+            owner = "arn:aws:iam::1:user/ops"
+            groups = ["ops"]
+            "#,
+        )
+        .unwrap();
+        let standing = |name: &str| {
+            let o = owner(&format!("arn:aws:iam::1:user/{name}"));
+            policy.standing(&o, &policy.grants(&o))
+        };
+        let plain = standing("plain");
+        assert_eq!(plain.quotas.unfinished_exports, Some(2));
+        assert_eq!(plain.quotas.exports_per_day, Some(10));
+        assert_eq!(plain.quotas.bytes_per_day, None, "nobody sets it");
+        assert_eq!((plain.priority, plain.admin), (1, false));
+        let big = standing("big");
+        assert_eq!(big.quotas.exports_per_day, Some(50), "the more generous");
+        assert_eq!(big.quotas.unfinished_exports, Some(2));
+        assert_eq!(big.priority, 3);
+        let tight = standing("tight");
+        assert_eq!(tight.quotas.unfinished_exports, Some(1), "its own entry");
+        assert_eq!(
+            tight.quotas.exports_per_day,
+            Some(10),
+            "the rest its group's"
+        );
+        assert!(standing("ops").admin);
+        // Outside every group: no limits.
+        let stranger = owner("arn:aws:iam::2:user/x");
+        assert_eq!(
+            policy.standing(&stranger, &policy.grants(&stranger)),
+            Standing::default()
+        );
+    }
+
+    #[test]
     fn mistakes_are_errors_at_load() {
         for (text, why) in [
             ("[[caller]]\nowner = \"\"", "empty owner"),
@@ -224,6 +457,12 @@ mod tests {
             ),
             ("[[caller]]\nowner = \"a\"\nrole = \"x\"", "unknown field"),
             ("[[callers]]\nowner = \"a\"", "unknown field"),
+            ("[[group]]\nname = \"g\"\npriority = 0", "priority"),
+            ("[[group]]\nname = \"g\"\n[[group]]\nname = \"g\"", "twice"),
+            (
+                "[[group]]\nname = \"g\"\nquotas = { exports_per_week = 1 }",
+                "unknown field",
+            ),
         ] {
             let e = AccessPolicy::parse(text).unwrap_err();
             assert!(e.contains(why), "{text}: {e}");

@@ -15,6 +15,10 @@ pub(super) enum SubmitRefusals {
     /// The body is not `application/json` (nor, for `POST /exports`, a form).
     #[response(status = 415)]
     NotJson(ErrorBody),
+    /// Over one of the caller's quotas: `quota_unfinished_exports`, `quota_exports_per_day`
+    /// or `quota_bytes_per_day`. Nothing was stored or queued.
+    #[response(status = 429, headers(("Retry-After" = String, description = "Seconds until the quota may allow it.")))]
+    OverQuota(ErrorBody),
 }
 
 /// Submits an export: validated, recorded and queued, answered at once.

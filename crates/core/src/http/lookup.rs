@@ -55,6 +55,9 @@ enum LookupRefusals {
     /// than a function may return (`answer_too_large`, 6 MB); ask for an export.
     #[response(status = 422)]
     TooManyRows(ErrorBody),
+    /// Over the caller's lookups per second (`quota_lookups_per_second`).
+    #[response(status = 429, headers(("Retry-After" = String, description = "Seconds until the next lookup is allowed.")))]
+    OverQuota(ErrorBody),
     /// The warehouse's statement failed; `statement_id` names it.
     #[response(status = 502)]
     StatementFailed(ErrorBody),

@@ -59,6 +59,7 @@ pub fn receiver_router(submissions: Arc<Submissions>) -> Router {
 pub fn status_routes() -> OpenApiRouter<Arc<Queries>> {
     OpenApiRouter::default()
         .routes(routes!(list_jobs))
+        .routes(routes!(quota))
         .routes(routes!(job_status))
         .routes(routes!(job_events))
         .routes(routes!(download))

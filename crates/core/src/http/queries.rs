@@ -7,16 +7,19 @@ use super::*;
 pub(super) struct ListQuery {
     limit: Option<String>,
     cursor: Option<String>,
+    owner: Option<String>,
 }
 
-/// The caller's jobs, newest first, a page at a time.
+/// The caller's jobs, newest first, a page at a time; an admin may list another caller's.
 #[utoipa::path(
     get, path = "/exports", tag = "exports", operation_id = "list_exports",
     params(("limit" = Option<String>, Query, description = "Jobs a page, 1 to 100 (20 if absent)."),
-        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before.")),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before."),
+        ("owner" = Option<String>, Query, description = "Whose jobs: another caller's, as the API names its owner (an IAM ARN). Only for a caller in an admin group of the access policy.")),
     responses(
-        (status = 200, description = "A page of the caller's jobs.", body = JobList),
+        (status = 200, description = "A page of the caller's jobs (or the owner's).", body = JobList),
         (status = 400, description = "`limit` or `cursor` is invalid.", body = ErrorBody),
+        (status = 403, description = "`owner` names another caller, and the caller is no admin.", body = ErrorBody),
     )
 )]
 pub(super) async fn list_jobs(
@@ -27,7 +30,11 @@ pub(super) async fn list_jobs(
     let Query(query) = query
         .map_err(|e| ApiError::invalid("query", format!("the query string is not valid: {e}")))?;
     let limit = page_limit(query.limit.as_deref(), 20, crate::service::query::MAX_PAGE)?;
-    let page = queries.list(&owner, limit, query.cursor.as_deref()).await?;
+    let whose = match query.owner {
+        Some(other) if other != owner.0 => queries.listed_owner(&owner, other).await?,
+        _ => owner,
+    };
+    let page = queries.list(&whose, limit, query.cursor.as_deref()).await?;
     Ok(Json(JobList {
         jobs: page.jobs.iter().map(summary).collect(),
         next_cursor: page.next.map(|token| token.encode()),
@@ -284,4 +291,19 @@ pub(super) async fn openapi_document(Caller(_): Caller) -> Response {
         contract_text(),
     )
         .into_response()
+}
+
+/// The caller's quotas and its use of each today (UTC), from the access policy.
+#[utoipa::path(
+    get, path = "/quota", tag = "exports", operation_id = "get_quota",
+    responses(
+        (status = 200, description = "The caller's quotas and use.", body = QuotaView),
+    )
+)]
+pub(super) async fn quota(
+    State(queries): State<Arc<Queries>>,
+    Caller(owner): Caller,
+) -> Result<Json<QuotaView>, ApiError> {
+    let principal = queries.access.principal(&owner).await?;
+    Ok(Json(queries.quotas.view(&principal).await?))
 }

@@ -21,7 +21,8 @@ use crate::ports::{AdmissionLedger, ControlTable, PortResult, QueueSender, Waiti
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How far one job moves its caller's turn on.
+/// How far one job moves its caller's turn on, at priority 1 (at priority p, `TURN_STEP / p`;
+/// priorities go up to `access::MAX_PRIORITY`, which divides it).
 pub const TURN_STEP: u64 = 1_000;
 
 /// Statements of this deployment the warehouse runs at once, by default: the five queries at
@@ -76,7 +77,8 @@ impl Admission {
         let entry = WaitingJob {
             request_id: job.request_id.clone(),
             owner: job.owner.clone(),
-            turn: line.max(last.saturating_add(TURN_STEP)),
+            // A caller of a higher priority moves its turn on by less, so takes more turns.
+            turn: line.max(last.saturating_add(TURN_STEP / u64::from(job.priority.max(1)))),
             queued_at: job.created_at,
         };
         let (_, joined) = self.ledger.join(&entry).await?;

@@ -4,13 +4,15 @@
 //! defaults (`export_aws::functions`), since it holds only the ports that service needs.
 
 use super::{
-    Admission, AdmissionSettings, LookupSettings, Lookups, Poller, Processor, Queries, Submissions,
+    Admission, AdmissionSettings, LookupSettings, Lookups, Poller, Processor, Queries, Quotas,
+    Submissions,
 };
 use crate::access::{Access, AccessPolicy, AttributeSource};
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::ports::{
-    AdmissionLedger, AnswerCache, ControlTable, Mailer, ObjectStore, QueueSender, Warehouse,
+    AdmissionLedger, AnswerCache, ControlTable, Mailer, ObjectStore, QueueSender, UsageLedger,
+    Warehouse,
 };
 use crate::settings::{DeliverySettings, PackagingSettings, RetrySettings, UnloadSettings};
 use std::sync::Arc;
@@ -27,6 +29,8 @@ pub struct Ports {
     pub answers: Arc<dyn AnswerCache>,
     /// Who holds the warehouse's slots, and the line for them.
     pub ledger: Arc<dyn AdmissionLedger>,
+    /// What each caller has used of its quotas.
+    pub usage: Arc<dyn UsageLedger>,
     pub queue: Arc<dyn QueueSender>,
     pub warehouse: Arc<dyn Warehouse>,
     pub objects: Arc<dyn ObjectStore>,
@@ -77,6 +81,7 @@ impl Services {
             control,
             answers,
             ledger,
+            usage,
             queue,
             warehouse,
             objects,
@@ -90,6 +95,10 @@ impl Services {
             clock: clock.clone(),
             settings: settings.admission,
         };
+        let quotas = Quotas {
+            ledger: usage,
+            clock: clock.clone(),
+        };
         Services {
             submissions: Arc::new(Submissions {
                 access: access.clone(),
@@ -98,6 +107,7 @@ impl Services {
                 warehouse: warehouse.clone(),
                 clock: clock.clone(),
                 admission: admission.clone(),
+                quotas: quotas.clone(),
             }),
             queries: Arc::new(Queries {
                 access: access.clone(),
@@ -106,14 +116,18 @@ impl Services {
                 clock: clock.clone(),
                 link_ttl: settings.delivery.link_ttl,
                 line: settings.admission.slots.map(|_| admission.ledger.clone()),
+                quotas: quotas.clone(),
             }),
-            lookups: Arc::new(Lookups::new(
-                access,
-                warehouse.clone(),
-                answers,
-                clock.clone(),
-                settings.lookups.clone(),
-            )),
+            lookups: Arc::new(
+                Lookups::new(
+                    access,
+                    warehouse.clone(),
+                    answers,
+                    clock.clone(),
+                    settings.lookups.clone(),
+                )
+                .with_quotas(quotas.clone()),
+            ),
             processor: Arc::new(Processor {
                 catalog,
                 control: control.clone(),
@@ -137,6 +151,7 @@ impl Services {
                 packaging: settings.packaging.clone(),
                 retry: settings.retry.clone(),
                 admission,
+                quotas,
             }),
         }
     }

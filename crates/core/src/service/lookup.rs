@@ -123,6 +123,8 @@ pub struct Lookups {
     pub shared: Arc<dyn AnswerCache>,
     pub clock: Arc<dyn Clock>,
     pub settings: LookupSettings,
+    /// Each caller's lookups per second; none without it.
+    pub quotas: Option<super::Quotas>,
     local: Mutex<LocalAnswers>,
     in_flight: Mutex<HashMap<String, Pending>>,
 }
@@ -142,8 +144,23 @@ impl Lookups {
             shared,
             clock,
             settings,
+            quotas: None,
             local: Mutex::new(local),
             in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// These lookups, each taken from its caller's rate (`lookups_per_second`).
+    pub fn with_quotas(mut self, quotas: super::Quotas) -> Lookups {
+        self.quotas = Some(quotas);
+        self
+    }
+
+    /// Takes the lookup from the caller's rate, once it is known to be one it may make.
+    async fn take_turn(&self, principal: &Principal) -> Result<(), ApiError> {
+        match &self.quotas {
+            Some(quotas) => quotas.take_lookup(principal).await,
+            None => Ok(()),
         }
     }
 
@@ -179,6 +196,7 @@ impl Lookups {
         let principal = self.access.principal(owner).await?;
         let export = self.lookup_export(&principal, dataset)?;
         let bound = self.access.bind(&principal, export, params)?;
+        self.take_turn(&principal).await?;
         self.run(export, bound, fresh).await
     }
 
@@ -195,6 +213,7 @@ impl Lookups {
         let bound = self
             .access
             .bind_text(&principal, export, pairs, EmptyText::Empty)?;
+        self.take_turn(&principal).await?;
         self.run(export, bound, fresh).await
     }
 

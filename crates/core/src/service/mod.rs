@@ -10,6 +10,7 @@ pub mod notice;
 pub mod poll;
 pub mod process;
 pub mod query;
+pub mod quota;
 pub mod submit;
 
 pub use admission::{Admission, AdmissionSettings, Admitted};
@@ -18,6 +19,7 @@ pub use lookup::{Answer, Looked, LookupSettings, Lookups};
 pub use poll::{Poller, NOTICE_ATTEMPTS};
 pub use process::Processor;
 pub use query::{PartsPage, Queries};
+pub use quota::Quotas;
 pub use submit::{ExportRequest, Submissions, Submitted};
 
 use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef, Owner, Transition};

@@ -22,6 +22,8 @@ pub struct Queries {
     pub link_ttl: Duration,
     /// The line for warehouse slots, where a waiting job stands; None when admission is off.
     pub line: Option<Arc<dyn AdmissionLedger>>,
+    /// What the caller may use, and has used.
+    pub quotas: super::Quotas,
 }
 
 /// The most jobs one page of `GET /exports` returns.
@@ -82,6 +84,20 @@ impl Queries {
     }
 
     /// One page of the owner's jobs, from the `cursor` a previous page handed out.
+    /// The owner whose jobs `caller` asked to list, `other`: allowed to an admin of the
+    /// access policy only (403 otherwise, naming the field).
+    pub async fn listed_owner(&self, caller: &Owner, other: String) -> Result<Owner, ApiError> {
+        let principal = self.access.principal(caller).await?;
+        if !principal.standing.admin {
+            return Err(ApiError::forbidden(
+                "only an admin of the access policy may list another caller's jobs",
+            )
+            .with_field("owner"));
+        }
+        tracing::info!(admin = %caller, owner = %other, "an admin listed another caller's jobs");
+        Ok(Owner(other))
+    }
+
     pub async fn list(
         &self,
         owner: &Owner,

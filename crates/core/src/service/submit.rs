@@ -50,6 +50,8 @@ pub struct Submissions {
     pub clock: Arc<dyn Clock>,
     /// A cancelled job leaves the line, or hands its slot on.
     pub admission: super::Admission,
+    /// What each caller may submit.
+    pub quotas: super::Quotas,
 }
 
 impl Submissions {
@@ -148,6 +150,7 @@ impl Submissions {
             updated_at: now,
             statement_id: None,
             unload_attempt: 0,
+            priority: principal.standing.priority,
             rows: None,
             bytes: None,
             archive_object: None,
@@ -193,14 +196,22 @@ impl Submissions {
                 .with_field("Idempotency-Key"))
             }
         }
+        // Counted against the caller's quotas once stored, so that a replay (its key used)
+        // is not counted twice; a refusal removes the job, and nothing of it stays.
+        let charge = match self.quotas.charge(&principal, &job.request_id).await {
+            Ok(charge) => charge,
+            Err(refused) => {
+                self.remove(&job.request_id, key.as_ref()).await;
+                return Err(refused);
+            }
+        };
         if let Err(e) = self
             .queue
             .send(&Message::start(&job.request_id), Duration::ZERO)
             .await
         {
-            if let Err(cleanup) = self.control.delete_job(&job.request_id, key.as_ref()).await {
-                tracing::error!(request_id = %job.request_id, error = %cleanup, "could not remove a job that was never queued");
-            }
+            self.remove(&job.request_id, key.as_ref()).await;
+            self.quotas.refund(&charge).await;
             return Err(e.into());
         }
         tracing::info!(request_id = %job.request_id, dataset = %job.dataset, owner = %owner, "job queued");
@@ -209,6 +220,13 @@ impl Submissions {
             status: JobStatus::Queued,
             replayed: false,
         })
+    }
+
+    /// Removes a job that was stored but will not be queued, with its idempotency key.
+    async fn remove(&self, request_id: &str, key: Option<&IdempotencyKey>) {
+        if let Err(cleanup) = self.control.delete_job(request_id, key).await {
+            tracing::error!(request_id, error = %cleanup, "could not remove a job that was never queued");
+        }
     }
 
     /// Cancels a job that has not finished. A running statement is asked to stop; the job is
@@ -247,8 +265,9 @@ impl Submissions {
                     JobEvent::new(self.clock.now(), "statement_cancelled", outcome, message);
                 self.control.append_event(request_id, &outcome).await?;
             }
-            // Out of line, or its slot handed on.
+            // Out of line, or its slot handed on; no longer one of the caller's unfinished.
             self.admission.release_after(request_id).await;
+            self.quotas.end(owner, request_id).await;
             tracing::info!(request_id, "job cancelled");
             let mut cancelled = job;
             cancelled.apply(cancel, &JobUpdate::default(), event.at);

@@ -2,8 +2,9 @@ use super::Faults;
 use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, Owner, Transition};
 use crate::page::{JobPage, PageToken};
 use crate::ports::{
-    AdmissionLedger, AnswerCache, CachedAnswer, ControlTable, CreateOutcome, IdempotencyKey,
-    PortResult, SavedCheckpoint, SlotHolder, WaitingJob,
+    AdmissionLedger, AnswerCache, CachedAnswer, ControlTable, CreateOutcome, ExportCharge,
+    ExportLimits, IdempotencyKey, OverLimit, PortResult, SavedCheckpoint, SlotHolder, Usage,
+    UsageLedger, WaitingJob,
 };
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -24,6 +25,16 @@ struct State {
     checkpoints: HashMap<String, SavedCheckpoint>,
     answers: HashMap<String, CachedAnswer>,
     admission: Ledger,
+    usage: Usages,
+}
+
+/// The usage ledger's state.
+#[derive(Default)]
+struct Usages {
+    unfinished: std::collections::BTreeMap<String, ExportCharge>,
+    per_day: HashMap<(String, i64), Usage>,
+    bytes_added: std::collections::HashSet<String>,
+    rates: HashMap<String, Millis>,
 }
 
 /// The admission ledger's state: slots by number, the line by its order.
@@ -388,5 +399,142 @@ impl AdmissionLedger for MemoryControlTable {
             .values()
             .position(|w| w.request_id == request_id)
             .map(|p| p as u64))
+    }
+}
+
+#[async_trait]
+impl UsageLedger for MemoryControlTable {
+    async fn charge_export(
+        &self,
+        charge: &ExportCharge,
+        limits: &ExportLimits,
+    ) -> PortResult<Option<OverLimit>> {
+        super::interleave().await;
+        self.faults.check("charge_export")?;
+        let mut state = self.state();
+        let usage = &mut state.usage;
+        if usage.unfinished.contains_key(&charge.request_id) {
+            return Ok(None);
+        }
+        let owner = &charge.owner.0;
+        let unfinished = usage
+            .unfinished
+            .values()
+            .filter(|c| &c.owner.0 == owner)
+            .count() as u64;
+        if limits.unfinished.is_some_and(|limit| unfinished >= limit) {
+            return Ok(Some(OverLimit::Unfinished));
+        }
+        let day = usage
+            .per_day
+            .entry((owner.clone(), charge.day))
+            .or_default();
+        if limits.per_day.is_some_and(|limit| day.exports >= limit) {
+            return Ok(Some(OverLimit::PerDay));
+        }
+        day.exports += 1;
+        usage
+            .unfinished
+            .insert(charge.request_id.clone(), charge.clone());
+        Ok(None)
+    }
+
+    async fn refund_export(&self, charge: &ExportCharge) -> PortResult<()> {
+        super::interleave().await;
+        self.faults.check("refund_export")?;
+        let mut state = self.state();
+        let usage = &mut state.usage;
+        if usage.unfinished.remove(&charge.request_id).is_some() {
+            if let Some(day) = usage.per_day.get_mut(&(charge.owner.0.clone(), charge.day)) {
+                day.exports = day.exports.saturating_sub(1);
+            }
+        }
+        Ok(())
+    }
+
+    async fn end_export(&self, _owner: &Owner, request_id: &str) -> PortResult<()> {
+        super::interleave().await;
+        self.faults.check("end_export")?;
+        self.state().usage.unfinished.remove(request_id);
+        Ok(())
+    }
+
+    async fn add_bytes(
+        &self,
+        owner: &Owner,
+        request_id: &str,
+        day: i64,
+        bytes: u64,
+    ) -> PortResult<()> {
+        super::interleave().await;
+        self.faults.check("add_bytes")?;
+        let mut state = self.state();
+        let usage = &mut state.usage;
+        if usage.bytes_added.insert(request_id.to_owned()) {
+            usage
+                .per_day
+                .entry((owner.0.clone(), day))
+                .or_default()
+                .bytes += bytes;
+        }
+        Ok(())
+    }
+
+    async fn usage(&self, owner: &Owner, day: i64) -> PortResult<Usage> {
+        super::interleave().await;
+        self.faults.check("usage")?;
+        let state = self.state();
+        let usage = &state.usage;
+        let today = usage
+            .per_day
+            .get(&(owner.0.clone(), day))
+            .copied()
+            .unwrap_or_default();
+        Ok(Usage {
+            unfinished: usage
+                .unfinished
+                .values()
+                .filter(|c| c.owner == *owner)
+                .count() as u64,
+            exports: today.exports,
+            bytes: today.bytes,
+        })
+    }
+
+    async fn unfinished_exports(&self, limit: usize) -> PortResult<Vec<ExportCharge>> {
+        super::interleave().await;
+        self.faults.check("unfinished_exports")?;
+        Ok(self
+            .state()
+            .usage
+            .unfinished
+            .values()
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn rate_state(&self, key: &str) -> PortResult<Option<Millis>> {
+        super::interleave().await;
+        self.faults.check("rate_state")?;
+        Ok(self.state().usage.rates.get(key).copied())
+    }
+
+    async fn set_rate_state(
+        &self,
+        key: &str,
+        expected: Option<Millis>,
+        next: Millis,
+        _expires_at: Millis,
+    ) -> PortResult<bool> {
+        super::interleave().await;
+        self.faults.check("set_rate_state")?;
+        let mut state = self.state();
+        let rates = &mut state.usage.rates;
+        if rates.get(key).copied() != expected {
+            return Ok(false);
+        }
+        rates.insert(key.to_owned(), next);
+        Ok(true)
     }
 }

@@ -15,6 +15,7 @@ pub mod object_conformance;
 mod objects;
 mod queue;
 pub mod queue_conformance;
+pub mod usage_conformance;
 mod warehouse;
 mod world;
 

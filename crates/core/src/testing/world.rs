@@ -65,7 +65,9 @@ pub const INTERNAL_THINGS: &str = "-- export: internal_things
 SELECT id, name FROM things WHERE id = :id";
 
 /// The world's callers: `alice` internal (supplier 1 when she asks as one), `partner-7` and
-/// `partner-9` suppliers, anyone else nothing.
+/// `partner-9` suppliers, `limited-…` callers within quotas (two unfinished exports, three a
+/// day, 1,000 bytes a day, two lookups a second), `ops` an admin, `vip` of a group with
+/// twice the turns for warehouse slots, anyone else nothing.
 pub const WORLD_POLICY: &str = r#"
 [[caller]]
 owner = "alice"
@@ -83,6 +85,30 @@ attributes = { supplier = "7" }
 [[caller]]
 owner = "partner-9"
 attributes = { supplier = "9" }
+
+[[group]]
+name = "limited"
+quotas = { unfinished_exports = 2, exports_per_day = 3, bytes_per_day = 1000, lookups_per_second = 2, lookup_burst = 2 }
+
+[[caller]]
+owner = "limited-*"
+groups = ["limited"]
+
+[[group]]
+name = "ops"
+admin = true
+
+[[caller]]
+owner = "ops"
+groups = ["ops"]
+
+[[group]]
+name = "favoured"
+priority = 2
+
+[[caller]]
+owner = "vip"
+groups = ["favoured"]
 "#;
 
 pub const RESULTS_BUCKET: &str = "results";
@@ -180,6 +206,7 @@ impl World {
                 control: control.clone(),
                 answers: control.clone(),
                 ledger: control.clone(),
+                usage: control.clone(),
                 queue: queue.clone(),
                 warehouse: warehouse.clone(),
                 objects: objects.clone(),

@@ -175,6 +175,7 @@ async fn check(partners: Vec<Partner>, requests: Vec<Request>) {
         warehouse: world.warehouse.clone(),
         clock: world.clock.clone(),
         admission: world.submissions.admission.clone(),
+        quotas: world.submissions.quotas.clone(),
     };
     // Two instances share one answer cache, as two functions share the control table.
     let instances: Vec<Lookups> = (0..2)

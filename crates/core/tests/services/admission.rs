@@ -354,3 +354,38 @@ async fn without_admission_every_job_starts_at_once() {
     assert_eq!(running(&world).len(), 8);
     assert!(world.control.holders().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_group_of_higher_priority_takes_more_turns() {
+    let world = World::with_slots(Some(1));
+    let blocker = submit_as(&world, CAROL, 1).await;
+    world.deliver(QueueName::Requests).await;
+    assert_eq!(running(&world), std::slice::from_ref(&blocker));
+    let mut plain = Vec::new();
+    for id in 0..4 {
+        plain.push(submit_as(&world, BOB, 10 + id).await);
+    }
+    world.clock.advance(Duration::from_secs(1));
+    let mut vip = Vec::new();
+    for id in 0..4 {
+        vip.push(submit_as(&world, "vip", 20 + id).await);
+    }
+    assert_eq!(world.job(&vip[0]).await.priority, 2);
+    world.deliver(QueueName::Requests).await;
+
+    let mut order = Vec::new();
+    for _ in 0..9 {
+        let now = running(&world);
+        assert_eq!(now.len(), 1, "{now:?}");
+        if now[0] != blocker {
+            order.push(now[0].clone());
+        }
+        end(&world, &now[0]).await;
+        world.deliver(QueueName::Requests).await;
+    }
+    // Bob's turns go 1,000 apart, vip's 500: of the first six, four are vip's.
+    let expected = [
+        &plain[0], &vip[0], &vip[1], &plain[1], &vip[2], &vip[3], &plain[2], &plain[3],
+    ];
+    assert_eq!(order.iter().collect::<Vec<_>>(), expected);
+}

@@ -7,6 +7,7 @@ mod lookups;
 mod poller;
 mod processor;
 mod queries;
+mod quotas;
 mod submissions;
 mod sweep;
 

@@ -1,6 +1,6 @@
 //! The control table and the durable queues, in one SQLite file (WAL): the table in
-//! [`control`], the admission ledger in [`admission`], the queues in [`queue`], all over one
-//! connection.
+//! [`control`], the admission ledger in [`admission`], the usage ledger in [`usage`], the
+//! queues in [`queue`], all over one connection.
 //!
 //! The connection lives on a thread of its own ([`db`]): every statement runs there, never on
 //! the async runtime's threads, and operations are serialised as they arrive (committed in
@@ -10,6 +10,7 @@ mod admission;
 mod control;
 mod db;
 mod queue;
+mod usage;
 
 pub use queue::Delivery;
 
@@ -77,6 +78,28 @@ CREATE INDEX IF NOT EXISTS admission_line_order ON admission_line (turn, queued_
 CREATE TABLE IF NOT EXISTS admission_turns (
     owner TEXT PRIMARY KEY,
     turn  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS usage_unfinished (
+    request_id TEXT PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    day        INTEGER NOT NULL,
+    at         INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS usage_unfinished_by_owner ON usage_unfinished (owner);
+CREATE TABLE IF NOT EXISTS usage_days (
+    owner   TEXT NOT NULL,
+    day     INTEGER NOT NULL,
+    exports INTEGER NOT NULL DEFAULT 0,
+    bytes   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (owner, day)
+);
+CREATE TABLE IF NOT EXISTS usage_bytes_counted (
+    request_id TEXT PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS usage_rates (
+    key        TEXT PRIMARY KEY,
+    next       INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS queue_messages (
     id            INTEGER PRIMARY KEY,

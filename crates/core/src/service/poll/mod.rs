@@ -30,6 +30,8 @@ pub struct Poller {
     pub retry: RetrySettings,
     /// Freed slots go on to the next job in line.
     pub admission: Admission,
+    /// An ended job's bytes count, and it is no longer unfinished.
+    pub quotas: super::Quotas,
 }
 
 /// Jobs looked at per sweep, oldest first; the rest wait for the next tick.
@@ -192,6 +194,10 @@ impl Poller {
         let now = self.clock.now();
         let cutoff = now - self.delivery.sweep_after.as_millis() as Millis;
         let freed = self.admission.recover(self.control.as_ref()).await?;
+        let ended = self
+            .quotas
+            .reconcile(self.control.as_ref(), SWEEP_LIMIT)
+            .await?;
         let jobs = self.control.unsettled_jobs(cutoff, SWEEP_LIMIT).await?;
         for job in &jobs {
             let message = if job.status == JobStatus::Queued {
@@ -206,7 +212,7 @@ impl Poller {
             self.queue.send(&message, Duration::ZERO).await?;
             tracing::info!(request_id = %job.request_id, status = %job.status, idle_ms = now - job.updated_at, "swept a job that has not moved");
         }
-        tracing::info!(swept = jobs.len(), freed, "sweep done");
+        tracing::info!(swept = jobs.len(), freed, ended, "sweep done");
         Ok(())
     }
 

@@ -11,6 +11,14 @@ impl Poller {
     /// message retried, [`NOTICE_ATTEMPTS`] times in all. Either way the job's state and its
     /// link are untouched.
     pub(super) async fn notify(&self, job: &Job) -> Result<(), Retry> {
+        // Ended: its bytes count towards today's, and it is no longer one of its owner's
+        // unfinished exports; both once per job, however often this runs.
+        if let (JobStatus::Succeeded, Some(bytes)) = (job.status, job.bytes) {
+            self.quotas
+                .add_bytes(&job.owner, &job.request_id, bytes)
+                .await?;
+        }
+        self.quotas.end(&job.owner, &job.request_id).await;
         if !self
             .control
             .claim_notification(&job.request_id, self.clock.now())

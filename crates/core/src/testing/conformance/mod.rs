@@ -64,6 +64,7 @@ pub fn queued_job(request_id: &str, owner: &Owner, created_at: Millis) -> Job {
         updated_at: created_at,
         statement_id: None,
         unload_attempt: 0,
+        priority: 1,
         rows: None,
         bytes: None,
         archive_object: None,
