@@ -5,6 +5,7 @@ mod commands;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use commands::audit;
 use commands::catalogue::{self, LookupArgs};
 use commands::jobs::{self, DownloadArgs, JobArgs, ListArgs, StatusArgs, SubmitArgs, WaitArgs};
 use commands::stack::{self, ConsoleArgs, ServeArgs};
@@ -62,6 +63,8 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// The local stack's audit record (every export, lookup and link), filtered.
+    Audit(audit::AuditArgs),
 }
 
 #[tokio::main]
@@ -84,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Lookup(args) => catalogue::lookup(args).await,
         Command::Datasets { client } => catalogue::datasets(client).await,
         Command::Quota { client } => catalogue::quota(client).await,
+        Command::Audit(args) => audit::audit(args),
     }
 }
 

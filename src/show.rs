@@ -2,7 +2,7 @@
 //! aligned lines, a history as one line per event. `--json` prints the answers as JSON.
 
 use chrono::{DateTime, Local, SecondsFormat};
-use export_api::{Datasets, JobHistory, JobList, JobView, LookupAnswer, QuotaView};
+use export_api::{AuditRecord, Datasets, JobHistory, JobList, JobView, LookupAnswer, QuotaView};
 use serde_json::Value;
 use std::fmt::Write;
 
@@ -217,4 +217,35 @@ pub fn quota(view: &QuotaView) -> String {
         let _ = writeln!(out, "{:<20} {}", "priority", view.priority);
     }
     out
+}
+
+/// One audit record on a line: when, what, how it ended, who, and what was read.
+pub fn audit(record: &AuditRecord) -> String {
+    let mut line = format!(
+        "{} {:<12} {:<9} {}",
+        time(record.at),
+        record.kind.as_str(),
+        record.outcome,
+        record.caller
+    );
+    if let Some(dataset) = &record.dataset {
+        let _ = write!(line, " {dataset}");
+    }
+    if !record.params.is_empty() {
+        let _ = write!(line, " {}", Value::Object(record.params.clone()));
+    }
+    if let Some(id) = &record.request_id {
+        let _ = write!(line, " job {id}");
+    }
+    if let Some(rows) = record.rows {
+        let _ = write!(line, " rows {rows}");
+    }
+    if let Some(bytes) = record.bytes {
+        let _ = write!(line, " bytes {bytes}");
+    }
+    if let (Some(status), Some(code)) = (record.status, &record.code) {
+        let _ = write!(line, " ({status} {code})");
+    }
+    line.push('\n');
+    line
 }

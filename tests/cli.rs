@@ -332,3 +332,90 @@ async fn the_console_command_signs_with_the_credential_chain() {
     let _ = child.wait().await;
     stack.stack.stop().await;
 }
+
+/// `audit` reads the local stack's record: every export, lookup and link, refused ones too,
+/// filtered by caller, dataset, kind and time.
+#[tokio::test]
+async fn the_audit_command_reads_the_record_filtered() {
+    let stack = start().await;
+    let started = chrono::Utc::now().timestamp_millis();
+    let (id, _) = finished_export(&stack).await;
+    // Bob asks for a dataset that is internal: refused, as one that does not exist.
+    let refused = stack
+        .bob
+        .lookup("customers", &[("ids", "1")])
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("404"), "{refused}");
+    let data_dir = stack.dir.path().to_str().unwrap().to_owned();
+    let deadline = Duration::from_secs(60);
+
+    let (ok, stdout, stderr) = run(&["audit", "--data-dir", &data_dir, "--json"], deadline).await;
+    assert!(ok, "{stderr}");
+    let records: Vec<export_api::AuditRecord> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |kind: export_api::AuditKind| records.iter().filter(move |r| r.kind == kind);
+    assert!(of(export_api::AuditKind::Export).any(|r| r.request_id.as_deref() == Some(&id)));
+    assert!(
+        of(export_api::AuditKind::ExportEnded).any(|r| r.outcome == "succeeded"
+            && r.request_id.as_deref() == Some(&id)
+            && r.rows == Some(1))
+    );
+    assert!(of(export_api::AuditKind::Link).any(|r| r.request_id.as_deref() == Some(&id)));
+
+    // Bob's record only: the refused lookup, with what he asked.
+    let (ok, stdout, stderr) = run(
+        &["audit", "--data-dir", &data_dir, "--caller", "user/bob"],
+        deadline,
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert!(
+        lines[0].contains("lookup")
+            && lines[0].contains("refused")
+            && lines[0].contains("customers")
+            && lines[0].contains("(404 unknown_dataset)"),
+        "{stdout}"
+    );
+    assert!(starts_with_a_time(lines[0]), "{stdout}");
+
+    // By dataset and kind, and by time: nothing before the test started.
+    let (ok, stdout, _) = run(
+        &[
+            "audit",
+            "--data-dir",
+            &data_dir,
+            "--dataset",
+            "product_detail",
+            "--kind",
+            "export",
+        ],
+        deadline,
+    )
+    .await;
+    assert!(ok);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let (ok, stdout, _) = run(
+        &[
+            "audit",
+            "--data-dir",
+            &data_dir,
+            "--until",
+            &started.to_string(),
+        ],
+        deadline,
+    )
+    .await;
+    assert!(ok && stdout.is_empty(), "{stdout}");
+    let (ok, _, stderr) = run(
+        &["audit", "--data-dir", &data_dir, "--kind", "reads"],
+        deadline,
+    )
+    .await;
+    assert!(!ok && stderr.contains("one of export"), "{stderr}");
+    stack.stack.stop().await;
+}

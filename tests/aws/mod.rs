@@ -6,6 +6,7 @@
 mod access;
 mod adapters;
 mod admission;
+mod audit;
 mod events;
 mod identity;
 mod lookups;

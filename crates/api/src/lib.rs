@@ -4,11 +4,13 @@
 //! document (`docs/openapi.json`) is generated from them; the client returns them. A field
 //! changed here changes all three, so they cannot drift apart.
 
+mod audit;
 mod request;
 mod response;
 mod strict_json;
 mod vocabulary;
 
+pub use audit::{AuditKind, AuditRecord};
 pub use request::{
     from_slice, from_value, is_email_address, BodyError, DatasetExportRequest, ExportRequest,
     FieldError, ProductRequest, MAX_NOTIFY,

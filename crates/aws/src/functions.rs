@@ -1,6 +1,7 @@
 //! Each function's state, built once at init from the environment: the services of
 //! `export-core` over the AWS adapters. A function reads only the variables it uses.
 
+use crate::audit::CloudWatchAudit;
 use crate::dynamodb::DynamoControlTable;
 use crate::env::Env;
 use crate::iam_tags::IamTagGrants;
@@ -17,8 +18,8 @@ use export_core::clock::{Clock, SystemClock};
 use export_core::identity::RoleOwner;
 use export_core::ports::AdmissionLedger;
 use export_core::service::{
-    admission, Admission, AdmissionSettings, LookupSettings, Lookups, Poller, Processor, Queries,
-    Quotas, Submissions,
+    admission, Admission, AdmissionSettings, Audit, LookupSettings, Lookups, Poller, Processor,
+    Queries, Quotas, Submissions,
 };
 use export_core::settings::{
     DeliverySettings, MailSettings, PackagingSettings, RetrySettings, UnloadSettings,
@@ -36,6 +37,8 @@ pub struct Clients {
     pub ses: aws_sdk_sesv2::Client,
     /// Reads callers' tags, when a deployment grants access by them (`ACCESS_TAGS_ACCOUNT`).
     pub iam: aws_sdk_iam::Client,
+    /// Writes the audit log (`AUDIT_LOG_GROUP`).
+    pub logs: aws_sdk_cloudwatchlogs::Client,
     /// What presigns download links: the function's own credentials, or the access key kept
     /// for it in Secrets Manager when the deployment has one (`LINK_SIGNER_SECRET_ARN`).
     pub link_signer: LinkSigner,
@@ -83,6 +86,7 @@ impl Clients {
             s3,
             ses: aws_sdk_sesv2::Client::new(sdk),
             iam: aws_sdk_iam::Client::new(sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
         }
     }
 }
@@ -355,6 +359,17 @@ fn quotas(control: &Arc<DynamoControlTable>) -> Quotas {
     }
 }
 
+/// The audit log: the log group `AUDIT_LOG_GROUP`, kept apart from the functions' logs.
+fn audit(env: &mut Env, clients: &Clients) -> Audit {
+    Audit {
+        log: Arc::new(CloudWatchAudit::new(
+            clients.logs.clone(),
+            env.required("AUDIT_LOG_GROUP"),
+        )),
+        clock: clock(),
+    }
+}
+
 /// `receiver`: submit and cancel.
 pub fn receiver(env: &mut Env, clients: &Clients) -> Arc<Submissions> {
     let control = control(env, clients);
@@ -367,6 +382,7 @@ pub fn receiver(env: &mut Env, clients: &Clients) -> Arc<Submissions> {
         clock: clock(),
         admission: admission(env, &control, queue),
         quotas: quotas(&control),
+        audit: audit(env, clients),
     })
 }
 
@@ -379,6 +395,7 @@ pub fn status(env: &mut Env, clients: &Clients) -> Arc<Queries> {
     Arc::new(Queries {
         access: access(env, clients),
         quotas: quotas(&control),
+        audit: audit(env, clients),
         control,
         line,
         objects: Arc::new(
@@ -407,7 +424,8 @@ pub fn lookups(env: &mut Env, clients: &Clients, access: Arc<Access>) -> Arc<Loo
                 ..LookupSettings::default()
             },
         )
-        .with_quotas(quotas(&control)),
+        .with_quotas(quotas(&control))
+        .with_audit(audit(env, clients)),
     )
 }
 
@@ -440,6 +458,7 @@ pub fn poller(env: &mut Env, clients: &Clients) -> Arc<Poller> {
         control: control.clone(),
         admission: admission(env, &control, queue.clone()),
         quotas: quotas(&control),
+        audit: audit(env, clients),
         warehouse: warehouse(env, clients),
         objects: Arc::new(
             S3ObjectStore::new(clients.s3.clone()).with_link_signer(clients.link_signer.clone()),

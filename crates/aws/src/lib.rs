@@ -5,6 +5,7 @@
 //! Endpoints come from the SDK's own configuration (`AWS_ENDPOINT_URL`,
 //! `AWS_ENDPOINT_URL_<SERVICE>`), so the same code runs against AWS or an emulator.
 
+pub mod audit;
 pub mod catalog;
 pub mod dynamodb;
 pub mod env;

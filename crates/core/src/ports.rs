@@ -582,3 +582,12 @@ pub trait UsageLedger: Send + Sync {
         expires_at: Millis,
     ) -> PortResult<bool>;
 }
+
+/// The audit log: where the record of every read goes (`service::Audit` says what is
+/// recorded and when). Appends only; reading it back is the auditors' (and
+/// `redshift-export audit`'s) business, not the services'.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Keeps `record`, durably enough that an act recorded and then answered is on record.
+    async fn record(&self, record: &export_api::AuditRecord) -> PortResult<()>;
+}

@@ -76,6 +76,8 @@ pub struct Emulator {
     /// The stack's statement names start with this: `<prefix>:`, as the template makes it of
     /// the stack's name, so emulated stacks sharing one moto keep their events apart.
     pub statement_prefix: String,
+    /// The log group the audit record goes to.
+    pub audit_group: String,
 }
 
 /// The SDK configuration for an emulator: fixed test credentials, one region, one endpoint.
@@ -129,6 +131,15 @@ impl Emulator {
             .send()
             .await
             .context("creating the SES identity")?;
+        // The audit record's own log group, as the template's AuditLogGroup.
+        let audit_group = format!("/{prefix}/audit");
+        clients
+            .logs
+            .create_log_group()
+            .log_group_name(&audit_group)
+            .send()
+            .await
+            .with_context(|| format!("creating log group {audit_group}"))?;
 
         // Statement events reach the polls queue through the template's rule on EventBridge.
         let events = aws_sdk_eventbridge::Client::new(&sdk);
@@ -160,6 +171,7 @@ impl Emulator {
             results_bucket,
             downloads_bucket,
             statement_prefix: format!("{prefix}:"),
+            audit_group,
         })
     }
 
@@ -182,6 +194,7 @@ impl Emulator {
                 ("LINK_TTL_SECONDS", "3600"),
                 ("ASSUMED_ROLE_OWNER", "session"),
                 ("STATEMENT_NAME_PREFIX", &self.statement_prefix),
+                ("AUDIT_LOG_GROUP", &self.audit_group),
                 ("POLL_INITIAL_DELAY_SECONDS", "1"),
                 ("POLL_MAX_DELAY_SECONDS", "2"),
                 ("RETRY_FIRST_DELAY_SECONDS", "1"),

@@ -11,7 +11,7 @@
 //!
 //! A plan is rules separated by `;`, each `port.operation:fault=value,…`; `*` stands for any
 //! port or operation, and the most specific rule matching a call applies. The ports are
-//! `control_table`, `answer_cache`, `admission`, `usage`, `queue`, `warehouse`, `object_store` and `mailer`; the
+//! `control_table`, `answer_cache`, `admission`, `usage`, `audit`, `queue`, `warehouse`, `object_store` and `mailer`; the
 //! operations are their methods' names (`warehouse.execute`, `mailer.send`, …). Example:
 //! `*.*:transient=0.02;warehouse.execute:lost=0.1;mailer.send:permanent=0.05,latency=20ms`.
 //!
@@ -27,8 +27,8 @@ use export_core::domain::{
 use export_core::messages::Message;
 use export_core::page::{JobPage, PageToken};
 use export_core::ports::{
-    AdmissionLedger, AnswerCache, ByteStream, CachedAnswer, ControlTable, CreateOutcome, Email,
-    ExportCharge, ExportLimits, IdempotencyKey, Mailer, ObjectStore, OverLimit, PortError,
+    AdmissionLedger, AnswerCache, AuditLog, ByteStream, CachedAnswer, ControlTable, CreateOutcome,
+    Email, ExportCharge, ExportLimits, IdempotencyKey, Mailer, ObjectStore, OverLimit, PortError,
     PortResult, PresignedUrl, QueueSender, SavedCheckpoint, SelectOutcome, SlotHolder,
     StatementRequest, StatementStatus, UploadedPart, Usage, UsageLedger, WaitingJob, Warehouse,
 };
@@ -121,11 +121,12 @@ impl FromStr for FaultPlan {
     }
 }
 
-const PORTS: [&str; 8] = [
+const PORTS: [&str; 9] = [
     "control_table",
     "answer_cache",
     "admission",
     "usage",
+    "audit",
     "queue",
     "warehouse",
     "object_store",
@@ -497,6 +498,14 @@ impl<P: UsageLedger + ?Sized> UsageLedger for Faulty<P> {
     ) -> PortResult<bool> {
         let call = self.inner.set_rate_state(key, expected, next, expires_at);
         self.faults.call("usage", "set_rate_state", call).await
+    }
+}
+
+#[async_trait]
+impl<P: AuditLog + ?Sized> AuditLog for Faulty<P> {
+    async fn record(&self, record: &export_api::AuditRecord) -> PortResult<()> {
+        let call = self.inner.record(record);
+        self.faults.call("audit", "record", call).await
     }
 }
 

@@ -8,7 +8,9 @@
 //! | warehouse     | [`warehouse::DataFusionWarehouse`] (DataFusion)    |
 //! | object store  | [`objects::FsObjectStore`] (directory tree)        |
 //! | mailer        | [`outbox::OutboxMailer`] (`.eml` files)            |
+//! | audit log     | [`audit::JsonLinesAudit`] (`audit.jsonl`)          |
 
+pub mod audit;
 pub mod faults;
 pub mod gateway;
 pub mod objects;

@@ -1,6 +1,7 @@
 //! The whole local stack in one process: the gateway and the processor and poller workers,
 //! over the embedded adapters, with all state under one data directory.
 
+use crate::audit::JsonLinesAudit;
 use crate::faults::{Faults, Faulty};
 use crate::gateway;
 use crate::objects::FsObjectStore;
@@ -148,6 +149,7 @@ impl LocalStack {
         let checkpointer =
             store.spawn_checkpointer(&dir.join("control.sqlite"), Duration::from_millis(100))?;
         let objects = FsObjectStore::open(&dir.join("objects"), &dir.join("link-signing.key"))?;
+        let audit = Arc::new(JsonLinesAudit::open(dir)?);
         let outbox = dir.join("outbox");
         let mailer = Arc::new(OutboxMailer::open(
             &outbox,
@@ -205,10 +207,13 @@ impl LocalStack {
         let ports = ports(
             catalog,
             policy,
-            &store,
-            &warehouse,
-            &objects,
-            mailer,
+            Adapters {
+                store: store.clone(),
+                warehouse: warehouse.clone(),
+                objects: objects.clone(),
+                mailer,
+                audit,
+            },
             config.faults.as_ref(),
         );
         let Services {
@@ -420,19 +425,32 @@ async fn work(
     }
 }
 
+/// The stack's adapters, each once.
+struct Adapters {
+    store: SqliteStore,
+    warehouse: Arc<DataFusionWarehouse>,
+    objects: FsObjectStore,
+    mailer: Arc<OutboxMailer>,
+    audit: Arc<JsonLinesAudit>,
+}
+
 /// The ports as the services see them: the adapters themselves, or each behind the fault
 /// layer when the configuration has faults to inject.
 fn ports(
     catalog: Arc<Catalog>,
     policy: AccessPolicy,
-    store: &SqliteStore,
-    warehouse: &Arc<DataFusionWarehouse>,
-    objects: &FsObjectStore,
-    mailer: Arc<OutboxMailer>,
+    adapters: Adapters,
     faults: Option<&Arc<Faults>>,
 ) -> Ports {
-    let store = Arc::new(store.clone());
-    let objects = Arc::new(objects.clone());
+    let Adapters {
+        store,
+        warehouse,
+        objects,
+        mailer,
+        audit,
+    } = adapters;
+    let store = Arc::new(store);
+    let objects = Arc::new(objects);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match faults {
         None => Ports {
@@ -443,6 +461,7 @@ fn ports(
             answers: store.clone(),
             ledger: store.clone(),
             usage: store.clone(),
+            audit,
             queue: store,
             warehouse: warehouse.clone(),
             objects,
@@ -457,6 +476,7 @@ fn ports(
             answers: Faulty::new(store.clone(), faults.clone()),
             ledger: Faulty::new(store.clone(), faults.clone()),
             usage: Faulty::new(store.clone(), faults.clone()),
+            audit: Faulty::new(audit, faults.clone()),
             queue: Faulty::new(store, faults.clone()),
             warehouse: Faulty::new(warehouse.clone(), faults.clone()),
             objects: Faulty::new(objects, faults.clone()),

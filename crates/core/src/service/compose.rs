@@ -4,15 +4,15 @@
 //! defaults (`export_aws::functions`), since it holds only the ports that service needs.
 
 use super::{
-    Admission, AdmissionSettings, LookupSettings, Lookups, Poller, Processor, Queries, Quotas,
-    Submissions,
+    Admission, AdmissionSettings, Audit, LookupSettings, Lookups, Poller, Processor, Queries,
+    Quotas, Submissions,
 };
 use crate::access::{Access, AccessPolicy, AttributeSource};
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::ports::{
-    AdmissionLedger, AnswerCache, ControlTable, Mailer, ObjectStore, QueueSender, UsageLedger,
-    Warehouse,
+    AdmissionLedger, AnswerCache, AuditLog, ControlTable, Mailer, ObjectStore, QueueSender,
+    UsageLedger, Warehouse,
 };
 use crate::settings::{DeliverySettings, PackagingSettings, RetrySettings, UnloadSettings};
 use std::sync::Arc;
@@ -31,6 +31,8 @@ pub struct Ports {
     pub ledger: Arc<dyn AdmissionLedger>,
     /// What each caller has used of its quotas.
     pub usage: Arc<dyn UsageLedger>,
+    /// Where every read is recorded.
+    pub audit: Arc<dyn AuditLog>,
     pub queue: Arc<dyn QueueSender>,
     pub warehouse: Arc<dyn Warehouse>,
     pub objects: Arc<dyn ObjectStore>,
@@ -82,6 +84,7 @@ impl Services {
             answers,
             ledger,
             usage,
+            audit,
             queue,
             warehouse,
             objects,
@@ -99,6 +102,10 @@ impl Services {
             ledger: usage,
             clock: clock.clone(),
         };
+        let audit = Audit {
+            log: audit,
+            clock: clock.clone(),
+        };
         Services {
             submissions: Arc::new(Submissions {
                 access: access.clone(),
@@ -108,6 +115,7 @@ impl Services {
                 clock: clock.clone(),
                 admission: admission.clone(),
                 quotas: quotas.clone(),
+                audit: audit.clone(),
             }),
             queries: Arc::new(Queries {
                 access: access.clone(),
@@ -117,6 +125,7 @@ impl Services {
                 link_ttl: settings.delivery.link_ttl,
                 line: settings.admission.slots.map(|_| admission.ledger.clone()),
                 quotas: quotas.clone(),
+                audit: audit.clone(),
             }),
             lookups: Arc::new(
                 Lookups::new(
@@ -126,7 +135,8 @@ impl Services {
                     clock.clone(),
                     settings.lookups.clone(),
                 )
-                .with_quotas(quotas.clone()),
+                .with_quotas(quotas.clone())
+                .with_audit(audit.clone()),
             ),
             processor: Arc::new(Processor {
                 catalog,
@@ -152,6 +162,7 @@ impl Services {
                 retry: settings.retry.clone(),
                 admission,
                 quotas,
+                audit,
             }),
         }
     }

@@ -4,6 +4,7 @@
 //! cache every instance reads (the control table), so a cold instance still hits. Identical
 //! lookups that miss together run one statement between them.
 
+use super::audit::Asked;
 use super::local_answers::{resident_size, LocalAnswers};
 use crate::access::{Access, BoundParams, EmptyText, Principal};
 use crate::catalog::Export;
@@ -12,6 +13,7 @@ use crate::domain::Millis;
 use crate::domain::Owner;
 use crate::error::ApiError;
 use crate::ports::{AnswerCache, CachedAnswer, ResultColumn, SelectOutcome, Warehouse};
+use export_api::AuditKind;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -125,6 +127,8 @@ pub struct Lookups {
     pub settings: LookupSettings,
     /// Each caller's lookups per second; none without it.
     pub quotas: Option<super::Quotas>,
+    /// Where every lookup answered or refused is recorded.
+    pub audit: Option<super::Audit>,
     local: Mutex<LocalAnswers>,
     in_flight: Mutex<HashMap<String, Pending>>,
 }
@@ -145,9 +149,16 @@ impl Lookups {
             clock,
             settings,
             quotas: None,
+            audit: None,
             local: Mutex::new(local),
             in_flight: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// These lookups, each answer or refusal on record in `audit`.
+    pub fn with_audit(mut self, audit: super::Audit) -> Lookups {
+        self.audit = Some(audit);
+        self
     }
 
     /// These lookups, each taken from its caller's rate (`lookups_per_second`).
@@ -193,11 +204,16 @@ impl Lookups {
         params: &Map<String, Value>,
         fresh: bool,
     ) -> Result<Looked, ApiError> {
-        let principal = self.access.principal(owner).await?;
-        let export = self.lookup_export(&principal, dataset)?;
-        let bound = self.access.bind(&principal, export, params)?;
-        self.take_turn(&principal).await?;
-        self.run(export, bound, fresh).await
+        let looked = async {
+            let principal = self.access.principal(owner).await?;
+            let export = self.lookup_export(&principal, dataset)?;
+            let bound = self.access.bind(&principal, export, params)?;
+            self.take_turn(&principal).await?;
+            self.run_recorded(owner, export, bound, fresh).await
+        }
+        .await;
+        self.record_refusal(owner, dataset, params, &looked).await;
+        looked
     }
 
     /// [`Lookups::lookup`] with the parameters written as text (a query string's pairs).
@@ -208,13 +224,75 @@ impl Lookups {
         pairs: impl IntoIterator<Item = (Cow<'a, str>, Cow<'a, str>)>,
         fresh: bool,
     ) -> Result<Looked, ApiError> {
-        let principal = self.access.principal(owner).await?;
-        let export = self.lookup_export(&principal, dataset)?;
-        let bound = self
-            .access
-            .bind_text(&principal, export, pairs, EmptyText::Empty)?;
-        self.take_turn(&principal).await?;
-        self.run(export, bound, fresh).await
+        // What was asked, as text, for the record of a refusal.
+        let pairs: Vec<(Cow<'a, str>, Cow<'a, str>)> = pairs.into_iter().collect();
+        let looked = async {
+            let principal = self.access.principal(owner).await?;
+            let export = self.lookup_export(&principal, dataset)?;
+            let bound =
+                self.access
+                    .bind_text(&principal, export, pairs.clone(), EmptyText::Empty)?;
+            self.take_turn(&principal).await?;
+            self.run_recorded(owner, export, bound, fresh).await
+        }
+        .await;
+        if looked.is_err() {
+            let asked: Map<String, Value> = pairs
+                .iter()
+                .map(|(name, value)| (name.to_string(), Value::String(value.to_string())))
+                .collect();
+            self.record_refusal(owner, dataset, &asked, &looked).await;
+        }
+        looked
+    }
+
+    /// The lookup, and its answer on record before it is given: one the audit log could not
+    /// record is not given.
+    async fn run_recorded(
+        &self,
+        owner: &Owner,
+        export: &Export,
+        bound: BoundParams,
+        fresh: bool,
+    ) -> Result<Looked, ApiError> {
+        let params = bound.values.clone();
+        let names: Vec<String> = export
+            .params
+            .iter()
+            .filter(|p| p.bound.is_some())
+            .map(|p| p.name.clone())
+            .collect();
+        let looked = self.run(export, bound, fresh).await?;
+        if let Some(audit) = &self.audit {
+            let asked = Asked {
+                dataset: Some(&export.name),
+                params: Some(&params),
+                bound: &names,
+            };
+            audit
+                .lookup_answered(owner, &asked, looked.answer.rows.len(), looked.cached)
+                .await?;
+        }
+        Ok(looked)
+    }
+
+    async fn record_refusal(
+        &self,
+        owner: &Owner,
+        dataset: &str,
+        asked: &Map<String, Value>,
+        looked: &Result<Looked, ApiError>,
+    ) {
+        if let (Some(audit), Err(refused)) = (&self.audit, looked) {
+            let asked = Asked {
+                dataset: Some(dataset),
+                params: Some(asked),
+                bound: &[],
+            };
+            audit
+                .refused(AuditKind::Lookup, owner, &asked, refused)
+                .await;
+        }
     }
 
     /// The lookup itself, access decided: its parameters include the caller's bound values,

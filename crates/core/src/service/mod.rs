@@ -2,6 +2,7 @@
 //! delivery routine every queue runner shares.
 
 pub mod admission;
+pub mod audit;
 pub mod compose;
 pub mod consume;
 mod local_answers;
@@ -14,6 +15,7 @@ pub mod quota;
 pub mod submit;
 
 pub use admission::{Admission, AdmissionSettings, Admitted};
+pub use audit::Audit;
 pub use consume::{consume, Consumer, Delivered};
 pub use lookup::{Answer, Looked, LookupSettings, Lookups};
 pub use poll::{Poller, NOTICE_ATTEMPTS};

@@ -24,6 +24,8 @@ pub struct Queries {
     pub line: Option<Arc<dyn AdmissionLedger>>,
     /// What the caller may use, and has used.
     pub quotas: super::Quotas,
+    /// Where every link handed out is recorded.
+    pub audit: super::Audit,
 }
 
 /// The most jobs one page of `GET /exports` returns.
@@ -148,6 +150,7 @@ impl Queries {
             self.clock.now(),
         )
         .await?;
+        self.audit.links(job, "issued", Some(start..end)).await?;
         Ok(PartsPage {
             parts,
             total,
@@ -209,7 +212,7 @@ impl Queries {
             }
             _ => None,
         };
-        link.ok_or_else(|| {
+        let link = link.ok_or_else(|| {
             ApiError::new(
                 StatusCode::CONFLICT,
                 "not_ready",
@@ -218,6 +221,8 @@ impl Queries {
                     job.request_id, job.status
                 ),
             )
-        })
+        })?;
+        self.audit.links(job, "issued", None).await?;
+        Ok(link)
     }
 }

@@ -8,8 +8,11 @@ use crate::messages::Message;
 use crate::ports::{
     ControlTable, CreateOutcome, IdempotencyKey, PortError, QueueSender, Warehouse,
 };
+use crate::service::audit::Asked;
+use export_api::AuditKind;
 pub use export_api::ExportRequest;
 use http::StatusCode;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -52,6 +55,8 @@ pub struct Submissions {
     pub admission: super::Admission,
     /// What each caller may submit.
     pub quotas: super::Quotas,
+    /// Where every export submitted, refused or cancelled is recorded.
+    pub audit: super::Audit,
 }
 
 impl Submissions {
@@ -80,7 +85,39 @@ impl Submissions {
             .await
     }
 
+    /// Submits, and records a refusal in the audit log with what was asked.
     async fn submit_given(
+        &self,
+        owner: &Owner,
+        request: ExportRequest,
+        text: Option<Vec<(String, String)>>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Submitted, ApiError> {
+        let dataset = request.dataset.clone();
+        let params = match &text {
+            None => request.params.clone(),
+            Some(pairs) => pairs
+                .iter()
+                .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+                .collect(),
+        };
+        let submitted = self
+            .submit_checked(owner, request, text, idempotency_key)
+            .await;
+        if let Err(refused) = &submitted {
+            let asked = Asked {
+                dataset: Some(&dataset),
+                params: Some(&params),
+                bound: &[],
+            };
+            self.audit
+                .refused(AuditKind::Export, owner, &asked, refused)
+                .await;
+        }
+        submitted
+    }
+
+    async fn submit_checked(
         &self,
         owner: &Owner,
         mut request: ExportRequest,
@@ -205,11 +242,16 @@ impl Submissions {
                 return Err(refused);
             }
         };
-        if let Err(e) = self
-            .queue
-            .send(&Message::start(&job.request_id), Duration::ZERO)
-            .await
-        {
+        // On record before it can run; a job the audit log cannot record does not run.
+        let queued = match self.audit.export_accepted(&job).await {
+            Ok(()) => {
+                self.queue
+                    .send(&Message::start(&job.request_id), Duration::ZERO)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = queued {
             self.remove(&job.request_id, key.as_ref()).await;
             self.quotas.refund(&charge).await;
             return Err(e.into());
@@ -268,6 +310,11 @@ impl Submissions {
             // Out of line, or its slot handed on; no longer one of the caller's unfinished.
             self.admission.release_after(request_id).await;
             self.quotas.end(owner, request_id).await;
+            let mut cancelled = job.clone();
+            cancelled.apply(cancel, &JobUpdate::default(), event.at);
+            if let Err(e) = self.audit.export_ended(&cancelled).await {
+                tracing::error!(request_id, error = %e, "could not record the cancel in the audit log");
+            }
             tracing::info!(request_id, "job cancelled");
             let mut cancelled = job;
             cancelled.apply(cancel, &JobUpdate::default(), event.at);

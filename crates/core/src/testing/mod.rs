@@ -5,6 +5,7 @@
 
 pub mod admission_conformance;
 pub mod answer_conformance;
+mod audit;
 mod clock;
 pub mod conformance;
 mod consumer;
@@ -19,6 +20,7 @@ pub mod usage_conformance;
 mod warehouse;
 mod world;
 
+pub use audit::MemoryAudit;
 pub use clock::ManualClock;
 pub use consumer::PickyConsumer;
 pub use control::MemoryControlTable;

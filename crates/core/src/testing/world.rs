@@ -1,5 +1,6 @@
 use super::{
-    FakeMailer, FakeWarehouse, ManualClock, MemoryControlTable, MemoryObjectStore, MemoryQueue,
+    FakeMailer, FakeWarehouse, ManualClock, MemoryAudit, MemoryControlTable, MemoryObjectStore,
+    MemoryQueue,
 };
 use crate::access::AccessPolicy;
 use crate::catalog::Catalog;
@@ -29,6 +30,8 @@ pub struct World {
     pub warehouse: Arc<FakeWarehouse>,
     pub objects: Arc<MemoryObjectStore>,
     pub mailer: Arc<FakeMailer>,
+    /// Every audit record, in order.
+    pub audit: Arc<MemoryAudit>,
     pub submissions: Arc<Submissions>,
     pub processor: Arc<Processor>,
     pub poller: Arc<Poller>,
@@ -168,6 +171,7 @@ impl World {
         // Parts of a few KiB, so that small archives still take several.
         *objects.min_part_size.lock().expect("part size lock") = WORLD_PART_SIZE;
         let mailer = Arc::new(FakeMailer::default());
+        let audit = Arc::new(MemoryAudit::default());
         let mut unload = UnloadSettings::new(RESULTS_BUCKET, STATEMENT_PREFIX);
         unload.iam_role = "arn:aws:iam::123456789012:role/unload".into();
         let mut settings = Settings::new(
@@ -207,6 +211,7 @@ impl World {
                 answers: control.clone(),
                 ledger: control.clone(),
                 usage: control.clone(),
+                audit: audit.clone(),
                 queue: queue.clone(),
                 warehouse: warehouse.clone(),
                 objects: objects.clone(),
@@ -222,6 +227,7 @@ impl World {
             warehouse,
             objects,
             mailer,
+            audit,
             submissions,
             processor,
             poller,

@@ -3,6 +3,7 @@
 
 mod access;
 mod admission;
+mod audit;
 mod lookups;
 mod poller;
 mod processor;

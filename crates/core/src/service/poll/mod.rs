@@ -32,6 +32,8 @@ pub struct Poller {
     pub admission: Admission,
     /// An ended job's bytes count, and it is no longer unfinished.
     pub quotas: super::Quotas,
+    /// Where each export's end and the links mailed are recorded.
+    pub audit: super::Audit,
 }
 
 /// Jobs looked at per sweep, oldest first; the rest wait for the next tick.

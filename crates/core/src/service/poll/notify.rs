@@ -26,14 +26,22 @@ impl Poller {
         {
             return Ok(());
         }
+        // The end on record (again, if an earlier try's mail failed), before the mail.
+        if let Err(e) = self.audit.export_ended(job).await {
+            self.control
+                .release_notification(&job.request_id, self.clock.now())
+                .await?;
+            return Err(Retry(format!("could not record the export's end: {e}")));
+        }
         let recipients = self.delivery.mail.recipients(&job.notify);
         let outcome = match self.compose(job, recipients).await {
             Ok(email) if email.to.is_empty() => Ok("no recipients configured".to_owned()),
-            Ok(email) => self
-                .mailer
-                .send(&email)
-                .await
-                .map(|id| format!("sent to {} (message {id})", email.to.join(", "))),
+            // The mail's links on record before they go.
+            Ok(email) => match self.record_mailed_links(job).await {
+                Ok(()) => self.mailer.send(&email).await,
+                Err(e) => Err(e),
+            }
+            .map(|id| format!("sent to {} (message {id})", email.to.join(", "))),
             Err(e) => Err(e),
         };
         match outcome {
@@ -83,6 +91,13 @@ impl Poller {
                 Err(Retry(format!("notification failed: {e}")))
             }
         }
+    }
+
+    async fn record_mailed_links(&self, job: &Job) -> Result<(), PortError> {
+        if job.status != JobStatus::Succeeded {
+            return Ok(());
+        }
+        self.audit.links(job, "emailed", None).await
     }
 
     pub(super) async fn compose(&self, job: &Job, to: Vec<String>) -> Result<Email, PortError> {
