@@ -165,13 +165,23 @@ async fn a_full_then_read_only_disk_answers_clearly_and_recovers() {
         (accepted.len() as u64) < SUBMITS_WHILE_FULL,
         "every submit was accepted: the disk never filled"
     );
+    // The job's state answers. Its link and a lookup's rows leave only once on the audit
+    // record: answered if the record's line still fitted (the file's last page may have
+    // room), else refused with 503 and, for the state, no link.
     let status = alice.status(&before).await.unwrap();
     assert_eq!(status.summary.status, JobStatus::Succeeded);
+    match alice.lookup("customers", &[("ids", "1,2")]).await {
+        Ok(lookup) => assert_eq!(lookup.row_count, 2, "{lookup:?}"),
+        Err(refused) => {
+            let refused = refused.downcast_ref::<export_client::Refused>().unwrap();
+            assert_eq!(refused.status, 503, "{refused:?}");
+        }
+    }
+
+    // Space returns: lookups answer, new exports run, and what was accepted meanwhile ends.
+    std::fs::remove_file(&filler).unwrap();
     let lookup = alice.lookup("customers", &[("ids", "1,2")]).await.unwrap();
     assert_eq!(lookup.row_count, 2, "{lookup:?}");
-
-    // Space returns: new exports run, and what was accepted meanwhile ends.
-    std::fs::remove_file(&filler).unwrap();
     let after_full = submit_ok(alice, export_request(100)).await;
     assert_eq!(
         wait_done(alice, &after_full).await.summary.status,

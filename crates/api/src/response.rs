@@ -122,7 +122,8 @@ pub struct JobView {
     /// otherwise.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub expired: bool,
-    /// A fresh link to the archive, once SUCCEEDED.
+    /// A fresh link to the archive, once SUCCEEDED (absent while links cannot be handed out,
+    /// as when the audit record cannot be written: `/download` answers 503 then).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub download_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -82,6 +82,15 @@ impl CredentialChain {
     }
 }
 
+/// A request with its signature, ready to send (see [`Client::signed_request`]).
+#[derive(Clone, Debug)]
+pub struct SignedRequest {
+    pub method: Method,
+    pub url: reqwest::Url,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
 /// A response: status, headers and body.
 #[derive(Debug)]
 pub struct Reply {
@@ -245,6 +254,21 @@ impl Client {
         payload: Vec<u8>,
         headers: &[(&str, &str)],
     ) -> anyhow::Result<Reply> {
+        let request = self.signed_request(method, path, payload, headers)?;
+        self.send_signed(&request).await
+    }
+
+    /// A request signed now, to send later with [`Self::send_signed`]: a load generator signs
+    /// its requests before its clock starts, so what it times is the server, not its own
+    /// signing. API Gateway refuses a request signed more than five minutes from its own time
+    /// ("Signature expired: … (… - 5 min.)"), as the local gateway does: send within that.
+    pub fn signed_request(
+        &self,
+        method: Method,
+        path: &str,
+        payload: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<SignedRequest> {
         let base = self.endpoint.as_str().trim_end_matches('/');
         let url = reqwest::Url::parse(&format!("{base}{path}"))?;
         let host = match url.port() {
@@ -258,12 +282,23 @@ impl Client {
                 .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())),
         );
         let signed = self.sign(method.as_str(), url.as_str(), &all_headers, &payload)?;
-        let mut request = self.http.request(method, url);
-        for (k, v) in all_headers.iter().chain(signed.iter()) {
+        all_headers.extend(signed);
+        Ok(SignedRequest {
+            method,
+            url,
+            headers: all_headers,
+            body: Bytes::from(payload),
+        })
+    }
+
+    /// Sends a request signed before, as it was signed.
+    pub async fn send_signed(&self, signed: &SignedRequest) -> anyhow::Result<Reply> {
+        let mut request = self.http.request(signed.method.clone(), signed.url.clone());
+        for (k, v) in &signed.headers {
             request = request.header(k, v);
         }
         let response = request
-            .body(payload)
+            .body(signed.body.clone())
             .send()
             .await
             .context("calling the export API")?;

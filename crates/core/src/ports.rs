@@ -62,6 +62,10 @@ pub trait ControlTable: Send + Sync {
         key: Option<&IdempotencyKey>,
     ) -> PortResult<CreateOutcome>;
 
+    /// Whether `key` was used: [`CreateOutcome::KeyUsed`] naming the job, or None. Reads
+    /// only, so a replay can be answered before anything is counted or written.
+    async fn key_used(&self, key: &IdempotencyKey) -> PortResult<Option<CreateOutcome>>;
+
     /// Removes a job that never reached the queue, with its events and key.
     async fn delete_job(&self, request_id: &str, key: Option<&IdempotencyKey>) -> PortResult<()>;
 
@@ -469,8 +473,9 @@ pub trait AdmissionLedger: Send + Sync {
     async fn turns(&self, owner: &Owner) -> PortResult<(u64, u64)>;
 
     /// Puts the job in line and records `entry.turn` as its owner's last turn if it is
-    /// later. A job already in line keeps its place: its entry is returned, nothing written.
-    /// Answers the entry the line holds and whether this call put it there.
+    /// later. A job already in line keeps its place: its entry is returned, nothing written;
+    /// a job that holds a slot is not put in line. Answers the entry and whether this call
+    /// put it in line.
     async fn join(&self, entry: &WaitingJob) -> PortResult<(WaitingJob, bool)>;
 
     /// The first `limit` jobs in line, in order.
@@ -547,9 +552,9 @@ pub trait UsageLedger: Send + Sync {
     /// Nothing if it is not charged.
     async fn refund_export(&self, charge: &ExportCharge) -> PortResult<()>;
 
-    /// The job has ended: it is no longer unfinished (its day's count stays). Nothing if it
-    /// is not counted unfinished.
-    async fn end_export(&self, owner: &Owner, request_id: &str) -> PortResult<()>;
+    /// The job charged as `charge` has ended: it is no longer unfinished (its day's count
+    /// stays). Nothing if it is not counted unfinished.
+    async fn end_export(&self, charge: &ExportCharge) -> PortResult<()>;
 
     /// Adds the bytes of the job's result to `day`'s, once per job.
     async fn add_bytes(
@@ -563,9 +568,14 @@ pub trait UsageLedger: Send + Sync {
     /// The owner's use: unfinished now, and `day`'s exports and bytes.
     async fn usage(&self, owner: &Owner, day: i64) -> PortResult<Usage>;
 
-    /// Exports counted unfinished, of every owner, at most `limit`, as they were charged:
-    /// the sweep ends the ones whose jobs have ended.
-    async fn unfinished_exports(&self, limit: usize) -> PortResult<Vec<ExportCharge>>;
+    /// Exports counted unfinished, of every owner, as they were charged, in the order they
+    /// were (`at`, then request id), starting after `after`, at most `limit`: the sweep
+    /// ends the ones whose jobs have ended.
+    async fn unfinished_exports(
+        &self,
+        after: Option<&ExportCharge>,
+        limit: usize,
+    ) -> PortResult<Vec<ExportCharge>>;
 
     /// A rate's state under `key` (the time its next request would be on schedule, the
     /// "theoretical arrival time" of the generic cell rate algorithm), if it has one.

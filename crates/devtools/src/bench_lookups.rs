@@ -58,6 +58,10 @@ pub struct LookupBenchOptions {
     /// Write the latency chart (SVG) here.
     #[arg(long, default_value = "docs/lookup-latency.svg")]
     pub chart: PathBuf,
+    /// Sign each request as it is sent, on the clients' share of the two cores, instead of
+    /// every request of a mode before its clock starts (the earlier way, for comparison).
+    #[arg(long)]
+    pub sign_as_sent: bool,
     /// The modes to run, comma-separated (one alone is easier to profile).
     #[arg(long, value_delimiter = ',', default_values = ["uncached", "cached", "floor"])]
     pub modes: Vec<Mode>,
@@ -143,7 +147,16 @@ pub async fn run(options: LookupBenchOptions) -> anyhow::Result<()> {
         .collect();
     let mut runs = Vec::new();
     if options.modes.contains(&Mode::Uncached) {
-        runs.push(drive(&target, "every request a new id", fresh, budget).await?);
+        runs.push(
+            drive(
+                &target,
+                options.sign_as_sent,
+                "every request a new id",
+                fresh,
+                budget,
+            )
+            .await?,
+        );
     }
     // Cached: each client cycles through a few ids of its own (taken from the ones the
     // uncached run asks for first; without it, looked up once before the run), so they are
@@ -166,13 +179,32 @@ pub async fn run(options: LookupBenchOptions) -> anyhow::Result<()> {
                 }
             }
         }
-        runs.push(drive(&target, "ids repeated per client", repeated.clone(), budget).await?);
+        runs.push(
+            drive(
+                &target,
+                options.sign_as_sent,
+                "ids repeated per client",
+                repeated.clone(),
+                budget,
+            )
+            .await?,
+        );
     }
     // For scale: the same clients on a route that looks nothing up (the catalogue), so what
     // signing, checking signatures and HTTP cost on this machine is seen apart.
     if options.modes.contains(&Mode::Floor) {
         let name = "for scale: GET /datasets, no lookup";
-        runs.push(drive_path(&target, name, "/datasets", repeated, budget).await?);
+        runs.push(
+            drive_path(
+                &target,
+                options.sign_as_sent,
+                name,
+                "/datasets",
+                repeated,
+                budget,
+            )
+            .await?,
+        );
     }
     if let Some((stack, scratch)) = local {
         stack.stop().await;
@@ -193,26 +225,37 @@ pub async fn run(options: LookupBenchOptions) -> anyhow::Result<()> {
 /// own (as separate client processes would be), so the server's scheduling is not theirs.
 async fn drive(
     target: &Target,
+    sign_as_sent: bool,
     name: &'static str,
     per_client: Vec<Vec<i64>>,
     budget: Duration,
 ) -> anyhow::Result<Run> {
-    drive_requests(target, name, None, per_client, budget).await
+    drive_requests(target, sign_as_sent, name, None, per_client, budget).await
 }
 
 /// As [`drive`], each request a signed GET of `path` instead of a lookup.
 async fn drive_path(
     target: &Target,
+    sign_as_sent: bool,
     name: &'static str,
     path: &'static str,
     per_client: Vec<Vec<i64>>,
     budget: Duration,
 ) -> anyhow::Result<Run> {
-    drive_requests(target, name, Some(path), per_client, budget).await
+    drive_requests(target, sign_as_sent, name, Some(path), per_client, budget).await
+}
+
+/// The path of one request: a lookup of customer `id`, or `path`.
+fn request_path(path: Option<&str>, id: i64) -> String {
+    match path {
+        Some(path) => path.to_owned(),
+        None => format!("/lookups/customers?ids={id}"),
+    }
 }
 
 async fn drive_requests(
     target: &Target,
+    sign_as_sent: bool,
     name: &'static str,
     path: Option<&'static str>,
     per_client: Vec<Vec<i64>>,
@@ -227,24 +270,45 @@ async fn drive_requests(
             .enable_all()
             .build()?;
         runtime.block_on(async move {
+            // Each client's connection, and its requests signed now unless told otherwise:
+            // a signature made before the clock starts is still good when it is sent.
+            let mut clients = Vec::new();
+            for ids in per_client {
+                let connection = Connection::open(&target).await?;
+                let requests = ids
+                    .into_iter()
+                    .map(|id| {
+                        let path = request_path(path, id);
+                        let signed = if sign_as_sent {
+                            None
+                        } else {
+                            Some(connection.sign(&path)?)
+                        };
+                        anyhow::Ok((id, path, signed))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                clients.push((connection, requests));
+            }
             let started = Instant::now();
             let deadline = started + budget;
             let mut tasks = Vec::new();
-            for ids in per_client {
-                let target = target.clone();
+            for (mut connection, requests) in clients {
                 tasks.push(tokio::spawn(async move {
-                    let mut connection = Connection::open(&target).await?;
-                    let mut latencies = Vec::with_capacity(ids.len());
+                    let mut latencies = Vec::with_capacity(requests.len());
                     let mut cached = 0;
-                    for id in ids {
+                    for (id, request_path, signed) in requests {
                         if Instant::now() >= deadline {
                             break;
                         }
                         let t = Instant::now();
+                        let signed = match signed {
+                            Some(signed) => signed,
+                            None => connection.sign(&request_path)?,
+                        };
+                        let (status, body) = connection.send(&request_path, &signed).await?;
                         let from_cache = match path {
-                            None => lookup(&mut connection, id).await?,
+                            None => lookup_answer(id, status, &body)?,
                             Some(path) => {
-                                let (status, _) = connection.get(path).await?;
                                 anyhow::ensure!(status.is_success(), "{path}: {status}");
                                 false
                             }
@@ -319,23 +383,37 @@ impl Connection {
         }
     }
 
-    /// A signed GET of `path`: the status and the body.
-    async fn get(&mut self, path: &str) -> anyhow::Result<(StatusCode, Bytes)> {
+    /// A GET of `path`, signed now: its headers, or the whole request for the pool.
+    fn sign(&self, path: &str) -> anyhow::Result<Signed> {
         match self {
-            Connection::Pooled(client) => {
-                let reply = client.send(Method::GET, path, None, &[]).await?;
-                Ok((reply.status, reply.body))
-            }
+            Connection::Pooled(client) => Ok(Signed::Request(client.signed_request(
+                Method::GET,
+                path,
+                Vec::new(),
+                &[],
+            )?)),
             Connection::Own {
-                client,
-                base,
-                host,
-                send,
+                client, base, host, ..
             } => {
                 let unsigned = [("host".to_owned(), host.clone())];
                 let signed = client.sign("GET", &format!("{base}{path}"), &unsigned, &[])?;
+                Ok(Signed::Headers(
+                    unsigned.into_iter().chain(signed).collect(),
+                ))
+            }
+        }
+    }
+
+    /// Sends the GET of `path` as `signed` signed it: the status and the body.
+    async fn send(&mut self, path: &str, signed: &Signed) -> anyhow::Result<(StatusCode, Bytes)> {
+        match (self, signed) {
+            (Connection::Pooled(client), Signed::Request(request)) => {
+                let reply = client.send_signed(request).await?;
+                Ok((reply.status, reply.body))
+            }
+            (Connection::Own { send, .. }, Signed::Headers(headers)) => {
                 let mut request = http::Request::get(path);
-                for (name, value) in unsigned.iter().chain(&signed) {
+                for (name, value) in headers {
                     request = request.header(name, value);
                 }
                 send.ready().await?;
@@ -345,22 +423,34 @@ impl Connection {
                 let status = response.status();
                 Ok((status, response.into_body().collect().await?.to_bytes()))
             }
+            _ => anyhow::bail!("a request signed for another kind of connection"),
         }
     }
 }
 
-/// One signed lookup of customer `id`; whether a cache answered it.
+/// One lookup of customer `id`, signed as it is sent; whether a cache answered it.
 async fn lookup(connection: &mut Connection, id: i64) -> anyhow::Result<bool> {
-    let (status, body) = connection
-        .get(&format!("/lookups/customers?ids={id}"))
-        .await?;
+    let path = request_path(None, id);
+    let signed = connection.sign(&path)?;
+    let (status, body) = connection.send(&path, &signed).await?;
+    lookup_answer(id, status, &body)
+}
+
+/// A request signed for one connection's way to the API.
+enum Signed {
+    Headers(Vec<(String, String)>),
+    Request(export_client::SignedRequest),
+}
+
+/// The answer to a lookup of customer `id`, checked; whether a cache answered it.
+fn lookup_answer(id: i64, status: StatusCode, body: &Bytes) -> anyhow::Result<bool> {
     anyhow::ensure!(
         status.is_success(),
         "customer {id}: {status} {}",
-        String::from_utf8_lossy(&body)
+        String::from_utf8_lossy(body)
     );
-    let answer: export_api::LookupAnswer = serde_json::from_slice(&body)
-        .with_context(|| format!("customer {id}: {}", String::from_utf8_lossy(&body)))?;
+    let answer: export_api::LookupAnswer = serde_json::from_slice(body)
+        .with_context(|| format!("customer {id}: {}", String::from_utf8_lossy(body)))?;
     anyhow::ensure!(
         answer.row_count == 1,
         "customer {id}: {} rows",
@@ -386,8 +476,9 @@ fn read_ids(path: &Path) -> anyhow::Result<Vec<i64>> {
 
 fn report(options: &LookupBenchOptions, target: &str, runs: &[Run]) -> String {
     let mut out = format!(
-        "Lookups of one customer each (`GET /lookups/customers?ids=<id>`), signed, from {} concurrent clients against {target}:\n\n\
+        "Lookups of one customer each (`GET /lookups/customers?ids=<id>`), signed {}, from {} concurrent clients against {target}:\n\n\
          | mode | requests | answered from a cache | median | P90 | P95 | P99 | throughput |\n|---|---|---|---|---|---|---|---|\n",
+        if options.sign_as_sent { "as each was sent" } else { "before the clock started" },
         options.clients
     );
     for run in runs {

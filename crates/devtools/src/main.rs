@@ -1,13 +1,15 @@
 //! `export-devtools`: the benchmarks. `cargo run --release -p export-devtools -- bench` (the
 //! local stack's submit path), `-- bench-lambda` (the function binaries against the emulated
-//! AWS) and `-- bench-lookups` (lookups, cached and not, on any endpoint); results and the
-//! commands that made them are in docs/BENCHMARKS.md. `-- load` (many exports at once, with
+//! AWS), `-- bench-lookups` (lookups, cached and not, on any endpoint) and `-- fairness`
+//! (one caller's flood against others' few exports, with admission and without); results and
+//! the commands that made them are in docs/BENCHMARKS.md. `-- load` (many exports at once, with
 //! lookups, each checked to end once with one email) reports in docs/RELIABILITY.md.
 
 mod bench;
 mod bench_lambda;
 mod bench_lookups;
 mod bench_packaging;
+mod fairness;
 mod load;
 
 /// As the CLI's: the local stack measured here runs on the allocator it runs on there.
@@ -45,6 +47,14 @@ enum Command {
         #[command(flatten)]
         options: bench_lookups::LookupBenchOptions,
     },
+    /// One caller's flood of exports against nine callers' few, with admission and without:
+    /// the nine's completion times, the throughput, and the slots never exceeded.
+    Fairness {
+        #[command(flatten)]
+        stack: StackOptions,
+        #[command(flatten)]
+        options: fairness::FairnessOptions,
+    },
     /// Submit many exports at once from concurrent clients, with lookups meanwhile, on the
     /// local stack; report the latencies and how long until all were settled, and fail unless
     /// every one succeeded with one email.
@@ -70,6 +80,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::BenchLambda { options } => bench_lambda::run(options).await,
         Command::BenchLookups { options } => bench_lookups::run(options).await,
+        Command::Fairness { stack, options } => {
+            fairness::run(stack.config().map_err(anyhow::Error::msg)?, options).await
+        }
         Command::Load { stack, options } => {
             load::run(stack.config().map_err(anyhow::Error::msg)?, options).await
         }

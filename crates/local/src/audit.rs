@@ -45,9 +45,14 @@ impl AuditLog for JsonLinesAudit {
         let file = self.file.clone();
         tokio::task::spawn_blocking(move || {
             let mut file = file.lock().expect("audit file lock");
-            // One write of the whole line: an append is never split by another writer.
-            file.write_all(&line)?;
-            file.flush()
+            // One writer at a time: a line is never split by another. A line cut short (the
+            // disk full) is taken back, so the file holds whole records only.
+            let before = file.metadata()?.len();
+            let written = file.write_all(&line).and_then(|()| file.flush());
+            if written.is_err() {
+                let _ = file.set_len(before);
+            }
+            written
         })
         .await
         .map_err(|e| PortError::Unavailable(format!("audit log writer: {e}")))?

@@ -314,6 +314,10 @@ impl<P: ControlTable + ?Sized> ControlTable for Faulty<P> {
         let call = self.inner.create_job(job, event, key);
         self.faults.call("control_table", "create_job", call).await
     }
+    async fn key_used(&self, key: &IdempotencyKey) -> PortResult<Option<CreateOutcome>> {
+        let call = self.inner.key_used(key);
+        self.faults.call("control_table", "key_used", call).await
+    }
     async fn delete_job(&self, request_id: &str, key: Option<&IdempotencyKey>) -> PortResult<()> {
         let call = self.inner.delete_job(request_id, key);
         self.faults.call("control_table", "delete_job", call).await
@@ -463,8 +467,8 @@ impl<P: UsageLedger + ?Sized> UsageLedger for Faulty<P> {
         let call = self.inner.refund_export(charge);
         self.faults.call("usage", "refund_export", call).await
     }
-    async fn end_export(&self, owner: &Owner, request_id: &str) -> PortResult<()> {
-        let call = self.inner.end_export(owner, request_id);
+    async fn end_export(&self, charge: &ExportCharge) -> PortResult<()> {
+        let call = self.inner.end_export(charge);
         self.faults.call("usage", "end_export", call).await
     }
     async fn add_bytes(
@@ -481,8 +485,12 @@ impl<P: UsageLedger + ?Sized> UsageLedger for Faulty<P> {
         let call = self.inner.usage(owner, day);
         self.faults.call("usage", "usage", call).await
     }
-    async fn unfinished_exports(&self, limit: usize) -> PortResult<Vec<ExportCharge>> {
-        let call = self.inner.unfinished_exports(limit);
+    async fn unfinished_exports(
+        &self,
+        after: Option<&ExportCharge>,
+        limit: usize,
+    ) -> PortResult<Vec<ExportCharge>> {
+        let call = self.inner.unfinished_exports(after, limit);
         self.faults.call("usage", "unfinished_exports", call).await
     }
     async fn rate_state(&self, key: &str) -> PortResult<Option<Millis>> {

@@ -62,6 +62,9 @@ pub struct LocalConfig {
     pub retry_first_delay: Duration,
     /// Time each statement waits before it runs (a stand-in for a busy cluster).
     pub statement_delay: Duration,
+    /// Statements the warehouse runs at once, the rest waiting their turn (a WLM queue's
+    /// slots); None runs every statement at once.
+    pub warehouse_concurrency: Option<usize>,
     pub max_file_size_mb: u32,
     pub link_ttl: Duration,
     pub poll_initial_delay: Duration,
@@ -97,6 +100,7 @@ impl LocalConfig {
             max_receives: 5,
             retry_first_delay: Duration::from_secs(1),
             statement_delay: Duration::ZERO,
+            warehouse_concurrency: None,
             max_file_size_mb: 256,
             link_ttl: Duration::from_secs(3600),
             poll_initial_delay: Duration::from_secs(1),
@@ -160,17 +164,20 @@ impl LocalStack {
         let session = redshift_session()?;
         tables::load_schema(&session, &config.sql_dir.join("schema.sql")).await?;
         tables::load_tpch(&session, &dir.join("warehouse"), config.scale).await?;
-        let warehouse = Arc::new(DataFusionWarehouse::open(
-            session,
-            &dir.join("warehouse").join("statements.sqlite"),
-            Arc::new(objects.clone()),
-            Arc::new(store.clone()),
-            config.statement_delay,
-            ClientTokens {
-                clock: Arc::new(SystemClock),
-                lifetime: CLIENT_TOKEN_LIFETIME,
-            },
-        )?);
+        let warehouse = Arc::new(
+            DataFusionWarehouse::open(
+                session,
+                &dir.join("warehouse").join("statements.sqlite"),
+                Arc::new(objects.clone()),
+                Arc::new(store.clone()),
+                config.statement_delay,
+                ClientTokens {
+                    clock: Arc::new(SystemClock),
+                    lifetime: CLIENT_TOKEN_LIFETIME,
+                },
+            )?
+            .with_concurrency(config.warehouse_concurrency),
+        );
 
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await

@@ -8,7 +8,9 @@
 //!   the line's order;
 //! - `TURN`: the line's turn; `OWNER#<owner>/TURN`: each owner's last turn, raised (never
 //!   lowered) by a conditional update;
-//! - `JOB#<id>/WAIT`: where the job's line item is, so its place is found from its id.
+//! - `JOB#<id>/WAIT`: where the job's line item is, so its place is found from its id;
+//! - `JOB#<id>/SLOT`: the job holds a slot, so a late copy of its start does not put it in
+//!   line again (joining checks it, in the same transaction).
 //!
 //! Admitting is one `TransactWriteItems` (the slot put if absent, the line item and the
 //! job's pointer deleted if present): all or nothing. The line shares one partition, whose
@@ -17,7 +19,7 @@
 
 use super::control::{failed_conditions, is_condition_failure};
 use super::*;
-use aws_sdk_dynamodb::types::Delete;
+use aws_sdk_dynamodb::types::{ConditionCheck, Delete};
 use export_core::ports::{AdmissionLedger, SlotHolder, WaitingJob};
 
 const PARTITION: &str = "ADMISSION";
@@ -26,6 +28,8 @@ const WAIT_PREFIX: &str = "WAIT#";
 const TURN: &str = "TURN";
 /// The sort key of a job's pointer to its line item.
 const POINTER: &str = "WAIT";
+/// The sort key of the mark a job holding a slot carries, so it is not put in line again.
+const HOLDS: &str = "SLOT";
 
 #[derive(Serialize, Deserialize)]
 struct SlotItem {
@@ -193,6 +197,13 @@ impl AdmissionLedger for DynamoControlTable {
     async fn join(&self, entry: &WaitingJob) -> PortResult<(WaitingJob, bool)> {
         let at = entry.queued_at;
         let absent = "attribute_not_exists(pk)";
+        // A job that holds a slot (its marker is there) is not put in line again.
+        let holds_no_slot = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::item_key(job_pk(&entry.request_id), HOLDS)))
+            .condition_expression(absent)
+            .build()
+            .map_err(|e| PortError::Rejected(e.to_string()))?;
         let items = vec![
             self.put(
                 self.wait_item(entry, job_pk(&entry.request_id), POINTER.into(), at),
@@ -202,6 +213,9 @@ impl AdmissionLedger for DynamoControlTable {
                 self.wait_item(entry, PARTITION.into(), line_sk(entry), at),
                 absent,
             )?,
+            TransactWriteItem::builder()
+                .condition_check(holds_no_slot)
+                .build(),
         ];
         let written = self
             .client
@@ -210,7 +224,10 @@ impl AdmissionLedger for DynamoControlTable {
             .send()
             .await;
         if let Err(e) = written {
-            failed_conditions(e)?;
+            let failed = failed_conditions(e)?;
+            if failed.get(2) == Some(&true) {
+                return Ok((entry.clone(), false));
+            }
             // In line already (the pointer is there): its first place stands.
             return match self.pointer(&entry.request_id).await? {
                 Some(existing) => Ok((existing.entry(), false)),
@@ -254,6 +271,16 @@ impl AdmissionLedger for DynamoControlTable {
                 Self::item_key(job_pk(&entry.request_id), POINTER),
                 Some(present),
             )?,
+            self.put(
+                Self::item_key(job_pk(&entry.request_id), HOLDS)
+                    .into_iter()
+                    .chain([
+                        ("slot".to_owned(), n(slot)),
+                        ("expires_at".to_owned(), n(self.expires_at(at))),
+                    ])
+                    .collect(),
+                "attribute_not_exists(pk)",
+            )?,
         ];
         let written = self
             .client
@@ -262,32 +289,41 @@ impl AdmissionLedger for DynamoControlTable {
             .send()
             .await;
         if let Err(e) = written {
-            failed_conditions(e)?;
-            return Ok(false);
+            return match failed_conditions(e) {
+                Ok(_) => Ok(false),
+                // Another instance's admission of the same slot or job at the same moment
+                // ("TransactionConflict"): this one lost, as to a failed condition.
+                Err(PortError::Unavailable(reason)) if reason.contains("TransactionConflict") => {
+                    Ok(false)
+                }
+                Err(e) => Err(e),
+            };
         }
         self.raise_turn(PARTITION.into(), entry.turn, at).await?;
         Ok(true)
     }
 
     async fn release(&self, slot: u32, request_id: &str) -> PortResult<bool> {
-        let result = self
-            .client
-            .delete_item()
+        let slot_item = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(Self::item_key(PARTITION.into(), &slot_sk(slot))))
             .condition_expression("request_id = :id")
             .expression_attribute_values(":id", s(request_id))
+            .build()
+            .map_err(|e| PortError::Rejected(e.to_string()))?;
+        let items = vec![
+            TransactWriteItem::builder().delete(slot_item).build(),
+            self.delete(Self::item_key(job_pk(request_id), HOLDS), None)?,
+        ];
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
             .send()
-            .await;
-        match result {
+            .await
+        {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(port_error("DeleteItem", e)),
+            Err(e) => failed_conditions(e).map(|_| false),
         }
     }
 

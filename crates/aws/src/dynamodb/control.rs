@@ -98,6 +98,17 @@ impl ControlTable for DynamoControlTable {
         })
     }
 
+    async fn key_used(&self, key: &IdempotencyKey) -> PortResult<Option<CreateOutcome>> {
+        let Some(item) = self.get_item(Self::idempotency_key(key)).await? else {
+            return Ok(None);
+        };
+        let existing: KeyItem = decode(item)?;
+        Ok(Some(CreateOutcome::KeyUsed {
+            request_id: existing.request_id,
+            same_request: existing.digest == key.request_digest,
+        }))
+    }
+
     async fn delete_job(&self, request_id: &str, key: Option<&IdempotencyKey>) -> PortResult<()> {
         for event in self.query_events(request_id).await? {
             let key = Item::from_iter(

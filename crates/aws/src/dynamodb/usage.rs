@@ -2,9 +2,10 @@
 //!
 //! - `USAGE#<owner>/UNFINISHED`: how many of the owner's exports are charged and not ended;
 //! - `USAGE#<owner>/DAY#<day>`: the owner's exports and bytes on a UTC day;
-//! - `UNFINISHED/<request id>`: each export charged and not ended, under one partition, so
-//!   the sweep reads them in one query; it is written and removed in the same transaction
-//!   as the owner's count, so the two never disagree, and a job is charged or ended once;
+//! - `UNFINISHED/<charged at, 13 digits>#<request id>`: each export charged and not ended,
+//!   under one partition, oldest first, so the sweep reads them in order; it is written and
+//!   removed in the same transaction as the owner's count, so the two never disagree, and a
+//!   job is charged or ended once;
 //! - `JOB#<id>/BYTES`: the job's bytes are in its day's;
 //! - `RATE#<key>/RATE`: a caller's lookup schedule, replaced on the condition that it is
 //!   unchanged.
@@ -27,6 +28,10 @@ fn usage_pk(owner: &str) -> String {
     format!("USAGE#{owner}")
 }
 
+fn charge_sk(charge: &ExportCharge) -> String {
+    format!("{:013}#{}", charge.at, charge.request_id)
+}
+
 fn day_sk(day: i64) -> String {
     format!("DAY#{day}")
 }
@@ -35,6 +40,7 @@ fn day_sk(day: i64) -> String {
 struct ChargeItem {
     pk: String,
     sk: String,
+    request_id: String,
     owner: String,
     day: i64,
     at: Millis,
@@ -137,7 +143,8 @@ impl UsageLedger for DynamoControlTable {
             self.put(
                 item_of(&ChargeItem {
                     pk: UNFINISHED.into(),
-                    sk: charge.request_id.clone(),
+                    sk: charge_sk(charge),
+                    request_id: charge.request_id.clone(),
                     owner: owner.clone(),
                     day: charge.day,
                     at: charge.at,
@@ -171,7 +178,7 @@ impl UsageLedger for DynamoControlTable {
         let owner = &charge.owner.0;
         let minus = [(":minus", n(-1))];
         let items = vec![
-            self.delete_if_present(Self::item_key(UNFINISHED.into(), &charge.request_id))?,
+            self.delete_if_present(Self::item_key(UNFINISHED.into(), &charge_sk(charge)))?,
             self.update(
                 Self::item_key(usage_pk(owner), UNFINISHED),
                 "ADD unfinished :minus",
@@ -189,11 +196,11 @@ impl UsageLedger for DynamoControlTable {
         self.transact(items).await.map(drop)
     }
 
-    async fn end_export(&self, owner: &Owner, request_id: &str) -> PortResult<()> {
+    async fn end_export(&self, charge: &ExportCharge) -> PortResult<()> {
         let items = vec![
-            self.delete_if_present(Self::item_key(UNFINISHED.into(), request_id))?,
+            self.delete_if_present(Self::item_key(UNFINISHED.into(), &charge_sk(charge)))?,
             self.update(
-                Self::item_key(usage_pk(&owner.0), UNFINISHED),
+                Self::item_key(usage_pk(&charge.owner.0), UNFINISHED),
                 "ADD unfinished :minus",
                 None,
                 &[(":minus", n(-1))],
@@ -244,18 +251,26 @@ impl UsageLedger for DynamoControlTable {
         })
     }
 
-    async fn unfinished_exports(&self, limit: usize) -> PortResult<Vec<ExportCharge>> {
-        let mut charges = Vec::new();
-        let mut pages = self
+    async fn unfinished_exports(
+        &self,
+        after: Option<&ExportCharge>,
+        limit: usize,
+    ) -> PortResult<Vec<ExportCharge>> {
+        let mut query = self
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", s(UNFINISHED))
             .consistent_read(true)
-            .limit(limit.clamp(1, 1_000) as i32)
-            .into_paginator()
-            .send();
+            .limit(limit.clamp(1, 1_000) as i32);
+        query = match after {
+            Some(after) => query
+                .key_condition_expression("pk = :pk AND sk > :after")
+                .expression_attribute_values(":after", s(charge_sk(after))),
+            None => query.key_condition_expression("pk = :pk"),
+        };
+        let mut charges = Vec::new();
+        let mut pages = query.into_paginator().send();
         while let Some(page) = pages.next().await {
             for item in page
                 .map_err(|e| port_error("Query", e))?
@@ -265,7 +280,7 @@ impl UsageLedger for DynamoControlTable {
                 let charge: ChargeItem = decode(item)?;
                 charges.push(ExportCharge {
                     owner: Owner(charge.owner),
-                    request_id: charge.sk,
+                    request_id: charge.request_id,
                     day: charge.day,
                     at: charge.at,
                 });

@@ -165,8 +165,11 @@ pub(super) async fn job_status(
         parts: None,
         parts_next_cursor: None,
     };
-    // A job whose files have expired still answers its status, marked so, without links.
+    // A job whose files have expired still answers its status, marked so, without links; so
+    // does one whose links cannot be handed out just now (the audit record, say, cannot be
+    // written: no link goes out unrecorded), and `/download` or `/parts` say why.
     let expired = |e: &ApiError| e.status == StatusCode::GONE;
+    let unavailable = |e: &ApiError| e.status == StatusCode::SERVICE_UNAVAILABLE;
     if job.status == JobStatus::Succeeded && !job.archive.is_packaged() {
         // The first page of its parts; the rest are a cursor away.
         match queries
@@ -180,6 +183,7 @@ pub(super) async fn job_status(
                 view.links.parts = Some(format!("/exports/{id}/parts"));
             }
             Err(e) if expired(&e) => view.expired = true,
+            Err(e) if unavailable(&e) => {}
             Err(e) => return Err(e),
         }
     } else if job.status == JobStatus::Succeeded {
@@ -191,6 +195,7 @@ pub(super) async fn job_status(
                 view.download_expires_at = Some(expires_at);
             }
             Err(e) if expired(&e) => view.expired = true,
+            Err(e) if unavailable(&e) => {}
             Err(e) => return Err(e),
         }
     }

@@ -17,7 +17,9 @@
 use crate::clock::Clock;
 use crate::domain::{Job, JobStatus};
 use crate::messages::Message;
-use crate::ports::{AdmissionLedger, ControlTable, PortResult, QueueSender, WaitingJob};
+use crate::ports::{
+    AdmissionLedger, ControlTable, PortResult, QueueSender, StatementState, WaitingJob, Warehouse,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -131,24 +133,54 @@ impl Admission {
         Ok(self.place(request_id).await?.is_some())
     }
 
-    /// The sweep's part: frees every slot whose holder can no longer be running a statement
-    /// of its own (ended, cancelled, gone) and hands free slots on. A holder still QUEUED
-    /// keeps its slot: it was admitted and its start is on its way, or will be re-sent by the
-    /// sweep.
-    pub async fn recover(&self, control: &dyn ControlTable) -> PortResult<usize> {
+    /// The sweep's part: frees every slot whose holder no longer runs a statement (its job
+    /// ended, was cancelled or is gone, and its statement, if it had one, is not running:
+    /// one still running is asked to stop and keeps its slot until it has), and hands free
+    /// slots on. A holder still QUEUED keeps its slot: its start is on its way, or, lost,
+    /// is sent again by the sweep, which looks at every QUEUED job not in line.
+    pub async fn recover(
+        &self,
+        control: &dyn ControlTable,
+        warehouse: &dyn Warehouse,
+    ) -> PortResult<usize> {
         let Some(slots) = self.settings.slots else {
             return Ok(0);
         };
         let mut freed = 0;
         for holder in self.ledger.holders().await? {
-            let live = control
-                .get_job(&holder.request_id)
-                .await?
-                .is_some_and(|job| matches!(job.status, JobStatus::Queued | JobStatus::Running));
-            // A slot past the number configured (the deployment was given fewer) is freed
-            // too, so the count comes down to the new number.
-            let stale = holder.slot >= slots || !live;
-            if stale && self.ledger.release(holder.slot, &holder.request_id).await? {
+            let job = control.get_job(&holder.request_id).await?;
+            match job.as_ref().map(|j| j.status) {
+                // A slot past the number configured (the deployment was given fewer) is
+                // freed when its statement ends, so the count comes down to the new number.
+                Some(JobStatus::Queued | JobStatus::Running) if holder.slot < slots => continue,
+                _ => {}
+            }
+            let statement = job
+                .as_ref()
+                .filter(|j| j.status != JobStatus::Queued)
+                .and_then(|j| j.statement_id.clone());
+            if let Some(statement) = statement {
+                let state = match warehouse.describe(&statement).await {
+                    Ok(status) => Some(status.state),
+                    Err(crate::ports::PortError::NotFound(_)) => None,
+                    Err(e) => return Err(e),
+                };
+                if matches!(
+                    state,
+                    Some(
+                        StatementState::Submitted
+                            | StatementState::Picked
+                            | StatementState::Started
+                    )
+                ) {
+                    if job.as_ref().is_some_and(|j| j.status != JobStatus::Running) {
+                        tracing::warn!(request_id = %holder.request_id, statement, "the job ended, its statement runs on: asked to stop");
+                        let _ = warehouse.cancel(&statement).await;
+                    }
+                    continue;
+                }
+            }
+            if self.ledger.release(holder.slot, &holder.request_id).await? {
                 tracing::warn!(request_id = %holder.request_id, slot = holder.slot, "freed a slot its job no longer uses");
                 freed += 1;
             }

@@ -11,7 +11,7 @@
 
 use crate::access::Principal;
 use crate::clock::Clock;
-use crate::domain::{Millis, Owner};
+use crate::domain::{Job, Millis, Owner};
 use crate::error::ApiError;
 use crate::ports::{ControlTable, ExportCharge, ExportLimits, OverLimit, PortResult, UsageLedger};
 use export_api::{QuotaUse, QuotaView};
@@ -30,6 +30,12 @@ const UNFINISHED_RETRY_SECONDS: u64 = 30;
 
 /// How old a charge must be before the sweep may end it for want of a job.
 const RECONCILE_AFTER_MS: Millis = 60_000;
+
+/// Tries at ending an export's count before the sweep is left to.
+const END_TRIES: usize = 3;
+
+/// Charges the sweep looks at per tick, at most.
+const RECONCILE_PAGES: usize = 10;
 
 /// Tries at moving a caller's lookup rate on, against other instances moving it at once.
 const RATE_TRIES: usize = 3;
@@ -56,9 +62,9 @@ impl Quotas {
         &self,
         principal: &Principal,
         request_id: &str,
+        now: Millis,
     ) -> Result<ExportCharge, ApiError> {
         let quotas = principal.standing.quotas;
-        let now = self.clock.now();
         let day = day_of(now);
         let tomorrow = (day + 1) * DAY_MS;
         if let Some(limit) = quotas.bytes_per_day {
@@ -110,11 +116,26 @@ impl Quotas {
         }
     }
 
-    /// The job has ended: it is no longer one of its owner's unfinished exports. A failure is
-    /// logged; the sweep ends what is left unfinished by a job that has ended.
-    pub async fn end(&self, owner: &Owner, request_id: &str) {
-        if let Err(e) = self.ledger.end_export(owner, request_id).await {
-            tracing::warn!(request_id, error = %e, "could not end the export's count; the sweep will");
+    /// The job has ended: it is no longer one of its owner's unfinished exports. Tried a few
+    /// times (another charge of the same owner's at the same moment can make the store say
+    /// "try again"), then logged: the sweep ends what is left unfinished by a job that ended.
+    pub async fn end(&self, job: &Job) {
+        // The job was charged when it was created, at that time.
+        let charge = ExportCharge {
+            owner: job.owner.clone(),
+            request_id: job.request_id.clone(),
+            day: day_of(job.created_at),
+            at: job.created_at,
+        };
+        let mut last = None;
+        for _ in 0..END_TRIES {
+            match self.ledger.end_export(&charge).await {
+                Ok(()) => return,
+                Err(e) => last = Some(e),
+            }
+        }
+        if let Some(e) = last {
+            tracing::warn!(request_id = %job.request_id, error = %e, "could not end the export's count; the sweep will");
         }
     }
 
@@ -211,20 +232,30 @@ impl Quotas {
     pub async fn reconcile(&self, control: &dyn ControlTable, limit: usize) -> PortResult<usize> {
         let settled_before = self.clock.now() - RECONCILE_AFTER_MS;
         let mut ended = 0;
-        for charge in self.ledger.unfinished_exports(limit).await? {
-            if charge.at > settled_before {
-                continue;
+        let mut after: Option<ExportCharge> = None;
+        // Oldest first, page after page past the ones still running, up to a bound a tick.
+        for _ in 0..RECONCILE_PAGES {
+            let page = self
+                .ledger
+                .unfinished_exports(after.as_ref(), limit)
+                .await?;
+            for charge in &page {
+                if charge.at > settled_before {
+                    return Ok(ended);
+                }
+                let unfinished = control
+                    .get_job(&charge.request_id)
+                    .await?
+                    .is_some_and(|job| !job.status.is_terminal());
+                if !unfinished {
+                    self.ledger.end_export(charge).await?;
+                    ended += 1;
+                }
             }
-            let unfinished = control
-                .get_job(&charge.request_id)
-                .await?
-                .is_some_and(|job| !job.status.is_terminal());
-            if !unfinished {
-                self.ledger
-                    .end_export(&charge.owner, &charge.request_id)
-                    .await?;
-                ended += 1;
+            if page.len() < limit {
+                break;
             }
+            after = page.last().cloned();
         }
         Ok(ended)
     }

@@ -200,8 +200,53 @@ impl Submissions {
             JobStatus::Queued.as_str(),
             format!("export {} accepted", job.dataset),
         );
-        match self.control.create_job(&job, &event, key.as_ref()).await? {
-            CreateOutcome::Created => {}
+        // A replay of a request already accepted answers as the first did, before anything
+        // is counted against the caller's quotas.
+        if let Some(key) = &key {
+            if let Some(used) = self.control.key_used(key).await? {
+                return self.replay(used).await;
+            }
+        }
+        // Counted against the caller's quotas, and on record, before anything is stored: a
+        // refusal keeps nothing, and a job stored is one that may run.
+        let charge = self.quotas.charge(&principal, &job.request_id, now).await?;
+        let stored = match self.audit.export_accepted(&job).await {
+            Ok(()) => self.control.create_job(&job, &event, key.as_ref()).await,
+            Err(e) => Err(e),
+        };
+        match stored {
+            Ok(CreateOutcome::Created) => {}
+            // The key was used meanwhile, by a request that raced this one.
+            Ok(used) => {
+                self.quotas.refund(&charge).await;
+                return self.replay(used).await;
+            }
+            Err(e) => {
+                self.quotas.refund(&charge).await;
+                return Err(e.into());
+            }
+        }
+        if let Err(e) = self
+            .queue
+            .send(&Message::start(&job.request_id), Duration::ZERO)
+            .await
+        {
+            self.remove(&job.request_id, key.as_ref()).await;
+            self.quotas.refund(&charge).await;
+            return Err(e.into());
+        }
+        tracing::info!(request_id = %job.request_id, dataset = %job.dataset, owner = %owner, "job queued");
+        Ok(Submitted {
+            request_id: job.request_id,
+            status: JobStatus::Queued,
+            replayed: false,
+        })
+    }
+
+    /// The answer to a request whose Idempotency-Key was used: the first job, or 409 if the
+    /// key named another request.
+    async fn replay(&self, used: CreateOutcome) -> Result<Submitted, ApiError> {
+        match used {
             CreateOutcome::KeyUsed {
                 request_id,
                 same_request: true,
@@ -218,50 +263,20 @@ impl Submissions {
                             "job {request_id} was not queued"
                         )))
                     })?;
-                return Ok(Submitted {
+                Ok(Submitted {
                     request_id,
                     status,
                     replayed: true,
-                });
+                })
             }
-            CreateOutcome::KeyUsed { .. } => {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was already used for a different request",
-                )
-                .with_field("Idempotency-Key"))
-            }
+            CreateOutcome::KeyUsed { .. } => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_key_reused",
+                "this Idempotency-Key was already used for a different request",
+            )
+            .with_field("Idempotency-Key")),
+            CreateOutcome::Created => Err(ApiError::internal()),
         }
-        // Counted against the caller's quotas once stored, so that a replay (its key used)
-        // is not counted twice; a refusal removes the job, and nothing of it stays.
-        let charge = match self.quotas.charge(&principal, &job.request_id).await {
-            Ok(charge) => charge,
-            Err(refused) => {
-                self.remove(&job.request_id, key.as_ref()).await;
-                return Err(refused);
-            }
-        };
-        // On record before it can run; a job the audit log cannot record does not run.
-        let queued = match self.audit.export_accepted(&job).await {
-            Ok(()) => {
-                self.queue
-                    .send(&Message::start(&job.request_id), Duration::ZERO)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = queued {
-            self.remove(&job.request_id, key.as_ref()).await;
-            self.quotas.refund(&charge).await;
-            return Err(e.into());
-        }
-        tracing::info!(request_id = %job.request_id, dataset = %job.dataset, owner = %owner, "job queued");
-        Ok(Submitted {
-            request_id: job.request_id,
-            status: JobStatus::Queued,
-            replayed: false,
-        })
     }
 
     /// Removes a job that was stored but will not be queued, with its idempotency key.
@@ -297,27 +312,33 @@ impl Submissions {
             {
                 continue;
             }
+            let mut stopped = true;
             if let (JobStatus::Running, Some(statement_id)) = (job.status, &job.statement_id) {
                 let (outcome, message) = match self.warehouse.cancel(statement_id).await {
                     Ok(true) => ("ok", format!("statement {statement_id} cancelled")),
                     Ok(false) => ("ok", format!("statement {statement_id} had already ended")),
-                    Err(e) => ("error", e.to_string()),
+                    Err(e) => {
+                        stopped = false;
+                        ("error", e.to_string())
+                    }
                 };
                 let outcome =
                     JobEvent::new(self.clock.now(), "statement_cancelled", outcome, message);
                 self.control.append_event(request_id, &outcome).await?;
             }
-            // Out of line, or its slot handed on; no longer one of the caller's unfinished.
-            self.admission.release_after(request_id).await;
-            self.quotas.end(owner, request_id).await;
-            let mut cancelled = job.clone();
+            // Out of line, or its slot handed on (a statement the warehouse could not be
+            // asked to stop keeps it, for the sweep to free once it has ended); no longer one
+            // of the caller's unfinished.
+            if stopped {
+                self.admission.release_after(request_id).await;
+            }
+            let mut cancelled = job;
             cancelled.apply(cancel, &JobUpdate::default(), event.at);
+            self.quotas.end(&cancelled).await;
             if let Err(e) = self.audit.export_ended(&cancelled).await {
                 tracing::error!(request_id, error = %e, "could not record the cancel in the audit log");
             }
             tracing::info!(request_id, "job cancelled");
-            let mut cancelled = job;
-            cancelled.apply(cancel, &JobUpdate::default(), event.at);
             return Ok(cancelled);
         }
         Err(ApiError::new(

@@ -58,6 +58,9 @@ pub async fn check_admission_ledger(ledger: &dyn AdmissionLedger) {
     // A slot goes to a job in line, once; the line's turn moves up to the job's.
     assert!(ledger.admit(0, &c, 1_000).await.unwrap());
     assert_eq!(ledger.place(&c.request_id).await.unwrap(), None);
+    // A late copy of its start does not put a holder in line again.
+    assert!(!ledger.join(&c).await.unwrap().1, "c holds a slot");
+    assert_eq!(ledger.place(&c.request_id).await.unwrap(), None);
     assert_eq!(ledger.place(&a.request_id).await.unwrap(), Some(0));
     assert_eq!(ledger.turns(&one).await.unwrap(), (5_000, 6_000));
     assert!(!ledger.admit(0, &a, 1_001).await.unwrap(), "slot 0 is held");

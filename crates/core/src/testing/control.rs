@@ -97,6 +97,19 @@ impl ControlTable for MemoryControlTable {
         Ok(CreateOutcome::Created)
     }
 
+    async fn key_used(&self, key: &IdempotencyKey) -> PortResult<Option<CreateOutcome>> {
+        super::interleave().await;
+        self.faults.check("key_used")?;
+        let state = self.state();
+        Ok(state
+            .keys
+            .get(&(key.owner.0.clone(), key.key.clone()))
+            .map(|(request_id, digest)| CreateOutcome::KeyUsed {
+                request_id: request_id.clone(),
+                same_request: *digest == key.request_digest,
+            }))
+    }
+
     async fn delete_job(&self, request_id: &str, key: Option<&IdempotencyKey>) -> PortResult<()> {
         super::interleave().await;
         self.faults.check("delete_job")?;
@@ -328,6 +341,13 @@ impl AdmissionLedger for MemoryControlTable {
         if let Some(existing) = ledger.entry_of(&entry.request_id) {
             return Ok((existing.clone(), false));
         }
+        if ledger
+            .slots
+            .values()
+            .any(|h| h.request_id == entry.request_id)
+        {
+            return Ok((entry.clone(), false));
+        }
         ledger.line.insert(line_key(entry), entry.clone());
         let last = ledger.owner_turns.entry(entry.owner.0.clone()).or_default();
         *last = (*last).max(entry.turn);
@@ -452,10 +472,10 @@ impl UsageLedger for MemoryControlTable {
         Ok(())
     }
 
-    async fn end_export(&self, _owner: &Owner, request_id: &str) -> PortResult<()> {
+    async fn end_export(&self, charge: &ExportCharge) -> PortResult<()> {
         super::interleave().await;
         self.faults.check("end_export")?;
-        self.state().usage.unfinished.remove(request_id);
+        self.state().usage.unfinished.remove(&charge.request_id);
         Ok(())
     }
 
@@ -501,17 +521,24 @@ impl UsageLedger for MemoryControlTable {
         })
     }
 
-    async fn unfinished_exports(&self, limit: usize) -> PortResult<Vec<ExportCharge>> {
+    async fn unfinished_exports(
+        &self,
+        after: Option<&ExportCharge>,
+        limit: usize,
+    ) -> PortResult<Vec<ExportCharge>> {
         super::interleave().await;
         self.faults.check("unfinished_exports")?;
-        Ok(self
-            .state()
+        let state = self.state();
+        let mut charges: Vec<ExportCharge> = state
             .usage
             .unfinished
             .values()
-            .take(limit)
+            .filter(|c| after.is_none_or(|a| (c.at, &c.request_id) > (a.at, &a.request_id)))
             .cloned()
-            .collect())
+            .collect();
+        charges.sort_by(|a, b| (a.at, &a.request_id).cmp(&(b.at, &b.request_id)));
+        charges.truncate(limit);
+        Ok(charges)
     }
 
     async fn rate_state(&self, key: &str) -> PortResult<Option<Millis>> {

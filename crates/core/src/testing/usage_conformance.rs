@@ -55,12 +55,15 @@ pub async fn check_usage_ledger(ledger: &dyn UsageLedger) {
     assert_eq!(ledger.usage(&bob, day).await.unwrap().unfinished, 1);
 
     // An end frees one; ending twice, or a job never charged, does nothing.
-    ledger.end_export(&alice, &first.request_id).await.unwrap();
-    ledger.end_export(&alice, &first.request_id).await.unwrap();
-    ledger.end_export(&alice, &id("never")).await.unwrap();
+    ledger.end_export(&first).await.unwrap();
+    ledger.end_export(&first).await.unwrap();
+    ledger
+        .end_export(&charge(&alice, &id("never"), day, 1_000))
+        .await
+        .unwrap();
     assert_eq!(ledger.usage(&alice, day).await.unwrap().unfinished, 1);
     assert_eq!(ledger.charge_export(&third, &limits).await.unwrap(), None);
-    ledger.end_export(&alice, &second.request_id).await.unwrap();
+    ledger.end_export(&second).await.unwrap();
     // Three today: the day's limit, whatever ended.
     let fourth = charge(&alice, &id("a4"), day, 1_004);
     assert_eq!(
@@ -102,21 +105,22 @@ pub async fn check_usage_ledger(ledger: &dyn UsageLedger) {
         .unwrap();
     assert_eq!(ledger.usage(&alice, day).await.unwrap().bytes, 2_000);
 
-    // Unfinished exports, for the sweep: alice's third and bob's first.
-    let mut left: Vec<String> = ledger
-        .unfinished_exports(1_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|c| c.request_id.ends_with(&run))
-        .map(|c| {
-            assert!(c.owner == alice || c.owner == bob, "{c:?}");
-            c.request_id
-        })
-        .collect();
-    left.sort();
-    assert_eq!(left, [id("a3"), id("b1")]);
-    assert!(ledger.unfinished_exports(1).await.unwrap().len() <= 1);
+    // Unfinished exports, for the sweep, oldest charge first, a page at a time: alice's
+    // third (charged at 1,002) and bob's first (1,003).
+    let mut left = Vec::new();
+    let mut after: Option<ExportCharge> = None;
+    loop {
+        let page = ledger.unfinished_exports(after.as_ref(), 1).await.unwrap();
+        assert!(page.len() <= 1);
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        if last.request_id.ends_with(&run) {
+            left.push(last.clone());
+        }
+        after = Some(last);
+    }
+    assert_eq!(left, [third.clone(), bobs.clone()]);
 
     // Charges racing for the last allowance: the limit holds.
     let carol = Owner(format!("arn:aws:iam::1:user/carol-{run}"));
@@ -136,7 +140,7 @@ pub async fn check_usage_ledger(ledger: &dyn UsageLedger) {
     assert_eq!(charged, 3, "three allowed");
     assert_eq!(ledger.usage(&carol, day).await.unwrap().unfinished, 3);
     for c in &racing {
-        ledger.end_export(&carol, &c.request_id).await.unwrap();
+        ledger.end_export(c).await.unwrap();
     }
     assert_eq!(ledger.usage(&carol, day).await.unwrap().unfinished, 0);
 

@@ -7,7 +7,7 @@ use export_core::clock::Clock;
 use export_core::domain::{JobEvent, JobUpdate, Millis, Owner, Transition};
 use export_core::ports::{
     AdmissionLedger, ControlTable, PortError, PortResult, QueueSender, SlotHolder, StatementState,
-    WaitingJob,
+    WaitingJob, Warehouse,
 };
 use export_core::service::{Admission, Processor};
 use export_core::testing::World;
@@ -186,7 +186,17 @@ async fn the_sweep_frees_a_slot_whose_holder_ended_without_handing_it_on() {
         .unwrap());
     assert_eq!(place(&world, &second).await, Some(0));
 
-    // The sweep's tick (the waiting job is left where it is: its start comes with its slot).
+    // The sweep's tick: the failed job's statement still runs, so it is asked to stop and
+    // keeps the slot (the warehouse must not run two)…
+    tick(&world).await;
+    assert_eq!(place(&world, &second).await, Some(0));
+    let statement = world.statement_of(&first).unwrap();
+    assert_eq!(
+        world.warehouse.describe(&statement).await.unwrap().state,
+        StatementState::Aborted
+    );
+    // …and the next tick, the statement stopped, frees it (the waiting job is left where it
+    // is: its start comes with its slot).
     tick(&world).await;
     assert_eq!(place(&world, &second).await, None);
     world.deliver(QueueName::Requests).await;
@@ -388,4 +398,36 @@ async fn a_group_of_higher_priority_takes_more_turns() {
         &plain[0], &vip[0], &vip[1], &plain[1], &vip[2], &vip[3], &plain[2], &plain[3],
     ];
     assert_eq!(order.iter().collect::<Vec<_>>(), expected);
+}
+
+/// A long line must not hide the jobs the sweep is for: each tick marks the waiting jobs it
+/// looked at, so the next tick's oldest are others.
+#[tokio::test]
+async fn a_long_line_does_not_hide_a_lost_start_from_the_sweep() {
+    let world = World::with_slots(Some(1));
+    for id in 0..201 {
+        submit_as(&world, ALICE, id).await;
+    }
+    world.deliver(QueueName::Requests).await;
+    // Newer than all of them, a job whose start is lost.
+    world.clock.advance(Duration::from_secs(1));
+    let lost = submit_as(&world, BOB, 1_000).await;
+    for message in world.queue.waiting(QueueName::Requests) {
+        world.queue.ack(message.id);
+    }
+    for _ in 0..3 {
+        world.clock.advance(Duration::from_secs(901));
+        for message in world.queue.waiting(QueueName::Polls) {
+            world.queue.ack(message.id);
+        }
+        tick(&world).await;
+        world.deliver(QueueName::Requests).await;
+        if place(&world, &lost).await.is_some() {
+            return;
+        }
+    }
+    panic!(
+        "the lost start was never sent again; the job is {:?}",
+        world.job(&lost).await.status
+    );
 }

@@ -81,6 +81,12 @@ impl AdmissionLedger for SqliteStore {
             if let Some(existing) = entry_of(&tx, &entry.request_id)? {
                 return Ok((existing, false));
             }
+            let holds = tx
+                .prepare_cached("SELECT 1 FROM admission_slots WHERE request_id = ?1")?
+                .exists(params![entry.request_id])?;
+            if holds {
+                return Ok((entry, false));
+            }
             tx.prepare_cached(
                 "INSERT INTO admission_line (request_id, owner, turn, queued_at) VALUES (?1, ?2, ?3, ?4)",
             )?

@@ -134,6 +134,25 @@ impl ControlTable for SqliteStore {
         .await
     }
 
+    async fn key_used(&self, key: &IdempotencyKey) -> PortResult<Option<CreateOutcome>> {
+        let key = key.clone();
+        self.call(move |conn| {
+            let existing: Option<(String, String)> = conn
+                .prepare_cached(
+                    "SELECT request_id, digest FROM idempotency_keys WHERE owner = ?1 AND key = ?2",
+                )?
+                .query_row(params![key.owner.0, key.key], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            Ok(existing.map(|(request_id, digest)| CreateOutcome::KeyUsed {
+                request_id,
+                same_request: digest == key.request_digest,
+            }))
+        })
+        .await
+    }
+
     async fn delete_job(&self, request_id: &str, key: Option<&IdempotencyKey>) -> PortResult<()> {
         let (request_id, key) = (request_id.to_owned(), key.cloned());
         self.call(move |conn| {

@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS usage_unfinished (
     at         INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS usage_unfinished_by_owner ON usage_unfinished (owner);
+CREATE INDEX IF NOT EXISTS usage_unfinished_by_age ON usage_unfinished (at, request_id);
 CREATE TABLE IF NOT EXISTS usage_days (
     owner   TEXT NOT NULL,
     day     INTEGER NOT NULL,

@@ -99,8 +99,8 @@ impl UsageLedger for SqliteStore {
         .await
     }
 
-    async fn end_export(&self, _owner: &Owner, request_id: &str) -> PortResult<()> {
-        let request_id = request_id.to_owned();
+    async fn end_export(&self, charge: &ExportCharge) -> PortResult<()> {
+        let request_id = charge.request_id.clone();
         self.call(move |conn| {
             let tx = conn.savepoint()?;
             tx.prepare_cached("DELETE FROM usage_unfinished WHERE request_id = ?1")?
@@ -149,13 +149,19 @@ impl UsageLedger for SqliteStore {
         .await
     }
 
-    async fn unfinished_exports(&self, limit: usize) -> PortResult<Vec<ExportCharge>> {
+    async fn unfinished_exports(
+        &self,
+        after: Option<&ExportCharge>,
+        limit: usize,
+    ) -> PortResult<Vec<ExportCharge>> {
+        let (at, id) = after.map_or((i64::MIN, String::new()), |c| (c.at, c.request_id.clone()));
         self.call(move |conn| {
             let charges = conn
                 .prepare_cached(
-                    "SELECT request_id, owner, day, at FROM usage_unfinished ORDER BY at, request_id LIMIT ?1",
+                    "SELECT request_id, owner, day, at FROM usage_unfinished
+                     WHERE (at, request_id) > (?1, ?2) ORDER BY at, request_id LIMIT ?3",
                 )?
-                .query_map(params![limit as i64], |r| {
+                .query_map(params![at, id, limit as i64], |r| {
                     Ok(ExportCharge {
                         request_id: r.get(0)?,
                         owner: Owner(r.get(1)?),

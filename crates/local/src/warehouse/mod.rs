@@ -54,6 +54,9 @@ struct Inner {
     tasks: Supervisor,
     /// Time a statement waits before it runs, to stand in for a busy cluster.
     queue_delay: Duration,
+    /// How many statements run at once, as a WLM queue's slots: the rest wait their turn,
+    /// first come first served, SUBMITTED meanwhile. None: every statement at once.
+    slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl DataFusionWarehouse {
@@ -75,8 +78,19 @@ impl DataFusionWarehouse {
                 events,
                 tasks: Supervisor::default(),
                 queue_delay,
+                slots: None,
             }),
         })
+    }
+
+    /// This warehouse, running at most `slots` statements at once (each taking at least the
+    /// queue delay), as a manual WLM queue with that concurrency does: "queries run
+    /// concurrently until they reach the WLM query slot count … subsequent queries wait in
+    /// the queue" ("Implementing manual WLM", Amazon Redshift Database Developer Guide).
+    pub fn with_concurrency(mut self, slots: Option<usize>) -> DataFusionWarehouse {
+        let inner = Arc::get_mut(&mut self.inner).expect("set before the warehouse is shared");
+        inner.slots = slots.map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1))));
+        self
     }
 
     /// Runs again every statement a previous process left unfinished.
@@ -125,6 +139,11 @@ impl Inner {
     }
 
     async fn run(&self, id: &str) {
+        // A slot of the queue's, held until the statement ends (or its task is aborted).
+        let _slot = match &self.slots {
+            Some(slots) => Some(slots.clone().acquire_owned().await.expect("never closed")),
+            None => None,
+        };
         if !self.queue_delay.is_zero() {
             tokio::time::sleep(self.queue_delay).await;
         }

@@ -179,9 +179,19 @@ impl Poller {
             .transition(&job.request_id, failed, &update, &event)
             .await?
         {
+            // A statement given up on may still run: asked to stop first, and its slot kept
+            // (for the sweep to free once it has) if the warehouse could not be asked.
+            let stopped = match (job.status, &job.statement_id) {
+                (JobStatus::Running, Some(statement)) => {
+                    self.warehouse.cancel(statement).await.is_ok()
+                }
+                _ => true,
+            };
             let mut job = job;
             job.apply(failed, &update, event.at);
-            self.admission.release_after(&job.request_id).await;
+            if stopped {
+                self.admission.release_after(&job.request_id).await;
+            }
             return self.notify(&job).await;
         }
         Ok(())
@@ -195,16 +205,40 @@ impl Poller {
     pub async fn sweep(&self) -> Result<(), Retry> {
         let now = self.clock.now();
         let cutoff = now - self.delivery.sweep_after.as_millis() as Millis;
-        let freed = self.admission.recover(self.control.as_ref()).await?;
-        let ended = self
+        // Slots and quota counts first; a failure of either is logged, and the jobs are still
+        // swept (the next tick tries them again).
+        let freed = match self
+            .admission
+            .recover(self.control.as_ref(), self.warehouse.as_ref())
+            .await
+        {
+            Ok(freed) => freed,
+            Err(e) => {
+                tracing::error!(error = %e, "could not recover warehouse slots this tick");
+                0
+            }
+        };
+        let ended = match self
             .quotas
             .reconcile(self.control.as_ref(), SWEEP_LIMIT)
-            .await?;
+            .await
+        {
+            Ok(ended) => ended,
+            Err(e) => {
+                tracing::error!(error = %e, "could not reconcile quota counts this tick");
+                0
+            }
+        };
         let jobs = self.control.unsettled_jobs(cutoff, SWEEP_LIMIT).await?;
         for job in &jobs {
             let message = if job.status == JobStatus::Queued {
-                // In line for a slot: its start comes with the slot.
+                // In line for a slot: its start comes with the slot. Marked as looked at,
+                // so the next tick's oldest jobs are others (a long line would otherwise
+                // fill every tick's window and hide a job that needs the sweep).
                 if self.admission.is_waiting(&job.request_id).await? {
+                    self.control
+                        .touch(&job.request_id, JobStatus::Queued, now)
+                        .await?;
                     continue;
                 }
                 Message::start(&job.request_id)

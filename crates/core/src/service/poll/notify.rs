@@ -18,7 +18,7 @@ impl Poller {
                 .add_bytes(&job.owner, &job.request_id, bytes)
                 .await?;
         }
-        self.quotas.end(&job.owner, &job.request_id).await;
+        self.quotas.end(job).await;
         if !self
             .control
             .claim_notification(&job.request_id, self.clock.now())

@@ -138,12 +138,32 @@ pub async fn idempotency_keys_name_one_job_per_owner(control: &dyn ControlTable)
     };
     let first = queued_job(&fresh_id(), &owner, 1_000);
     let submitted = event(1_000, "submitted");
+    assert_eq!(control.key_used(&key).await.unwrap(), None);
     assert_eq!(
         control
             .create_job(&first, &submitted, Some(&key))
             .await
             .unwrap(),
         CreateOutcome::Created
+    );
+    // Read without writing: the job it named, and whether it was for the same request.
+    assert_eq!(
+        control.key_used(&key).await.unwrap(),
+        Some(CreateOutcome::KeyUsed {
+            request_id: first.request_id.clone(),
+            same_request: true
+        })
+    );
+    let changed = IdempotencyKey {
+        request_digest: "other".into(),
+        ..key.clone()
+    };
+    assert_eq!(
+        control.key_used(&changed).await.unwrap(),
+        Some(CreateOutcome::KeyUsed {
+            request_id: first.request_id.clone(),
+            same_request: false
+        })
     );
     // The same key again writes nothing and names the first job.
     let second = queued_job(&fresh_id(), &owner, 2_000);
