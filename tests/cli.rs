@@ -155,7 +155,7 @@ async fn the_cli_shows_a_job_and_its_history_readably_or_as_json() {
     let (ok, stdout, stderr) = run(&[&["quota"], &bob[..]].concat(), deadline).await;
     assert!(ok, "{stderr}");
     assert!(
-        stdout.contains("unfinished exports   0 of 20")
+        stdout.contains("unfinished exports   0 of 100")
             && stdout.contains("20 a second, 40 at once"),
         "{stdout}"
     );

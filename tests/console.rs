@@ -237,6 +237,21 @@ async fn the_console_looks_up_exports_downloads_and_keeps_callers_apart() {
         )
         .await;
     assert_eq!(seen, false, "bob sees alice's export");
+    // Bob's quotas, from the shipped policy's suppliers group, beside his list.
+    let quota = browser
+        .wait_for(
+            "bob's quotas",
+            Duration::from_secs(20),
+            "const q = document.getElementById('quota'); return q && q.textContent;",
+        )
+        .await;
+    let quota = quota.as_str().unwrap_or_default().to_owned();
+    assert!(
+        quota.contains("Exports not yet ended")
+            && quota.contains("of 100")
+            && quota.contains("20 a second"),
+        "{quota}"
+    );
     browser
         .eval(
             "location.hash = '#/exports/' + encodeURIComponent(arguments[0]);",

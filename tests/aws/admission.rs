@@ -4,10 +4,14 @@
 
 use super::{Harness, ALICE, BOB};
 use crate::common::eventually;
-use export_api::{Accepted, JobView};
-use export_core::domain::JobStatus;
-use export_core::service::{Admission, AdmissionSettings, Poller, Processor};
+use export_api::JobView;
+use export_aws::functions;
+use export_core::domain::{JobStatus, Owner};
+use export_core::service::{
+    Admission, AdmissionSettings, ExportRequest, Poller, Processor, Submissions,
+};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 
 fn one_slot(admission: &Admission) -> Admission {
@@ -28,21 +32,31 @@ async fn one_slot_one_statement_and_the_slot_handed_on() {
         admission: one_slot(&h.poller.admission),
         ..(*h.poller).clone()
     };
+    // The receiver, as the function builds it, with the same one slot.
+    let mut env = h.emulator.env();
+    let base = Arc::try_unwrap(functions::receiver(&mut env, &h.emulator.clients))
+        .ok()
+        .expect("one owner");
+    let receiver = Submissions {
+        admission: one_slot(&base.admission),
+        ..base
+    };
     let mut jobs = Vec::new();
     for (caller, sku) in [(ALICE, "FLOWER12"), (BOB, "FLOWER13")] {
-        let reply = h
-            .submit(
-                caller,
-                &json!({"dataset": "product_detail", "params": {"sku": sku}}),
-            )
-            .await;
-        assert_eq!(reply.status, 202, "{}", reply.body);
-        jobs.push((caller, reply.read::<Accepted>().request_id));
+        let request =
+            ExportRequest::read(json!({"dataset": "product_detail", "params": {"sku": sku}}))
+                .unwrap();
+        let accepted = receiver
+            .submit(&Owner(caller.into()), request, None)
+            .await
+            .unwrap();
+        jobs.push((caller, accepted.request_id));
     }
+    // Only the admitted job's start is queued: the other's comes with its slot.
     let requests = h
         .receive(&h.emulator.requests_url, Duration::from_secs(1))
         .await;
-    assert_eq!(requests.len(), 2);
+    assert_eq!(requests.len(), 1);
     h.deliver(&processor, &h.emulator.requests_url, requests)
         .await;
 

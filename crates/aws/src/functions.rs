@@ -421,10 +421,17 @@ pub fn lookups(env: &mut Env, clients: &Clients, access: Arc<Access>) -> Arc<Loo
             clock(),
             LookupSettings {
                 timeout: env.seconds("LOOKUP_TIMEOUT_SECONDS", 10, 25),
+                // `LOOKUP_SLOTS` lookup statements at once (4 by default; 0: no limit).
+                slots: Some(env.parsed(
+                    "LOOKUP_SLOTS",
+                    export_core::service::lookup::DEFAULT_LOOKUP_SLOTS,
+                ))
+                .filter(|n| *n > 0),
                 ..LookupSettings::default()
             },
         )
         .with_quotas(quotas(&control))
+        .with_slots(control.clone())
         .with_audit(audit(env, clients)),
     )
 }

@@ -535,9 +535,21 @@ function lastStepBefore(events) {
 
 // ---- my exports -----------------------------------------------------------------------------
 
+/** The caller's quotas and today's use of each (`GET /quota`), as a short list. */
+function quotaList(quota) {
+  const use = (q, shown = (n) => String(n)) => (q.limit == null ? `${shown(q.used)} (no limit)` : `${shown(q.used)} of ${shown(q.limit)}`);
+  const items = [
+    ['Exports not yet ended', use(quota.unfinished_exports)],
+    ['Exports today', use(quota.exports_per_day)],
+    ['Exported today', use(quota.bytes_per_day, bytes)],
+    ['Lookups', quota.lookups_per_second == null ? 'no limit' : `${quota.lookups_per_second} a second, ${quota.lookup_burst} at once`],
+  ];
+  return el('dl', { id: 'quota', class: 'facts' }, ...items.flatMap(([term, value]) => [el('dt', {}, term), el('dd', {}, value)]));
+}
+
 async function showExports(view, cursor) {
   const path = `/exports?limit=20${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
-  const reply = await api('GET', path);
+  const [reply, quota] = await Promise.all([api('GET', path), api('GET', '/quota')]);
   if (!reply.ok) {
     show(view, heading('My exports'), notice(errorText(reply)));
     return;
@@ -559,6 +571,7 @@ async function showExports(view, cursor) {
     view,
     heading('My exports'),
     el('p', { class: 'lede' }, `The exports of ${state.identity}, newest first.`),
+    ...(quota.ok ? [el('h2', {}, 'Quotas (today, UTC)'), quotaList(quota.json)] : []),
     jobs.length === 0
       ? el('p', { id: 'no-exports' }, 'No exports yet. ', el('a', { href: '#/' }, 'Choose a dataset'), ' to start one.')
       : el('div', { class: 'scroll' }, el('table', { id: 'exports' },

@@ -494,6 +494,20 @@ pub trait AdmissionLedger: Send + Sync {
 
     /// How many jobs are ahead of this one in line (0: it is next); None if it is not in line.
     async fn place(&self, request_id: &str) -> PortResult<Option<u64>>;
+
+    /// Takes one of `slots` lookup slots for `holder` until `until`: a lease, so a holder that
+    /// dies frees its slot when the lease runs out. A slot is free if nobody holds it or its
+    /// lease ended before `now`. Answers the slot taken, or None if all are held.
+    async fn take_lookup_slot(
+        &self,
+        slots: u32,
+        holder: &str,
+        now: Millis,
+        until: Millis,
+    ) -> PortResult<Option<u32>>;
+
+    /// Frees lookup slot `slot` if `holder` holds it.
+    async fn free_lookup_slot(&self, slot: u32, holder: &str) -> PortResult<()>;
 }
 
 /// An export counted against its owner's quotas, on the day (UTC day number since the epoch)

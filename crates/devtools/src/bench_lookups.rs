@@ -113,9 +113,11 @@ pub async fn run(options: LookupBenchOptions) -> anyhow::Result<()> {
                 .with_file_name(format!(".export-bench-lookups-{}", std::process::id()));
             let mut config = LocalConfig::new(scratch.clone(), options.sql_dir.clone());
             config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
-            // Lookups only: no workers competing for the cores.
+            // Lookups only: no workers competing for the cores; and no cap on lookups at once,
+            // so what is measured is the read path, not how many it lets through.
             config.processors = 0;
             config.pollers = 0;
+            config.lookups.slots = None;
             let stack = LocalStack::start(config).await?;
             let target = Target::Local {
                 client: Client::new(&stack.base_url(), alice()?)?,

@@ -451,6 +451,24 @@ impl<P: AdmissionLedger + ?Sized> AdmissionLedger for Faulty<P> {
         let call = self.inner.place(request_id);
         self.faults.call("admission", "place", call).await
     }
+    async fn take_lookup_slot(
+        &self,
+        slots: u32,
+        holder: &str,
+        now: Millis,
+        until: Millis,
+    ) -> PortResult<Option<u32>> {
+        let call = self.inner.take_lookup_slot(slots, holder, now, until);
+        self.faults
+            .call("admission", "take_lookup_slot", call)
+            .await
+    }
+    async fn free_lookup_slot(&self, slot: u32, holder: &str) -> PortResult<()> {
+        let call = self.inner.free_lookup_slot(slot, holder);
+        self.faults
+            .call("admission", "free_lookup_slot", call)
+            .await
+    }
 }
 
 #[async_trait]

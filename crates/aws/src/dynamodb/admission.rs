@@ -9,6 +9,8 @@
 //! - `TURN`: the line's turn; `OWNER#<owner>/TURN`: each owner's last turn, raised (never
 //!   lowered) by a conditional update;
 //! - `JOB#<id>/WAIT`: where the job's line item is, so its place is found from its id;
+//! - `LOOKUPS/SLOT#<nnnn>`: a lookup's statement running, on a lease that ends with the
+//!   lookup's deadline, so a holder that dies frees it;
 //! - `JOB#<id>/SLOT`: the job holds a slot, so a late copy of its start does not put it in
 //!   line again (joining checks it, in the same transaction).
 //!
@@ -28,6 +30,8 @@ const WAIT_PREFIX: &str = "WAIT#";
 const TURN: &str = "TURN";
 /// The sort key of a job's pointer to its line item.
 const POINTER: &str = "WAIT";
+/// The partition of the lookups' slots, apart from the exports'.
+const LOOKUPS: &str = "LOOKUPS";
 /// The sort key of the mark a job holding a slot carries, so it is not put in line again.
 const HOLDS: &str = "SLOT";
 
@@ -368,5 +372,93 @@ impl AdmissionLedger for DynamoControlTable {
         }
         // The range includes the job's own item, if it is still there.
         Ok(counted.checked_sub(1))
+    }
+
+    async fn take_lookup_slot(
+        &self,
+        slots: u32,
+        holder: &str,
+        now: Millis,
+        until: Millis,
+    ) -> PortResult<Option<u32>> {
+        #[derive(Deserialize)]
+        struct Held {
+            slot: u32,
+            until: Millis,
+        }
+        let held: Vec<Held> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(LOOKUPS))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| port_error("Query", e))?
+            .into_iter()
+            .map(decode)
+            .collect::<PortResult<_>>()?;
+        let free = (0..slots).filter(|slot| {
+            held.iter()
+                .find(|h| h.slot == *slot)
+                .is_none_or(|h| h.until < now)
+        });
+        for slot in free {
+            // Free now, or its lease ran out: taken only if still so.
+            let taken = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(
+                    Self::item_key(LOOKUPS.into(), &slot_sk(slot))
+                        .into_iter()
+                        .chain([
+                            ("slot".to_owned(), n(slot)),
+                            ("holder".to_owned(), s(holder)),
+                            ("until".to_owned(), n(until)),
+                            ("expires_at".to_owned(), n(self.expires_at(until))),
+                        ])
+                        .collect(),
+                ))
+                .condition_expression("attribute_not_exists(pk) OR #until < :now")
+                .expression_attribute_names("#until", "until")
+                .expression_attribute_values(":now", n(now))
+                .send()
+                .await;
+            match taken {
+                Ok(_) => return Ok(Some(slot)),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(port_error("PutItem", e)),
+            }
+        }
+        Ok(None)
+    }
+
+    async fn free_lookup_slot(&self, slot: u32, holder: &str) -> PortResult<()> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::item_key(LOOKUPS.into(), &slot_sk(slot))))
+            .condition_expression("holder = :holder")
+            .expression_attribute_values(":holder", s(holder))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(port_error("DeleteItem", e)),
+        }
     }
 }

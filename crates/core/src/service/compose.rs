@@ -136,6 +136,7 @@ impl Services {
                     settings.lookups.clone(),
                 )
                 .with_quotas(quotas.clone())
+                .with_slots(admission.ledger.clone())
                 .with_audit(audit.clone()),
             ),
             processor: Arc::new(Processor {

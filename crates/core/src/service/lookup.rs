@@ -24,6 +24,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Lookup statements at once, by default: a few, beside the exports' five, so lookups stay
+/// quick without taking the warehouse from the exports.
+pub const DEFAULT_LOOKUP_SLOTS: u32 = 16;
+
 /// The read path's tunables.
 #[derive(Clone, Debug)]
 pub struct LookupSettings {
@@ -37,6 +41,10 @@ pub struct LookupSettings {
     /// The largest answer the shared cache takes; a bigger one stays in this process only
     /// (a DynamoDB item holds at most 400 KB).
     pub shared_max_bytes: usize,
+    /// Lookup statements running in the warehouse at once, across every instance, apart
+    /// from the exports' slots (None: no limit). A lookup that finds them all taken answers
+    /// 503 with `Retry-After`.
+    pub slots: Option<u32>,
 }
 
 impl Default for LookupSettings {
@@ -46,6 +54,7 @@ impl Default for LookupSettings {
             local_entries: 1024,
             local_bytes: 32 * 1024 * 1024,
             shared_max_bytes: 300 * 1024,
+            slots: Some(DEFAULT_LOOKUP_SLOTS),
         }
     }
 }
@@ -127,6 +136,8 @@ pub struct Lookups {
     pub settings: LookupSettings,
     /// Each caller's lookups per second; none without it.
     pub quotas: Option<super::Quotas>,
+    /// Who holds the lookups' slots (`settings.slots`); no limit without it.
+    pub slots: Option<Arc<dyn crate::ports::AdmissionLedger>>,
     /// Where every lookup answered or refused is recorded.
     pub audit: Option<super::Audit>,
     local: Mutex<LocalAnswers>,
@@ -149,6 +160,7 @@ impl Lookups {
             clock,
             settings,
             quotas: None,
+            slots: None,
             audit: None,
             local: Mutex::new(local),
             in_flight: Mutex::new(HashMap::new()),
@@ -158,6 +170,13 @@ impl Lookups {
     /// These lookups, each answer or refusal on record in `audit`.
     pub fn with_audit(mut self, audit: super::Audit) -> Lookups {
         self.audit = Some(audit);
+        self
+    }
+
+    /// These lookups, their statements limited to `settings.slots` at once, counted in
+    /// `ledger` across every instance.
+    pub fn with_slots(mut self, ledger: Arc<dyn crate::ports::AdmissionLedger>) -> Lookups {
+        self.slots = Some(ledger);
         self
     }
 
@@ -333,10 +352,37 @@ impl Lookups {
                     let dataset = dataset.to_owned();
                     let max_rows = policy.max_rows;
                     let ttl = policy.cache;
+                    let slots = self.settings.slots.zip(self.slots.clone());
                     let pending = async move {
-                        let outcome = warehouse.select(&select, timeout).await?;
+                        // A slot of the lookups' own, held on a lease that ends with the
+                        // deadline, so a holder that dies frees it.
+                        let slot = match &slots {
+                            Some((count, ledger)) => {
+                                let holder = uuid::Uuid::new_v4().to_string();
+                                let now = clock.now();
+                                let until = now + timeout.as_millis() as Millis + 5_000;
+                                match ledger.take_lookup_slot(*count, &holder, now, until).await? {
+                                    Some(slot) => Some((ledger.clone(), slot, holder)),
+                                    None => {
+                                        return Err(ApiError::new(
+                                            StatusCode::SERVICE_UNAVAILABLE,
+                                            "lookups_busy",
+                                            format!("the warehouse's {count} lookup slots are all in use; retry in a moment"),
+                                        )
+                                        .with_retry_after(1))
+                                    }
+                                }
+                            }
+                            None => None,
+                        };
+                        let outcome = warehouse.select(&select, timeout).await;
+                        if let Some((ledger, slot, holder)) = slot {
+                            if let Err(e) = ledger.free_lookup_slot(slot, &holder).await {
+                                tracing::warn!(slot, error = %e, "could not free a lookup slot; its lease frees it");
+                            }
+                        }
                         let now = clock.now();
-                        read_answer(outcome, &dataset, max_rows, timeout, now, ttl).map(Arc::new)
+                        read_answer(outcome?, &dataset, max_rows, timeout, now, ttl).map(Arc::new)
                     }
                     .boxed()
                     .shared();

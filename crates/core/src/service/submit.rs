@@ -226,14 +226,40 @@ impl Submissions {
                 return Err(e.into());
             }
         }
-        if let Err(e) = self
-            .queue
-            .send(&Message::start(&job.request_id), Duration::ZERO)
-            .await
-        {
-            self.remove(&job.request_id, key.as_ref()).await;
-            self.quotas.refund(&charge).await;
-            return Err(e.into());
+        // In line for a warehouse slot from the moment it is accepted, so the line's order is
+        // the submissions' and the processor only ever sees jobs that may start: a job that
+        // must wait gets its start with its slot. If admission cannot say, the start goes
+        // now and the processor asks again.
+        let admitted = match self.admission.admit(&job).await {
+            Ok(super::Admitted::Waiting { ahead, .. }) => {
+                let event = JobEvent::new(
+                    self.clock.now(),
+                    "admission",
+                    JobStatus::Queued.as_str(),
+                    format!("waiting for a warehouse slot; {ahead} jobs ahead"),
+                );
+                if let Err(e) = self.control.append_event(&job.request_id, &event).await {
+                    tracing::warn!(request_id = %job.request_id, error = %e, "could not record the wait");
+                }
+                false
+            }
+            Ok(super::Admitted::Yes) => true,
+            Err(e) => {
+                tracing::warn!(request_id = %job.request_id, error = %e, "admission could not say; the processor will");
+                true
+            }
+        };
+        if admitted {
+            if let Err(e) = self
+                .queue
+                .send(&Message::start(&job.request_id), Duration::ZERO)
+                .await
+            {
+                self.admission.release_after(&job.request_id).await;
+                self.remove(&job.request_id, key.as_ref()).await;
+                self.quotas.refund(&charge).await;
+                return Err(e.into());
+            }
         }
         tracing::info!(request_id = %job.request_id, dataset = %job.dataset, owner = %owner, "job queued");
         Ok(Submitted {

@@ -146,4 +146,57 @@ pub async fn check_admission_ledger(ledger: &dyn AdmissionLedger) {
         ledger.leave(&entry.request_id).await.unwrap();
     }
     assert!(ledger.holders().await.unwrap().is_empty());
+
+    // Lookup slots: leases apart from the exports' slots, freed by their holder or by time.
+    let now = 10_000;
+    let first = ledger
+        .take_lookup_slot(2, "h1", now, now + 1_000)
+        .await
+        .unwrap();
+    let second = ledger
+        .take_lookup_slot(2, "h2", now, now + 5_000)
+        .await
+        .unwrap();
+    assert!(first.is_some() && second.is_some() && first != second);
+    assert_eq!(
+        ledger
+            .take_lookup_slot(2, "h3", now, now + 1_000)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        ledger.holders().await.unwrap().is_empty(),
+        "not the exports' slots"
+    );
+    // Only its holder frees a slot.
+    ledger.free_lookup_slot(first.unwrap(), "h3").await.unwrap();
+    assert_eq!(
+        ledger
+            .take_lookup_slot(2, "h3", now, now + 1_000)
+            .await
+            .unwrap(),
+        None
+    );
+    ledger.free_lookup_slot(first.unwrap(), "h1").await.unwrap();
+    assert_eq!(
+        ledger
+            .take_lookup_slot(2, "h3", now, now + 1_000)
+            .await
+            .unwrap(),
+        first
+    );
+    // A lease run out is free again (h3's, ended at 11,000), the other is not.
+    assert_eq!(
+        ledger
+            .take_lookup_slot(2, "h4", now + 2_000, now + 3_000)
+            .await
+            .unwrap(),
+        first
+    );
+    ledger.free_lookup_slot(first.unwrap(), "h4").await.unwrap();
+    ledger
+        .free_lookup_slot(second.unwrap(), "h2")
+        .await
+        .unwrap();
 }

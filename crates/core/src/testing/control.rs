@@ -44,6 +44,8 @@ struct Ledger {
     line: std::collections::BTreeMap<(u64, Millis, String), WaitingJob>,
     line_turn: u64,
     owner_turns: HashMap<String, u64>,
+    /// Lookup slots: holder and the end of its lease.
+    lookups: std::collections::BTreeMap<u32, (String, Millis)>,
 }
 
 impl Ledger {
@@ -419,6 +421,35 @@ impl AdmissionLedger for MemoryControlTable {
             .values()
             .position(|w| w.request_id == request_id)
             .map(|p| p as u64))
+    }
+
+    async fn take_lookup_slot(
+        &self,
+        slots: u32,
+        holder: &str,
+        now: Millis,
+        until: Millis,
+    ) -> PortResult<Option<u32>> {
+        super::interleave().await;
+        self.faults.check("take_lookup_slot")?;
+        let mut state = self.state();
+        let lookups = &mut state.admission.lookups;
+        let free = (0..slots).find(|slot| lookups.get(slot).is_none_or(|(_, end)| *end < now));
+        if let Some(slot) = free {
+            lookups.insert(slot, (holder.to_owned(), until));
+        }
+        Ok(free)
+    }
+
+    async fn free_lookup_slot(&self, slot: u32, holder: &str) -> PortResult<()> {
+        super::interleave().await;
+        self.faults.check("free_lookup_slot")?;
+        let mut state = self.state();
+        let lookups = &mut state.admission.lookups;
+        if lookups.get(&slot).is_some_and(|(h, _)| h == holder) {
+            lookups.remove(&slot);
+        }
+        Ok(())
     }
 }
 

@@ -322,6 +322,18 @@ impl AdmissionLedger for LosingLedger {
     async fn place(&self, request_id: &str) -> PortResult<Option<u64>> {
         self.inner.place(request_id).await
     }
+    async fn take_lookup_slot(
+        &self,
+        slots: u32,
+        holder: &str,
+        now: Millis,
+        until: Millis,
+    ) -> PortResult<Option<u32>> {
+        self.inner.take_lookup_slot(slots, holder, now, until).await
+    }
+    async fn free_lookup_slot(&self, slot: u32, holder: &str) -> PortResult<()> {
+        self.inner.free_lookup_slot(slot, holder).await
+    }
 }
 
 #[tokio::test]
@@ -338,18 +350,34 @@ async fn an_admission_whose_answer_was_lost_starts_its_job_on_the_retry() {
         },
         ..(*world.processor).clone()
     };
-    let job = submit_as(&world, ALICE, 1).await;
-    let other = submit_as(&world, BOB, 2).await;
-    let starts = world.queue.receive(QueueName::Requests, world.visibility);
+    // Two jobs stored whose starts reach the processor before either is in line (a start
+    // the sweep sent again, say).
+    let mut starts = Vec::new();
+    let mut ids = Vec::new();
+    for (owner, n) in [(ALICE, 1), (BOB, 2)] {
+        let id = format!("00000000-0000-4000-8000-00000000000{n}");
+        let mut job = export_core::testing::conformance::queued_job(
+            &id,
+            &Owner(owner.into()),
+            world.clock.now(),
+        );
+        job.dataset = "things".into();
+        job.params = json!({"id": n}).as_object().unwrap().clone();
+        let event = JobEvent::new(job.created_at, "submitted", "QUEUED", "");
+        world.control.create_job(&job, &event, None).await.unwrap();
+        starts.push(export_core::messages::Message::start(&id).body());
+        ids.push(id);
+    }
+    let (job, other) = (ids[0].clone(), ids[1].clone());
     // The first start's admission took the slot, but its answer was lost: a retry.
-    let first = processor.handle(&starts[0].body).await;
+    let first = processor.handle(&starts[0]).await;
     assert!(first.is_err(), "{first:?}");
     assert_eq!(status_of(&world, &job).await, JobStatus::Queued);
     // The other job finds the slot taken and waits.
-    processor.handle(&starts[1].body).await.unwrap();
+    processor.handle(&starts[1]).await.unwrap();
     assert_eq!(place(&world, &other).await, Some(0));
     // The retry finds the slot its own and starts.
-    processor.handle(&starts[0].body).await.unwrap();
+    processor.handle(&starts[0]).await.unwrap();
     assert_eq!(status_of(&world, &job).await, JobStatus::Running);
     assert_eq!(running(&world), [job]);
 }

@@ -457,3 +457,61 @@ async fn only_declared_lookups_and_valid_values_reach_the_warehouse() {
     );
     assert!(world.warehouse.selects().is_empty());
 }
+
+/// Lookups have slots of their own: with all of them held, another lookup's statement is not
+/// started (503 with Retry-After), and a slot freed is taken again.
+#[tokio::test(flavor = "current_thread")]
+async fn lookups_beyond_their_slots_are_turned_away_until_one_frees() {
+    let world = World::new();
+    answer_with_the_ids(&world);
+    let lookups = Arc::new(
+        instance(
+            &world,
+            world.control.clone(),
+            LookupSettings {
+                slots: Some(1),
+                ..LookupSettings::default()
+            },
+        )
+        .with_slots(world.control.clone()),
+    );
+    world.warehouse.hold_selects();
+    let first = {
+        let lookups = lookups.clone();
+        tokio::spawn(async move { lookups.lookup(&ALICE, "things", &id(1), false).await })
+    };
+    for _ in 0..64 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        world.warehouse.selects().len(),
+        1,
+        "the first holds the slot"
+    );
+    let busy = lookups
+        .lookup(&ALICE, "things", &id(2), false)
+        .await
+        .unwrap_err();
+    assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!((busy.code, busy.retry_after), ("lookups_busy", Some(1)));
+    assert_eq!(
+        world.warehouse.selects().len(),
+        1,
+        "no statement for the second"
+    );
+    // Answers from a cache need no slot; nor does anything once the first has ended.
+    world.warehouse.release_selects();
+    first.await.unwrap().unwrap();
+    assert!(
+        lookups
+            .lookup(&ALICE, "things", &id(1), false)
+            .await
+            .unwrap()
+            .cached
+    );
+    let second = lookups
+        .lookup(&ALICE, "things", &id(2), false)
+        .await
+        .unwrap();
+    assert_eq!(second.answer.rows.len(), 1);
+}

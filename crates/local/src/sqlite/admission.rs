@@ -183,4 +183,48 @@ impl AdmissionLedger for SqliteStore {
         })
         .await
     }
+
+    async fn take_lookup_slot(
+        &self,
+        slots: u32,
+        holder: &str,
+        now: Millis,
+        until: Millis,
+    ) -> PortResult<Option<u32>> {
+        let holder = holder.to_owned();
+        self.call(move |conn| {
+            let tx = conn.savepoint()?;
+            let held: Vec<(u32, Millis)> = tx
+                .prepare_cached("SELECT slot, until FROM lookup_slots")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let free = (0..slots).find(|slot| {
+                held.iter()
+                    .find(|(s, _)| s == slot)
+                    .is_none_or(|(_, end)| *end < now)
+            });
+            if let Some(slot) = free {
+                tx.prepare_cached(
+                    "INSERT INTO lookup_slots (slot, holder, until) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (slot) DO UPDATE SET holder = excluded.holder, until = excluded.until",
+                )?
+                .execute(params![slot, holder, until])?;
+                tx.commit()?;
+            }
+            Ok(free)
+        })
+        .await
+    }
+
+    async fn free_lookup_slot(&self, slot: u32, holder: &str) -> PortResult<()> {
+        let holder = holder.to_owned();
+        self.call(move |conn| {
+            let tx = conn.savepoint()?;
+            tx.prepare_cached("DELETE FROM lookup_slots WHERE slot = ?1 AND holder = ?2")?
+                .execute(params![slot, holder])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
 }

@@ -75,6 +75,11 @@ CREATE TABLE IF NOT EXISTS admission_line (
     queued_at  INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS admission_line_order ON admission_line (turn, queued_at, request_id);
+CREATE TABLE IF NOT EXISTS lookup_slots (
+    slot   INTEGER PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until  INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS admission_turns (
     owner TEXT PRIMARY KEY,
     turn  INTEGER NOT NULL
