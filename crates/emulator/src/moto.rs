@@ -136,9 +136,10 @@ impl Moto {
     /// Every email moto's SES has accepted: `(destinations, subject, body)` as it recorded them
     /// (the HTML body when there is one).
     pub async fn sent_emails(&self) -> anyhow::Result<Vec<SentEmail>> {
-        // The dump walks every model moto holds and can trip over one that changes under it
-        // (other tests keep working); a second look succeeds.
-        let url = format!("{}/moto-api/data.json", self.endpoint);
+        // SES's models only (`moto_fidelity.py` narrows the dump): the whole dump walks every
+        // model moto holds, and can trip over one that changes under it (other tests keep
+        // working); a second look succeeds.
+        let url = format!("{}/moto-api/data.json?service=ses", self.endpoint);
         let mut attempt = 0;
         let data: serde_json::Value = loop {
             attempt += 1;

@@ -276,6 +276,46 @@ def transact_write_items(self):
 
 DynamoHandler.transact_write_items = transact_write_items
 
+
+# Not a difference from AWS: the harness's own view into moto. `/moto-api/data.json` dumps
+# every instance of every model moto keeps, the audit log's events of every test among them,
+# while a test reading the mail sent needs SES's alone: `?service=ses` narrows the dump to
+# the services named, so it stays small and quick however many events the other tests write.
+from moto.moto_api._internal.responses import MotoAPIResponse
+
+_model_data = MotoAPIResponse.model_data
+
+
+def model_data(self, request, full_url, headers):
+    from urllib.parse import parse_qs, urlparse
+
+    from moto.core.model_instances import model_data as models_by_service
+
+    wanted = parse_qs(urlparse(full_url).query).get("service")
+    if not wanted:
+        return _model_data(self, request, full_url, headers)
+    results = {}
+    for service in sorted(s for s in models_by_service if s in wanted):
+        results[service] = {}
+        for name, model in sorted(models_by_service[service].items()):
+            results[service][name] = []
+            for instance in list(model.instances_tracked):
+                fields = {}
+                for attr in dir(instance):
+                    if attr.startswith("_"):
+                        continue
+                    try:
+                        value = getattr(instance, attr)
+                        json.dumps(value)
+                    except (TypeError, AttributeError, ValueError):
+                        continue
+                    fields[attr] = value
+                results[service][name].append(fields)
+    return 200, {"Content-Type": "application/javascript"}, json.dumps(results)
+
+
+MotoAPIResponse.model_data = model_data
+
 if __name__ == "__main__":
     from moto.server import main
 

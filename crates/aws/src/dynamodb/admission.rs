@@ -19,7 +19,7 @@
 //! throughput (1,000 writes a second) is far above the rate slots free at.
 //! Every item carries the table's TTL attribute, at the table's retention from its write.
 
-use super::control::{failed_conditions, is_condition_failure};
+use super::control::is_condition_failure;
 use super::*;
 use aws_sdk_dynamodb::types::{ConditionCheck, Delete};
 use export_core::ports::{AdmissionLedger, SlotHolder, WaitingJob};
@@ -221,14 +221,7 @@ impl AdmissionLedger for DynamoControlTable {
                 .condition_check(holds_no_slot)
                 .build(),
         ];
-        let written = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        if let Err(e) = written {
-            let failed = failed_conditions(e)?;
+        if let Some(failed) = self.transact(items).await? {
             if failed.get(2) == Some(&true) {
                 return Ok((entry.clone(), false));
             }
@@ -286,14 +279,8 @@ impl AdmissionLedger for DynamoControlTable {
                 "attribute_not_exists(pk)",
             )?,
         ];
-        let written = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        if let Err(e) = written {
-            return match failed_conditions(e) {
+        if let Some(written) = self.transact(items).await.transpose() {
+            return match written {
                 Ok(_) => Ok(false),
                 // Another instance's admission of the same slot or job at the same moment
                 // ("TransactionConflict"): this one lost, as to a failed condition.
@@ -319,16 +306,7 @@ impl AdmissionLedger for DynamoControlTable {
             TransactWriteItem::builder().delete(slot_item).build(),
             self.delete(Self::item_key(job_pk(request_id), HOLDS), None)?,
         ];
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) => failed_conditions(e).map(|_| false),
-        }
+        Ok(self.transact(items).await?.is_none())
     }
 
     async fn leave(&self, request_id: &str) -> PortResult<()> {
@@ -339,13 +317,8 @@ impl AdmissionLedger for DynamoControlTable {
             self.delete(Self::item_key(PARTITION.into(), &pointer.line_sk), None)?,
             self.delete(Self::item_key(job_pk(request_id), POINTER), None)?,
         ];
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-            .map_err(|e| port_error("TransactWriteItems", e))?;
-        Ok(())
+        // No conditions: it cannot fail one.
+        self.transact(items).await.map(drop)
     }
 
     async fn place(&self, request_id: &str) -> PortResult<Option<u64>> {

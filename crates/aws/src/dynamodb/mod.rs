@@ -200,6 +200,21 @@ impl DynamoControlTable {
             .map_err(|e| port_error("Query", e))
     }
 
+    /// Writes `items` as one transaction: `Ok(None)` when it committed, else which items
+    /// failed their conditions (`Err` for any other reason it was cancelled).
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> PortResult<Option<Vec<bool>>> {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(e) => control::failed_conditions(e).map(Some),
+        }
+    }
+
     async fn delete_item(&self, key: Item) -> PortResult<()> {
         self.client
             .delete_item()

@@ -14,7 +14,6 @@
 //! expressions", Amazon DynamoDB Developer Guide): of many charges at once, only those that
 //! keep within it commit. Every item carries the table's TTL attribute.
 
-use super::control::failed_conditions;
 use super::*;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::Delete;
@@ -85,21 +84,6 @@ impl DynamoControlTable {
             .build()
             .map_err(|e| PortError::Rejected(e.to_string()))?;
         Ok(TransactWriteItem::builder().delete(delete).build())
-    }
-
-    /// Writes `items` as one transaction: `Ok(None)` when it committed, else which items
-    /// failed their conditions.
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> PortResult<Option<Vec<bool>>> {
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(None),
-            Err(e) => failed_conditions(e).map(Some),
-        }
     }
 
     /// The count of `(attribute)` on the item, 0 if it has none.
