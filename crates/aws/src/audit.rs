@@ -34,10 +34,6 @@ impl CloudWatchAudit {
         }
     }
 
-    pub fn stream(&self) -> &str {
-        &self.stream
-    }
-
     async fn ensure_stream(&self) -> PortResult<()> {
         self.created
             .get_or_try_init(|| async {

@@ -444,13 +444,6 @@ pub struct WaitingJob {
     pub queued_at: Millis,
 }
 
-impl WaitingJob {
-    /// The line's order as one comparable value.
-    pub fn order(&self) -> (u64, Millis, &str) {
-        (self.turn, self.queued_at, self.request_id.as_str())
-    }
-}
-
 /// A warehouse slot and the job whose statement holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlotHolder {

@@ -7,14 +7,13 @@ use export_api::{AuditKind, AuditRecord};
 use export_core::domain::Millis;
 use export_core::ports::{AuditLog, PortError, PortResult};
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// The file's name in the data directory.
 pub const AUDIT_FILE: &str = "audit.jsonl";
 
 pub struct JsonLinesAudit {
-    path: PathBuf,
     /// One writer at a time, so lines never interleave.
     file: Arc<Mutex<std::fs::File>>,
 }
@@ -27,13 +26,8 @@ impl JsonLinesAudit {
             .append(true)
             .open(&path)?;
         Ok(JsonLinesAudit {
-            path,
             file: Arc::new(Mutex::new(file)),
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

@@ -18,7 +18,8 @@ use crate::clock::Clock;
 use crate::domain::{Job, JobStatus};
 use crate::messages::Message;
 use crate::ports::{
-    AdmissionLedger, ControlTable, PortResult, QueueSender, StatementState, WaitingJob, Warehouse,
+    AdmissionLedger, ControlTable, PortResult, QueueSender, SlotHolder, StatementState, WaitingJob,
+    Warehouse,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +48,16 @@ impl Default for AdmissionSettings {
     }
 }
 
+/// The event a job's history gets when it joins the line: how many are ahead of it.
+pub fn wait_event(at: crate::domain::Millis, ahead: u64) -> crate::domain::JobEvent {
+    crate::domain::JobEvent::new(
+        at,
+        "admission",
+        JobStatus::Queued.as_str(),
+        format!("waiting for a warehouse slot; {ahead} jobs ahead"),
+    )
+}
+
 /// What admission answered for a job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admitted {
@@ -72,7 +83,8 @@ impl Admission {
         let Some(slots) = self.settings.slots else {
             return Ok(Admitted::Yes);
         };
-        if self.holds_slot(&job.request_id).await? {
+        let holders = self.ledger.holders().await?;
+        if holders.iter().any(|h| h.request_id == job.request_id) {
             return Ok(Admitted::Yes);
         }
         let (line, last) = self.ledger.turns(&job.owner).await?;
@@ -84,7 +96,10 @@ impl Admission {
             queued_at: job.created_at,
         };
         let (_, joined) = self.ledger.join(&entry).await?;
-        if self.fill(slots, Some(&job.request_id)).await? {
+        if self
+            .fill(slots, Some(&job.request_id), Some(holders))
+            .await?
+        {
             return Ok(Admitted::Yes);
         }
         let ahead = self.ledger.place(&job.request_id).await?;
@@ -102,13 +117,15 @@ impl Admission {
         let Some(slots) = self.settings.slots else {
             return Ok(());
         };
-        for holder in self.ledger.holders().await? {
+        let mut holders = self.ledger.holders().await?;
+        for holder in &holders {
             if holder.request_id == request_id {
                 self.ledger.release(holder.slot, request_id).await?;
             }
         }
+        holders.retain(|h| h.request_id != request_id);
         self.ledger.leave(request_id).await?;
-        self.fill(slots, None).await?;
+        self.fill(slots, None, Some(holders)).await?;
         Ok(())
     }
 
@@ -185,27 +202,29 @@ impl Admission {
                 freed += 1;
             }
         }
-        self.fill(slots, None).await?;
+        // The holders changed under the loop: read afresh.
+        self.fill(slots, None, None).await?;
         Ok(freed)
-    }
-
-    async fn holds_slot(&self, request_id: &str) -> PortResult<bool> {
-        Ok(self
-            .ledger
-            .holders()
-            .await?
-            .iter()
-            .any(|h| h.request_id == request_id))
     }
 
     /// Hands every free slot to the head of the line, in order, and sends each admitted
     /// job's start but `me`'s (the caller starts that one itself); true if `me` got a slot.
     /// A lost race (another instance admitted the same job, or took the slot) is read again;
     /// the rounds are bounded, since each either admits or finds the line or the slots gone.
-    async fn fill(&self, slots: u32, me: Option<&str>) -> PortResult<bool> {
+    /// `known` is the holders as the caller just read them, for the first round (a slot it
+    /// shows taken but freed since is handed on by whoever freed it).
+    async fn fill(
+        &self,
+        slots: u32,
+        me: Option<&str>,
+        mut known: Option<Vec<SlotHolder>>,
+    ) -> PortResult<bool> {
         let mut mine = false;
         for _ in 0..=slots {
-            let holders = self.ledger.holders().await?;
+            let holders = match known.take() {
+                Some(holders) => holders,
+                None => self.ledger.holders().await?,
+            };
             let free: Vec<u32> = (0..slots)
                 .filter(|slot| !holders.iter().any(|h| h.slot == *slot))
                 .collect();

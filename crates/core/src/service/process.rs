@@ -53,12 +53,7 @@ impl Processor {
             Admitted::Yes => {}
             Admitted::Waiting { ahead, joined } => {
                 if joined {
-                    let event = JobEvent::new(
-                        self.clock.now(),
-                        "admission",
-                        JobStatus::Queued.as_str(),
-                        format!("waiting for a warehouse slot; {ahead} jobs ahead"),
-                    );
+                    let event = super::admission::wait_event(self.clock.now(), ahead);
                     self.control.append_event(&request_id, &event).await?;
                 }
                 tracing::info!(request_id, ahead, "waiting for a warehouse slot");

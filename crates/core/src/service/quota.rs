@@ -34,7 +34,7 @@ const RECONCILE_AFTER_MS: Millis = 60_000;
 /// Tries at ending an export's count before the sweep is left to.
 const END_TRIES: usize = 3;
 
-/// Charges the sweep looks at per tick, at most.
+/// Pages of charges the sweep looks at per tick, at most.
 const RECONCILE_PAGES: usize = 10;
 
 /// Tries at moving a caller's lookup rate on, against other instances moving it at once.

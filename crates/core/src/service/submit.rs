@@ -232,12 +232,7 @@ impl Submissions {
         // now and the processor asks again.
         let admitted = match self.admission.admit(&job).await {
             Ok(super::Admitted::Waiting { ahead, .. }) => {
-                let event = JobEvent::new(
-                    self.clock.now(),
-                    "admission",
-                    JobStatus::Queued.as_str(),
-                    format!("waiting for a warehouse slot; {ahead} jobs ahead"),
-                );
+                let event = super::admission::wait_event(self.clock.now(), ahead);
                 if let Err(e) = self.control.append_event(&job.request_id, &event).await {
                     tracing::warn!(request_id = %job.request_id, error = %e, "could not record the wait");
                 }
