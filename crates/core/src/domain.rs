@@ -132,6 +132,10 @@ pub struct Job {
         skip_serializing_if = "is_normal_priority"
     )]
     pub priority: u32,
+    /// The group whose turns for warehouse slots it takes, when its caller's group shares
+    /// them (`share_turns` in the access policy); `None`: its caller's own turns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turns_of: Option<String>,
     pub status: JobStatus,
     pub created_at: Millis,
     pub updated_at: Millis,

@@ -439,7 +439,9 @@ pub mod multipart {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WaitingJob {
     pub request_id: String,
-    pub owner: Owner,
+    /// Whose turns it takes: its caller's owner, or a group's key when the group's callers
+    /// share their turns (see `service::admission::turns_of`).
+    pub turns_of: String,
     pub turn: u64,
     pub queued_at: Millis,
 }
@@ -462,10 +464,10 @@ pub trait AdmissionLedger: Send + Sync {
     async fn holders(&self) -> PortResult<Vec<SlotHolder>>;
 
     /// The turn the line has reached (the latest turn admitted; 0 at first) and the last
-    /// turn `owner` was given (0 if none).
-    async fn turns(&self, owner: &Owner) -> PortResult<(u64, u64)>;
+    /// turn `turns_of` was given (0 if none).
+    async fn turns(&self, turns_of: &str) -> PortResult<(u64, u64)>;
 
-    /// Puts the job in line and records `entry.turn` as its owner's last turn if it is
+    /// Puts the job in line and records `entry.turn` as its `turns_of`'s last turn if it is
     /// later. A job already in line keeps its place: its entry is returned, nothing written;
     /// a job that holds a slot is not put in line. Answers the entry and whether this call
     /// put it in line.

@@ -107,6 +107,7 @@ async fn packaging_job(
         statement_id: None,
         unload_attempt: 0,
         priority: 1,
+        turns_of: None,
         rows: None,
         bytes: None,
         archive_object: None,

@@ -423,8 +423,8 @@ impl<P: AdmissionLedger + ?Sized> AdmissionLedger for Faulty<P> {
         let call = self.inner.holders();
         self.faults.call("admission", "holders", call).await
     }
-    async fn turns(&self, owner: &Owner) -> PortResult<(u64, u64)> {
-        let call = self.inner.turns(owner);
+    async fn turns(&self, turns_of: &str) -> PortResult<(u64, u64)> {
+        let call = self.inner.turns(turns_of);
         self.faults.call("admission", "turns", call).await
     }
     async fn join(&self, entry: &WaitingJob) -> PortResult<(WaitingJob, bool)> {

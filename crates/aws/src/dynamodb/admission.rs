@@ -51,7 +51,7 @@ struct WaitItem {
     pk: String,
     sk: String,
     request_id: String,
-    owner: String,
+    turns_of: String,
     turn: u64,
     queued_at: Millis,
     /// The line item's sort key (on both, so the pointer leads to it).
@@ -63,7 +63,7 @@ impl WaitItem {
     fn entry(self) -> WaitingJob {
         WaitingJob {
             request_id: self.request_id,
-            owner: Owner(self.owner),
+            turns_of: self.turns_of,
             turn: self.turn,
             queued_at: self.queued_at,
         }
@@ -81,8 +81,8 @@ fn slot_sk(slot: u32) -> String {
     format!("{SLOT_PREFIX}{slot:04}")
 }
 
-fn owner_pk(owner: &str) -> String {
-    format!("OWNER#{owner}")
+fn turns_pk(turns_of: &str) -> String {
+    format!("OWNER#{turns_of}")
 }
 
 impl DynamoControlTable {
@@ -91,7 +91,7 @@ impl DynamoControlTable {
             pk,
             sk,
             request_id: entry.request_id.clone(),
-            owner: entry.owner.0.clone(),
+            turns_of: entry.turns_of.clone(),
             turn: entry.turn,
             queued_at: entry.queued_at,
             line_sk: line_sk(entry),
@@ -191,10 +191,10 @@ impl AdmissionLedger for DynamoControlTable {
             .collect()
     }
 
-    async fn turns(&self, owner: &Owner) -> PortResult<(u64, u64)> {
+    async fn turns(&self, turns_of: &str) -> PortResult<(u64, u64)> {
         Ok((
             self.turn_of(PARTITION.into()).await?,
-            self.turn_of(owner_pk(&owner.0)).await?,
+            self.turn_of(turns_pk(turns_of)).await?,
         ))
     }
 
@@ -233,7 +233,7 @@ impl AdmissionLedger for DynamoControlTable {
                 )),
             };
         }
-        self.raise_turn(owner_pk(&entry.owner.0), entry.turn, at)
+        self.raise_turn(turns_pk(&entry.turns_of), entry.turn, at)
             .await?;
         Ok((entry.clone(), true))
     }

@@ -45,6 +45,9 @@ pub(super) struct JobItem {
     /// The caller's share of turns for warehouse slots; absent when 1.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub(super) priority: u32,
+    /// The group whose turns the job takes; absent when its caller's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) turns_of: Option<String>,
     pub(super) status: JobStatus,
     pub(super) created_at: Millis,
     pub(super) updated_at: Millis,
@@ -174,6 +177,7 @@ pub(super) fn decode_job(item: Item) -> PortResult<Job> {
         notify: item.notify,
         bound: item.bound,
         priority: item.priority,
+        turns_of: item.turns_of,
         status: item.status,
         created_at: item.created_at,
         updated_at: item.updated_at,

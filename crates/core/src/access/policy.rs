@@ -17,6 +17,7 @@
 //! [[group]]
 //! name = "suppliers"
 //! priority = 1            # turns for warehouse slots: 2 gets twice the turns of 1
+//! share_turns = false     # true: the group's callers take their turns as one
 //! admin = false           # an admin may list every caller's jobs
 //! quotas = { unfinished_exports = 10, exports_per_day = 100, bytes_per_day = 10_000_000_000,
 //!            lookups_per_second = 5, lookup_burst = 10 }
@@ -50,6 +51,7 @@ struct CallerRule {
 #[derive(Clone, Debug, Default, PartialEq)]
 struct GroupRule {
     priority: u32,
+    share_turns: bool,
     admin: bool,
     quotas: Quotas,
 }
@@ -101,11 +103,14 @@ impl Quotas {
 }
 
 /// How the policy treats one caller, from its groups and its own entries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Standing {
     pub quotas: Quotas,
     /// Its share of turns for warehouse slots (1 unless a group says more).
     pub priority: u32,
+    /// The group whose turns it takes as one with the group's other callers, if one of its
+    /// groups shares turns (of several, the first by name); else it takes turns of its own.
+    pub turns_of: Option<String>,
     /// May list every caller's jobs.
     pub admin: bool,
 }
@@ -115,6 +120,7 @@ impl Default for Standing {
         Standing {
             quotas: Quotas::default(),
             priority: 1,
+            turns_of: None,
             admin: false,
         }
     }
@@ -150,6 +156,8 @@ struct GroupEntry {
     name: String,
     #[serde(default = "one")]
     priority: u32,
+    #[serde(default)]
+    share_turns: bool,
     #[serde(default)]
     admin: bool,
     #[serde(default)]
@@ -226,6 +234,7 @@ impl AccessPolicy {
             }
             let rule = GroupRule {
                 priority: entry.priority,
+                share_turns: entry.share_turns,
                 admin: entry.admin,
                 quotas: entry.quotas,
             };
@@ -241,8 +250,16 @@ impl AccessPolicy {
     pub fn standing(&self, owner: &Owner, grants: &Grants) -> Standing {
         let mut standing = Standing::default();
         let mut from_groups: Option<Quotas> = None;
-        for group in grants.groups.iter().filter_map(|g| self.groups.get(g)) {
+        for (name, group) in grants
+            .groups
+            .iter()
+            .filter_map(|g| Some((g, self.groups.get(g)?)))
+        {
             standing.priority = standing.priority.max(group.priority);
+            // The groups come in name order, so the first that shares is the first by name.
+            if group.share_turns && standing.turns_of.is_none() {
+                standing.turns_of = Some(name.clone());
+            }
             standing.admin |= group.admin;
             from_groups = Some(match from_groups {
                 None => group.quotas,
@@ -379,6 +396,50 @@ mod tests {
     }
 
     #[test]
+    fn a_group_that_shares_turns_gives_its_callers_one_turn_key() {
+        let policy = AccessPolicy::parse(
+            r#"
+            [[group]]
+            name = "suppliers"
+            share_turns = true
+
+            [[group]]
+            name = "analysts"
+            share_turns = true
+
+            [[group]]
+            name = "solo"
+
+            [[caller]]
+            owner = "arn:aws:iam::1:user/supplier-*"
+            groups = ["suppliers"]
+
+            [[caller]]
+            owner = "arn:aws:iam::1:user/supplier-both"
+            groups = ["analysts"]
+
+            [[caller]]
+            owner = "arn:aws:iam::1:user/own"
+            groups = ["solo"]
+            "#,
+        )
+        .unwrap();
+        let turns_of = |name: &str| {
+            let o = owner(&format!("arn:aws:iam::1:user/{name}"));
+            policy.standing(&o, &policy.grants(&o)).turns_of
+        };
+        assert_eq!(turns_of("supplier-a"), Some("suppliers".into()));
+        assert_eq!(turns_of("supplier-b"), Some("suppliers".into()));
+        assert_eq!(
+            turns_of("supplier-both"),
+            Some("analysts".into()),
+            "first by name"
+        );
+        assert_eq!(turns_of("own"), None);
+        assert!(AccessPolicy::parse("[[group]]\nname = \"g\"\nshare_turns = \"yes\"").is_err());
+    }
+
+    #[test]
     fn quotas_come_from_the_most_generous_group_and_a_caller_s_own_entry() {
         let policy = AccessPolicy::parse(
             r#"
@@ -422,6 +483,10 @@ mod tests {
         assert_eq!(plain.quotas.exports_per_day, Some(10));
         assert_eq!(plain.quotas.bytes_per_day, None, "nobody sets it");
         assert_eq!((plain.priority, plain.admin), (1, false));
+        assert_eq!(
+            plain.turns_of, None,
+            "a caller takes turns of its own by default"
+        );
         let big = standing("big");
         assert_eq!(big.quotas.exports_per_day, Some(50), "the more generous");
         assert_eq!(big.quotas.unfinished_exports, Some(2));

@@ -1,5 +1,6 @@
 //! Admission: at most `slots` of this deployment's statements run in the warehouse at once,
-//! and when jobs wait, slots go round-robin across callers, oldest job first within each.
+//! and when jobs wait, slots go round-robin across callers (or across groups whose callers
+//! share their turns, by the access policy), oldest job first within each.
 //!
 //! The fairness is start-time fair queueing over callers: a waiting job's turn is the later of
 //! the line's turn (the turn last admitted) and one step past its caller's previous job, and
@@ -58,6 +59,15 @@ pub fn wait_event(at: crate::domain::Millis, ahead: u64) -> crate::domain::JobEv
     )
 }
 
+/// Whose turns a job takes: its group's, when the access policy has the group's callers
+/// share them, else its caller's own. A group's key cannot be an owner, which is an ARN.
+pub fn turns_of(job: &Job) -> String {
+    match &job.turns_of {
+        Some(group) => format!("group:{group}"),
+        None => job.owner.0.clone(),
+    }
+}
+
 /// What admission answered for a job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admitted {
@@ -87,10 +97,11 @@ impl Admission {
         if holders.iter().any(|h| h.request_id == job.request_id) {
             return Ok(Admitted::Yes);
         }
-        let (line, last) = self.ledger.turns(&job.owner).await?;
+        let turns_of = turns_of(job);
+        let (line, last) = self.ledger.turns(&turns_of).await?;
         let entry = WaitingJob {
             request_id: job.request_id.clone(),
-            owner: job.owner.clone(),
+            turns_of,
             // A caller of a higher priority moves its turn on by less, so takes more turns.
             turn: line.max(last.saturating_add(TURN_STEP / u64::from(job.priority.max(1)))),
             queued_at: job.created_at,

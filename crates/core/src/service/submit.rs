@@ -188,6 +188,7 @@ impl Submissions {
             statement_id: None,
             unload_attempt: 0,
             priority: principal.standing.priority,
+            turns_of: principal.standing.turns_of.clone(),
             rows: None,
             bytes: None,
             archive_object: None,

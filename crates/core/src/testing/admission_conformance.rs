@@ -2,14 +2,13 @@
 //! SQLite, DynamoDB on the emulator): keep the line in its order, give a slot to one job
 //! only however many race for it, and free it only for its holder.
 
-use crate::domain::Owner;
 use crate::ports::{AdmissionLedger, WaitingJob};
 use futures::future::join_all;
 
-fn waiting(id: &str, owner: &Owner, turn: u64, queued_at: i64) -> WaitingJob {
+fn waiting(id: &str, turns_of: &str, turn: u64, queued_at: i64) -> WaitingJob {
     WaitingJob {
         request_id: id.into(),
-        owner: owner.clone(),
+        turns_of: turns_of.into(),
         turn,
         queued_at,
     }
@@ -19,8 +18,8 @@ fn waiting(id: &str, owner: &Owner, turn: u64, queued_at: i64) -> WaitingJob {
 pub async fn check_admission_ledger(ledger: &dyn AdmissionLedger) {
     let run = uuid::Uuid::new_v4().simple().to_string();
     let id = |name: &str| format!("{name}-{run}");
-    let one = Owner(format!("arn:aws:iam::1:user/one-{run}"));
-    let two = Owner(format!("arn:aws:iam::1:user/two-{run}"));
+    let one = format!("arn:aws:iam::1:user/one-{run}");
+    let two = format!("group:two-{run}");
 
     assert!(ledger.holders().await.unwrap().is_empty(), "no slot held");
     assert_eq!(ledger.turns(&one).await.unwrap(), (0, 0));

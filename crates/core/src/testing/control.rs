@@ -324,14 +324,14 @@ impl AdmissionLedger for MemoryControlTable {
         Ok(self.state().admission.slots.values().cloned().collect())
     }
 
-    async fn turns(&self, owner: &Owner) -> PortResult<(u64, u64)> {
+    async fn turns(&self, turns_of: &str) -> PortResult<(u64, u64)> {
         super::interleave().await;
         self.faults.check("turns")?;
         let state = self.state();
         let ledger = &state.admission;
         Ok((
             ledger.line_turn,
-            ledger.owner_turns.get(&owner.0).copied().unwrap_or(0),
+            ledger.owner_turns.get(turns_of).copied().unwrap_or(0),
         ))
     }
 
@@ -351,7 +351,10 @@ impl AdmissionLedger for MemoryControlTable {
             return Ok((entry.clone(), false));
         }
         ledger.line.insert(line_key(entry), entry.clone());
-        let last = ledger.owner_turns.entry(entry.owner.0.clone()).or_default();
+        let last = ledger
+            .owner_turns
+            .entry(entry.turns_of.clone())
+            .or_default();
         *last = (*last).max(entry.turn);
         Ok((entry.clone(), true))
     }

@@ -70,7 +70,8 @@ SELECT id, name FROM things WHERE id = :id";
 /// The world's callers: `alice` internal (supplier 1 when she asks as one), `partner-7` and
 /// `partner-9` suppliers, `limited-…` callers within quotas (two unfinished exports, three a
 /// day, 1,000 bytes a day, two lookups a second), `ops` an admin, `vip` of a group with
-/// twice the turns for warehouse slots, anyone else nothing.
+/// twice the turns for warehouse slots, `crew-*` of a group whose callers share their turns,
+/// anyone else nothing.
 pub const WORLD_POLICY: &str = r#"
 [[caller]]
 owner = "alice"
@@ -112,6 +113,14 @@ priority = 2
 [[caller]]
 owner = "vip"
 groups = ["favoured"]
+
+[[group]]
+name = "crew"
+share_turns = true
+
+[[caller]]
+owner = "crew-*"
+groups = ["crew"]
 "#;
 
 pub const RESULTS_BUCKET: &str = "results";

@@ -293,8 +293,8 @@ impl AdmissionLedger for LosingLedger {
     async fn holders(&self) -> PortResult<Vec<SlotHolder>> {
         self.inner.holders().await
     }
-    async fn turns(&self, owner: &Owner) -> PortResult<(u64, u64)> {
-        self.inner.turns(owner).await
+    async fn turns(&self, turns_of: &str) -> PortResult<(u64, u64)> {
+        self.inner.turns(turns_of).await
     }
     async fn join(&self, entry: &WaitingJob) -> PortResult<(WaitingJob, bool)> {
         self.inner.join(entry).await
@@ -426,6 +426,51 @@ async fn a_group_of_higher_priority_takes_more_turns() {
         &plain[0], &vip[0], &vip[1], &plain[1], &vip[2], &vip[3], &plain[2], &plain[3],
     ];
     assert_eq!(order.iter().collect::<Vec<_>>(), expected);
+}
+
+#[tokio::test]
+async fn a_group_that_shares_turns_takes_them_as_one_caller() {
+    let world = World::with_slots(Some(1));
+    let blocker = submit_as(&world, CAROL, 1).await;
+    world.deliver(QueueName::Requests).await;
+    assert_eq!(running(&world), std::slice::from_ref(&blocker));
+    let mut crew_a = Vec::new();
+    for id in 0..3 {
+        crew_a.push(submit_as(&world, "crew-a", 10 + id).await);
+    }
+    world.clock.advance(Duration::from_secs(1));
+    let mut crew_b = Vec::new();
+    for id in 0..3 {
+        crew_b.push(submit_as(&world, "crew-b", 20 + id).await);
+    }
+    world.clock.advance(Duration::from_secs(1));
+    let bob = submit_as(&world, BOB, 30).await;
+    assert_eq!(
+        world.job(&crew_b[0]).await.turns_of.as_deref(),
+        Some("crew")
+    );
+    assert_eq!(world.job(&bob).await.turns_of, None);
+    world.deliver(QueueName::Requests).await;
+    // Were crew-a and crew-b callers of their own, bob would wait behind one job of each;
+    // sharing their turns, they are one caller, and bob waits behind one of theirs.
+    assert_eq!(place(&world, &bob).await, Some(1));
+
+    let mut order = Vec::new();
+    for _ in 0..8 {
+        let now = running(&world);
+        assert_eq!(now.len(), 1, "{now:?}");
+        if now[0] != blocker {
+            order.push(now[0].clone());
+        }
+        end(&world, &now[0]).await;
+        world.deliver(QueueName::Requests).await;
+    }
+    // Within the group, oldest first, whichever of its callers submitted.
+    let expected = [
+        &crew_a[0], &bob, &crew_a[1], &crew_a[2], &crew_b[0], &crew_b[1], &crew_b[2],
+    ];
+    assert_eq!(order.iter().collect::<Vec<_>>(), expected);
+    assert!(running(&world).is_empty());
 }
 
 /// A long line must not hide the jobs the sweep is for: each tick marks the waiting jobs it

@@ -5,7 +5,7 @@
 
 use super::SqliteStore;
 use async_trait::async_trait;
-use export_core::domain::{Millis, Owner};
+use export_core::domain::Millis;
 use export_core::ports::{AdmissionLedger, PortResult, SlotHolder, WaitingJob};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -15,7 +15,7 @@ const LINE: &str = "";
 fn waiting(row: &Row<'_>) -> rusqlite::Result<WaitingJob> {
     Ok(WaitingJob {
         request_id: row.get(0)?,
-        owner: Owner(row.get(1)?),
+        turns_of: row.get(1)?,
         turn: row.get::<_, i64>(2)? as u64,
         queued_at: row.get(3)?,
     })
@@ -68,9 +68,9 @@ impl AdmissionLedger for SqliteStore {
         .await
     }
 
-    async fn turns(&self, owner: &Owner) -> PortResult<(u64, u64)> {
-        let owner = owner.0.clone();
-        self.call(move |conn| Ok((turn_of(conn, LINE)?, turn_of(conn, &owner)?)))
+    async fn turns(&self, turns_of: &str) -> PortResult<(u64, u64)> {
+        let turns_of = turns_of.to_owned();
+        self.call(move |conn| Ok((turn_of(conn, LINE)?, turn_of(conn, &turns_of)?)))
             .await
     }
 
@@ -92,11 +92,11 @@ impl AdmissionLedger for SqliteStore {
             )?
             .execute(params![
                 entry.request_id,
-                entry.owner.0,
+                entry.turns_of,
                 entry.turn as i64,
                 entry.queued_at
             ])?;
-            raise_turn(&tx, &entry.owner.0, entry.turn)?;
+            raise_turn(&tx, &entry.turns_of, entry.turn)?;
             tx.commit()?;
             Ok((entry, true))
         })

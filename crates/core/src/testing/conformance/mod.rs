@@ -65,6 +65,7 @@ pub fn queued_job(request_id: &str, owner: &Owner, created_at: Millis) -> Job {
         statement_id: None,
         unload_attempt: 0,
         priority: 1,
+        turns_of: Some("suppliers".into()),
         rows: None,
         bytes: None,
         archive_object: None,
