@@ -11,6 +11,7 @@ use crate::domain::{Compression, Format, ObjectRef};
 use sqlparser::ast::{Query, Statement};
 use sqlparser::dialect::RedshiftSqlDialect;
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
 
 /// One value ready to be written into SQL.
 #[derive(Clone, Debug, PartialEq)]
@@ -110,9 +111,83 @@ pub fn quote(s: &str) -> String {
     out
 }
 
+/// Redshift's text as the parser reads it, with the same meaning: words Redshift takes that
+/// sqlparser does not are rewritten to ones it does. `APPROXIMATE COUNT(DISTINCT …)` and
+/// `APPROXIMATE PERCENTILE_DISC` ask Redshift for an estimate, and an exact answer is within
+/// any estimate's error, so the word goes; a date part abbreviation in `EXTRACT(ms FROM …)`
+/// is quoted; `TRIM(BOTH FROM x)` names the blank it trims. Only checks and the local
+/// warehouse read this text: what Redshift runs is the text as written.
+pub fn parser_text(sql: &str) -> Result<String, String> {
+    let tokens = Tokenizer::new(&RedshiftSqlDialect {}, sql)
+        .tokenize()
+        .map_err(|e| e.to_string())?;
+    let is_word = |t: &Token, w: &str| matches!(t, Token::Word(word) if word.quote_style.is_none() && word.value.eq_ignore_ascii_case(w));
+    let mut out = String::with_capacity(sql.len());
+    let mut changed = false;
+    let significant = |from: usize| {
+        tokens[from..]
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| !matches!(t, Token::Whitespace(_)))
+            .map(move |(i, t)| (from + i, t))
+    };
+    for (i, token) in tokens.iter().enumerate() {
+        // EXTRACT(ms FROM …): Redshift's abbreviations are no field the parser knows; quoted,
+        // every one is, and the rewrite below reads it.
+        if let Token::Word(word) = token {
+            let before: Vec<&Token> = tokens[..i]
+                .iter()
+                .rev()
+                .filter(|t| !matches!(t, Token::Whitespace(_)))
+                .take(2)
+                .collect();
+            let after = significant(i + 1).next().map(|(_, t)| t);
+            if word.quote_style.is_none()
+                && matches!(before.as_slice(), [Token::LParen, w] if is_word(w, "extract"))
+                && after.is_some_and(|t| is_word(t, "from"))
+            {
+                out.push_str(&Token::SingleQuotedString(word.value.clone()).to_string());
+                changed = true;
+                continue;
+            }
+        }
+        // TRIM(BOTH FROM x): the blank is what goes when no character is named.
+        if is_word(token, "from") {
+            let before: Vec<&Token> = tokens[..i]
+                .iter()
+                .rev()
+                .filter(|t| !matches!(t, Token::Whitespace(_)))
+                .take(3)
+                .collect();
+            if let [side, Token::LParen, trim] = before.as_slice() {
+                if is_word(trim, "trim")
+                    && ["both", "leading", "trailing"]
+                        .iter()
+                        .any(|w| is_word(side, w))
+                {
+                    out.push_str("' ' ");
+                    changed = true;
+                }
+            }
+        }
+        if is_word(token, "approximate") {
+            let next = tokens[i + 1..]
+                .iter()
+                .find(|t| !matches!(t, Token::Whitespace(_)));
+            if next.is_some_and(|n| is_word(n, "count") || is_word(n, "percentile_disc")) {
+                changed = true;
+                continue;
+            }
+        }
+        out.push_str(&token.to_string());
+    }
+    Ok(if changed { out } else { sql.to_owned() })
+}
+
 /// Parses text that must be exactly one query (SELECT / WITH …), in Redshift's dialect.
 pub fn parse_query(sql: &str) -> Result<Box<Query>, String> {
-    let statements = Parser::parse_sql(&RedshiftSqlDialect {}, sql).map_err(|e| e.to_string())?;
+    let sql = parser_text(sql)?;
+    let statements = Parser::parse_sql(&RedshiftSqlDialect {}, &sql).map_err(|e| e.to_string())?;
     match <[Statement; 1]>::try_from(statements) {
         Ok([Statement::Query(query)]) => Ok(query),
         Ok(_) => Err("the statement is not a query".into()),
@@ -232,5 +307,24 @@ mod tests {
             panic!("{statements:?}")
         };
         assert_eq!(query_text.as_deref(), Some("SELECT 'a''b' AS x"));
+    }
+
+    #[test]
+    fn a_quoted_approximate_is_a_name() {
+        assert_eq!(
+            parser_text("SELECT \"approximate\" count").unwrap(),
+            "SELECT \"approximate\" count"
+        );
+    }
+
+    #[test]
+    fn redshift_words_the_parser_lacks_are_read() {
+        for sql in [
+            "SELECT APPROXIMATE COUNT(DISTINCT a) FROM t",
+            "SELECT EXTRACT(ms FROM a) FROM t",
+            "SELECT TRIM(BOTH FROM a) FROM t",
+        ] {
+            parse_query(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
     }
 }

@@ -30,8 +30,9 @@ pub async fn unload(
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
+    let logical = export_dialect::plan(ctx, &plan.query, options).await?;
     let frame = ctx
-        .sql_with_options(&plan.query, options)
+        .execute_logical_plan(logical)
         .await
         .map_err(|e| format!("ERROR: {e}"))?;
     let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());

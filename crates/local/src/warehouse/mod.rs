@@ -255,9 +255,12 @@ impl Warehouse for DataFusionWarehouse {
     }
 }
 
-/// A DataFusion session that parses SQL as Redshift does (backslash escapes in literals).
+/// A DataFusion session that speaks Redshift's SQL: its functions registered (`export_dialect`),
+/// text parsed as Redshift parses it (backslash escapes in literals).
 pub fn redshift_session() -> anyhow::Result<SessionContext> {
     let mut config = SessionConfig::new().with_create_default_catalog_and_schema(true);
     config.options_mut().sql_parser.dialect = "redshift".parse()?;
-    Ok(SessionContext::new_with_config(config))
+    let ctx = SessionContext::new_with_config(config);
+    export_dialect::register(&ctx);
+    Ok(ctx)
 }

@@ -248,14 +248,11 @@ async fn plan_of(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, String>
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
-    let frame = ctx
-        .sql_with_options(sql, options)
-        .await
-        .map_err(|e| format!("ERROR: {e}"))?;
+    let plan = export_dialect::plan(ctx, sql, options).await?;
     // Analyzed and optimized once, placeholders and all (the SELECT's casts type them); the
     // values bound later are constants in a plan already chosen, as a prepared statement's.
     ctx.state()
-        .optimize(frame.logical_plan())
+        .optimize(&plan)
         .map_err(|e| format!("ERROR: {e}"))
 }
 

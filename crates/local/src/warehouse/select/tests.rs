@@ -309,3 +309,90 @@ async fn a_lookup_from_the_catalogue_reads_what_its_values_select() {
         .values()
         .all(|k| k.physical.is_some()));
 }
+
+/// The constructs a Redshift user writes daily, one lookup each over the demo schema, answered
+/// as Redshift documents them ("Date and time functions", "String functions", "Conditional
+/// expressions", "SELECT list"…).
+#[tokio::test]
+async fn redshift_s_everyday_constructs_run_over_the_demo_tables() {
+    let ctx = crate::warehouse::redshift_session().unwrap();
+    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql/schema.sql");
+    crate::tables::load_schema(&ctx, &schema).await.unwrap();
+    let session = LookupSession::over(&ctx);
+    let one = |sql: &str| BoundSelect {
+        sql: sql.into(),
+        params: Vec::new(),
+    };
+    for (sql, want) in [
+        ("SELECT TOP 2 sku FROM rsdataapi.product_detail ORDER BY product_id", json!([["FLOWER12"], ["FLOWER13"]])),
+        ("SELECT DATEADD(month, 1, created_on) FROM rsdataapi.product_detail WHERE sku = 'FLOWER12'", json!([["2023-04-01 00:00:00"]])),
+        ("SELECT DATEDIFF(year, '2022-12-31', created_on) FROM rsdataapi.product_detail WHERE sku = 'FLOWER12'", json!([[1]])),
+        ("SELECT CAST(DATE_PART(month, created_on) AS INT) FROM rsdataapi.product_detail WHERE sku = 'FLOWER15'", json!([[4]])),
+        ("SELECT TRUNC(CAST('2023-03-01 10:11:12' AS TIMESTAMP))", json!([["2023-03-01"]])),
+        ("SELECT ADD_MONTHS('2023-02-28', 1), MONTHS_BETWEEN('2023-03-31', '2023-02-28')", json!([["2023-03-31 00:00:00", 1.0]])),
+        ("SELECT CONVERT_TIMEZONE('UTC', 'America/New_York', '2023-07-01 12:00:00')", json!([["2023-07-01 08:00:00"]])),
+        ("SELECT LEN(product_name), CHARINDEX('Rose', product_name) FROM rsdataapi.product_detail WHERE sku = 'FLOWER12'", json!([[14, 11]])),
+        ("SELECT REGEXP_SUBSTR(product_name, '[A-Z][a-z]+$') FROM rsdataapi.product_detail WHERE sku = 'PLANT22'", json!([["Cactus"]])),
+        ("SELECT DECODE(sku, 'FLOWER12', 'rose', 'other') FROM rsdataapi.product_detail WHERE product_id < 12347 ORDER BY product_id", json!([["rose"], ["other"]])),
+        ("SELECT NVL(NULL, NULL, 'x'), NVL2(NULL, 'a', 'b')", json!([["x", "b"]])),
+        ("SELECT LISTAGG(sku, ',') WITHIN GROUP (ORDER BY sku DESC) FROM rsdataapi.product_detail WHERE sku LIKE 'SEED%'", json!([["SEED32,SEED31"]])),
+        ("SELECT sku, RATIO_TO_REPORT(1) OVER (PARTITION BY created_on) FROM rsdataapi.product_detail WHERE sku LIKE 'POT%' ORDER BY sku", json!([["POT41", 0.5], ["POT42", 0.5]])),
+        ("SELECT APPROXIMATE COUNT(DISTINCT created_on) FROM rsdataapi.product_detail", json!([[10]])),
+        ("SELECT MEDIAN(product_id) FROM rsdataapi.product_detail WHERE sku LIKE 'POT%'", json!([[41001.5]])),
+        ("SELECT '2023-03-01'::date = created_on FROM rsdataapi.product_detail WHERE sku = 'FLOWER12'", json!([[true]])),
+    ] {
+        let rows = session
+            .select(&one(sql))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .rows;
+        assert_eq!(json!(rows), want, "{sql}");
+    }
+}
+
+#[tokio::test]
+async fn getdate_has_no_fraction_of_a_second_and_sysdate_is_a_timestamp() {
+    let ctx = crate::warehouse::redshift_session().unwrap();
+    let result = LookupSession::over(&ctx)
+        .select(&BoundSelect {
+            sql: "SELECT GETDATE() AS now, SYSDATE AS transaction_start".into(),
+            params: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let types: Vec<&str> = result
+        .columns
+        .iter()
+        .map(|c| c.type_name.as_str())
+        .collect();
+    assert_eq!(types, ["timestamp", "timestamp"]);
+    let now = result.rows[0][0].as_str().unwrap().to_owned();
+    assert!(!now.contains('.'), "GETDATE keeps no fraction: {now}");
+}
+
+#[tokio::test]
+async fn what_the_local_warehouse_cannot_run_is_named() {
+    let ctx = crate::warehouse::redshift_session().unwrap();
+    let e = LookupSession::over(&ctx)
+        .select(&BoundSelect {
+            sql: "SELECT * FROM (SELECT 1 AS a, 'x' AS b) PIVOT (sum(a) FOR b IN ('x'))".into(),
+            params: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains("`PIVOT` is not supported by the local warehouse"),
+        "{e}"
+    );
+    let e = LookupSession::over(&ctx)
+        .select(&BoundSelect {
+            sql: "SELECT HLL_CREATE_SKETCH(1)".into(),
+            params: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        e.contains("`HLL_CREATE_SKETCH` is not supported by the local warehouse"),
+        "{e}"
+    );
+}

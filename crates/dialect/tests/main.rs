@@ -1,0 +1,3 @@
+//! The dialect's tests: one binary.
+
+mod corpus;
