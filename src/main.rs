@@ -65,6 +65,9 @@ enum Command {
     },
     /// The local stack's audit record (every export, lookup and link), filtered.
     Audit(audit::AuditArgs),
+    /// Check a catalogue before it runs: every entry planned on the local warehouse with
+    /// sample values, its UNLOAD held to Redshift's rules; non-zero exit on any problem.
+    Check(catalogue::CheckArgs),
 }
 
 #[tokio::main]
@@ -88,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Datasets { client } => catalogue::datasets(client).await,
         Command::Quota { client } => catalogue::quota(client).await,
         Command::Audit(args) => audit::audit(args),
+        Command::Check(args) => catalogue::check(args).await,
     }
 }
 

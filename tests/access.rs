@@ -397,7 +397,7 @@ async fn two_partners_asking_alike_are_never_served_each_others_answer_and_one_w
     );
     std::fs::write(sql.path().join("access.toml"), policy).unwrap();
     let mut config = config(&dir);
-    config.sql_dir = sql.path().to_owned();
+    config.sql = SqlSource::Dir(sql.path().to_owned());
     config.identities.push(LocalIdentity::new(
         "LOCALCAROL",
         "local-carol-secret",
@@ -465,7 +465,7 @@ async fn the_original_samples_routes_hide_a_dataset_as_the_others_do() {
     let sql = sql_dir_with(&[("product_detail", &internal)], &[]);
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir);
-    config.sql_dir = sql.path().to_owned();
+    config.sql = SqlSource::Dir(sql.path().to_owned());
     let stack = start_with(dir, config).await;
     let body = json!({"sku": "FLOWER12"}).to_string();
     let (status, refused) = call(

@@ -4,6 +4,7 @@
 use export_api::{JobStatus, JobView};
 use export_client::Client;
 use export_core::ports::QueueName;
+pub use export_local::sql_source::SqlSource;
 use export_local::{LocalConfig, LocalStack};
 use redshift_export::local_signer;
 use std::fmt::Debug;
@@ -95,7 +96,7 @@ pub fn config(dir: &tempfile::TempDir) -> LocalConfig {
 
 pub fn config_at_scale(dir: &tempfile::TempDir, scale: f64) -> LocalConfig {
     copy_tree(&seed_warehouse(scale), &dir.path().join("warehouse"));
-    let mut config = LocalConfig::new(dir.path().to_owned(), repo().join("sql"));
+    let mut config = LocalConfig::new(dir.path().to_owned(), SqlSource::Dir(repo().join("sql")));
     config.addr = "127.0.0.1:0".parse().unwrap();
     config.scale = scale;
     config.processors = 2;

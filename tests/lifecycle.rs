@@ -119,21 +119,22 @@ async fn a_redelivered_start_message_starts_no_second_statement() {
 
 #[tokio::test]
 async fn a_failing_statement_fails_the_job_with_its_error_and_a_notice() {
-    let sql = sql_dir_with(&[("broken", "-- export: broken\n-- description: Reads a table the warehouse does not have.\n-- param: id integer\nSELECT * FROM rsdataapi.no_such_table WHERE id = :id\n")], &[]);
+    // It plans (the catalogue check at start lets it through) and fails as it runs.
+    let sql = sql_dir_with(&[("broken", "-- export: broken\n-- description: Divides by zero as it runs.\n-- param: id integer\nSELECT product_id / (product_id - product_id) AS ratio FROM rsdataapi.product_detail WHERE product_id = :id\n")], &[]);
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir);
-    config.sql_dir = sql.path().to_owned();
+    config.sql = SqlSource::Dir(sql.path().to_owned());
     let stack = start_with(dir, config).await;
     let id = submit_ok(
         &stack.alice,
-        json!({"dataset": "broken", "params": {"id": 1}}),
+        json!({"dataset": "broken", "params": {"id": 12345}}),
     )
     .await;
     let status = wait_done(&stack.alice, &id).await;
     assert_eq!(status.summary.status, JobStatus::Failed, "{status:?}");
     let error = status.summary.error.as_deref().unwrap();
     assert!(
-        error.starts_with("ERROR: ") && error.contains("no_such_table"),
+        error.starts_with("ERROR: ") && error.contains("Divide by zero"),
         "{error}"
     );
     let mails = wait_for_mails(&stack.stack, &id, 1).await;
@@ -146,7 +147,7 @@ async fn a_failing_statement_fails_the_job_with_its_error_and_a_notice() {
     // To the stack's default address (the request named none), in both alternatives.
     assert_eq!(mails[0].to, ["exports@localhost"]);
     assert!(
-        mails[0].text.contains("no_such_table") && mails[0].html.contains("no_such_table"),
+        mails[0].text.contains("Divide by zero") && mails[0].html.contains("Divide by zero"),
         "{:?}",
         mails[0]
     );
@@ -169,7 +170,7 @@ async fn a_job_whose_export_left_the_catalogue_fails_before_starting() {
 
     // The export is withdrawn while the job waits in the queue.
     let sql = sql_dir_with(&[], &["customers"]);
-    config.sql_dir = sql.path().to_owned();
+    config.sql = SqlSource::Dir(sql.path().to_owned());
     config.processors = 2;
     let second = start_with(dir, config).await;
     let status = wait_done(&second.alice, &id).await;

@@ -41,8 +41,9 @@ async fn lookup_stack() -> TestStack {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir);
     // Inside the stack's own directory, so it lasts as long as the stack.
-    config.sql_dir = dir.path().join("sql");
-    copy_tree(sql.path(), &config.sql_dir);
+    let sql_dir = dir.path().join("sql");
+    copy_tree(sql.path(), &sql_dir);
+    config.sql = SqlSource::Dir(sql_dir);
     start_with(dir, config).await
 }
 

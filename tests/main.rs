@@ -18,6 +18,7 @@ mod disk;
 mod exports;
 mod lifecycle;
 mod lookups;
+mod own_catalogue;
 mod postman;
 mod quotas;
 mod resume;

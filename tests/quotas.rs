@@ -2,7 +2,7 @@
 //! naming the quota, `GET /quota` showing limits and use, recovery once the quota allows it,
 //! and the admin listing (`GET /exports?owner=`) open to the policy's admins only.
 
-use crate::common::{config, eventually, start_with, submit_ok, wait_done};
+use crate::common::{config, eventually, start_with, submit_ok, wait_done, SqlSource};
 use export_api::{ErrorBody, JobStatus};
 use export_client::Refused;
 use http::Method;
@@ -36,7 +36,7 @@ async fn each_quota_refuses_with_429_and_lets_go_when_it_allows() {
     let mut config = config(&dir);
     let sql = crate::common::sql_dir_with(&[], &[]);
     std::fs::write(sql.path().join("access.toml"), POLICY).unwrap();
-    config.sql_dir = sql.path().to_owned();
+    config.sql = SqlSource::Dir(sql.path().to_owned());
     // Long enough that bob's first export is unfinished when he submits the second.
     config.statement_delay = Duration::from_millis(1500);
     let stack = start_with(dir, config).await;

@@ -44,6 +44,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         faults.report_to(report);
     }
+    println!("Catalogue: {}", config.sql.describe());
     let stack = LocalStack::start(config).await?;
     println!(
         "Local stack on {} — sign as alice (LOCALALICE / local-alice-secret) or bob; Ctrl-C stops.",

@@ -111,7 +111,10 @@ pub async fn run(options: LookupBenchOptions) -> anyhow::Result<()> {
             let scratch = options
                 .data_dir
                 .with_file_name(format!(".export-bench-lookups-{}", std::process::id()));
-            let mut config = LocalConfig::new(scratch.clone(), options.sql_dir.clone());
+            let mut config = LocalConfig::new(
+                scratch.clone(),
+                export_local::sql_source::SqlSource::Dir(options.sql_dir.clone()),
+            );
             config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
             // Lookups only: no workers competing for the cores; and no cap on lookups at once,
             // so what is measured is the read path, not how many it lets through.

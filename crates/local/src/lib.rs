@@ -11,12 +11,14 @@
 //! | audit log     | [`audit::JsonLinesAudit`] (`audit.jsonl`)          |
 
 pub mod audit;
+pub mod check;
 pub mod faults;
 pub mod gateway;
 pub mod objects;
 pub mod options;
 pub mod outbox;
 pub mod sigv4;
+pub mod sql_source;
 pub mod sqlite;
 pub mod stack;
 pub mod tables;

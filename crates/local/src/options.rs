@@ -3,6 +3,8 @@
 
 use crate::faults::{FaultPlan, Faults};
 use crate::sigv4::LocalIdentity;
+use crate::sql_source::SqlSource;
+use crate::tables::TableFile;
 use crate::LocalConfig;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,9 +14,14 @@ pub struct StackOptions {
     /// Where all local state lives; delete it for a full reset.
     #[arg(long, default_value = ".export-local", env = "EXPORT_DATA_DIR")]
     pub data_dir: PathBuf,
-    /// The demo schema and the export catalogue.
-    #[arg(long, default_value = "sql")]
-    pub sql_dir: PathBuf,
+    /// Your catalogue: a directory with `catalog/*.sql`, and optionally `schema.sql` and
+    /// `access.toml`. Without it, the demo's, built into the binary.
+    #[arg(long, env = "EXPORT_SQL_DIR")]
+    pub sql_dir: Option<PathBuf>,
+    /// Your own table beside the demo's, `schema.name=path` (Parquet, or CSV with a header
+    /// line); may be given more than once.
+    #[arg(long = "table")]
+    pub tables: Vec<TableFile>,
     /// TPC-H scale factor for orders and lineitem (customer is at least 0.1).
     #[arg(long, default_value_t = 0.01)]
     pub scale: f64,
@@ -51,7 +58,11 @@ impl StackOptions {
     /// The stack's configuration; a fault plan or an identity that does not parse is an
     /// error naming its option.
     pub fn config(&self) -> Result<LocalConfig, String> {
-        let mut config = LocalConfig::new(self.data_dir.clone(), self.sql_dir.clone());
+        let mut config = LocalConfig::new(
+            self.data_dir.clone(),
+            SqlSource::from_option(self.sql_dir.as_deref()),
+        );
+        config.tables = self.tables.clone();
         config.scale = self.scale;
         config.processors = self.workers;
         config.pollers = self.workers;

@@ -2,16 +2,16 @@
 //! over the embedded adapters, with all state under one data directory.
 
 use crate::audit::JsonLinesAudit;
+use crate::check;
 use crate::faults::{Faults, Faulty};
 use crate::gateway;
 use crate::objects::FsObjectStore;
 use crate::outbox::OutboxMailer;
 use crate::sigv4::{LocalIdentity, Verifier};
+use crate::sql_source::SqlSource;
 use crate::sqlite::SqliteStore;
-use crate::tables;
-use crate::warehouse::{
-    redshift_session, ClientTokens, DataFusionWarehouse, CLIENT_TOKEN_LIFETIME,
-};
+use crate::tables::{self, TableFile};
+use crate::warehouse::{ClientTokens, DataFusionWarehouse, CLIENT_TOKEN_LIFETIME};
 use anyhow::Context;
 use export_client::Signer;
 use export_console::{Console, Credentials, Identity};
@@ -43,8 +43,10 @@ pub const DOWNLOADS_BUCKET: &str = "export-downloads";
 pub struct LocalConfig {
     /// All state lives here; deleting it is a full reset.
     pub data_dir: PathBuf,
-    /// `schema.sql` and `catalog/*.sql`.
-    pub sql_dir: PathBuf,
+    /// The catalogue, schema and access policy: the demo's, built in, or a directory's.
+    pub sql: SqlSource,
+    /// A team's own tables (`--table schema.name=path`), beside the schema's.
+    pub tables: Vec<TableFile>,
     pub addr: SocketAddr,
     /// TPC-H scale for `orders` and `lineitem`.
     pub scale: f64,
@@ -87,10 +89,11 @@ pub struct LocalConfig {
 }
 
 impl LocalConfig {
-    pub fn new(data_dir: PathBuf, sql_dir: PathBuf) -> Self {
+    pub fn new(data_dir: PathBuf, sql: SqlSource) -> Self {
         LocalConfig {
             data_dir,
-            sql_dir,
+            sql,
+            tables: Vec::new(),
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             scale: 0.01,
             processors: 4,
@@ -146,9 +149,8 @@ impl LocalStack {
         std::fs::write(&probe, b"")
             .and_then(|_| std::fs::remove_file(&probe))
             .with_context(|| format!("the data directory {} cannot be written", dir.display()))?;
-        let catalog = Arc::new(Catalog::load_dir(&config.sql_dir.join("catalog"))?);
-        let policy = AccessPolicy::load_file(&config.sql_dir.join("access.toml"))
-            .map_err(anyhow::Error::msg)?;
+        let catalog = Arc::new(config.sql.catalog()?);
+        let policy = config.sql.policy().map_err(anyhow::Error::msg)?;
         let store = SqliteStore::open(&dir.join("control.sqlite"), config.max_receives)?;
         let checkpointer =
             store.spawn_checkpointer(&dir.join("control.sqlite"), Duration::from_millis(100))?;
@@ -161,9 +163,16 @@ impl LocalStack {
             "exports@localhost",
         )?);
 
-        let session = redshift_session()?;
-        tables::load_schema(&session, &config.sql_dir.join("schema.sql")).await?;
+        let session = config.sql.session().await?;
         tables::load_tpch(&session, &dir.join("warehouse"), config.scale).await?;
+        for table in &config.tables {
+            tables::load_table_file(&session, table).await?;
+        }
+        // Every entry is planned now, so one that cannot run stops the start, not a caller.
+        let problems = check::check_catalogue(&session, &catalog).await;
+        if !problems.is_empty() {
+            return Err(check::refusal(&problems));
+        }
         let warehouse = Arc::new(
             DataFusionWarehouse::open(
                 session,

@@ -23,12 +23,17 @@ pub const MIN_CUSTOMER_SCALE: f64 = 0.1;
 pub async fn load_schema(ctx: &SessionContext, file: &Path) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    load_schema_text(ctx, &file.display().to_string(), &text).await
+}
+
+/// Runs each statement of a schema file's text (`name` says which file in errors).
+pub async fn load_schema_text(ctx: &SessionContext, name: &str, text: &str) -> anyhow::Result<()> {
     // Split on `;` tokens, keeping each statement's text exactly as written (literals included).
     let tokens =
-        sqlparser::tokenizer::Tokenizer::new(&sqlparser::dialect::RedshiftSqlDialect {}, &text)
+        sqlparser::tokenizer::Tokenizer::new(&sqlparser::dialect::RedshiftSqlDialect {}, text)
             .with_unescape(false)
             .tokenize()
-            .with_context(|| format!("tokenizing {}", file.display()))?;
+            .with_context(|| format!("tokenizing {name}"))?;
     let mut statements = vec![String::new()];
     for token in tokens {
         match token {
@@ -47,12 +52,127 @@ pub async fn load_schema(ctx: &SessionContext, file: &Path) -> anyhow::Result<()
         .map(|s| s.trim())
         .filter(|s| !s.is_empty())
     {
-        ctx.sql(sql)
+        // Redshift's DDL, as a team's own schema file would be written.
+        export_dialect::run(ctx, sql, datafusion::execution::context::SQLOptions::new())
             .await
-            .with_context(|| format!("{}: {sql}", file.display()))?
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("{name}: {sql}"))?;
+    }
+    Ok(())
+}
+
+/// A team's own table, `schema.name=path` on the command line: a Parquet file, or a CSV file
+/// whose first line names the columns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TableFile {
+    pub schema: Option<String>,
+    pub name: String,
+    pub path: PathBuf,
+}
+
+impl std::str::FromStr for TableFile {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<TableFile, String> {
+        let (qualified, path) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("'{spec}' is not schema.name=path"))?;
+        let (schema, name) = match qualified.split_once('.') {
+            Some((schema, name)) => (Some(schema.to_owned()), name.to_owned()),
+            None => (None, qualified.to_owned()),
+        };
+        let identifier = |s: &str| {
+            s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        if !identifier(&name) || schema.as_deref().is_some_and(|s| !identifier(s)) {
+            return Err(format!(
+                "'{qualified}': a table is named schema.name, letters, digits and _"
+            ));
+        }
+        let path = PathBuf::from(path);
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("parquet" | "csv") => {}
+            _ => {
+                return Err(format!(
+                    "{}: a table file is .parquet or .csv (with a header line)",
+                    path.display()
+                ))
+            }
+        }
+        Ok(TableFile { schema, name, path })
+    }
+}
+
+impl TableFile {
+    /// `schema.name`, or `name`.
+    pub fn qualified(&self) -> String {
+        match &self.schema {
+            Some(schema) => format!("{schema}.{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// Registers a team's table beside the demo's, read from its file at each statement.
+pub async fn load_table_file(ctx: &SessionContext, table: &TableFile) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        table.path.is_file(),
+        "--table {}: no file at {}",
+        table.qualified(),
+        table.path.display()
+    );
+    if let Some(schema) = &table.schema {
+        ctx.sql(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .await?
             .collect()
-            .await
-            .with_context(|| format!("{}: {sql}", file.display()))?;
+            .await?;
+    }
+    let path = table.path.to_string_lossy();
+    let registered = if table.path.extension().is_some_and(|e| e == "csv") {
+        ctx.register_csv(
+            table.qualified(),
+            path.as_ref(),
+            datafusion::prelude::CsvReadOptions::new().has_header(true),
+        )
+        .await
+    } else {
+        ctx.register_parquet(
+            table.qualified(),
+            path.as_ref(),
+            ParquetReadOptions::default(),
+        )
+        .await
+    };
+    registered.with_context(|| format!("--table {}={}", table.qualified(), path))
+}
+
+/// Registers the TPC-H tables with no rows: enough to plan statements against them, without
+/// generating their data (`check`).
+pub async fn register_tpch_empty(ctx: &SessionContext) -> anyhow::Result<()> {
+    use tpchgen::generators::{CustomerGenerator, LineItemGenerator, OrderGenerator};
+    use tpchgen_arrow::{CustomerArrow, LineItemArrow, OrderArrow};
+    ctx.sql("CREATE SCHEMA IF NOT EXISTS tpch")
+        .await?
+        .collect()
+        .await?;
+    let schemas = [
+        (
+            "customer",
+            CustomerArrow::new(CustomerGenerator::new(0.001, 1, 1)).schema(),
+        ),
+        (
+            "orders",
+            OrderArrow::new(OrderGenerator::new(0.001, 1, 1)).schema(),
+        ),
+        (
+            "lineitem",
+            LineItemArrow::new(LineItemGenerator::new(0.001, 1, 1)).schema(),
+        ),
+    ];
+    for (table, schema) in schemas {
+        let empty = MemTable::try_new(schema, vec![vec![]])?;
+        ctx.register_table(format!("tpch.{table}").as_str(), std::sync::Arc::new(empty))?;
     }
     Ok(())
 }

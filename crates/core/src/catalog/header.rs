@@ -23,7 +23,8 @@ impl Export {
         let mut allow: Option<Vec<String>> = None;
         let mut body = Vec::new();
         let mut in_header = true;
-        for line in text.lines() {
+        let mut body_line = 0;
+        for (number, line) in text.lines().enumerate() {
             let trimmed = line.trim();
             if in_header {
                 if let Some(rest) = trimmed.strip_prefix("--") {
@@ -65,6 +66,7 @@ impl Export {
                     continue;
                 }
                 in_header = false;
+                body_line = number + 1;
             }
             // Below the SELECT an `-- allow:` would be a comment of the SQL, granting every
             // caller what it meant to restrict.
@@ -98,6 +100,8 @@ impl Export {
             // `*` among the groups: every caller, as with no line at all.
             allow: allow.filter(|groups| !groups.iter().any(|g| g == "*")),
             own_limit: false,
+            body_line,
+            file: String::new(),
         };
         export.own_limit = export.check_template()?;
         Ok(export)

@@ -17,6 +17,7 @@ mod describe;
 mod header;
 mod lookup;
 mod params;
+mod sample;
 mod template;
 mod text;
 
@@ -28,6 +29,7 @@ pub use lookup::{
 pub use params::{
     Param, ParamError, ParamType, Pattern, ScalarType, DEFAULT_MAX_ITEMS, MAX_TEXT_LENGTH,
 };
+pub use sample::MAX_STATEMENT_BYTES;
 pub use text::{value_from_items, value_from_text};
 
 use std::collections::BTreeMap;
@@ -57,6 +59,10 @@ pub struct Export {
     /// Whether the SELECT has a LIMIT or FETCH of its own (known from the load-time parse;
     /// values never change the structure), so a lookup's limit wraps it rather than follows.
     own_limit: bool,
+    /// The line of its file (1-based) the SELECT begins on, for messages about it.
+    pub body_line: usize,
+    /// The file it was read from (empty for one parsed alone).
+    pub file: String,
 }
 
 /// All exports, by name.
@@ -104,10 +110,11 @@ impl Catalog {
     ) -> Result<Catalog, CatalogError> {
         let mut exports = BTreeMap::new();
         for (file, text) in sources {
-            let export = Export::parse(text).map_err(|message| CatalogError {
+            let mut export = Export::parse(text).map_err(|message| CatalogError {
                 file: file.to_owned(),
                 message,
             })?;
+            export.file = file.to_owned();
             if exports.contains_key(&export.name) {
                 return Err(CatalogError {
                     file: file.to_owned(),

@@ -39,7 +39,10 @@ impl Export {
         let sql = self.substitute(&nulls)?;
         let query =
             sql::parse_query(&sql).map_err(|e| format!("the SELECT body does not parse: {e}"))?;
-        Ok(query.limit_clause.is_some() || query.fetch.is_some())
+        // `SELECT TOP n` is Redshift's LIMIT ("TOP" in "SELECT list").
+        let top =
+            matches!(query.body.as_ref(), sqlparser::ast::SetExpr::Select(s) if s.top.is_some());
+        Ok(query.limit_clause.is_some() || query.fetch.is_some() || top)
     }
 
     /// Validates `params` and renders the SELECT with every placeholder replaced by its literal.
@@ -50,14 +53,18 @@ impl Export {
             field: "params".into(),
             message,
         })?;
-        // UNLOAD refuses a LIMIT in its outer SELECT ("Unloading data to Amazon S3", Amazon
-        // Redshift Database Developer Guide): a SELECT with a limit of its own runs nested, as
-        // UNLOAD's usage notes limit rows.
-        Ok(if self.own_limit {
+        Ok(self.wrapped(select))
+    }
+
+    /// UNLOAD refuses a LIMIT in its outer SELECT ("Unloading data to Amazon S3", Amazon
+    /// Redshift Database Developer Guide): a SELECT with a limit of its own runs nested, as
+    /// UNLOAD's usage notes limit rows.
+    pub(super) fn wrapped(&self, select: String) -> String {
+        if self.own_limit {
             format!("SELECT * FROM (\n{select}\n) AS export")
         } else {
             select
-        })
+        }
     }
 }
 
@@ -94,7 +101,10 @@ impl Export {
     }
 
     /// Replaces each `:name` with its literals (comma-separated for lists).
-    fn substitute(&self, bound: &BTreeMap<String, Vec<Literal>>) -> Result<String, String> {
+    pub(super) fn substitute(
+        &self,
+        bound: &BTreeMap<String, Vec<Literal>>,
+    ) -> Result<String, String> {
         self.substitute_with(|name| {
             bound.get(name).map(|literals| {
                 literals

@@ -1,0 +1,146 @@
+//! The catalogue checked before it runs: every entry planned against the local warehouse with
+//! sample values of its parameters' types, and held to what Redshift itself would refuse, so
+//! an entry that cannot run is found at start (or by `redshift-export check` in a team's CI)
+//! with its file, line and reason, not by its first caller.
+
+use crate::warehouse::unload::parse_unload;
+use datafusion::execution::context::{SQLOptions, SessionContext};
+use export_core::catalog::{Catalog, Export, MAX_STATEMENT_BYTES};
+use export_core::domain::{Compression, Format, ObjectRef};
+use export_core::sql::{render_unload, UnloadOptions};
+use std::fmt;
+
+/// One entry that would not run, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub line: usize,
+    pub export: String,
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: export '{}': {}",
+            self.file, self.line, self.export, self.reason
+        )
+    }
+}
+
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// The word a planner's message is about: a name it quotes (`` `PIVOT` ``, `'x'`, `"x"`).
+fn named_word(message: &str) -> Option<&str> {
+    for (open, close) in [('`', '`'), ('"', '"'), ('\'', '\'')] {
+        if let Some((_, rest)) = message.split_once(open) {
+            if let Some((word, _)) = rest.split_once(close) {
+                let word = word.rsplit('.').next().unwrap_or(word);
+                if !word.is_empty() && word.len() < 64 {
+                    return Some(word);
+                }
+            }
+        }
+    }
+    None
+}
+
+fn unload_options(export: &Export) -> UnloadOptions {
+    UnloadOptions {
+        target: ObjectRef::parse_s3_url("s3://check/unload/").expect("an S3 URL"),
+        iam_role: "default".into(),
+        format: Format::Csv,
+        compression: Compression::Gzip,
+        max_file_size_mb: 100,
+        allow_overwrite: false,
+        parallel: export.parallel,
+    }
+}
+
+/// Every problem of one entry.
+pub async fn check_export(ctx: &SessionContext, export: &Export) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut problem = |line: usize, reason: String| {
+        problems.push(Problem {
+            file: export.file.clone(),
+            line,
+            export: export.name.clone(),
+            reason,
+        })
+    };
+    // The Data API names a lookup's parameters `[0-9a-zA-Z_]+` ("SqlParameter", Amazon
+    // Redshift Data API Reference).
+    for param in &export.params {
+        if param.name.is_empty()
+            || !param
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            problem(
+                export.body_line,
+                format!(
+                    "parameter '{}' is not a Data API parameter name",
+                    param.name
+                ),
+            );
+        }
+    }
+    let select = export.sample_select();
+    if let Err(e) = export_dialect::plan_typed(ctx, &select, read_only()).await {
+        problem(export.line_of(named_word(&e)), e);
+    }
+    // Redshift's own rules for the UNLOAD that carries it: no LIMIT in its outer SELECT, one
+    // SELECT, a statement of at most 16 MB.
+    let unload = render_unload(&select, &unload_options(export));
+    if let Err(e) = parse_unload(&unload) {
+        problem(
+            export.body_line,
+            format!("its UNLOAD would be refused: {e}"),
+        );
+    }
+    let largest = render_unload(&export.largest_select(), &unload_options(export)).len();
+    if largest > MAX_STATEMENT_BYTES {
+        problem(
+            export.body_line,
+            format!(
+                "with its parameters at their largest its UNLOAD is {largest} bytes, over \
+                 Redshift's {MAX_STATEMENT_BYTES}-byte statement limit: lower max_length or \
+                 max_items"
+            ),
+        );
+    }
+    if export.lookup.is_some() {
+        let lookup = export.sample_lookup();
+        if let Err(e) = export_dialect::plan_typed(ctx, &lookup.sql, read_only()).await {
+            problem(export.line_of(named_word(&e)), format!("as a lookup: {e}"));
+        }
+    }
+    problems
+}
+
+/// Every problem of every entry, in the catalogue's order.
+pub async fn check_catalogue(ctx: &SessionContext, catalog: &Catalog) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for export in catalog.exports() {
+        problems.extend(check_export(ctx, export).await);
+    }
+    problems
+}
+
+/// The problems as one error, for a stack that refuses to start with them.
+pub fn refusal(problems: &[Problem]) -> anyhow::Error {
+    let lines: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+    anyhow::anyhow!(
+        "{} catalogue {} cannot run on this warehouse:\n{}\n(`redshift-export check` checks a catalogue without starting anything)",
+        problems.len(),
+        if problems.len() == 1 { "entry" } else { "entries" },
+        lines.join("\n")
+    )
+}
