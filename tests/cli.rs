@@ -5,27 +5,9 @@ use crate::common::*;
 use std::process::Stdio;
 use std::time::Duration;
 
-/// Runs the binary with `args` (and no `RUST_LOG`), failing the test past `deadline`.
+/// Runs the binary in the repository with `args`, failing the test past `deadline`.
 async fn run(args: &[&str], deadline: Duration) -> (bool, String, String) {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_redshift-export"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .current_dir(repo())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary starts");
-    let output = tokio::time::timeout(deadline, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("redshift-export {args:?} did not finish within {deadline:?}"))
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    run_cli(&repo(), args, deadline).await
 }
 
 /// `2026-12-01T18:23:28.806+00:00`, at the start of `line` (after its indentation).

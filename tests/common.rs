@@ -266,3 +266,31 @@ pub fn sql_dir_with(add: &[(&str, &str)], remove: &[&str]) -> tempfile::TempDir 
     }
     dir
 }
+
+/// Runs the `redshift-export` binary in `cwd` with `args` (no `RUST_LOG`, no catalogue from
+/// the environment, no backtraces), failing the test past `deadline`: whether it succeeded,
+/// its standard output and its standard error.
+pub async fn run_cli(cwd: &Path, args: &[&str], deadline: Duration) -> (bool, String, String) {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_redshift-export"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("EXPORT_SQL_DIR")
+        .env("RUST_BACKTRACE", "0")
+        .env("RUST_LIB_BACKTRACE", "0")
+        .current_dir(cwd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let output = tokio::time::timeout(deadline, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("redshift-export {args:?} did not finish within {deadline:?}"))
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -4,7 +4,6 @@
 use crate::common::*;
 use export_local::tables::TableFile;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 /// Everyday Redshift in a team's entry: TOP, DATEADD with a bare date part, DECODE.
@@ -18,6 +17,19 @@ SELECT TOP 100 store,
 FROM shop.sales
 WHERE sold_on = :day
 ORDER BY store
+";
+
+/// Redshift's words no parser knows, through the local UNLOAD.
+const KINDS: &str = "-- export: kinds
+-- description: How many kinds a store sells, and on which weekday it last sold.
+-- param: n integer -- the least quantity
+SELECT store,
+       APPROXIMATE COUNT(DISTINCT kind) AS kinds,
+       MAX(EXTRACT(dow FROM sold_on)) AS weekday,
+       MAX(TRIM(BOTH FROM kind)) AS kind
+FROM shop.sales
+WHERE qty >= :n
+GROUP BY store
 ";
 
 /// Line 5 calls a function the local warehouse does not have.
@@ -55,33 +67,12 @@ fn team_dir(entries: &[(&str, &str)]) -> (tempfile::TempDir, TableFile) {
 
 /// Runs the binary in `cwd` with `args`, failing the test past a minute.
 async fn run_in(cwd: &Path, args: &[&str]) -> (bool, String, String) {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_redshift-export"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("EXPORT_SQL_DIR")
-        .env("RUST_BACKTRACE", "0")
-        .env("RUST_LIB_BACKTRACE", "0")
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary starts");
-    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("redshift-export {args:?} did not finish within a minute"))
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    run_cli(cwd, args, Duration::from_secs(60)).await
 }
 
 #[tokio::test]
 async fn a_team_serves_its_own_catalogue_over_its_own_table() {
-    let (team, table) = team_dir(&[("daily_sales", DAILY_SALES)]);
+    let (team, table) = team_dir(&[("daily_sales", DAILY_SALES), ("kinds", KINDS)]);
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&dir);
     config.sql = SqlSource::Dir(team.path().join("sql"));
@@ -92,7 +83,7 @@ async fn a_team_serves_its_own_catalogue_over_its_own_table() {
     let names: Vec<&str> = catalogue.datasets.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(
         names,
-        ["daily_sales"],
+        ["daily_sales", "kinds"],
         "the team's catalogue, not the demo's"
     );
 
@@ -121,6 +112,23 @@ async fn a_team_serves_its_own_catalogue_over_its_own_table() {
         "{done:?}"
     );
     assert_eq!(done.summary.rows, Some(1));
+
+    let id = submit_ok(
+        &stack.alice,
+        serde_json::json!({"dataset": "kinds", "params": {"n": 2}}),
+    )
+    .await;
+    let done = wait_done(&stack.alice, &id).await;
+    assert_eq!(
+        done.summary.status,
+        export_api::JobStatus::Succeeded,
+        "{done:?}"
+    );
+    assert_eq!(
+        done.summary.rows,
+        Some(2),
+        "stores 1 and 2 sold two or more"
+    );
     stack.stack.stop().await;
 }
 

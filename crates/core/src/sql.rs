@@ -118,7 +118,10 @@ pub fn quote(s: &str) -> String {
 /// is quoted; `TRIM(BOTH FROM x)` names the blank it trims. Only checks and the local
 /// warehouse read this text: what Redshift runs is the text as written.
 pub fn parser_text(sql: &str) -> Result<String, String> {
+    // Raw tokens: a literal prints back exactly as written (`'it''s'`, `'a\\b'`), never
+    // unescaped and then printed without its escapes.
     let tokens = Tokenizer::new(&RedshiftSqlDialect {}, sql)
+        .with_unescape(false)
         .tokenize()
         .map_err(|e| e.to_string())?;
     let is_word = |t: &Token, w: &str| matches!(t, Token::Word(word) if word.quote_style.is_none() && word.value.eq_ignore_ascii_case(w));

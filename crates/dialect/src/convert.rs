@@ -26,7 +26,11 @@ use datafusion::optimizer::AnalyzerRule;
 use regex::Regex;
 use std::sync::{Arc, LazyLock};
 
+// `%y` before `%Y`: chrono's `%Y` takes a year of one or two digits too, so `01/02/00` would
+// be the year 0; `%y` fails on a four-digit year (digits are left over) and reads 00–69 as
+// 2000–2069, 70–99 as 1970–1999, as Redshift reads two-digit years.
 const DATE_FORMATS: &[&str] = &[
+    "%m/%d/%y",
     "%Y-%m-%d",
     "%Y/%m/%d",
     "%Y.%m.%d",
@@ -45,7 +49,6 @@ const DATE_FORMATS: &[&str] = &[
     "%d-%b-%Y",
     "%d %b %Y",
     "%d %B %Y",
-    "%m/%d/%y",
 ];
 
 static SHAPE: LazyLock<Regex> = LazyLock::new(|| {
@@ -314,6 +317,8 @@ mod tests {
             ("Jun 1,2008", "2008-06-01 00:00:00"),
             ("June 1, 2008", "2008-06-01 00:00:00"),
             ("20081231", "2008-12-31 00:00:00"),
+            ("01/02/00", "2000-01-02 00:00:00"),
+            ("1/8/99", "1999-01-08 00:00:00"),
             ("Jun 1,2008 09:59:59 EST", "2008-06-01 09:59:59"),
             ("2008-06-01 9:05 PM", "2008-06-01 21:05:00"),
             ("2008-06-01T09:05:07.25", "2008-06-01 09:05:07.250"),

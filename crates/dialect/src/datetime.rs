@@ -146,28 +146,30 @@ fn dateadd(a: &[ScalarValue]) -> Result<ScalarValue> {
     let months = |m: i64| add_months_clamped(t, m);
     // By years, February 29 goes to March 1 of a year without one ("DATEADD function": a year
     // after 2016-02-29 is 2017-03-01); by months, to the month's last day.
-    let years = |y: i64| {
+    let years = |y: Option<i64>| {
         let leap_day = t.month() == 2 && t.day() == 29;
-        match months(y * 12) {
+        match months(y?.checked_mul(12)?) {
             Some(moved) if leap_day && moved.day() == 28 => {
                 moved.checked_add_signed(Duration::days(1))
             }
             other => other,
         }
     };
+    // Every step checked: a count past the calendar's range is an error, never a panic.
+    let plus = |d: Option<Duration>| d.and_then(|d| t.checked_add_signed(d));
     let added = match part {
-        Part::Millennium => years(n * 1000),
-        Part::Century => years(n * 100),
-        Part::Decade => years(n * 10),
-        Part::Year => years(n),
-        Part::Quarter => months(n * 3),
+        Part::Millennium => years(n.checked_mul(1000)),
+        Part::Century => years(n.checked_mul(100)),
+        Part::Decade => years(n.checked_mul(10)),
+        Part::Year => years(Some(n)),
+        Part::Quarter => n.checked_mul(3).and_then(months),
         Part::Month => months(n),
-        Part::Week => t.checked_add_signed(Duration::weeks(n)),
-        Part::Day | Part::DayOfWeek | Part::DayOfYear => t.checked_add_signed(Duration::days(n)),
-        Part::Hour => t.checked_add_signed(Duration::hours(n)),
-        Part::Minute => t.checked_add_signed(Duration::minutes(n)),
-        Part::Second => t.checked_add_signed(Duration::seconds(n)),
-        Part::Millisecond => t.checked_add_signed(Duration::milliseconds(n)),
+        Part::Week => plus(Duration::try_weeks(n)),
+        Part::Day | Part::DayOfWeek | Part::DayOfYear => plus(Duration::try_days(n)),
+        Part::Hour => plus(Duration::try_hours(n)),
+        Part::Minute => plus(Duration::try_minutes(n)),
+        Part::Second => plus(Duration::try_seconds(n)),
+        Part::Millisecond => plus(Duration::try_milliseconds(n)),
         Part::Microsecond => t.checked_add_signed(Duration::microseconds(n)),
         other => return invalid("dateadd", format!("{} is not a part it adds", other.name())),
     };
@@ -465,7 +467,7 @@ fn zone(name: &str) -> Result<Zone> {
     let lower = name.trim().to_ascii_lowercase();
     if let Some((_, hours)) = ABBREVIATIONS.iter().find(|(a, _)| *a == lower) {
         return Ok(Zone::Fixed(
-            chrono::FixedOffset::east_opt(hours * 3600).expect("an offset"),
+            chrono::FixedOffset::east_opt(hours * 3600).expect("a table offset under a day"),
         ));
     }
     // POSIX style: any name, then the offset west of Greenwich (`UTC+3`, `NEWZONE -2:15`,
@@ -475,7 +477,7 @@ fn zone(name: &str) -> Result<Zone> {
         if label.starts_with(|c: char| c.is_ascii_alphabetic()) {
             if let Some(west) = posix_offset(&lower[sign..]) {
                 return Ok(Zone::Fixed(
-                    chrono::FixedOffset::west_opt(west).expect("an offset"),
+                    chrono::FixedOffset::west_opt(west).expect("posix_offset keeps under a day"),
                 ));
             }
         }
@@ -498,6 +500,10 @@ fn posix_offset(s: &str) -> Option<i32> {
     };
     let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
     let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    // An offset is less than a day.
+    if !(0..24).contains(&h) || !(0..60).contains(&m) {
+        return None;
+    }
     Some(sign * (h * 3600 + m * 60))
 }
 

@@ -181,7 +181,8 @@ fn format_time(t: NaiveDateTime, template: &str) -> String {
     out
 }
 
-/// TO_CHAR(timestamp or date, format) ("TO_CHAR"); a number's TO_CHAR is DataFusion's.
+/// TO_CHAR(timestamp or date, format) ("TO_CHAR"); a number's TO_CHAR is refused by name:
+/// numeric format strings are not implemented here.
 fn to_char(a: &[ScalarValue]) -> Result<ScalarValue> {
     let Some(template) = text(&a[1]) else {
         return Ok(ScalarValue::Utf8(None));

@@ -24,17 +24,7 @@ struct Collect {
     finish: Finish,
 }
 
-impl PartialEq for Collect {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
-    }
-}
-impl Eq for Collect {}
-impl std::hash::Hash for Collect {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.name.hash(state);
-    }
-}
+crate::rowfn::identity_by_name!(Collect);
 
 impl AggregateUDFImpl for Collect {
     fn name(&self) -> &str {

@@ -3,10 +3,12 @@
 //! function (or expression) that answers as Redshift documents it.
 
 use crate::parts::Part;
+use sqlparser::ast::helpers::attached_token::AttachedToken;
 use sqlparser::ast::{
-    DataType, DateTimeField, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgumentClause, FunctionArguments, Ident, LimitClause, ObjectName, ObjectNamePart,
-    Query, SetExpr, Statement, TableFactor, TopQuantity, Value, VisitMut, VisitorMut,
+    BinaryOperator, CaseWhen, CastKind, DataType, DateTimeField, DuplicateTreatment, Expr,
+    Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause, FunctionArgumentList,
+    FunctionArguments, Ident, LimitClause, ObjectName, ObjectNamePart, Query, SetExpr, Statement,
+    TableFactor, TopQuantity, Value, VisitMut, VisitorMut,
 };
 use sqlparser::dialect::RedshiftSqlDialect;
 use sqlparser::parser::Parser;
@@ -31,13 +33,49 @@ fn unsupported<T>(what: &str) -> ControlFlow<String, T> {
     ControlFlow::Break(format!("{what} is not supported by the local warehouse"))
 }
 
-fn parse_expr(text: &str) -> ControlFlow<String, Expr> {
-    match Parser::new(&RedshiftSqlDialect {})
+/// An expression from fixed text (no value of a statement's in it: those are moved as parsed
+/// nodes, never printed and read again, which could change what a literal holds).
+fn fixed_expr(text: &str) -> Expr {
+    Parser::new(&RedshiftSqlDialect {})
         .try_with_sql(text)
         .and_then(|mut p| p.parse_expr())
-    {
-        Ok(e) => ControlFlow::Continue(e),
-        Err(e) => ControlFlow::Break(format!("could not rewrite `{text}`: {e}")),
+        .expect("fixed text parses")
+}
+
+/// `(e)`: an argument moved into a new expression keeps its own precedence.
+fn nested(e: &Expr) -> Box<Expr> {
+    Box::new(Expr::Nested(Box::new(e.clone())))
+}
+
+/// `name(args…)`.
+fn call(name: &str, args: Vec<Expr>) -> Function {
+    Function {
+        name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
+                .collect(),
+            clauses: Vec::new(),
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: Vec::new(),
+    }
+}
+
+/// `CAST(e AS data_type)`.
+fn cast(e: Expr, data_type: DataType) -> Expr {
+    Expr::Cast {
+        kind: CastKind::Cast,
+        expr: Box::new(e),
+        data_type,
+        array: false,
+        format: None,
     }
 }
 
@@ -108,7 +146,7 @@ impl Rewriter {
         match name.as_str() {
             // GETDATE: the current time to the second ("GETDATE function").
             "getdate" => {
-                *expr = parse_expr("date_trunc('second', CAST(now() AS TIMESTAMP))")?;
+                *expr = fixed_expr("date_trunc('second', CAST(now() AS TIMESTAMP))");
             }
             "dateadd" | "datediff" | "date_part" | "date_trunc" | "pgdate_part" => {
                 if name == "pgdate_part" {
@@ -153,7 +191,11 @@ impl Rewriter {
                 let [a, b] = arg_exprs(f)[..] else {
                     return ControlFlow::Break("MOD takes two arguments".into());
                 };
-                *expr = parse_expr(&format!("(({a}) % ({b}))"))?;
+                *expr = Expr::Nested(Box::new(Expr::BinaryOp {
+                    left: nested(a),
+                    op: BinaryOperator::Modulo,
+                    right: nested(b),
+                }));
             }
             // A string function given a date, a timestamp or a number reads it as text, as
             // Redshift prints it.
@@ -189,13 +231,9 @@ impl Rewriter {
                 if let Some(args) = args_of(f) {
                     for arg in args.iter_mut() {
                         if let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg {
-                            if let Expr::Value(v) = e {
-                                if let Value::SingleQuotedString(s) = &v.value {
-                                    *e = parse_expr(&format!(
-                                        "CAST('{}' AS DOUBLE PRECISION)",
-                                        s.replace('\'', "''")
-                                    ))?;
-                                }
+                            let text = matches!(e, Expr::Value(v) if matches!(v.value, Value::SingleQuotedString(_)));
+                            if text {
+                                *e = cast(e.clone(), DataType::DoublePrecision);
                             }
                         }
                     }
@@ -217,22 +255,7 @@ fn as_text(arg: &mut FunctionArg) {
         return;
     }
     let inner = std::mem::replace(e, Expr::value(Value::Null));
-    *e = Expr::Function(Function {
-        name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(
-            "redshift_text",
-        ))]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(sqlparser::ast::FunctionArgumentList {
-            duplicate_treatment: None,
-            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(inner))],
-            clauses: Vec::new(),
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: Vec::new(),
-    });
+    *e = Expr::Function(call("redshift_text", vec![inner]));
 }
 
 /// Redshift's types as DataFusion should read them. Its fixed-width and national character
@@ -265,20 +288,25 @@ fn decode(f: &Function) -> ControlFlow<String, Expr> {
     if args.len() < 3 {
         return ControlFlow::Break("DECODE needs an expression, a search and a result".into());
     }
-    let mut text = String::from("CASE");
-    let pairs = &args[1..];
-    for pair in pairs.chunks(2) {
+    let mut conditions = Vec::new();
+    let mut else_result = None;
+    for pair in args[1..].chunks(2) {
         match pair {
-            [search, result] => text.push_str(&format!(
-                " WHEN ({}) IS NOT DISTINCT FROM ({search}) THEN ({result})",
-                args[0]
-            )),
-            [default] => text.push_str(&format!(" ELSE ({default})")),
+            [search, result] => conditions.push(CaseWhen {
+                condition: Expr::IsNotDistinctFrom(nested(args[0]), nested(search)),
+                result: *nested(result),
+            }),
+            [default] => else_result = Some(nested(default)),
             _ => unreachable!("chunks of two"),
         }
     }
-    text.push_str(" END");
-    parse_expr(&text)
+    ControlFlow::Continue(Expr::Case {
+        case_token: AttachedToken::empty(),
+        end_token: AttachedToken::empty(),
+        operand: None,
+        conditions,
+        else_result,
+    })
 }
 
 /// LISTAGG(expr [, delimiter]) WITHIN GROUP (ORDER BY …) is STRING_AGG(expr, delimiter ORDER
@@ -308,15 +336,16 @@ fn listagg(f: &mut Function) -> ControlFlow<String, Option<Expr>> {
                 }
             })
             .collect();
-        let keys: Vec<String> = order.iter().map(|o| o.expr.to_string()).collect();
-        let mut call = parse_expr(&format!(
-            "redshift_listagg({value}, {delimiter}, '{directions}', {distinct}, {})",
-            keys.join(", ")
-        ))?;
-        if let Expr::Function(g) = &mut call {
-            g.over = f.over.clone();
-        }
-        return ControlFlow::Continue(Some(call));
+        let mut args = vec![
+            value.clone(),
+            delimiter.clone(),
+            string(&directions),
+            Expr::value(Value::Boolean(distinct)),
+        ];
+        args.extend(order.iter().map(|o| o.expr.clone()));
+        let mut ordered = call("redshift_listagg", args);
+        ordered.over = f.over.clone();
+        return ControlFlow::Continue(Some(Expr::Function(ordered)));
     }
     if !order.is_empty() {
         list.clauses.push(FunctionArgumentClause::OrderBy(order));
@@ -333,24 +362,31 @@ fn percentile(f: &Function, name: &str) -> ControlFlow<String, Option<Expr>> {
     };
     let descending = order.options.asc == Some(false);
     let value = &order.expr;
-    let mut call = if name == "percentile_disc" {
-        parse_expr(&format!(
-            "redshift_percentile_disc({value}, {fraction}, {descending})"
-        ))?
+    let mut replaced = if name == "percentile_disc" {
+        call(
+            "redshift_percentile_disc",
+            vec![
+                value.clone(),
+                (*fraction).clone(),
+                Expr::value(Value::Boolean(descending)),
+            ],
+        )
     } else if f.over.is_some() {
         let fraction = if descending {
-            format!("1 - ({fraction})")
+            Expr::BinaryOp {
+                left: Box::new(Expr::value(Value::Number("1".into(), false))),
+                op: BinaryOperator::Minus,
+                right: nested(fraction),
+            }
         } else {
-            fraction.to_string()
+            (*fraction).clone()
         };
-        parse_expr(&format!("percentile_cont({value}, {fraction})"))?
+        call("percentile_cont", vec![value.clone(), fraction])
     } else {
         return ControlFlow::Continue(None);
     };
-    if let Expr::Function(g) = &mut call {
-        g.over = f.over.clone();
-    }
-    ControlFlow::Continue(Some(call))
+    replaced.over = f.over.clone();
+    ControlFlow::Continue(Some(Expr::Function(replaced)))
 }
 
 /// RATIO_TO_REPORT(expr) OVER (PARTITION BY …): the value over its partition's sum
@@ -359,12 +395,16 @@ fn ratio_to_report(f: &Function) -> ControlFlow<String, Expr> {
     let [value] = arg_exprs(f)[..] else {
         return ControlFlow::Break("RATIO_TO_REPORT takes one expression".into());
     };
-    let Some(over) = &f.over else {
+    if f.over.is_none() {
         return ControlFlow::Break("RATIO_TO_REPORT needs an OVER clause".into());
-    };
-    parse_expr(&format!(
-        "CAST(({value}) AS DOUBLE PRECISION) / SUM({value}) OVER {over}"
-    ))
+    }
+    let mut sum = call("sum", vec![value.clone()]);
+    sum.over = f.over.clone();
+    ControlFlow::Continue(Expr::BinaryOp {
+        left: Box::new(cast(*nested(value), DataType::DoublePrecision)),
+        op: BinaryOperator::Divide,
+        right: Box::new(Expr::Function(sum)),
+    })
 }
 
 impl VisitorMut for Rewriter {
@@ -394,7 +434,7 @@ impl VisitorMut for Rewriter {
             Expr::Identifier(ident)
                 if ident.quote_style.is_none() && ident.value.eq_ignore_ascii_case("sysdate") =>
             {
-                *expr = parse_expr("CAST(now() AS TIMESTAMP)")?;
+                *expr = fixed_expr("CAST(now() AS TIMESTAMP)");
             }
             // EXTRACT answers whole numbers (seconds without their fraction), but for the
             // epoch ("EXTRACT function").
@@ -406,12 +446,18 @@ impl VisitorMut for Rewriter {
                     other => other.to_string(),
                 };
                 if let Some(part) = Part::parse(&name) {
-                    let call = format!("date_part('{}', {of})", part.name());
-                    *expr = parse_expr(&if part == Part::Epoch {
-                        call
+                    let part_of = Expr::Function(call(
+                        "date_part",
+                        vec![string(part.name()), (**of).clone()],
+                    ));
+                    *expr = if part == Part::Epoch {
+                        part_of
                     } else {
-                        format!("CAST(floor({call}) AS BIGINT)")
-                    })?;
+                        cast(
+                            Expr::Function(call("floor", vec![part_of])),
+                            DataType::BigInt(None),
+                        )
+                    };
                 }
             }
             Expr::Cast { data_type, .. } => plain_text_type(data_type),
@@ -423,7 +469,7 @@ impl VisitorMut for Rewriter {
                 is_try: false,
                 ..
             } => {
-                *expr = parse_expr(&format!("CAST({value} AS {data_type})"))?;
+                *expr = cast((**value).clone(), data_type.clone());
             }
             Expr::Substring { expr: of, .. } => {
                 let mut arg = FunctionArg::Unnamed(FunctionArgExpr::Expr((**of).clone()));
@@ -482,7 +528,7 @@ mod tests {
         );
         assert_eq!(
             one("SELECT datediff(qtr, a, b), extract(dow from a)"),
-            "SELECT datediff('quarter', a, b), CAST(FLOOR(date_part('dayofweek', a)) AS BIGINT)"
+            "SELECT datediff('quarter', a, b), CAST(floor(date_part('dayofweek', a)) AS BIGINT)"
         );
         assert_eq!(
             one("SELECT decode(a, 1, 'one', NULL, 'none', 'other')"),

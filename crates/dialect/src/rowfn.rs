@@ -31,20 +31,26 @@ pub struct RowFn {
     eval: fn(&[ScalarValue]) -> Result<ScalarValue>,
 }
 
-// Functions are told apart by name, which is unique in a session.
-impl PartialEq for RowFn {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
-    }
+/// Equality and hashing by the `name` field: a function is told apart by its name, unique in
+/// a session (DataFusion compares functions to find common subexpressions).
+macro_rules! identity_by_name {
+    ($type:ty) => {
+        impl PartialEq for $type {
+            fn eq(&self, other: &Self) -> bool {
+                self.name == other.name
+            }
+        }
+        impl Eq for $type {}
+        impl std::hash::Hash for $type {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.name.hash(state);
+            }
+        }
+    };
 }
+pub(crate) use identity_by_name;
 
-impl Eq for RowFn {}
-
-impl std::hash::Hash for RowFn {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.name.hash(state);
-    }
-}
+identity_by_name!(RowFn);
 
 /// The timestamp type every `Arg::Time` arrives as.
 pub const TIME: DataType = DataType::Timestamp(TimeUnit::Microsecond, None);

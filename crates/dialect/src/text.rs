@@ -1,7 +1,9 @@
 //! Redshift's string functions that DataFusion lacks or answers otherwise ("String
 //! functions", Amazon Redshift Database Developer Guide). The regular expression functions
-//! read Redshift's POSIX patterns, and with the `p` parameter its Perl ones (look-around
-//! included), through `fancy-regex`.
+//! read Redshift's patterns through `fancy-regex`, Perl's syntax (look-around included, which
+//! Redshift takes with the `p` parameter). Where POSIX and Perl differ, this answers as Perl
+//! does: an alternation takes its first matching branch, not the longest (ARCHITECTURE's
+//! differences).
 
 use crate::rowfn::{int, invalid, text, Arg, RowFn};
 use datafusion::arrow::datatypes::DataType;
@@ -71,11 +73,29 @@ fn pattern(function: &str, pattern: &str, parameters: Option<&str>) -> Result<Pa
     } else {
         pattern.to_owned()
     };
-    match RegexBuilder::new(&pattern).build() {
-        Ok(regex) => Ok(Pattern {
+    let subexpression = parameters.contains('e');
+    // A statement calls with one pattern row after row: the last one compiled is kept.
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(String, Regex)>> = const { std::cell::RefCell::new(None) };
+    }
+    if let Some(regex) = LAST.with_borrow(|last| {
+        last.as_ref()
+            .filter(|(text, _)| *text == pattern)
+            .map(|(_, regex)| regex.clone())
+    }) {
+        return Ok(Pattern {
             regex,
-            subexpression: parameters.contains('e'),
-        }),
+            subexpression,
+        });
+    }
+    match RegexBuilder::new(&pattern).build() {
+        Ok(regex) => {
+            LAST.set(Some((pattern, regex.clone())));
+            Ok(Pattern {
+                regex,
+                subexpression,
+            })
+        }
         Err(e) => invalid(function, format!("invalid regular expression: {e}")),
     }
 }

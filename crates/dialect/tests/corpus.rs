@@ -78,13 +78,36 @@ fn render(array: &ArrayRef, row: usize) -> String {
     }
 }
 
-/// Equal as documented: the same text, or numbers equal to the printed precision, or
-/// timestamps equal but for trailing zeros of a fraction, or the same truth value.
-fn same(expected: &str, actual: &str) -> bool {
+/// What kind of value a column holds, which says how it is compared.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Text,
+    Number,
+    Time,
+    Truth,
+}
+
+fn kind_of(data_type: &DataType) -> Kind {
+    match data_type {
+        DataType::Boolean => Kind::Truth,
+        DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) | DataType::Time64(_) => {
+            Kind::Time
+        }
+        t if t.is_numeric() => Kind::Number,
+        _ => Kind::Text,
+    }
+}
+
+/// Equal as documented: text exactly; numbers to the printed precision; timestamps but for
+/// trailing zeros of a fraction; truth values however printed.
+fn same(expected: &str, actual: &str, kind: Kind) -> bool {
     if expected == actual {
         return true;
     }
-    if let (Ok(e), Ok(a)) = (expected.parse::<f64>(), actual.parse::<f64>()) {
+    if kind == Kind::Text {
+        return false;
+    }
+    if let (Kind::Number, Ok(e), Ok(a)) = (kind, expected.parse::<f64>(), actual.parse::<f64>()) {
         let decimals = expected.split_once('.').map_or(0, |(_, f)| {
             f.trim_end_matches(|c: char| !c.is_ascii_digit()).len()
         });
@@ -119,9 +142,9 @@ fn same(expected: &str, actual: &str) -> bool {
     truth(expected).is_some() && truth(expected) == truth(actual)
 }
 
-fn rows_match(case: &Case, actual: &[Vec<String>]) -> bool {
-    let row_same = |e: &Vec<String>, a: &Vec<String>| {
-        e.len() == a.len() && e.iter().zip(a).all(|(e, a)| same(e, a))
+fn rows_match(case: &Case, actual: &[Vec<(String, Kind)>]) -> bool {
+    let row_same = |e: &Vec<String>, a: &Vec<(String, Kind)>| {
+        e.len() == a.len() && e.iter().zip(a).all(|(e, (a, kind))| same(e, a, *kind))
     };
     if actual.len() != case.expect.len() {
         return false;
@@ -130,7 +153,7 @@ fn rows_match(case: &Case, actual: &[Vec<String>]) -> bool {
         return case.expect.iter().zip(actual).all(|(e, a)| row_same(e, a));
     }
     // As a multiset: each expected row takes one actual row it matches.
-    let mut left: Vec<&Vec<String>> = actual.iter().collect();
+    let mut left: Vec<&Vec<(String, Kind)>> = actual.iter().collect();
     case.expect
         .iter()
         .all(|e| match left.iter().position(|a| row_same(e, a)) {
@@ -143,7 +166,7 @@ fn rows_match(case: &Case, actual: &[Vec<String>]) -> bool {
 }
 
 /// The case's answer, or why there is none.
-async fn run(case: &Case) -> Result<Vec<Vec<String>>, String> {
+async fn run(case: &Case) -> Result<Vec<Vec<(String, Kind)>>, String> {
     let ctx = session();
     for statement in &case.setup {
         export_dialect::run(&ctx, statement, SQLOptions::new())
@@ -162,7 +185,7 @@ async fn run(case: &Case) -> Result<Vec<Vec<String>>, String> {
                 batch
                     .columns()
                     .iter()
-                    .map(|column| render(column, row))
+                    .map(|column| (render(column, row), kind_of(column.data_type())))
                     .collect(),
             );
         }
@@ -226,7 +249,12 @@ async fn the_corpus_answers_as_redshift_documents() {
                     case.sql,
                     case.expect,
                     match outcome {
-                        Ok(rows) => format!("{rows:?}"),
+                        Ok(rows) => format!(
+                            "{:?}",
+                            rows.iter()
+                                .map(|r| r.iter().map(|(v, _)| v.as_str()).collect::<Vec<_>>())
+                                .collect::<Vec<_>>()
+                        ),
                         Err(e) => e,
                     }
                 )),

@@ -1,3 +1,4 @@
 //! The dialect's tests: one binary.
 
 mod corpus;
+mod values;

@@ -99,3 +99,33 @@ impl SqlSource {
         Ok(session)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An entry added to `sql/catalog/` must be added to the built-in list too.
+    #[test]
+    fn the_built_in_catalogue_is_every_file_of_sql_catalog() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sql/catalog");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".sql"))
+            .map(|name| format!("sql/catalog/{name}"))
+            .collect();
+        on_disk.sort();
+        let built_in: Vec<String> = DEMO_CATALOGUE.iter().map(|(f, _)| f.to_string()).collect();
+        assert_eq!(built_in, on_disk);
+        for (file, text) in DEMO_CATALOGUE {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(file);
+            assert_eq!(*text, std::fs::read_to_string(path).unwrap(), "{file}");
+        }
+        assert_eq!(
+            SqlSource::Demo.catalog().unwrap().exports().count(),
+            DEMO_CATALOGUE.len()
+        );
+    }
+}

@@ -51,6 +51,8 @@ struct WaitItem {
     pk: String,
     sk: String,
     request_id: String,
+    /// Named `owner` on items written before groups could share turns.
+    #[serde(alias = "owner")]
     turns_of: String,
     turn: u64,
     queued_at: Millis,

@@ -275,6 +275,11 @@ impl AccessPolicy {
                 });
             }
         }
+        // Callers taking turns as one group move its turn on by the group's own priority, so
+        // a member favoured elsewhere cannot speed the whole group's turns.
+        if let Some(group) = standing.turns_of.as_ref().and_then(|g| self.groups.get(g)) {
+            standing.priority = group.priority;
+        }
         let groups = from_groups.unwrap_or_default();
         standing.quotas = match own {
             Some(own) => groups.overridden_by(own),
@@ -410,6 +415,14 @@ mod tests {
             [[group]]
             name = "solo"
 
+            [[group]]
+            name = "fast"
+            priority = 3
+
+            [[caller]]
+            owner = "arn:aws:iam::1:user/supplier-fast"
+            groups = ["fast"]
+
             [[caller]]
             owner = "arn:aws:iam::1:user/supplier-*"
             groups = ["suppliers"]
@@ -436,6 +449,13 @@ mod tests {
             "first by name"
         );
         assert_eq!(turns_of("own"), None);
+        // Taking the group's turns, it moves them on by the group's priority, not its own.
+        let fast = owner("arn:aws:iam::1:user/supplier-fast");
+        let standing = policy.standing(&fast, &policy.grants(&fast));
+        assert_eq!(
+            (standing.turns_of.as_deref(), standing.priority),
+            (Some("suppliers"), 1)
+        );
         assert!(AccessPolicy::parse("[[group]]\nname = \"g\"\nshare_turns = \"yes\"").is_err());
     }
 

@@ -303,10 +303,16 @@ impl ScalarType {
                     pattern,
                 }
             }
-            "integer" => ScalarType::Integer {
-                min: int_modifier(modifiers, "min")?,
-                max: int_modifier(modifiers, "max")?,
-            },
+            "integer" => {
+                let min = int_modifier(modifiers, "min")?;
+                let max = int_modifier(modifiers, "max")?;
+                if let (Some(min), Some(max)) = (min, max) {
+                    if min > max {
+                        return Err(format!("min={min} is above max={max}"));
+                    }
+                }
+                ScalarType::Integer { min, max }
+            }
             "date" => ScalarType::Date,
             "timestamp" => ScalarType::Timestamp,
             "boolean" => ScalarType::Boolean,

@@ -393,6 +393,22 @@ async fn without_admission_every_job_starts_at_once() {
     assert!(world.control.holders().await.unwrap().is_empty());
 }
 
+/// Ends the one running statement `times` times, each time delivering the start it hands
+/// on: the order the jobs other than `blocker` ran in.
+async fn run_one_at_a_time(world: &World, blocker: &str, times: usize) -> Vec<String> {
+    let mut order = Vec::new();
+    for _ in 0..times {
+        let now = running(world);
+        assert_eq!(now.len(), 1, "{now:?}");
+        if now[0] != blocker {
+            order.push(now[0].clone());
+        }
+        end(world, &now[0]).await;
+        world.deliver(QueueName::Requests).await;
+    }
+    order
+}
+
 #[tokio::test]
 async fn a_group_of_higher_priority_takes_more_turns() {
     let world = World::with_slots(Some(1));
@@ -411,16 +427,7 @@ async fn a_group_of_higher_priority_takes_more_turns() {
     assert_eq!(world.job(&vip[0]).await.priority, 2);
     world.deliver(QueueName::Requests).await;
 
-    let mut order = Vec::new();
-    for _ in 0..9 {
-        let now = running(&world);
-        assert_eq!(now.len(), 1, "{now:?}");
-        if now[0] != blocker {
-            order.push(now[0].clone());
-        }
-        end(&world, &now[0]).await;
-        world.deliver(QueueName::Requests).await;
-    }
+    let order = run_one_at_a_time(&world, &blocker, 9).await;
     // Bob's turns go 1,000 apart, vip's 500: of the first six, four are vip's.
     let expected = [
         &plain[0], &vip[0], &vip[1], &plain[1], &vip[2], &vip[3], &plain[2], &plain[3],
@@ -455,16 +462,7 @@ async fn a_group_that_shares_turns_takes_them_as_one_caller() {
     // sharing their turns, they are one caller, and bob waits behind one of theirs.
     assert_eq!(place(&world, &bob).await, Some(1));
 
-    let mut order = Vec::new();
-    for _ in 0..8 {
-        let now = running(&world);
-        assert_eq!(now.len(), 1, "{now:?}");
-        if now[0] != blocker {
-            order.push(now[0].clone());
-        }
-        end(&world, &now[0]).await;
-        world.deliver(QueueName::Requests).await;
-    }
+    let order = run_one_at_a_time(&world, &blocker, 8).await;
     // Within the group, oldest first, whichever of its callers submitted.
     let expected = [
         &crew_a[0], &bob, &crew_a[1], &crew_a[2], &crew_b[0], &crew_b[1], &crew_b[2],

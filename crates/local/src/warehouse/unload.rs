@@ -67,8 +67,11 @@ pub fn parse_unload(sql: &str) -> Result<UnloadPlan, String> {
     // Redshift unloads any SELECT but one with a LIMIT in its outer SELECT ("Unloading data to
     // Amazon S3", Amazon Redshift Database Developer Guide); a LIMIT nested in a subquery is
     // how its usage notes say to limit the rows ("UNLOAD", Usage notes).
+    // Read as the checks read Redshift's text (`APPROXIMATE COUNT`, `EXTRACT(ms FROM …)`).
+    let readable = export_core::sql::parser_text(&query)
+        .map_err(|e| error(format!("syntax error in the UNLOAD's query: {e}")))?;
     let select = Parser::new(&RedshiftSqlDialect {})
-        .try_with_sql(&query)
+        .try_with_sql(&readable)
         .and_then(|mut parser| parser.parse_query())
         .map_err(|e| error(format!("syntax error in the UNLOAD's query: {e}")))?;
     if select.limit_clause.is_some() {
