@@ -74,3 +74,30 @@ async fn a_value_is_the_same_value_whatever_the_statement_around_it_rewrites() {
         assert!(!batch.column_by_name("ms").unwrap().is_null(0));
     }
 }
+
+/// Text compared with a number is read as a number, as Redshift converts it ("Type
+/// compatibility and conversion": a string literal compared with a numeric column).
+#[tokio::test]
+async fn text_compared_with_a_number_is_read_as_a_number() {
+    let ctx = session();
+    export_dialect::run(&ctx, "CREATE TABLE quantities (qty INT)", SQLOptions::new())
+        .await
+        .unwrap();
+    export_dialect::run(
+        &ctx,
+        "INSERT INTO quantities VALUES (5), (10), (40)",
+        SQLOptions::new(),
+    )
+    .await
+    .unwrap();
+    let batches = export_dialect::run(
+        &ctx,
+        "SELECT count(*) AS n FROM quantities WHERE qty > '9'",
+        SQLOptions::new(),
+    )
+    .await
+    .unwrap();
+    let n =
+        datafusion::arrow::util::display::array_value_to_string(batches[0].column(0), 0).unwrap();
+    assert_eq!(n, "2", "10 and 40 are above 9 (as text, '10' is not)");
+}
