@@ -65,6 +65,23 @@ fn team_dir(entries: &[(&str, &str)]) -> (tempfile::TempDir, TableFile) {
     (dir, table)
 }
 
+/// A stack's configuration serving `entries` over the team's table, in directories of its own
+/// (the team's, the stack's).
+fn team_stack(
+    entries: &[(&str, &str)],
+) -> (
+    tempfile::TempDir,
+    tempfile::TempDir,
+    export_local::LocalConfig,
+) {
+    let (team, table) = team_dir(entries);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    config.sql = SqlSource::Dir(team.path().join("sql"));
+    config.tables = vec![table];
+    (team, dir, config)
+}
+
 /// Runs the binary in `cwd` with `args`, failing the test past a minute.
 async fn run_in(cwd: &Path, args: &[&str]) -> (bool, String, String) {
     run_cli(cwd, args, Duration::from_secs(60)).await
@@ -72,11 +89,7 @@ async fn run_in(cwd: &Path, args: &[&str]) -> (bool, String, String) {
 
 #[tokio::test]
 async fn a_team_serves_its_own_catalogue_over_its_own_table() {
-    let (team, table) = team_dir(&[("daily_sales", DAILY_SALES), ("kinds", KINDS)]);
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config(&dir);
-    config.sql = SqlSource::Dir(team.path().join("sql"));
-    config.tables = vec![table];
+    let (_team, dir, config) = team_stack(&[("daily_sales", DAILY_SALES), ("kinds", KINDS)]);
     let stack = start_with(dir, config).await;
 
     let catalogue = stack.alice.datasets().await.unwrap();
@@ -134,11 +147,7 @@ async fn a_team_serves_its_own_catalogue_over_its_own_table() {
 
 #[tokio::test]
 async fn an_entry_that_cannot_run_stops_the_start_with_its_file_line_and_reason() {
-    let (team, table) = team_dir(&[("daily_sales", DAILY_SALES), ("sketches", SKETCHES)]);
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config(&dir);
-    config.sql = SqlSource::Dir(team.path().join("sql"));
-    config.tables = vec![table];
+    let (_team, _dir, config) = team_stack(&[("daily_sales", DAILY_SALES), ("sketches", SKETCHES)]);
     let refused = export_local::LocalStack::start(config)
         .await
         .err()

@@ -19,9 +19,20 @@ pub mod rewrite;
 mod rowfn;
 mod text;
 
-use datafusion::execution::context::{SQLOptions, SessionContext};
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DfStatement;
+
+/// A session that speaks Redshift's SQL: text parsed as Redshift parses it (backslash escapes
+/// in literals), Redshift's functions registered.
+pub fn session() -> SessionContext {
+    let mut config = SessionConfig::new().with_create_default_catalog_and_schema(true);
+    config.options_mut().sql_parser.dialect =
+        "redshift".parse().expect("a dialect DataFusion names");
+    let ctx = SessionContext::new_with_config(config);
+    register(&ctx);
+    ctx
+}
 
 /// Adds Redshift's functions to the session (replacing DataFusion's of the same name, such as
 /// `date_part` and `trunc`, whose answers differ).

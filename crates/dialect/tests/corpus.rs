@@ -8,7 +8,7 @@
 use datafusion::arrow::array::{Array, ArrayRef};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::util::display::array_value_to_string;
-use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::context::SQLOptions;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,14 +42,6 @@ struct Differences {
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus")
-}
-
-fn session() -> SessionContext {
-    let mut config = SessionConfig::new().with_create_default_catalog_and_schema(true);
-    config.options_mut().sql_parser.dialect = "redshift".parse().expect("a dialect");
-    let ctx = SessionContext::new_with_config(config);
-    export_dialect::register(&ctx);
-    ctx
 }
 
 /// A value as Redshift's clients print it: dates `2009-08-28`, timestamps without a `T` and
@@ -167,7 +159,7 @@ fn rows_match(case: &Case, actual: &[Vec<(String, Kind)>]) -> bool {
 
 /// The case's answer, or why there is none.
 async fn run(case: &Case) -> Result<Vec<Vec<(String, Kind)>>, String> {
-    let ctx = session();
+    let ctx = export_dialect::session();
     for statement in &case.setup {
         export_dialect::run(&ctx, statement, SQLOptions::new())
             .await

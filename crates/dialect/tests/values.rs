@@ -3,16 +3,8 @@
 //! literal as it is: no value may change, or change the statement's structure.
 
 use datafusion::arrow::array::{Array, StringArray};
-use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::context::SQLOptions;
 use export_core::sql::Literal;
-
-fn session() -> SessionContext {
-    let mut config = SessionConfig::new().with_create_default_catalog_and_schema(true);
-    config.options_mut().sql_parser.dialect = "redshift".parse().expect("a dialect");
-    let ctx = SessionContext::new_with_config(config);
-    export_dialect::register(&ctx);
-    ctx
-}
 
 const VALUES: &[&str] = &[
     "\\",
@@ -29,7 +21,7 @@ const VALUES: &[&str] = &[
 
 #[tokio::test]
 async fn a_value_is_the_same_value_whatever_the_statement_around_it_rewrites() {
-    let ctx = session();
+    let ctx = export_dialect::session();
     for value in VALUES {
         let literal = Literal::text(value).unwrap().to_sql();
         // Each rewrite that moves its arguments into a new expression, plus the text pass
@@ -79,7 +71,7 @@ async fn a_value_is_the_same_value_whatever_the_statement_around_it_rewrites() {
 /// compatibility and conversion": a string literal compared with a numeric column).
 #[tokio::test]
 async fn text_compared_with_a_number_is_read_as_a_number() {
-    let ctx = session();
+    let ctx = export_dialect::session();
     export_dialect::run(&ctx, "CREATE TABLE quantities (qty INT)", SQLOptions::new())
         .await
         .unwrap();

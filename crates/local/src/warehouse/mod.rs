@@ -26,7 +26,7 @@ pub use statements::{ClientTokens, StatementDetails};
 pub const CLIENT_TOKEN_LIFETIME: Duration = Duration::from_secs(8 * 3600);
 
 use async_trait::async_trait;
-use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::execution::context::SessionContext;
 use export_core::catalog::BoundSelect;
 use export_core::messages::{Message, PollMessage, StatementEvent};
 use export_core::ports::{
@@ -258,9 +258,5 @@ impl Warehouse for DataFusionWarehouse {
 /// A DataFusion session that speaks Redshift's SQL: its functions registered (`export_dialect`),
 /// text parsed as Redshift parses it (backslash escapes in literals).
 pub fn redshift_session() -> anyhow::Result<SessionContext> {
-    let mut config = SessionConfig::new().with_create_default_catalog_and_schema(true);
-    config.options_mut().sql_parser.dialect = "redshift".parse()?;
-    let ctx = SessionContext::new_with_config(config);
-    export_dialect::register(&ctx);
-    Ok(ctx)
+    Ok(export_dialect::session())
 }
