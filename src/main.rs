@@ -5,11 +5,11 @@ mod commands;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use commands::audit;
 use commands::catalogue::{self, LookupArgs};
 use commands::jobs::{self, DownloadArgs, JobArgs, ListArgs, StatusArgs, SubmitArgs, WaitArgs};
 use commands::stack::{self, ConsoleArgs, ServeArgs};
 use commands::ClientArgs;
+use commands::{audit, webhook};
 use export_local::StackOptions;
 
 /// mimalloc rather than the system's: a lookup allocates many small values, and with it the
@@ -68,6 +68,9 @@ enum Command {
     /// Check a catalogue before it runs: every entry planned on the local warehouse with
     /// sample values, its UNLOAD held to Redshift's rules; non-zero exit on any problem.
     Check(catalogue::CheckArgs),
+    /// Check a webhook notice's `Export-Signature` against its body and the webhook's
+    /// secret, as a partner's receiver should.
+    VerifyWebhook(webhook::VerifyWebhookArgs),
 }
 
 #[tokio::main]
@@ -92,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Quota { client } => catalogue::quota(client).await,
         Command::Audit(args) => audit::audit(args),
         Command::Check(args) => catalogue::check(args).await,
+        Command::VerifyWebhook(args) => webhook::verify_webhook(args),
     }
 }
 

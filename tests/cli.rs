@@ -401,3 +401,67 @@ async fn the_audit_command_reads_the_record_filtered() {
     assert!(!ok && stderr.contains("one of export"), "{stderr}");
     stack.stack.stop().await;
 }
+
+/// A notice signed by an independent implementation of the scheme (Python's `hmac`, as a
+/// partner would write it) verifies with `verify-webhook`; a changed body or an old one does not.
+#[tokio::test]
+async fn a_notice_signed_by_python_s_hmac_verifies_and_a_changed_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("notice.json");
+    std::fs::write(
+        &body,
+        br#"{"request_id":"r1","status":"SUCCEEDED","rows":3}"#,
+    )
+    .unwrap();
+    let sign = |at: &str| {
+        let output = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import hmac, hashlib, sys\n\
+                 body = open(sys.argv[1], 'rb').read()\n\
+                 t = sys.argv[2]\n\
+                 mac = hmac.new(b'whsec_partner', t.encode() + b'.' + body, hashlib.sha256)\n\
+                 print(f't={t},v1={mac.hexdigest()}')",
+                body.to_str().unwrap(),
+                at,
+            ])
+            .output()
+            .expect("python3 runs");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let now = chrono::Utc::now().timestamp().to_string();
+    let header = sign(&now);
+    let verify = |header: String| {
+        let body = body.to_str().unwrap().to_owned();
+        async move {
+            let args = [
+                "verify-webhook",
+                "--secret",
+                "whsec_partner",
+                "--signature",
+                &header,
+                "--body",
+                &body,
+            ];
+            run(&args, Duration::from_secs(30)).await
+        }
+    };
+    let (ok, stdout, stderr) = verify(header.clone()).await;
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("The signature verifies"), "{stdout}");
+
+    std::fs::write(
+        &body,
+        br#"{"request_id":"r1","status":"SUCCEEDED","rows":4}"#,
+    )
+    .unwrap();
+    let (ok, _, stderr) = verify(header).await;
+    assert!(!ok);
+    assert!(stderr.contains("no v1 signature matches"), "{stderr}");
+
+    let an_hour_ago = (chrono::Utc::now().timestamp() - 3600).to_string();
+    let (ok, _, stderr) = verify(sign(&an_hour_ago)).await;
+    assert!(!ok);
+    assert!(stderr.contains("more than the 300 s allowed"), "{stderr}");
+}

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod catalogue;
 pub mod jobs;
 pub mod stack;
+pub mod webhook;
 
 use clap::Args;
 use export_client::{Client, Signer};

@@ -19,6 +19,7 @@ pub mod settings;
 pub mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhook;
 
 pub use catalog::Catalog;
 pub use error::ApiError;
