@@ -14,6 +14,7 @@ pub mod identity;
 pub mod messages;
 pub mod page;
 pub mod ports;
+pub mod schedule;
 pub mod service;
 pub mod settings;
 pub mod sql;
