@@ -238,6 +238,66 @@ impl Cron {
     }
 }
 
+/// A date written relative to a run, as a subscription's parameters may be: `today`,
+/// `yesterday` or `tomorrow`, optionally `+` or `-` a count of days, weeks, months or years
+/// (`today-7d`, `yesterday-1m`), in the schedule's time zone at `now`. `Ok(None)`: the text is
+/// not relative, and is the value itself. Months keep the day, or end at the month's last.
+pub fn relative_date(
+    text: &str,
+    timezone: Tz,
+    now: DateTime<Utc>,
+) -> Result<Option<NaiveDate>, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let (base, rest) = if let Some(rest) = lower.strip_prefix("today") {
+        (0, rest)
+    } else if let Some(rest) = lower.strip_prefix("yesterday") {
+        (-1, rest)
+    } else if let Some(rest) = lower.strip_prefix("tomorrow") {
+        (1, rest)
+    } else {
+        return Ok(None);
+    };
+    let today = now.with_timezone(&timezone).date_naive();
+    let day = today + Duration::days(base);
+    let rest = rest.trim();
+    if rest.is_empty() {
+        return Ok(Some(day));
+    }
+    let refuse = || {
+        format!("'{text}': a relative date is today, yesterday or tomorrow, then +N or -N with d, w, m or y (today-7d)")
+    };
+    let (sign, amount) = match rest.as_bytes()[0] {
+        b'+' => (1i64, rest[1..].trim()),
+        b'-' => (-1i64, rest[1..].trim()),
+        _ => return Err(refuse()),
+    };
+    let unit_at = amount
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(refuse)?;
+    let n: i64 = amount[..unit_at].parse().map_err(|_| refuse())?;
+    if n > 100_000 {
+        return Err(refuse());
+    }
+    let months = |m: i64| {
+        let m = chrono::Months::new(m.unsigned_abs() as u32);
+        if sign > 0 {
+            day.checked_add_months(m)
+        } else {
+            day.checked_sub_months(m)
+        }
+    };
+    let moved = match amount[unit_at..].trim() {
+        "d" | "day" | "days" => day.checked_add_signed(Duration::days(sign * n)),
+        "w" | "week" | "weeks" => day.checked_add_signed(Duration::weeks(sign * n)),
+        "m" | "month" | "months" => months(n),
+        "y" | "year" | "years" => months(n * 12),
+        _ => return Err(refuse()),
+    };
+    moved
+        .map(Some)
+        .ok_or_else(|| format!("'{text}' is out of the calendar's range"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,6 +366,31 @@ mod tests {
             s.next_after(utc("2026-03-31T09:40:00Z"), utc("2026-01-01T00:00:00Z")),
             None
         );
+    }
+
+    #[test]
+    fn relative_dates_resolve_in_the_schedule_s_time_zone() {
+        let tokyo: Tz = "Asia/Tokyo".parse().unwrap();
+        let now = utc("2026-03-31T20:00:00Z"); // already April 1st in Tokyo
+        let day = |text: &str, tz: Tz| relative_date(text, tz, now).unwrap().map(|d| d.to_string());
+        assert_eq!(day("today", Tz::UTC).as_deref(), Some("2026-03-31"));
+        assert_eq!(day("today", tokyo).as_deref(), Some("2026-04-01"));
+        assert_eq!(day("Yesterday", tokyo).as_deref(), Some("2026-03-31"));
+        assert_eq!(day("today-7d", Tz::UTC).as_deref(), Some("2026-03-24"));
+        assert_eq!(
+            day("today - 1m", Tz::UTC).as_deref(),
+            Some("2026-02-28"),
+            "the month's last day"
+        );
+        assert_eq!(day("tomorrow+1w", Tz::UTC).as_deref(), Some("2026-04-08"));
+        assert_eq!(
+            day("2026-01-01", Tz::UTC),
+            None,
+            "not relative: the value itself"
+        );
+        for bad in ["today-7", "today*2d", "today-7x", "yesterday+99999999d"] {
+            assert!(relative_date(bad, Tz::UTC, now).is_err(), "{bad}");
+        }
     }
 
     #[test]
