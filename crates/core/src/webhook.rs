@@ -89,6 +89,86 @@ pub fn verify(
     Ok(())
 }
 
+/// Where a webhook may be delivered: the URL's host and port, once the URL is one a caller
+/// may name. On AWS only `https` is taken (`https_only`); a URL with credentials in it, or an
+/// address literal no deployment should call, is refused here, and every address its name
+/// resolves to must pass [`forbidden_address`] when it is called, so a caller cannot make the
+/// function call into the VPC or the instance metadata endpoint.
+pub fn destination(url: &str, https_only: bool) -> Result<(String, u16), String> {
+    let uri: http::Uri = url.parse().map_err(|_| format!("'{url}' is not a URL"))?;
+    let scheme = uri
+        .scheme_str()
+        .ok_or_else(|| format!("'{url}' has no scheme"))?;
+    let default_port = match scheme {
+        "https" => 443,
+        "http" if !https_only => 80,
+        other => return Err(format!("a webhook is delivered over https, not {other}")),
+    };
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("'{url}' names no host"))?;
+    if authority.as_str().contains('@') {
+        return Err("a webhook URL carries no user name or password".into());
+    }
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("'{url}' names no host"));
+    }
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        if forbidden_address(ip) {
+            return Err(format!(
+                "{ip} is not an address a webhook may be delivered to"
+            ));
+        }
+    }
+    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
+        return Err(format!(
+            "{host} is not an address a webhook may be delivered to"
+        ));
+    }
+    Ok((host.to_owned(), uri.port_u16().unwrap_or(default_port)))
+}
+
+/// Addresses a deployment never delivers to: loopback, private (RFC 1918, unique local),
+/// shared (100.64.0.0/10), link-local (169.254.0.0/16, where the instance metadata endpoint
+/// answers, and fe80::/10), unspecified, broadcast, multicast and documentation ranges, and
+/// IPv6 forms of IPv4 ones.
+pub fn forbidden_address(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || (a == 100 && (64..128).contains(&b))
+                || a == 0
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return forbidden_address(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || (first == 0x2001 && v6.segments()[1] == 0x0db8)
+                // IPv4-compatible and NAT64 forms carry an IPv4 address in their last 32 bits.
+                || (v6.segments()[..6] == [0; 6])
+                || (v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0])
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +196,44 @@ mod tests {
             verify(SECRET, &moved, BODY, 1_700_000_300, 300),
             Err(Refused::Mismatch)
         );
+    }
+
+    #[test]
+    fn a_webhook_cannot_be_pointed_into_the_network_it_runs_in() {
+        assert_eq!(
+            destination("https://hooks.partner.example/exports", true),
+            Ok(("hooks.partner.example".into(), 443))
+        );
+        assert_eq!(
+            destination("http://127.0.0.1:9000/x", false).unwrap_err(),
+            "127.0.0.1 is not an address a webhook may be delivered to"
+        );
+        for (url, says) in [
+            ("http://hooks.partner.example/", "over https"),
+            ("ftp://hooks.partner.example/", "over https"),
+            ("https://user:pw@hooks.partner.example/", "no user name"),
+            (
+                "https://169.254.169.254/latest/meta-data/",
+                "not an address",
+            ),
+            ("https://10.0.0.5/", "not an address"),
+            ("https://172.16.0.1/", "not an address"),
+            ("https://192.168.1.1/", "not an address"),
+            ("https://100.64.0.1/", "not an address"),
+            ("https://0.0.0.0/", "not an address"),
+            ("https://[::1]/", "not an address"),
+            ("https://[fd00::1]/", "not an address"),
+            ("https://[fe80::1]/", "not an address"),
+            ("https://[::ffff:169.254.169.254]/", "not an address"),
+            ("https://localhost/", "not an address"),
+            ("https://api.localhost/", "not an address"),
+            ("not a url", "not a URL"),
+        ] {
+            let e = destination(url, true).unwrap_err();
+            assert!(e.contains(says), "{url}: {e}");
+        }
+        assert!(!forbidden_address("203.0.114.7".parse().unwrap()));
+        assert!(!forbidden_address("2a00:1450:4001::200e".parse().unwrap()));
     }
 
     #[test]
