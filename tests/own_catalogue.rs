@@ -82,6 +82,18 @@ fn team_stack(
     (team, dir, config)
 }
 
+/// Submits `request` as alice and waits for it to succeed: the rows it exported.
+async fn exported_rows(stack: &TestStack, request: serde_json::Value) -> Option<u64> {
+    let id = submit_ok(&stack.alice, request).await;
+    let done = wait_done(&stack.alice, &id).await;
+    assert_eq!(
+        done.summary.status,
+        export_api::JobStatus::Succeeded,
+        "{done:?}"
+    );
+    done.summary.rows
+}
+
 /// Runs the binary in `cwd` with `args`, failing the test past a minute.
 async fn run_in(cwd: &Path, args: &[&str]) -> (bool, String, String) {
     run_cli(cwd, args, Duration::from_secs(60)).await
@@ -113,32 +125,11 @@ async fn a_team_serves_its_own_catalogue_over_its_own_table() {
         ])
     );
 
-    let id = submit_ok(
-        &stack.alice,
-        serde_json::json!({"dataset": "daily_sales", "params": {"day": "2024-01-03"}}),
-    )
-    .await;
-    let done = wait_done(&stack.alice, &id).await;
+    let daily = serde_json::json!({"dataset": "daily_sales", "params": {"day": "2024-01-03"}});
+    assert_eq!(exported_rows(&stack, daily).await, Some(1));
+    let kinds = serde_json::json!({"dataset": "kinds", "params": {"n": 2}});
     assert_eq!(
-        done.summary.status,
-        export_api::JobStatus::Succeeded,
-        "{done:?}"
-    );
-    assert_eq!(done.summary.rows, Some(1));
-
-    let id = submit_ok(
-        &stack.alice,
-        serde_json::json!({"dataset": "kinds", "params": {"n": 2}}),
-    )
-    .await;
-    let done = wait_done(&stack.alice, &id).await;
-    assert_eq!(
-        done.summary.status,
-        export_api::JobStatus::Succeeded,
-        "{done:?}"
-    );
-    assert_eq!(
-        done.summary.rows,
+        exported_rows(&stack, kinds).await,
         Some(2),
         "stores 1 and 2 sold two or more"
     );
