@@ -1,6 +1,7 @@
 //! Tunables shared by the services; each deployment fills them from its own configuration.
 
-use crate::domain::{Millis, ObjectRef};
+use crate::domain::{Compression, Format, Millis, ObjectRef};
+use crate::sql::{render_unload, UnloadOptions};
 use std::time::Duration;
 
 /// How long a start's attempt lasts: redeliveries within it send the same statement (its
@@ -60,6 +61,31 @@ impl UnloadSettings {
             n => format!("{}{request_id}/{n}/", self.results_prefix),
         };
         ObjectRef::new(&self.results_bucket, key)
+    }
+
+    /// The UNLOAD an attempt of the job `request_id` sends: `select` written as `format` with
+    /// `compression` under the attempt's prefix, `parallel` or not.
+    pub fn unload_sql(
+        &self,
+        select: &str,
+        request_id: &str,
+        attempt: u32,
+        format: Format,
+        compression: Compression,
+        parallel: bool,
+    ) -> String {
+        render_unload(
+            select,
+            &UnloadOptions {
+                target: self.attempt_prefix(request_id, attempt),
+                iam_role: self.iam_role.clone(),
+                format,
+                compression,
+                max_file_size_mb: self.max_file_size_mb,
+                allow_overwrite: false,
+                parallel,
+            },
+        )
     }
 
     /// Where the first attempt writes; every attempt writes below it.

@@ -8,8 +8,8 @@
 use crate::warehouse::unload::parse_unload;
 use datafusion::execution::context::{SQLOptions, SessionContext};
 use export_core::catalog::{Catalog, Export, MAX_STATEMENT_BYTES};
-use export_core::domain::{Compression, Format, ObjectRef};
-use export_core::sql::{render_unload, UnloadOptions};
+use export_core::domain::{Compression, Format};
+use export_core::settings::UnloadSettings;
 use std::fmt;
 
 /// One entry that would not run, and why.
@@ -53,16 +53,18 @@ fn named_word(message: &str) -> Option<&str> {
     None
 }
 
-fn unload_options(export: &Export) -> UnloadOptions {
-    UnloadOptions {
-        target: ObjectRef::parse_s3_url("s3://check/unload/").expect("an S3 URL"),
-        iam_role: "default".into(),
-        format: Format::Csv,
-        compression: Compression::Gzip,
-        max_file_size_mb: 100,
-        allow_overwrite: false,
-        parallel: export.parallel,
-    }
+/// The UNLOAD the processor would send for `select`, as the local stack configures it.
+fn unload_sql(export: &Export, select: &str) -> String {
+    let mut settings = UnloadSettings::new(crate::stack::RESULTS_BUCKET, "check");
+    settings.iam_role = crate::stack::UNLOAD_ROLE.into();
+    settings.unload_sql(
+        select,
+        "00000000-0000-0000-0000-000000000000",
+        0,
+        Format::Csv,
+        Compression::Gzip,
+        export.parallel,
+    )
 }
 
 /// Every problem of one entry.
@@ -82,14 +84,14 @@ pub async fn check_export(ctx: &SessionContext, export: &Export) -> Vec<Problem>
     }
     // Redshift's own rules for the UNLOAD that carries it: no LIMIT in its outer SELECT, one
     // SELECT, a statement of at most 16 MB.
-    let unload = render_unload(&select, &unload_options(export));
+    let unload = unload_sql(export, &select);
     if let Err(e) = parse_unload(&unload) {
         problem(
             export.body_line,
             format!("its UNLOAD would be refused: {e}"),
         );
     }
-    let largest = render_unload(&export.largest_select(), &unload_options(export)).len();
+    let largest = unload_sql(export, &export.largest_select()).len();
     if largest > MAX_STATEMENT_BYTES {
         problem(
             export.body_line,

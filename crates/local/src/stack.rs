@@ -34,6 +34,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub const RESULTS_BUCKET: &str = "export-results";
+/// The role the local warehouse's UNLOADs name (it assumes none).
+pub const UNLOAD_ROLE: &str = "arn:aws:iam::000000000000:role/local-unload";
 /// The local stack's statements are named `local:<request id>`.
 pub const STATEMENT_PREFIX: &str = "local:";
 pub const DOWNLOADS_BUCKET: &str = "export-downloads";
@@ -195,7 +197,7 @@ impl LocalStack {
         objects.set_base_url(&format!("http://{addr}"));
 
         let mut unload = UnloadSettings::new(RESULTS_BUCKET, STATEMENT_PREFIX);
-        unload.iam_role = "arn:aws:iam::000000000000:role/local-unload".into();
+        unload.iam_role = UNLOAD_ROLE.into();
         unload.max_file_size_mb = config.max_file_size_mb;
         let mut delivery = DeliverySettings::new(
             DOWNLOADS_BUCKET,

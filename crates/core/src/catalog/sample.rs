@@ -7,8 +7,8 @@ use super::Export;
 use crate::sql::Literal;
 use std::collections::BTreeMap;
 
-/// Redshift's largest SQL statement: 16 MB ("Quotas and limits in Amazon Redshift", Amazon
-/// Redshift Management Guide).
+/// Redshift's largest SQL statement: 16 MB ("Amazon Redshift SQL", Amazon Redshift Database
+/// Developer Guide).
 pub const MAX_STATEMENT_BYTES: usize = 16 * 1024 * 1024;
 
 fn sample(ty: &ScalarType, largest: bool) -> Literal {

@@ -7,7 +7,6 @@ use crate::domain::{JobEvent, JobStatus, JobUpdate, Transition};
 use crate::messages::{Message, StartJob};
 use crate::ports::{ControlTable, PortError, QueueSender, StatementRequest, Warehouse};
 use crate::settings::{RetrySettings, UnloadSettings};
-use crate::sql::{render_unload, UnloadOptions};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,17 +85,13 @@ impl Processor {
             Err(message) => return self.fail(&request_id, "render", message).await,
         };
         let attempt = self.unload.attempt_at(job.created_at, self.clock.now());
-        let sql = render_unload(
+        let sql = self.unload.unload_sql(
             &select,
-            &UnloadOptions {
-                target: self.unload.attempt_prefix(&request_id, attempt),
-                iam_role: self.unload.iam_role.clone(),
-                format: job.format,
-                compression: job.compression,
-                max_file_size_mb: self.unload.max_file_size_mb,
-                allow_overwrite: false,
-                parallel,
-            },
+            &request_id,
+            attempt,
+            job.format,
+            job.compression,
+            parallel,
         );
         let statement = StatementRequest {
             sql,

@@ -334,7 +334,7 @@ async fn redshift_s_everyday_constructs_run_over_the_demo_tables() {
         ("SELECT LEN(product_name), CHARINDEX('Rose', product_name) FROM rsdataapi.product_detail WHERE sku = 'FLOWER12'", json!([[14, 11]])),
         ("SELECT REGEXP_SUBSTR(product_name, '[A-Z][a-z]+$') FROM rsdataapi.product_detail WHERE sku = 'PLANT22'", json!([["Cactus"]])),
         ("SELECT DECODE(sku, 'FLOWER12', 'rose', 'other') FROM rsdataapi.product_detail WHERE product_id < 12347 ORDER BY product_id", json!([["rose"], ["other"]])),
-        ("SELECT NVL(NULL, NULL, 'x'), NVL2(NULL, 'a', 'b')", json!([["x", "b"]])),
+        ("SELECT NVL(NULL, NULL, 'x'), NVL2(NULL, 'a', 'b'), LEAST('b', 'a', 'c'), GREATEST('b', 'a', 'c')", json!([["x", "b", "a", "c"]])),
         ("SELECT LISTAGG(sku, ',') WITHIN GROUP (ORDER BY sku DESC) FROM rsdataapi.product_detail WHERE sku LIKE 'SEED%'", json!([["SEED32,SEED31"]])),
         ("SELECT sku, RATIO_TO_REPORT(1) OVER (PARTITION BY created_on) FROM rsdataapi.product_detail WHERE sku LIKE 'POT%' ORDER BY sku", json!([["POT41", 0.5], ["POT42", 0.5]])),
         ("SELECT APPROXIMATE COUNT(DISTINCT created_on) FROM rsdataapi.product_detail", json!([[10]])),
