@@ -56,7 +56,8 @@ pub struct AuditRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
     /// `accepted`, `refused`, `succeeded`, `failed`, `cancelled`, `answered`, `cached`,
-    /// `issued`, `emailed`.
+    /// `issued`, `emailed`, `webhook` (a notice with links POSTed), `copied` (files copied into a
+    /// bucket).
     pub outcome: String,
     /// For a refusal: the HTTP status and the error's code and message.
     #[serde(default, skip_serializing_if = "Option::is_none")]

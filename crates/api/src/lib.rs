@@ -5,12 +5,17 @@
 //! changed here changes all three, so they cannot drift apart.
 
 mod audit;
+mod delivery;
 mod request;
 mod response;
 mod strict_json;
 mod vocabulary;
 
 pub use audit::{AuditKind, AuditRecord};
+pub use delivery::{
+    render_key, Delivery, S3Place, WebhookNotice, WebhookSecret, KEY_PLACEHOLDERS, MAX_DELIVER,
+    MAX_WEBHOOK_URL,
+};
 pub use request::{
     from_slice, from_value, is_email_address, BodyError, DatasetExportRequest, ExportRequest,
     FieldError, ProductRequest, MAX_NOTIFY,

@@ -2,6 +2,7 @@
 //! fields refused and every error naming the field at fault by its path (`notify[2]`), so a
 //! typo never falls back to a default and a caller can see which value to mend.
 
+use crate::delivery::{Delivery, MAX_DELIVER};
 use crate::strict_json::{self, StrictJsonError};
 use crate::vocabulary::{Archive, Compression, Format};
 use serde::de::DeserializeOwned;
@@ -22,7 +23,8 @@ pub const MAX_NOTIFY: usize = 10;
     "format": "csv",
     "compression": "gzip",
     "archive": "zip",
-    "notify": ["analyst@example.com"]
+    "notify": ["analyst@example.com"],
+    "deliver": [{"webhook": "https://partner.example/hooks/exports"}, {"s3": "s3://partner-feed/inbound/"}]
 }))]
 pub struct ExportRequest {
     /// A dataset of the catalogue (`GET /datasets`).
@@ -47,6 +49,10 @@ pub struct ExportRequest {
     #[serde(default, deserialize_with = "null_is_default")]
     #[schema(value_type = Option<Vec<String>>)]
     pub notify: Vec<String>,
+    /// Where else the finished export goes: an email address, a webhook, a bucket.
+    #[serde(default, deserialize_with = "null_is_default")]
+    #[schema(value_type = Option<Vec<Delivery>>)]
+    pub deliver: Vec<Delivery>,
 }
 
 impl ExportRequest {
@@ -90,6 +96,15 @@ impl ExportRequest {
                 format!("'{field}' is not a valid email address"),
             ));
         }
+        if self.deliver.len() > MAX_DELIVER {
+            return Err(FieldError::new(
+                "deliver",
+                format!("at most {MAX_DELIVER} deliveries"),
+            ));
+        }
+        for (i, delivery) in self.deliver.iter().enumerate() {
+            delivery.check(&format!("deliver[{i}]"))?;
+        }
         Ok(())
     }
 }
@@ -118,6 +133,9 @@ pub struct DatasetExportRequest {
     #[serde(default, deserialize_with = "null_is_default")]
     #[schema(value_type = Option<Vec<String>>)]
     pub notify: Vec<String>,
+    #[serde(default, deserialize_with = "null_is_default")]
+    #[schema(value_type = Option<Vec<Delivery>>)]
+    pub deliver: Vec<Delivery>,
 }
 
 impl DatasetExportRequest {
@@ -130,6 +148,7 @@ impl DatasetExportRequest {
             compression: self.compression,
             archive: self.archive,
             notify: self.notify,
+            deliver: self.deliver,
         }
     }
 }
@@ -314,6 +333,18 @@ mod tests {
                 "notify[1]",
             ),
             (json!({"dataset": "d", "notify": "a@b.c"}), "notify"),
+            (
+                json!({"dataset": "d", "deliver": [{"email": "a@b.co"}, {"webhook": "ftp://x"}]}),
+                "deliver[1].webhook",
+            ),
+            (
+                json!({"dataset": "d", "deliver": [{"fax": "123"}]}),
+                "deliver[0]",
+            ),
+            (
+                json!({"dataset": "d", "deliver": [{"email": "a@b.co", "s3": "s3://abc/"}]}),
+                "deliver[0]",
+            ),
             (json!({"dataset": "d", "colour": "red"}), "colour"),
         ] {
             let e = ExportRequest::read(body.clone()).unwrap_err();

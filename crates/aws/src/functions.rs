@@ -21,9 +21,12 @@ use export_core::service::{
     admission, Admission, AdmissionSettings, Audit, LookupSettings, Lookups, Poller, Processor,
     Queries, Quotas, Submissions,
 };
+use export_core::settings::WebhookSettings;
 use export_core::settings::{
     DeliverySettings, MailSettings, PackagingSettings, RetrySettings, UnloadSettings,
 };
+use export_core::webhook::{Reach, SigningKeys};
+use export_webhook::HttpWebhooks;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +45,9 @@ pub struct Clients {
     /// What presigns download links: the function's own credentials, or the access key kept
     /// for it in Secrets Manager when the deployment has one (`LINK_SIGNER_SECRET_ARN`).
     pub link_signer: LinkSigner,
+    /// The keys webhook notices are signed with, from the Secrets Manager secret
+    /// `WEBHOOK_KEY_SECRET_ARN`; None: the deployment delivers no webhooks.
+    pub webhook_keys: Option<SigningKeys>,
 }
 
 impl Clients {
@@ -70,6 +76,13 @@ impl Clients {
             clients.link_signer =
                 link_signer_from_secret(&secrets, &sdk, secret.trim(), custom_endpoint).await?;
         }
+        if let Some(secret) = std::env::var("WEBHOOK_KEY_SECRET_ARN")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        {
+            let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+            clients.webhook_keys = Some(webhook_keys_from_secret(&secrets, secret.trim()).await?);
+        }
         Ok(clients)
     }
 
@@ -87,8 +100,50 @@ impl Clients {
             ses: aws_sdk_sesv2::Client::new(sdk),
             iam: aws_sdk_iam::Client::new(sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
+            webhook_keys: None,
         }
     }
+}
+
+/// The webhook keys in the secret `secret`: its `AWSCURRENT` version signs, and while a
+/// rotation's `AWSPREVIOUS` version is there, notices are signed with it too, so partners can
+/// move to their new secrets ("Staging labels", AWS Secrets Manager User Guide: rotation
+/// moves `AWSPREVIOUS` to the version that was current).
+pub async fn webhook_keys_from_secret(
+    secrets: &aws_sdk_secretsmanager::Client,
+    secret: &str,
+) -> Result<SigningKeys, String> {
+    let version = |stage: &'static str| {
+        let call = secrets
+            .get_secret_value()
+            .secret_id(secret)
+            .version_stage(stage)
+            .send();
+        async move {
+            match call.await {
+                Ok(value) => Ok(value.secret_string().map(|s| s.as_bytes().to_vec())),
+                Err(e)
+                    if stage == "AWSPREVIOUS"
+                        && e.as_service_error()
+                            .is_some_and(|e| e.is_resource_not_found_exception()) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(format!(
+                    "reading the webhook key {secret} ({stage}): {}",
+                    DisplayErrorContext(&e)
+                )),
+            }
+        }
+    };
+    let current = version("AWSCURRENT")
+        .await?
+        .filter(|key| key.len() >= 32)
+        .ok_or_else(|| {
+            format!("the webhook key {secret} must be a string of at least 32 characters")
+        })?;
+    let previous = version("AWSPREVIOUS").await?.filter(|key| key != &current);
+    Ok(SigningKeys { current, previous })
 }
 
 /// The Data API's client, retrying with the SDK's adaptive mode: its quotas are per account
@@ -312,6 +367,7 @@ fn delivery_settings(env: &mut Env) -> DeliverySettings {
             allowed_recipients: env.list("NOTIFY_ALLOWLIST"),
             default_recipients,
         },
+        webhooks: WebhookSettings::default(),
     }
 }
 
@@ -383,7 +439,20 @@ pub fn receiver(env: &mut Env, clients: &Clients) -> Arc<Submissions> {
         admission: admission(env, &control, queue),
         quotas: quotas(&control),
         audit: audit(env, clients),
+        // The receiver only checks where a webhook may go; it never reads the key.
+        webhooks: env
+            .parsed("WEBHOOK_DELIVERIES", false)
+            .then_some(Reach::PUBLIC_HTTPS),
     })
+}
+
+/// Webhooks from a deployment: https to public addresses only, signed with the keys in
+/// `WEBHOOK_KEY_SECRET_ARN`.
+pub fn webhook_settings(clients: &Clients) -> WebhookSettings {
+    WebhookSettings {
+        reach: Reach::PUBLIC_HTTPS,
+        keys: clients.webhook_keys.clone(),
+    }
 }
 
 /// `status`: a job, its history, its link, the caller's jobs, the catalogue.
@@ -403,6 +472,7 @@ pub fn status(env: &mut Env, clients: &Clients) -> Arc<Queries> {
         ),
         clock: clock(),
         link_ttl: link_ttl(env),
+        webhooks: webhook_settings(clients),
     })
 }
 
@@ -475,10 +545,14 @@ pub fn poller(env: &mut Env, clients: &Clients) -> Arc<Poller> {
             sender,
             env.optional("SES_CONFIGURATION_SET"),
         )),
+        webhooks: Arc::new(HttpWebhooks::new(Reach::PUBLIC_HTTPS)),
         queue,
         clock: clock(),
         unload: unload_settings(env, false),
-        delivery: delivery_settings(env),
+        delivery: DeliverySettings {
+            webhooks: webhook_settings(clients),
+            ..delivery_settings(env)
+        },
         packaging: packaging_settings(env),
         retry: retry_settings(env),
     })

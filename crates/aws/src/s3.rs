@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream as SdkByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectCannedAcl,
+};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 use export_core::domain::{Millis, ObjectRef};
@@ -30,10 +32,22 @@ pub const MAX_LINK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// part is sent with it, and completing names each part's.
 const CHECKSUM: ChecksumAlgorithm = ChecksumAlgorithm::Crc32;
 
+/// The largest object one `CopyObject` copies; larger ones are copied part by part with
+/// `UploadPartCopy` ("Copying an object using multipart upload", Amazon S3 User Guide: objects
+/// greater than 5 GB must be).
+pub const SINGLE_COPY_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
+
+/// The size of each part of a multipart copy (at least S3's 5 MiB, at most its 5 GiB).
+pub const COPY_PART_SIZE: u64 = 512 * 1024 * 1024;
+
 #[derive(Clone)]
 pub struct S3ObjectStore {
     client: Client,
     links: LinkSigner,
+    /// Objects larger than this are copied part by part ([`SINGLE_COPY_LIMIT`]; tests set a
+    /// smaller one to exercise the parts on small objects).
+    single_copy_limit: u64,
+    copy_part_size: u64,
 }
 
 /// What presigns the download links: a client, and the expiry of the credentials it last
@@ -74,7 +88,87 @@ impl S3ObjectStore {
             client: client.clone(),
             signed_until: Arc::default(),
         };
-        S3ObjectStore { client, links }
+        S3ObjectStore {
+            client,
+            links,
+            single_copy_limit: SINGLE_COPY_LIMIT,
+            copy_part_size: COPY_PART_SIZE,
+        }
+    }
+
+    /// Copies objects above `limit` bytes in parts of `part_size` (tests only).
+    pub fn with_copy_parts(self, limit: u64, part_size: u64) -> Self {
+        S3ObjectStore {
+            single_copy_limit: limit,
+            copy_part_size: part_size,
+            ..self
+        }
+    }
+
+    /// `UploadPartCopy` of `from` in ranges, into an upload owned by `to`'s bucket owner.
+    async fn copy_in_parts(&self, from: &ObjectRef, to: &ObjectRef, size: u64) -> PortResult<()> {
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&to.bucket)
+            .key(&to.key)
+            .acl(ObjectCannedAcl::BucketOwnerFullControl)
+            .send()
+            .await
+            .map_err(|e| port_error("CreateMultipartUpload", e))?;
+        let upload_id = upload.upload_id.unwrap_or_default();
+        let mut parts = Vec::new();
+        let mut start = 0;
+        let mut number = 1;
+        let copied: PortResult<()> = async {
+            while start < size {
+                let end = (start + self.copy_part_size).min(size) - 1;
+                let output = self
+                    .client
+                    .upload_part_copy()
+                    .bucket(&to.bucket)
+                    .key(&to.key)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .copy_source(copy_source(from))
+                    .copy_source_range(format!("bytes={start}-{end}"))
+                    .send()
+                    .await
+                    .map_err(|e| port_error("UploadPartCopy", e))?;
+                let etag = output
+                    .copy_part_result
+                    .and_then(|r| r.e_tag)
+                    .unwrap_or_default();
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .e_tag(etag)
+                        .build(),
+                );
+                start = end + 1;
+                number += 1;
+            }
+            self.client
+                .complete_multipart_upload()
+                .bucket(&to.bucket)
+                .key(&to.key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| port_error("CompleteMultipartUpload", e))?;
+            Ok(())
+        }
+        .await;
+        if copied.is_err() {
+            // Parts left behind cost storage until the bucket's lifecycle rule ends them.
+            let _ = self.abort_multipart(to, &upload_id).await;
+        }
+        copied
     }
 
     pub fn with_link_signer(self, links: LinkSigner) -> Self {
@@ -327,6 +421,30 @@ impl ObjectStore for S3ObjectStore {
         Ok(parts)
     }
 
+    /// `CopyObject` with `bucket-owner-full-control`, so the partner's bucket owns the copy
+    /// ("Controlling ownership of objects", Amazon S3 User Guide: a bucket whose Object
+    /// Ownership is "bucket owner preferred" takes objects written with this ACL; one that
+    /// enforces bucket-owner ownership accepts it as well). Larger than 5 GB: in parts.
+    async fn copy(&self, from: &ObjectRef, to: &ObjectRef) -> PortResult<()> {
+        let size = self
+            .size_of(from)
+            .await?
+            .ok_or_else(|| PortError::NotFound(from.s3_url()))?;
+        if size > self.single_copy_limit {
+            return self.copy_in_parts(from, to, size).await;
+        }
+        self.client
+            .copy_object()
+            .bucket(&to.bucket)
+            .key(&to.key)
+            .copy_source(copy_source(from))
+            .acl(ObjectCannedAcl::BucketOwnerFullControl)
+            .send()
+            .await
+            .map_err(|e| port_error("CopyObject", e))?;
+        Ok(())
+    }
+
     async fn presign_get(
         &self,
         object: &ObjectRef,
@@ -374,3 +492,18 @@ where
     }
     port_error(operation, error)
 }
+
+/// `x-amz-copy-source`: the source's bucket and key, the key URL-encoded ("CopyObject",
+/// Amazon S3 API Reference).
+fn copy_source(from: &ObjectRef) -> String {
+    let key = percent_encoding::utf8_percent_encode(&from.key, KEY_ENCODING);
+    format!("{}/{key}", from.bucket)
+}
+
+/// Everything but S3's unreserved characters and `/` is encoded in a copy source's key.
+const KEY_ENCODING: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');

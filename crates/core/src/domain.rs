@@ -1,6 +1,6 @@
 //! The export job and its history: the vocabulary every other module speaks.
 
-pub use export_api::{Archive, Compression, Format, JobEvent, JobStatus, Millis};
+pub use export_api::{Archive, Compression, Delivery, Format, JobEvent, JobStatus, Millis};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -122,6 +122,9 @@ pub struct Job {
     pub compression: Compression,
     pub archive: Archive,
     pub notify: Vec<String>,
+    /// Where the finished export goes besides `notify`'s mail (webhooks, buckets, more mail).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deliver: Vec<Delivery>,
     /// Which of `params` were bound to the caller's access rather than given by the request.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bound: Vec<String>,

@@ -321,6 +321,12 @@ pub trait ObjectStore: Send + Sync {
         count: u32,
     ) -> PortResult<Vec<UploadedPart>>;
 
+    /// Copies `from` to `to`, which may be in another account's bucket: the copy belongs to
+    /// the destination bucket's owner (S3: `x-amz-acl: bucket-owner-full-control`), so a
+    /// partner's bucket never holds an object its owner cannot read. `NotFound` if `from` is
+    /// not there; `Rejected` if the store may not write to `to`.
+    async fn copy(&self, from: &ObjectRef, to: &ObjectRef) -> PortResult<()>;
+
     /// A URL anyone holding it can GET until it expires.
     async fn presign_get(
         &self,
@@ -369,6 +375,26 @@ pub struct Email {
 pub trait Mailer: Send + Sync {
     /// Sends the mail and returns the message id the mailer assigned.
     async fn send(&self, email: &Email) -> PortResult<String>;
+}
+
+/// A signed webhook notice to POST.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookPost {
+    pub url: String,
+    /// The JSON notice, exactly as signed.
+    pub body: Bytes,
+    /// The `Export-Signature` header's value.
+    pub signature: String,
+    /// The job it is about, sent as `Export-Request-Id` and used for the log line.
+    pub request_id: String,
+}
+
+#[async_trait]
+pub trait Webhooks: Send + Sync {
+    /// POSTs the notice (no redirect followed) and answers the receiver's HTTP status;
+    /// `Transient` if no answer came, `Rejected` if the URL resolves to an address the
+    /// deployment does not deliver to.
+    async fn post(&self, post: &WebhookPost) -> PortResult<u16>;
 }
 
 /// S3's rules for multipart uploads, for the stand-ins that keep uploads themselves (the local

@@ -139,6 +139,33 @@ pub struct DeliverySettings {
     /// cancelled), is looked at again by the sweep.
     pub sweep_after: Duration,
     pub mail: MailSettings,
+    /// Where webhooks may go and what signs them.
+    pub webhooks: WebhookSettings,
+}
+
+/// Webhook deliveries: where they may go, and the deployment's keys that sign them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookSettings {
+    pub reach: crate::webhook::Reach,
+    /// None: this deployment has no webhook key, and a webhook delivery is refused at submit.
+    pub keys: Option<crate::webhook::SigningKeys>,
+}
+
+impl WebhookSettings {
+    /// Where webhooks go, if this deployment delivers them (it has a key).
+    pub fn delivers(&self) -> Option<crate::webhook::Reach> {
+        self.keys.as_ref().map(|_| self.reach)
+    }
+}
+
+impl Default for WebhookSettings {
+    /// Public https addresses only, no key.
+    fn default() -> Self {
+        WebhookSettings {
+            reach: crate::webhook::Reach::PUBLIC_HTTPS,
+            keys: None,
+        }
+    }
 }
 
 /// How archives are written: the upload's parts, the cores used, and when a run stops to
@@ -199,13 +226,20 @@ impl MailSettings {
         })
     }
 
-    /// The addresses a job's mail goes to: its allowed `notify` addresses, else the defaults.
-    pub fn recipients(&self, notify: &[String]) -> Vec<String> {
-        let allowed: Vec<String> = notify
+    /// The addresses a job's mail goes to: its allowed `notify` addresses and `email`
+    /// deliveries, else the defaults.
+    pub fn recipients(&self, notify: &[String], deliver: &[export_api::Delivery]) -> Vec<String> {
+        let mut allowed: Vec<String> = notify
             .iter()
+            .chain(deliver.iter().filter_map(|d| match d {
+                export_api::Delivery::Email(address) => Some(address),
+                _ => None,
+            }))
             .filter(|a| self.is_allowed(a))
             .cloned()
             .collect();
+        let mut seen = std::collections::HashSet::new();
+        allowed.retain(|a| seen.insert(a.to_ascii_lowercase()));
         if allowed.is_empty() {
             self.default_recipients.clone()
         } else {
@@ -258,6 +292,7 @@ impl DeliverySettings {
             packaging_lease: Duration::from_secs(600),
             sweep_after: Duration::from_secs(900),
             mail,
+            webhooks: WebhookSettings::default(),
         }
     }
 
@@ -296,6 +331,7 @@ mod tests {
             packaging_lease: Duration::from_secs(60),
             sweep_after: Duration::from_secs(900),
             mail: MailSettings::default(),
+            webhooks: WebhookSettings::default(),
         };
         let delays: Vec<u64> = (0..6).map(|a| s.poll_delay(a).as_secs()).collect();
         assert_eq!(delays, [2, 4, 8, 16, 30, 30]);
@@ -309,10 +345,22 @@ mod tests {
             default_recipients: vec!["data@example.com".into()],
         };
         assert_eq!(
-            m.recipients(&["A@Example.com".into(), "x@evil.org".into()]),
+            m.recipients(&["A@Example.com".into(), "x@evil.org".into()], &[]),
             ["A@Example.com"]
         );
-        assert_eq!(m.recipients(&["x@evil.org".into()]), ["data@example.com"]);
-        assert_eq!(m.recipients(&[]), ["data@example.com"]);
+        assert_eq!(
+            m.recipients(&["x@evil.org".into()], &[]),
+            ["data@example.com"]
+        );
+        assert_eq!(m.recipients(&[], &[]), ["data@example.com"]);
+        let deliver = [
+            export_api::Delivery::Email("b@example.com".into()),
+            export_api::Delivery::Webhook("https://example.com/".into()),
+            export_api::Delivery::Email("a@example.com".into()),
+        ];
+        assert_eq!(
+            m.recipients(&["a@example.com".into()], &deliver),
+            ["a@example.com", "b@example.com"]
+        );
     }
 }

@@ -89,19 +89,47 @@ pub fn verify(
     Ok(())
 }
 
+/// Where a deployment lets webhooks go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reach {
+    /// Only `https` URLs (every AWS deployment).
+    pub https_only: bool,
+    /// Loopback, private and link-local addresses too: only the local stack, whose user
+    /// runs the receiver on the same machine.
+    pub private_addresses: bool,
+}
+
+impl Reach {
+    /// A deployment in a cloud network: https to public addresses only.
+    pub const PUBLIC_HTTPS: Reach = Reach {
+        https_only: true,
+        private_addresses: false,
+    };
+    /// One machine: any http(s) URL, this machine's own included.
+    pub const ANYWHERE: Reach = Reach {
+        https_only: false,
+        private_addresses: true,
+    };
+
+    /// Whether a webhook may be delivered to `ip`, an address its host resolved to.
+    pub fn allows(self, ip: std::net::IpAddr) -> bool {
+        self.private_addresses || !forbidden_address(ip)
+    }
+}
+
 /// Where a webhook may be delivered: the URL's host and port, once the URL is one a caller
-/// may name. On AWS only `https` is taken (`https_only`); a URL with credentials in it, or an
-/// address literal no deployment should call, is refused here, and every address its name
-/// resolves to must pass [`forbidden_address`] when it is called, so a caller cannot make the
-/// function call into the VPC or the instance metadata endpoint.
-pub fn destination(url: &str, https_only: bool) -> Result<(String, u16), String> {
+/// may name. On AWS only `https` is taken; a URL with credentials in it, or an address
+/// literal no deployment should call, is refused here, and every address its name resolves
+/// to must pass [`Reach::allows`] when it is called, so a caller cannot make the function
+/// call into the VPC or the instance metadata endpoint.
+pub fn destination(url: &str, reach: Reach) -> Result<(String, u16), String> {
     let uri: http::Uri = url.parse().map_err(|_| format!("'{url}' is not a URL"))?;
     let scheme = uri
         .scheme_str()
         .ok_or_else(|| format!("'{url}' has no scheme"))?;
     let default_port = match scheme {
         "https" => 443,
-        "http" if !https_only => 80,
+        "http" if !reach.https_only => 80,
         other => return Err(format!("a webhook is delivered over https, not {other}")),
     };
     let authority = uri
@@ -117,19 +145,56 @@ pub fn destination(url: &str, https_only: bool) -> Result<(String, u16), String>
     if host.is_empty() {
         return Err(format!("'{url}' names no host"));
     }
+    let refused = || format!("{host} is not an address a webhook may be delivered to");
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        if forbidden_address(ip) {
-            return Err(format!(
-                "{ip} is not an address a webhook may be delivered to"
-            ));
+        if !reach.allows(ip) {
+            return Err(refused());
         }
     }
-    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
-        return Err(format!(
-            "{host} is not an address a webhook may be delivered to"
-        ));
+    let local_name =
+        host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost");
+    if local_name && !reach.private_addresses {
+        return Err(refused());
     }
     Ok((host.to_owned(), uri.port_u16().unwrap_or(default_port)))
+}
+
+/// A caller's webhook secret: HMAC-SHA256 of the caller under the deployment's webhook key,
+/// so it needs no storage and no lookup per notice, and replacing the key replaces every
+/// caller's secret (notices are signed with the old key too while [`SigningKeys::previous`]
+/// is set). `whsec_` and hex, as `redshift-export verify-webhook` and a partner's code read it.
+pub fn caller_secret(key: &[u8], owner: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(b"webhook-secret\0");
+    mac.update(owner.as_bytes());
+    format!("whsec_{}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The deployment's webhook keys: the current one, and the one it replaces while partners
+/// move to their new secrets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningKeys {
+    pub current: Vec<u8>,
+    pub previous: Option<Vec<u8>>,
+}
+
+impl SigningKeys {
+    /// The `Export-Signature` value for `owner`'s notice: one `v1` per key.
+    pub fn sign(&self, owner: &str, timestamp: i64, body: &[u8]) -> String {
+        let mut header = sign(
+            caller_secret(&self.current, owner).as_bytes(),
+            timestamp,
+            body,
+        );
+        if let Some(previous) = &self.previous {
+            let old = sign(caller_secret(previous, owner).as_bytes(), timestamp, body);
+            if let Some((_, v1)) = old.split_once(',') {
+                header.push(',');
+                header.push_str(v1);
+            }
+        }
+        header
+    }
 }
 
 /// Addresses a deployment never delivers to: loopback, private (RFC 1918, unique local),
@@ -201,13 +266,27 @@ mod tests {
     #[test]
     fn a_webhook_cannot_be_pointed_into_the_network_it_runs_in() {
         assert_eq!(
-            destination("https://hooks.partner.example/exports", true),
+            destination("https://hooks.partner.example/exports", Reach::PUBLIC_HTTPS),
             Ok(("hooks.partner.example".into(), 443))
         );
         assert_eq!(
-            destination("http://127.0.0.1:9000/x", false).unwrap_err(),
+            destination("http://127.0.0.1:9000/x", Reach::PUBLIC_HTTPS).unwrap_err(),
+            "a webhook is delivered over https, not http"
+        );
+        assert_eq!(
+            destination("https://127.0.0.1:9000/x", Reach::PUBLIC_HTTPS).unwrap_err(),
             "127.0.0.1 is not an address a webhook may be delivered to"
         );
+        // The local stack's user runs the receiver on the same machine.
+        assert_eq!(
+            destination("http://127.0.0.1:9000/x", Reach::ANYWHERE),
+            Ok(("127.0.0.1".into(), 9000))
+        );
+        assert_eq!(
+            destination("http://localhost/x", Reach::ANYWHERE),
+            Ok(("localhost".into(), 80))
+        );
+        assert!(destination("http://u:p@localhost/x", Reach::ANYWHERE).is_err());
         for (url, says) in [
             ("http://hooks.partner.example/", "over https"),
             ("ftp://hooks.partner.example/", "over https"),
@@ -229,11 +308,48 @@ mod tests {
             ("https://api.localhost/", "not an address"),
             ("not a url", "not a URL"),
         ] {
-            let e = destination(url, true).unwrap_err();
+            let e = destination(url, Reach::PUBLIC_HTTPS).unwrap_err();
             assert!(e.contains(says), "{url}: {e}");
         }
         assert!(!forbidden_address("203.0.114.7".parse().unwrap()));
         assert!(!forbidden_address("2a00:1450:4001::200e".parse().unwrap()));
+    }
+
+    #[test]
+    fn each_caller_has_its_own_secret_and_a_replaced_key_signs_twice() {
+        let keys = SigningKeys {
+            current: b"key-2".to_vec(),
+            previous: None,
+        };
+        let alice = caller_secret(&keys.current, "arn:aws:iam::1:user/alice");
+        let bob = caller_secret(&keys.current, "arn:aws:iam::1:user/bob");
+        assert!(alice.starts_with("whsec_") && alice.len() == 6 + 64);
+        assert_ne!(alice, bob);
+        assert_ne!(alice, caller_secret(b"key-1", "arn:aws:iam::1:user/alice"));
+        let header = keys.sign("arn:aws:iam::1:user/alice", 1_700_000_000, BODY);
+        assert_eq!(
+            verify(alice.as_bytes(), &header, BODY, 1_700_000_000, 300),
+            Ok(())
+        );
+        assert_eq!(
+            verify(bob.as_bytes(), &header, BODY, 1_700_000_000, 300),
+            Err(Refused::Mismatch)
+        );
+        let rotating = SigningKeys {
+            current: b"key-2".to_vec(),
+            previous: Some(b"key-1".to_vec()),
+        };
+        let header = rotating.sign("arn:aws:iam::1:user/alice", 1_700_000_000, BODY);
+        assert_eq!(header.matches("v1=").count(), 2);
+        let old = caller_secret(b"key-1", "arn:aws:iam::1:user/alice");
+        assert_eq!(
+            verify(old.as_bytes(), &header, BODY, 1_700_000_000, 300),
+            Ok(())
+        );
+        assert_eq!(
+            verify(alice.as_bytes(), &header, BODY, 1_700_000_000, 300),
+            Ok(())
+        );
     }
 
     #[test]

@@ -100,6 +100,7 @@ async fn packaging_job(
         compression,
         archive,
         notify: vec![],
+        deliver: Vec::new(),
         bound: vec![],
         status: JobStatus::Queued,
         created_at,

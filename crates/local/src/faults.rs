@@ -31,6 +31,7 @@ use export_core::ports::{
     Email, ExportCharge, ExportLimits, IdempotencyKey, Mailer, ObjectStore, OverLimit, PortError,
     PortResult, PresignedUrl, QueueSender, SavedCheckpoint, SelectOutcome, SlotHolder,
     StatementRequest, StatementStatus, UploadedPart, Usage, UsageLedger, WaitingJob, Warehouse,
+    WebhookPost, Webhooks,
 };
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -623,6 +624,10 @@ impl<P: ObjectStore + ?Sized> ObjectStore for Faulty<P> {
         let call = self.inner.list_parts(object, upload_id, count);
         self.faults.call("object_store", "list_parts", call).await
     }
+    async fn copy(&self, from: &ObjectRef, to: &ObjectRef) -> PortResult<()> {
+        let call = self.inner.copy(from, to);
+        self.faults.call("object_store", "copy", call).await
+    }
     async fn presign_get(
         &self,
         object: &ObjectRef,
@@ -639,6 +644,14 @@ impl<P: Mailer + ?Sized> Mailer for Faulty<P> {
     async fn send(&self, email: &Email) -> PortResult<String> {
         let call = self.inner.send(email);
         self.faults.call("mailer", "send", call).await
+    }
+}
+
+#[async_trait]
+impl<P: Webhooks + ?Sized> Webhooks for Faulty<P> {
+    async fn post(&self, post: &WebhookPost) -> PortResult<u16> {
+        let call = self.inner.post(post);
+        self.faults.call("webhooks", "post", call).await
     }
 }
 

@@ -48,23 +48,28 @@ pub enum LinkError {
     BadSignature,
 }
 
+/// A 256-bit key kept in `file`, made from the operating system's generator the first time
+/// (and whenever the file holds less): links and webhook signatures then survive a restart.
+pub fn stored_key(file: &Path) -> anyhow::Result<Vec<u8>> {
+    match std::fs::read(file) {
+        Ok(key) if key.len() >= 32 => Ok(key),
+        _ => {
+            let mut key = vec![0u8; 32];
+            getrandom::fill(&mut key)
+                .map_err(|e| anyhow::anyhow!("no randomness for {}: {e}", file.display()))?;
+            std::fs::write(file, &key)?;
+            Ok(key)
+        }
+    }
+}
+
 impl FsObjectStore {
     /// Opens (creating) the tree at `root`; the signing key lives in `key_file` so links
     /// survive a restart, and is created at random the first time.
     pub fn open(root: &Path, key_file: &Path) -> anyhow::Result<FsObjectStore> {
         std::fs::create_dir_all(root.join(".uploads"))?;
         std::fs::create_dir_all(root.join(".multipart"))?;
-        let key = match std::fs::read(key_file) {
-            Ok(key) if key.len() >= 32 => key,
-            _ => {
-                // 256 bits from the operating system's generator: the whole of the links' security.
-                let mut key = vec![0u8; 32];
-                getrandom::fill(&mut key)
-                    .map_err(|e| anyhow::anyhow!("no randomness for the link key: {e}"))?;
-                std::fs::write(key_file, &key)?;
-                key
-            }
-        };
+        let key = stored_key(key_file)?;
         Ok(FsObjectStore {
             root: root.to_owned(),
             key: key.into(),
@@ -225,6 +230,27 @@ impl ObjectStore for FsObjectStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_error(object, e)),
         }
+    }
+
+    /// Copied aside and renamed, as a put is. One machine has one owner: nothing to grant.
+    async fn copy(&self, from: &ObjectRef, to: &ObjectRef) -> PortResult<()> {
+        let source = self.path_of(from)?;
+        let target = self.path_of(to)?;
+        let staging = self
+            .root
+            .join(".uploads")
+            .join(uuid::Uuid::new_v4().to_string());
+        tokio::fs::copy(&source, &staging)
+            .await
+            .map_err(|e| io_error(from, e))?;
+        if let Some(parent) = target.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| io_error(to, e))?;
+        }
+        tokio::fs::rename(&staging, &target)
+            .await
+            .map_err(|e| io_error(to, e))
     }
 
     async fn delete(&self, object: &ObjectRef) -> PortResult<()> {

@@ -25,7 +25,10 @@ use export_core::service::compose::{Ports, Services, Settings};
 use export_core::service::{consume, AdmissionSettings, Consumer, LookupSettings, Poller};
 use export_core::settings::{
     DeliverySettings, MailSettings, PackagingSettings, RetrySettings, UnloadSettings,
+    WebhookSettings,
 };
+use export_core::webhook::{Reach, SigningKeys};
+use export_webhook::HttpWebhooks;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -211,6 +214,14 @@ impl LocalStack {
         delivery.poll_max_delay = config.poll_max_delay;
         delivery.packaging_lease = config.packaging_lease;
         delivery.sweep_after = config.sweep_after;
+        // One machine: its user's receiver runs beside it, on http and loopback.
+        delivery.webhooks = WebhookSettings {
+            reach: Reach::ANYWHERE,
+            keys: Some(SigningKeys {
+                current: crate::objects::stored_key(&dir.join("webhook-signing.key"))?,
+                previous: None,
+            }),
+        };
         let settings = Settings {
             unload,
             delivery,
@@ -231,6 +242,7 @@ impl LocalStack {
                 objects: objects.clone(),
                 mailer,
                 audit,
+                webhooks: Arc::new(HttpWebhooks::new(Reach::ANYWHERE)),
             },
             config.faults.as_ref(),
         );
@@ -450,6 +462,7 @@ struct Adapters {
     objects: FsObjectStore,
     mailer: Arc<OutboxMailer>,
     audit: Arc<JsonLinesAudit>,
+    webhooks: Arc<HttpWebhooks>,
 }
 
 /// The ports as the services see them: the adapters themselves, or each behind the fault
@@ -466,6 +479,7 @@ fn ports(
         objects,
         mailer,
         audit,
+        webhooks,
     } = adapters;
     let store = Arc::new(store);
     let objects = Arc::new(objects);
@@ -484,6 +498,7 @@ fn ports(
             warehouse: warehouse.clone(),
             objects,
             mailer,
+            webhooks,
             clock,
         },
         Some(faults) => Ports {
@@ -499,6 +514,7 @@ fn ports(
             warehouse: Faulty::new(warehouse.clone(), faults.clone()),
             objects: Faulty::new(objects, faults.clone()),
             mailer: Faulty::new(mailer, faults.clone()),
+            webhooks: Faulty::new(webhooks, faults.clone()),
             clock,
         },
     }

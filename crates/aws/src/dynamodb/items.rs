@@ -4,7 +4,8 @@
 use super::{decode, n, s, Item};
 use aws_sdk_dynamodb::types::AttributeValue;
 use export_core::domain::{
-    Archive, Compression, Format, Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef, Owner,
+    Archive, Compression, Delivery, Format, Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef,
+    Owner,
 };
 use export_core::ports::{IdempotencyKey, PortResult};
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,9 @@ pub(super) struct JobItem {
     pub(super) compression: Compression,
     pub(super) archive: Archive,
     pub(super) notify: Vec<String>,
+    /// Webhooks, buckets and further addresses the finished export goes to; absent if none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) deliver: Vec<Delivery>,
     /// The parameters bound to the caller's access; absent when none were.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) bound: Vec<String>,
@@ -175,6 +179,7 @@ pub(super) fn decode_job(item: Item) -> PortResult<Job> {
         compression: item.compression,
         archive: item.archive,
         notify: item.notify,
+        deliver: item.deliver,
         bound: item.bound,
         priority: item.priority,
         turns_of: item.turns_of,

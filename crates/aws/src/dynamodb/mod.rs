@@ -111,6 +111,7 @@ impl DynamoControlTable {
             compression: job.compression,
             archive: job.archive,
             notify: job.notify.clone(),
+            deliver: job.deliver.clone(),
             bound: job.bound.clone(),
             priority: job.priority,
             turns_of: job.turns_of.clone(),
@@ -270,6 +271,7 @@ mod tests {
             archive_object: None,
             error: None,
             notified_at: None,
+            deliver: Vec::new(),
         };
         let item = table.job_item(&job);
         assert_eq!(item["pk"], s("JOB#r1"));

@@ -19,13 +19,15 @@
 //! priority = 1            # turns for warehouse slots: 2 gets twice the turns of 1
 //! share_turns = false     # true: the group's callers take their turns as one
 //! admin = false           # an admin may list every caller's jobs
+//! deliver_to = ["s3://supplier-feeds/inbound/"]   # buckets (and prefixes) exports may be copied to
 //! quotas = { unfinished_exports = 10, exports_per_day = 100, bytes_per_day = 10_000_000_000,
 //!            lookups_per_second = 5, lookup_burst = 10 }
 //! ```
 //!
 //! Each quota holds for each caller of the group on its own. Of several groups that set a
 //! quota, the most generous applies; a caller entry's own `quotas` replace its groups' for the
-//! quotas it names. A quota nobody sets is no limit.
+//! quotas it names. A quota nobody sets is no limit. A caller may deliver into every place its
+//! groups and its own entries name in `deliver_to`, and nowhere else.
 
 use super::Grants;
 use crate::catalog::valid_group;
@@ -46,6 +48,7 @@ struct CallerRule {
     groups: Vec<String>,
     attributes: BTreeMap<String, Vec<String>>,
     quotas: Quotas,
+    deliver_to: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -54,6 +57,7 @@ struct GroupRule {
     share_turns: bool,
     admin: bool,
     quotas: Quotas,
+    deliver_to: Vec<String>,
 }
 
 /// What a caller may use: each `None` is no limit.
@@ -113,6 +117,8 @@ pub struct Standing {
     pub turns_of: Option<String>,
     /// May list every caller's jobs.
     pub admin: bool,
+    /// The places (`s3://bucket/prefix/`) its exports may be copied to.
+    pub deliver_to: Vec<String>,
 }
 
 impl Default for Standing {
@@ -122,7 +128,23 @@ impl Default for Standing {
             priority: 1,
             turns_of: None,
             admin: false,
+            deliver_to: Vec::new(),
         }
+    }
+}
+
+impl Standing {
+    /// Whether an S3 delivery to `bucket` under the key template `template` stays inside one
+    /// of the places the policy lets the caller deliver to: the same bucket, and the
+    /// template's fixed start (before any placeholder, whose values are the job's own) under
+    /// the place's prefix.
+    pub fn may_deliver_to(&self, bucket: &str, template: &str) -> bool {
+        let fixed = template.split('{').next().unwrap_or_default();
+        self.deliver_to.iter().any(|place| {
+            let rest = place.strip_prefix("s3://").unwrap_or(place);
+            let (b, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            b == bucket && fixed.starts_with(prefix)
+        })
     }
 }
 
@@ -148,6 +170,8 @@ struct CallerEntry {
     attributes: BTreeMap<String, OneOrMany>,
     #[serde(default)]
     quotas: Quotas,
+    #[serde(default)]
+    deliver_to: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -162,6 +186,25 @@ struct GroupEntry {
     admin: bool,
     #[serde(default)]
     quotas: Quotas,
+    #[serde(default)]
+    deliver_to: Vec<String>,
+}
+
+/// A `deliver_to` place: `s3://bucket/` or `s3://bucket/prefix/`. The prefix ends in `/`, so
+/// `feeds/` cannot be read as also granting `feeds-of-another-partner/`.
+fn check_place(place: &str) -> Result<(), String> {
+    let parsed = export_api::S3Place::parse(place)?;
+    let prefix = place
+        .strip_prefix("s3://")
+        .and_then(|r| r.split_once('/'))
+        .map(|(_, p)| p);
+    match prefix {
+        Some(p) if (p.is_empty() || p.ends_with('/')) && !p.contains('{') => Ok(()),
+        _ => Err(format!(
+            "deliver_to '{place}' must be s3://{}/ or a prefix ending in '/'",
+            parsed.bucket
+        )),
+    }
 }
 
 fn one() -> u32 {
@@ -208,11 +251,15 @@ impl AccessPolicy {
                     }
                     attributes.insert(name.clone(), values);
                 }
+                for place in &entry.deliver_to {
+                    check_place(place).map_err(at)?;
+                }
                 Ok(CallerRule {
                     owner,
                     groups: entry.groups.clone(),
                     attributes,
                     quotas: entry.quotas,
+                    deliver_to: entry.deliver_to.clone(),
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -232,11 +279,15 @@ impl AccessPolicy {
                     "a lookup_burst with no lookups per second is no use".into()
                 ));
             }
+            for place in &entry.deliver_to {
+                check_place(place).map_err(at)?;
+            }
             let rule = GroupRule {
                 priority: entry.priority,
                 share_turns: entry.share_turns,
                 admin: entry.admin,
                 quotas: entry.quotas,
+                deliver_to: entry.deliver_to.clone(),
             };
             if groups.insert(entry.name.clone(), rule).is_some() {
                 return Err(at("named twice".into()));
@@ -261,6 +312,7 @@ impl AccessPolicy {
                 standing.turns_of = Some(name.clone());
             }
             standing.admin |= group.admin;
+            standing.deliver_to.extend(group.deliver_to.iter().cloned());
             from_groups = Some(match from_groups {
                 None => group.quotas,
                 Some(q) => q.most_generous(group.quotas),
@@ -268,6 +320,7 @@ impl AccessPolicy {
         }
         let mut own: Option<Quotas> = None;
         for rule in self.callers.iter().filter(|r| r.owner.matches(&owner.0)) {
+            standing.deliver_to.extend(rule.deliver_to.iter().cloned());
             if rule.quotas != Quotas::default() {
                 own = Some(match own {
                     None => rule.quotas,

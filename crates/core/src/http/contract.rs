@@ -146,7 +146,7 @@ mod tests {
         assert_eq!(doc["security"], json!([{ "sigv4": [] }]));
         let operations = contract_operations(doc);
         // Every route the routers serve, and no more.
-        assert_eq!(operations.len(), 17, "{operations:?}");
+        assert_eq!(operations.len(), 18, "{operations:?}");
         for (method, path) in operations {
             let operation = &doc["paths"][&path][method.to_lowercase()];
             for status in ["403", "500", "503"] {

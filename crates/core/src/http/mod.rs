@@ -60,6 +60,7 @@ pub fn status_routes() -> OpenApiRouter<Arc<Queries>> {
     OpenApiRouter::default()
         .routes(routes!(list_jobs))
         .routes(routes!(quota))
+        .routes(routes!(webhook_secret))
         .routes(routes!(job_status))
         .routes(routes!(job_events))
         .routes(routes!(download))

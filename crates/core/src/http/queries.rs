@@ -312,3 +312,31 @@ pub(super) async fn quota(
     let principal = queries.access.principal(&owner).await?;
     Ok(Json(queries.quotas.view(&principal).await?))
 }
+
+/// The caller's webhook secret, to check the `Export-Signature` of the notices its webhook
+/// deliveries receive. The same every time it is asked for, until the deployment's webhook
+/// key is replaced; only its caller can read it.
+#[utoipa::path(
+    get, path = "/webhook-secret", tag = "exports", operation_id = "get_webhook_secret",
+    responses(
+        (status = 200, description = "The caller's webhook secret.", body = WebhookSecret),
+        (status = 404, description = "This deployment delivers no webhooks.", body = ErrorBody),
+    )
+)]
+pub(super) async fn webhook_secret(
+    State(queries): State<Arc<Queries>>,
+    Caller(owner): Caller,
+) -> Result<Json<WebhookSecret>, ApiError> {
+    let keys = queries.webhooks.keys.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this deployment delivers no webhooks: it has no key to sign them",
+        )
+    })?;
+    Ok(Json(WebhookSecret {
+        secret: crate::webhook::caller_secret(&keys.current, &owner.0),
+        header: crate::webhook::SIGNATURE_HEADER.into(),
+        tolerance_seconds: crate::webhook::DEFAULT_TOLERANCE_SECONDS,
+    }))
+}

@@ -116,6 +116,20 @@ impl Audit {
         outcome: &str,
         parts: Option<std::ops::Range<usize>>,
     ) -> PortResult<()> {
+        let mut record = self.link_record(job, outcome);
+        record.message = parts.map(|p| format!("parts {} to {}", p.start, p.end.max(1) - 1));
+        self.log.record(&record).await
+    }
+
+    /// The job's files, or links to them, delivered (`outcome`: `webhook` for a notice with
+    /// links, `copied` for files copied into a bucket) to `to`: recorded before they go.
+    pub async fn delivered(&self, job: &Job, outcome: &str, to: &str) -> PortResult<()> {
+        let mut record = self.link_record(job, outcome);
+        record.message = Some(format!("to {to}"));
+        self.log.record(&record).await
+    }
+
+    fn link_record(&self, job: &Job, outcome: &str) -> AuditRecord {
         let asked = Asked {
             dataset: Some(&job.dataset),
             params: Some(&job.params),
@@ -126,7 +140,6 @@ impl Audit {
         record.statement_id = job.statement_id.clone();
         record.rows = job.rows;
         record.bytes = job.bytes;
-        record.message = parts.map(|p| format!("parts {} to {}", p.start, p.end.max(1) - 1));
-        self.log.record(&record).await
+        record
     }
 }

@@ -12,7 +12,7 @@ use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::ports::{
     AdmissionLedger, AnswerCache, AuditLog, ControlTable, Mailer, ObjectStore, QueueSender,
-    UsageLedger, Warehouse,
+    UsageLedger, Warehouse, Webhooks,
 };
 use crate::settings::{DeliverySettings, PackagingSettings, RetrySettings, UnloadSettings};
 use std::sync::Arc;
@@ -37,6 +37,8 @@ pub struct Ports {
     pub warehouse: Arc<dyn Warehouse>,
     pub objects: Arc<dyn ObjectStore>,
     pub mailer: Arc<dyn Mailer>,
+    /// Where webhook notices are POSTed.
+    pub webhooks: Arc<dyn Webhooks>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -89,6 +91,7 @@ impl Services {
             warehouse,
             objects,
             mailer,
+            webhooks,
             clock,
         } = ports.clone();
         let access = Arc::new(Access::new(catalog.clone(), policy, attributes));
@@ -116,6 +119,7 @@ impl Services {
                 admission: admission.clone(),
                 quotas: quotas.clone(),
                 audit: audit.clone(),
+                webhooks: settings.delivery.webhooks.delivers(),
             }),
             queries: Arc::new(Queries {
                 access: access.clone(),
@@ -126,6 +130,7 @@ impl Services {
                 line: settings.admission.slots.map(|_| admission.ledger.clone()),
                 quotas: quotas.clone(),
                 audit: audit.clone(),
+                webhooks: settings.delivery.webhooks.clone(),
             }),
             lookups: Arc::new(
                 Lookups::new(
@@ -155,6 +160,7 @@ impl Services {
                 warehouse,
                 objects,
                 mailer,
+                webhooks,
                 queue,
                 clock,
                 unload: settings.unload.clone(),

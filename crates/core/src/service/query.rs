@@ -26,6 +26,8 @@ pub struct Queries {
     pub quotas: super::Quotas,
     /// Where every link handed out is recorded.
     pub audit: super::Audit,
+    /// The keys each caller's webhook secret comes from.
+    pub webhooks: crate::settings::WebhookSettings,
 }
 
 /// The most jobs one page of `GET /exports` returns.

@@ -1,5 +1,6 @@
 //! The command side (the `receiver`): accept an export, cancel one.
 
+use crate::access::Principal;
 use crate::access::{Access, EmptyText};
 use crate::clock::Clock;
 use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Owner, Transition};
@@ -9,8 +10,9 @@ use crate::ports::{
     ControlTable, CreateOutcome, IdempotencyKey, PortError, QueueSender, Warehouse,
 };
 use crate::service::audit::Asked;
-use export_api::AuditKind;
+use crate::webhook::Reach;
 pub use export_api::ExportRequest;
+use export_api::{AuditKind, Delivery, S3Place};
 use http::StatusCode;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -30,6 +32,7 @@ pub fn request_digest(request: &ExportRequest) -> String {
         "compression": request.compression,
         "archive": request.archive,
         "notify": request.notify,
+        "deliver": request.deliver,
     });
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
@@ -57,6 +60,9 @@ pub struct Submissions {
     pub quotas: super::Quotas,
     /// Where every export submitted, refused or cancelled is recorded.
     pub audit: super::Audit,
+    /// Where webhooks may be delivered; None: this deployment has no key to sign them, and
+    /// delivers none.
+    pub webhooks: Option<Reach>,
 }
 
 impl Submissions {
@@ -117,6 +123,48 @@ impl Submissions {
         submitted
     }
 
+    /// Each delivery is one the deployment makes and the caller may ask for: a webhook this
+    /// deployment can sign and may reach, a bucket place the access policy grants the caller.
+    fn check_deliveries(
+        &self,
+        principal: &Principal,
+        deliver: &[Delivery],
+    ) -> Result<(), ApiError> {
+        for (index, delivery) in deliver.iter().enumerate() {
+            let field = format!("deliver[{index}].{}", delivery.kind());
+            match delivery {
+                Delivery::Email(_) => {}
+                Delivery::Webhook(url) => {
+                    let reach = self.webhooks.ok_or_else(|| {
+                        ApiError::invalid(
+                            &field,
+                            "this deployment delivers no webhooks: it has no key to sign them",
+                        )
+                    })?;
+                    crate::webhook::destination(url, reach).map_err(|reason| {
+                        ApiError::invalid(&field, format!("'{field}': {reason}"))
+                    })?;
+                }
+                Delivery::S3(place) => {
+                    let place = S3Place::parse(place).map_err(|reason| {
+                        ApiError::invalid(&field, format!("'{field}': {reason}"))
+                    })?;
+                    if !principal
+                        .standing
+                        .may_deliver_to(&place.bucket, &place.template)
+                    {
+                        return Err(ApiError::forbidden(format!(
+                            "'{field}': the access policy lets you deliver to no such place in s3://{}",
+                            place.bucket
+                        ))
+                        .with_field(field));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn submit_checked(
         &self,
         owner: &Owner,
@@ -135,6 +183,7 @@ impl Submissions {
                 self.access
                     .unknown_dataset(&principal, &request.dataset, StatusCode::BAD_REQUEST)
             })?;
+        self.check_deliveries(&principal, &request.deliver)?;
         // Checked here; the processor renders the statement from the job's parameters.
         let bound = match text {
             None => self.access.bind(&principal, export, &request.params)?,
@@ -181,6 +230,7 @@ impl Submissions {
             compression: request.compression,
             archive: request.archive,
             notify: request.notify,
+            deliver: request.deliver,
             bound,
             status: JobStatus::Queued,
             created_at: now,

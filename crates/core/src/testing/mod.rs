@@ -18,6 +18,7 @@ mod queue;
 pub mod queue_conformance;
 pub mod usage_conformance;
 mod warehouse;
+mod webhooks;
 mod world;
 
 pub use audit::MemoryAudit;
@@ -29,9 +30,10 @@ pub use mailer::FakeMailer;
 pub use objects::{MemoryObjectStore, ReadHold};
 pub use queue::{MemoryQueue, QueuedMessage};
 pub use warehouse::FakeWarehouse;
+pub use webhooks::RecordedWebhooks;
 pub use world::{
     World, DOWNLOADS_BUCKET, INTERNAL_THINGS, STATEMENT_PREFIX, SUPPLIER_THINGS, THINGS,
-    WORLD_PART_SIZE, WORLD_POLICY,
+    WORLD_PART_SIZE, WORLD_POLICY, WORLD_WEBHOOK_KEY,
 };
 
 /// Every call on a fake gives other tasks a turn first, so services run side by side (in one

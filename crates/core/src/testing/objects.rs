@@ -149,6 +149,16 @@ impl ObjectStore for MemoryObjectStore {
         Ok(self.read(object).map(|b| b.len() as u64))
     }
 
+    async fn copy(&self, from: &ObjectRef, to: &ObjectRef) -> PortResult<()> {
+        super::interleave().await;
+        self.faults.check("copy")?;
+        let body = self
+            .read(from)
+            .ok_or_else(|| PortError::NotFound(from.s3_url()))?;
+        self.insert(to, body);
+        Ok(())
+    }
+
     async fn delete(&self, object: &ObjectRef) -> PortResult<()> {
         super::interleave().await;
         self.faults.check("delete")?;

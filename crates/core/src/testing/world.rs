@@ -1,6 +1,6 @@
 use super::{
     FakeMailer, FakeWarehouse, ManualClock, MemoryAudit, MemoryControlTable, MemoryObjectStore,
-    MemoryQueue,
+    MemoryQueue, RecordedWebhooks,
 };
 use crate::access::AccessPolicy;
 use crate::catalog::Catalog;
@@ -30,6 +30,8 @@ pub struct World {
     pub warehouse: Arc<FakeWarehouse>,
     pub objects: Arc<MemoryObjectStore>,
     pub mailer: Arc<FakeMailer>,
+    /// Every webhook notice POSTed.
+    pub webhooks: Arc<RecordedWebhooks>,
     /// Every audit record, in order.
     pub audit: Arc<MemoryAudit>,
     pub submissions: Arc<Submissions>,
@@ -42,6 +44,9 @@ pub struct World {
     /// How long a received message stays hidden.
     pub visibility: Duration,
 }
+
+/// The key the world's webhook notices are signed with.
+pub const WORLD_WEBHOOK_KEY: &[u8] = b"the world's webhook key";
 
 /// The one export of the world's catalogue: `things`, by an integer id; it may be looked up
 /// too, three rows at most, cached for three minutes.
@@ -71,7 +76,8 @@ SELECT id, name FROM things WHERE id = :id";
 /// `partner-9` suppliers, `limited-…` callers within quotas (two unfinished exports, three a
 /// day, 1,000 bytes a day, two lookups a second), `ops` an admin, `vip` of a group with
 /// twice the turns for warehouse slots, `crew-*` of a group whose callers share their turns,
-/// anyone else nothing.
+/// anyone else nothing. Only `partner-7` may deliver into a bucket: `partner-7-feed`, under
+/// `inbound/`.
 pub const WORLD_POLICY: &str = r#"
 [[caller]]
 owner = "alice"
@@ -85,6 +91,7 @@ groups = ["suppliers"]
 [[caller]]
 owner = "partner-7"
 attributes = { supplier = "7" }
+deliver_to = ["s3://partner-7-feed/inbound/"]
 
 [[caller]]
 owner = "partner-9"
@@ -180,6 +187,7 @@ impl World {
         // Parts of a few KiB, so that small archives still take several.
         *objects.min_part_size.lock().expect("part size lock") = WORLD_PART_SIZE;
         let mailer = Arc::new(FakeMailer::default());
+        let webhooks = Arc::new(RecordedWebhooks::default());
         let audit = Arc::new(MemoryAudit::default());
         let mut unload = UnloadSettings::new(RESULTS_BUCKET, STATEMENT_PREFIX);
         unload.iam_role = "arn:aws:iam::123456789012:role/unload".into();
@@ -193,6 +201,14 @@ impl World {
                 },
             ),
         );
+        // Signed with a key of the world's own; the receivers are fakes, anywhere.
+        settings.delivery.webhooks = crate::settings::WebhookSettings {
+            reach: crate::webhook::Reach::ANYWHERE,
+            keys: Some(crate::webhook::SigningKeys {
+                current: WORLD_WEBHOOK_KEY.to_vec(),
+                previous: None,
+            }),
+        };
         configure(&mut settings.delivery);
         settings.packaging = PackagingSettings {
             part_size: WORLD_PART_SIZE,
@@ -225,6 +241,7 @@ impl World {
                 warehouse: warehouse.clone(),
                 objects: objects.clone(),
                 mailer: mailer.clone(),
+                webhooks: webhooks.clone(),
                 clock: dyn_clock,
             },
             &settings,
@@ -236,6 +253,7 @@ impl World {
             warehouse,
             objects,
             mailer,
+            webhooks,
             audit,
             submissions,
             processor,

@@ -177,6 +177,7 @@ async fn check(partners: Vec<Partner>, requests: Vec<Request>) {
         admission: world.submissions.admission.clone(),
         quotas: world.submissions.quotas.clone(),
         audit: world.submissions.audit.clone(),
+        webhooks: world.submissions.webhooks,
     };
     // Two instances share one answer cache, as two functions share the control table.
     let instances: Vec<Lookups> = (0..2)

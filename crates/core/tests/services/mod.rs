@@ -4,6 +4,7 @@
 mod access;
 mod admission;
 mod audit;
+mod deliveries;
 mod lookups;
 mod poller;
 mod processor;

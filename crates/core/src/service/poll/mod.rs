@@ -8,7 +8,7 @@ use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef, Tran
 use crate::messages::{FollowUp, Message, PollMessage, StatementEvent};
 use crate::ports::{
     ControlTable, Email, Mailer, ObjectStore, PortError, PortResult, QueueSender, SavedCheckpoint,
-    StatementState, Warehouse,
+    StatementState, Warehouse, Webhooks,
 };
 use crate::settings::{DeliverySettings, PackagingSettings, RetrySettings, UnloadSettings};
 use async_trait::async_trait;
@@ -22,6 +22,8 @@ pub struct Poller {
     pub warehouse: Arc<dyn Warehouse>,
     pub objects: Arc<dyn ObjectStore>,
     pub mailer: Arc<dyn Mailer>,
+    /// Where webhook notices are POSTed.
+    pub webhooks: Arc<dyn Webhooks>,
     pub queue: Arc<dyn QueueSender>,
     pub clock: Arc<dyn Clock>,
     pub unload: UnloadSettings,
@@ -43,6 +45,7 @@ pub const SWEEP_LIMIT: usize = 200;
 /// more than one message's deliveries, so that a sweep tries again after an outage.
 pub const NOTICE_ATTEMPTS: usize = 10;
 
+mod deliver;
 mod follow;
 mod notify;
 mod package;

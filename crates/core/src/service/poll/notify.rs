@@ -1,15 +1,17 @@
 //! The job's one email: claimed, composed from [`crate::service::notice`], sent, and retried a bounded
-//! number of times.
+//! number of times; then its other deliveries ([`super::deliver`]) under the same claim.
 
 use super::*;
 
 impl Poller {
-    /// Sends the job's one email: the link when it succeeded, the error when it failed. The
-    /// send is claimed first so that concurrent handlers send it once. A mail refused for good
-    /// (SES's `MessageRejected`, say, for an unverified recipient in the sandbox) is recorded
-    /// once and never retried; after a transient failure the claim is released and the
-    /// message retried, [`NOTICE_ATTEMPTS`] times in all. Either way the job's state and its
-    /// link are untouched.
+    /// Sends the job's one email (the link when it succeeded, the error when it failed) and
+    /// makes its other deliveries (webhooks, buckets). The whole is claimed first so that
+    /// concurrent handlers do it once. A mail or delivery refused for good (SES's
+    /// `MessageRejected`, say, for an unverified recipient in the sandbox; a webhook answering
+    /// 404) is recorded once and never retried; after a transient failure the claim is
+    /// released and the message retried, and the next try does only what is not yet done
+    /// ([`NOTICE_ATTEMPTS`] tries each in all). Either way the job's state and its link are
+    /// untouched.
     pub(super) async fn notify(&self, job: &Job) -> Result<(), Retry> {
         // Ended: its bytes count towards today's, and it is no longer one of its owner's
         // unfinished exports; both once per job, however often this runs.
@@ -33,7 +35,28 @@ impl Poller {
                 .await?;
             return Err(Retry(format!("could not record the export's end: {e}")));
         }
-        let recipients = self.delivery.mail.recipients(&job.notify);
+        // What earlier tries already did is in the history: each is done once.
+        let history = self.control.events(&job.request_id).await?;
+        let mut unsent = Vec::new();
+        if !settled(&history, "notified", None) {
+            if let Some(e) = self.mail(job, &history).await? {
+                unsent.push(format!("notification failed: {e}"));
+            }
+        }
+        unsent.extend(self.deliver(job, &history).await?);
+        if unsent.is_empty() {
+            return Ok(());
+        }
+        self.control
+            .release_notification(&job.request_id, self.clock.now())
+            .await?;
+        Err(Retry(unsent.join("; ")))
+    }
+
+    /// The mail, once: `Some(error)` if it failed for a transient reason and is to be tried
+    /// again ([`NOTICE_ATTEMPTS`] tries in all).
+    async fn mail(&self, job: &Job, history: &[JobEvent]) -> Result<Option<PortError>, Retry> {
+        let recipients = self.delivery.mail.recipients(&job.notify, &job.deliver);
         let outcome = match self.compose(job, recipients).await {
             Ok(email) if email.to.is_empty() => Ok("no recipients configured".to_owned()),
             // The mail's links on record before they go.
@@ -49,24 +72,18 @@ impl Poller {
                 self.control
                     .append_event(&job.request_id, &self.event("notified", "ok", message))
                     .await?;
-                Ok(())
+                Ok(None)
             }
             Err(PortError::Rejected(reason)) => {
-                // The claim stays: the job is settled, and no sweep brings it back.
+                // Settled: no later try sends it.
                 tracing::warn!(request_id = %job.request_id, reason, "notification refused; not retried");
                 self.control
                     .append_event(&job.request_id, &self.event("notified", "refused", reason))
                     .await?;
-                Ok(())
+                Ok(None)
             }
             Err(e) => {
-                let earlier = self
-                    .control
-                    .events(&job.request_id)
-                    .await?
-                    .iter()
-                    .filter(|e| e.step == "notified" && e.outcome == "error")
-                    .count();
+                let earlier = failures(history, "notified", None);
                 if earlier + 1 >= NOTICE_ATTEMPTS {
                     tracing::warn!(request_id = %job.request_id, error = %e, "notification failed again; given up");
                     let message = format!("gave up after {} attempts: {e}", earlier + 1);
@@ -76,7 +93,7 @@ impl Poller {
                             &self.event("notified", "abandoned", message),
                         )
                         .await?;
-                    return Ok(());
+                    return Ok(None);
                 }
                 tracing::warn!(request_id = %job.request_id, error = %e, "notification failed; will retry");
                 self.control
@@ -85,10 +102,7 @@ impl Poller {
                         &self.event("notified", "error", e.to_string()),
                     )
                     .await?;
-                self.control
-                    .release_notification(&job.request_id, self.clock.now())
-                    .await?;
-                Err(Retry(format!("notification failed: {e}")))
+                Ok(Some(e))
             }
         }
     }
@@ -127,4 +141,29 @@ impl Poller {
         .ok_or_else(|| PortError::Rejected("succeeded job has no archive".into()))?;
         Ok(notice::ready(job, &link, to))
     }
+}
+
+/// Whether the history holds an end for `step` (and, for a delivery, the one at `index`): it
+/// went, was refused for good, or was given up on.
+pub(super) fn settled(history: &[JobEvent], step: &str, index: Option<usize>) -> bool {
+    history.iter().any(|e| {
+        e.step == step
+            && matches!(
+                e.outcome.as_str(),
+                "ok" | "refused" | "abandoned" | "skipped"
+            )
+            && about(e, index)
+    })
+}
+
+/// How many tries at `step` (the delivery at `index`) failed for a transient reason.
+pub(super) fn failures(history: &[JobEvent], step: &str, index: Option<usize>) -> usize {
+    history
+        .iter()
+        .filter(|e| e.step == step && e.outcome == "error" && about(e, index))
+        .count()
+}
+
+fn about(event: &JobEvent, index: Option<usize>) -> bool {
+    index.is_none_or(|i| event.message.starts_with(&super::deliver::label(i)))
 }

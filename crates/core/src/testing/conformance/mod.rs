@@ -5,8 +5,8 @@
 //! falls under the sweep's cutoffs here.
 
 use crate::domain::{
-    Archive, Compression, Format, Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef, Owner,
-    Transition,
+    Archive, Compression, Delivery, Format, Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef,
+    Owner, Transition,
 };
 use crate::page::PageToken;
 use crate::ports::{ControlTable, CreateOutcome, IdempotencyKey, PortError, SavedCheckpoint};
@@ -58,6 +58,11 @@ pub fn queued_job(request_id: &str, owner: &Owner, created_at: Millis) -> Job {
         compression: Compression::Gzip,
         archive: Archive::TarGz,
         notify: vec!["a@example.com".into(), "b@example.com".into()],
+        deliver: vec![
+            Delivery::Email("c@example.com".into()),
+            Delivery::Webhook("https://hooks.example/x?y=1".into()),
+            Delivery::S3("s3://partner-feed/in/{date}/{request_id}.zip".into()),
+        ],
         bound: vec!["ids".into()],
         status: JobStatus::Queued,
         created_at,
