@@ -9,6 +9,7 @@ mod delivery;
 mod request;
 mod response;
 mod strict_json;
+mod subscription;
 mod vocabulary;
 
 pub use audit::{AuditKind, AuditRecord};
@@ -21,4 +22,8 @@ pub use request::{
     FieldError, ProductRequest, MAX_NOTIFY,
 };
 pub use response::*;
+pub use subscription::{
+    SubscriptionList, SubscriptionRequest, SubscriptionRun, SubscriptionRuns, SubscriptionView,
+    MAX_SUBSCRIPTIONS,
+};
 pub use vocabulary::{Archive, Compression, Format, JobEvent, JobStatus, Millis, ResultColumn};

@@ -173,7 +173,7 @@ pub struct ProductRequest {
 }
 
 /// A JSON `null` reads as the field's default, as leaving the field out does.
-fn null_is_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+pub(crate) fn null_is_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
     deserializer: D,
 ) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())

@@ -156,6 +156,26 @@ pub struct Job {
     pub error: Option<String>,
     /// Set once the completion email has been handed to the mailer, so it is sent once.
     pub notified_at: Option<Millis>,
+    /// The subscription whose run this job is, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<String>,
+}
+
+/// An export run on a schedule, as the store keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub id: String,
+    pub owner: Owner,
+    /// What each run submits, its parameters as written (relative dates unresolved), and
+    /// the schedule.
+    pub request: export_api::SubscriptionRequest,
+    pub paused: bool,
+    pub created_at: Millis,
+    /// When it runs next; None while paused, or when the schedule never runs again.
+    pub next_run_at: Option<Millis>,
+    pub runs: u64,
+    /// One more on every change: each write is conditional on the version it read.
+    pub version: u64,
 }
 
 fn normal_priority() -> u32 {

@@ -2,7 +2,9 @@
 //! local (embedded) adapter; nothing in this crate knows which one it is talking to.
 
 use crate::catalog::BoundSelect;
-use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef, Owner, Transition};
+use crate::domain::{
+    Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef, Owner, Subscription, Transition,
+};
 use crate::messages::Message;
 use crate::page::{JobPage, PageToken};
 use async_trait::async_trait;
@@ -635,4 +637,27 @@ pub trait UsageLedger: Send + Sync {
 pub trait AuditLog: Send + Sync {
     /// Keeps `record`, durably enough that an act recorded and then answered is on record.
     async fn record(&self, record: &export_api::AuditRecord) -> PortResult<()>;
+}
+
+/// Subscriptions and their runs.
+#[async_trait]
+pub trait SubscriptionStore: Send + Sync {
+    /// Records a new subscription.
+    async fn create_subscription(&self, subscription: &Subscription) -> PortResult<()>;
+    /// The owner's subscription `id`; None for another owner's.
+    async fn subscription(&self, owner: &Owner, id: &str) -> PortResult<Option<Subscription>>;
+    /// The owner's subscriptions, oldest first.
+    async fn subscriptions(&self, owner: &Owner) -> PortResult<Vec<Subscription>>;
+    /// Replaces the subscription if it is still at `subscription.version - 1`; false (and
+    /// nothing written) if it changed or is gone.
+    async fn replace_subscription(&self, subscription: &Subscription) -> PortResult<bool>;
+    /// Removes the owner's subscription `id` and its runs; false if there was none.
+    async fn delete_subscription(&self, owner: &Owner, id: &str) -> PortResult<bool>;
+    /// Subscriptions not paused whose next run is at or before `now`, earliest first, at most
+    /// `limit`.
+    async fn due_subscriptions(&self, now: Millis, limit: usize) -> PortResult<Vec<Subscription>>;
+    /// Records a run (again: the same `scheduled_at` replaces it).
+    async fn record_run(&self, id: &str, run: &export_api::SubscriptionRun) -> PortResult<()>;
+    /// The subscription's runs, newest first, at most `limit`.
+    async fn runs(&self, id: &str, limit: usize) -> PortResult<Vec<export_api::SubscriptionRun>>;
 }

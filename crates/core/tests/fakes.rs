@@ -17,6 +17,7 @@ async fn the_memory_control_table_meets_the_contract() {
     check_answer_cache(&table).await;
     check_admission_ledger(&table).await;
     export_core::testing::usage_conformance::check_usage_ledger(&table).await;
+    export_core::testing::subscription_conformance::check_subscription_store(&table).await;
 }
 
 #[tokio::test]

@@ -114,6 +114,7 @@ async fn packaging_job(
         archive_object: None,
         error: None,
         notified_at: None,
+        subscription_id: None,
     };
     control
         .create_job(

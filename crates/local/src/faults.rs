@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use export_core::catalog::BoundSelect;
 use export_core::domain::{
-    Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef, Owner, Transition,
+    Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef, Owner, Subscription, Transition,
 };
 use export_core::messages::Message;
 use export_core::page::{JobPage, PageToken};
@@ -30,8 +30,8 @@ use export_core::ports::{
     AdmissionLedger, AnswerCache, AuditLog, ByteStream, CachedAnswer, ControlTable, CreateOutcome,
     Email, ExportCharge, ExportLimits, IdempotencyKey, Mailer, ObjectStore, OverLimit, PortError,
     PortResult, PresignedUrl, QueueSender, SavedCheckpoint, SelectOutcome, SlotHolder,
-    StatementRequest, StatementStatus, UploadedPart, Usage, UsageLedger, WaitingJob, Warehouse,
-    WebhookPost, Webhooks,
+    StatementRequest, StatementStatus, SubscriptionStore, UploadedPart, Usage, UsageLedger,
+    WaitingJob, Warehouse, WebhookPost, Webhooks,
 };
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -644,6 +644,54 @@ impl<P: Mailer + ?Sized> Mailer for Faulty<P> {
     async fn send(&self, email: &Email) -> PortResult<String> {
         let call = self.inner.send(email);
         self.faults.call("mailer", "send", call).await
+    }
+}
+
+#[async_trait]
+impl<P: SubscriptionStore + ?Sized> SubscriptionStore for Faulty<P> {
+    async fn create_subscription(&self, subscription: &Subscription) -> PortResult<()> {
+        let call = self.inner.create_subscription(subscription);
+        self.faults
+            .call("subscriptions", "create_subscription", call)
+            .await
+    }
+    async fn subscription(&self, owner: &Owner, id: &str) -> PortResult<Option<Subscription>> {
+        let call = self.inner.subscription(owner, id);
+        self.faults
+            .call("subscriptions", "subscription", call)
+            .await
+    }
+    async fn subscriptions(&self, owner: &Owner) -> PortResult<Vec<Subscription>> {
+        let call = self.inner.subscriptions(owner);
+        self.faults
+            .call("subscriptions", "subscriptions", call)
+            .await
+    }
+    async fn replace_subscription(&self, subscription: &Subscription) -> PortResult<bool> {
+        let call = self.inner.replace_subscription(subscription);
+        self.faults
+            .call("subscriptions", "replace_subscription", call)
+            .await
+    }
+    async fn delete_subscription(&self, owner: &Owner, id: &str) -> PortResult<bool> {
+        let call = self.inner.delete_subscription(owner, id);
+        self.faults
+            .call("subscriptions", "delete_subscription", call)
+            .await
+    }
+    async fn due_subscriptions(&self, now: Millis, limit: usize) -> PortResult<Vec<Subscription>> {
+        let call = self.inner.due_subscriptions(now, limit);
+        self.faults
+            .call("subscriptions", "due_subscriptions", call)
+            .await
+    }
+    async fn record_run(&self, id: &str, run: &export_api::SubscriptionRun) -> PortResult<()> {
+        let call = self.inner.record_run(id, run);
+        self.faults.call("subscriptions", "record_run", call).await
+    }
+    async fn runs(&self, id: &str, limit: usize) -> PortResult<Vec<export_api::SubscriptionRun>> {
+        let call = self.inner.runs(id, limit);
+        self.faults.call("subscriptions", "runs", call).await
     }
 }
 

@@ -40,6 +40,9 @@ pub struct StackOptions {
     pub sweep_every: Duration,
     #[arg(long, default_value = "300s", value_parser = crate::parse_duration)]
     pub sweep_after: Duration,
+    /// How often the scheduler makes the subscriptions' runs that are due.
+    #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
+    pub subscription_tick: Duration,
     /// Export statements the warehouse runs at once; more wait QUEUED, callers taking turns.
     /// 0 starts every job as soon as a worker takes it.
     #[arg(long, default_value_t = export_core::service::admission::DEFAULT_SLOTS)]
@@ -69,6 +72,7 @@ impl StackOptions {
         config.visibility_timeout = self.visibility_timeout;
         config.sweep_every = self.sweep_every;
         config.sweep_after = self.sweep_after;
+        config.subscription_tick = self.subscription_tick;
         config.admission.slots = (self.warehouse_slots > 0).then_some(self.warehouse_slots);
         if let Some(plan) = &self.faults {
             let plan: FaultPlan = plan.parse().map_err(|e| format!("--faults: {e}"))?;

@@ -22,7 +22,9 @@ use export_core::http::api_router;
 use export_core::messages::{Message, PollMessage};
 use export_core::ports::{QueueName, QueueSender};
 use export_core::service::compose::{Ports, Services, Settings};
-use export_core::service::{consume, AdmissionSettings, Consumer, LookupSettings, Poller};
+use export_core::service::{
+    consume, AdmissionSettings, Consumer, LookupSettings, Poller, Subscriptions,
+};
 use export_core::settings::{
     DeliverySettings, MailSettings, PackagingSettings, RetrySettings, UnloadSettings,
     WebhookSettings,
@@ -84,6 +86,8 @@ pub struct LocalConfig {
     /// unsettled before the sweep looks at it.
     pub sweep_every: Duration,
     pub sweep_after: Duration,
+    /// How often the scheduler makes the subscriptions' runs that are due.
+    pub subscription_tick: Duration,
     /// How lookups run: how long one may wait for the warehouse, what is cached.
     pub lookups: LookupSettings,
     /// How many export statements the warehouse runs at once; `slots: None` starts every
@@ -121,6 +125,7 @@ impl LocalConfig {
             },
             sweep_every: Duration::from_secs(60),
             sweep_after: Duration::from_secs(300),
+            subscription_tick: Duration::from_secs(10),
             lookups: LookupSettings::default(),
             admission: AdmissionSettings::default(),
             faults: None,
@@ -248,6 +253,7 @@ impl LocalStack {
         );
         let Services {
             submissions,
+            subscriptions,
             queries,
             lookups,
             processor,
@@ -256,7 +262,7 @@ impl LocalStack {
 
         let shutdown = CancellationToken::new();
         let app = gateway::router(
-            api_router(submissions, queries, lookups),
+            api_router(submissions, queries, lookups, subscriptions.clone()),
             Arc::new(Verifier::new(config.identities.clone())),
             objects.clone(),
         )
@@ -291,6 +297,11 @@ impl LocalStack {
             }
         }
         if config.pollers > 0 {
+            workers.push(tokio::spawn(schedule_subscriptions(
+                subscriptions.clone(),
+                config.subscription_tick,
+                shutdown.clone(),
+            )));
             workers.push(tokio::spawn(schedule_sweeps(
                 store.clone(),
                 config.sweep_every,
@@ -377,6 +388,30 @@ fn console(base_url: &str, identities: &[LocalIdentity]) -> anyhow::Result<Conso
 
 /// The local stand-in for the template's schedule rule: a sweep tick on the polls queue every
 /// `every`, handled by a poller like any other message.
+/// The stack's scheduler: every `every`, the subscriptions' runs that are due. Their times
+/// are in the store, so a stack stopped and started again makes the runs it missed, once.
+async fn schedule_subscriptions(
+    subscriptions: Arc<Subscriptions>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match subscriptions.run_due().await {
+            Ok(0) => {}
+            Ok(made) => tracing::info!(runs = made, "subscriptions ran"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the subscriptions' tick failed; the next tries again")
+            }
+        }
+    }
+}
+
 async fn schedule_sweeps(store: SqliteStore, every: Duration, shutdown: CancellationToken) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -494,6 +529,7 @@ fn ports(
             ledger: store.clone(),
             usage: store.clone(),
             audit,
+            subscriptions: store.clone(),
             queue: store,
             warehouse: warehouse.clone(),
             objects,
@@ -510,6 +546,7 @@ fn ports(
             ledger: Faulty::new(store.clone(), faults.clone()),
             usage: Faulty::new(store.clone(), faults.clone()),
             audit: Faulty::new(audit, faults.clone()),
+            subscriptions: Faulty::new(store.clone(), faults.clone()),
             queue: Faulty::new(store, faults.clone()),
             warehouse: Faulty::new(warehouse.clone(), faults.clone()),
             objects: Faulty::new(objects, faults.clone()),

@@ -43,6 +43,9 @@ pub(super) struct JobItem {
     /// Webhooks, buckets and further addresses the finished export goes to; absent if none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) deliver: Vec<Delivery>,
+    /// The subscription whose run the job is; absent if none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) subscription_id: Option<String>,
     /// The parameters bound to the caller's access; absent when none were.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) bound: Vec<String>,
@@ -180,6 +183,7 @@ pub(super) fn decode_job(item: Item) -> PortResult<Job> {
         archive: item.archive,
         notify: item.notify,
         deliver: item.deliver,
+        subscription_id: item.subscription_id,
         bound: item.bound,
         priority: item.priority,
         turns_of: item.turns_of,

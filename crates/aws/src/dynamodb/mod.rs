@@ -112,6 +112,7 @@ impl DynamoControlTable {
             archive: job.archive,
             notify: job.notify.clone(),
             deliver: job.deliver.clone(),
+            subscription_id: job.subscription_id.clone(),
             bound: job.bound.clone(),
             priority: job.priority,
             turns_of: job.turns_of.clone(),
@@ -271,6 +272,7 @@ mod tests {
             archive_object: None,
             error: None,
             notified_at: None,
+            subscription_id: None,
             deliver: Vec::new(),
         };
         let item = table.job_item(&job);

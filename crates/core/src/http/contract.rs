@@ -65,6 +65,7 @@ fn generated() -> OpenApi {
     let mut doc = super::receiver_routes().into_openapi();
     doc.merge(super::status_routes().into_openapi());
     doc.merge(super::lookup::lookup_routes().into_openapi());
+    doc.merge(super::subscription_routes().into_openapi());
     doc.info = InfoBuilder::new()
         .title("Redshift Export API")
         .version(env!("CARGO_PKG_VERSION"))
@@ -146,7 +147,7 @@ mod tests {
         assert_eq!(doc["security"], json!([{ "sigv4": [] }]));
         let operations = contract_operations(doc);
         // Every route the routers serve, and no more.
-        assert_eq!(operations.len(), 18, "{operations:?}");
+        assert_eq!(operations.len(), 25, "{operations:?}");
         for (method, path) in operations {
             let operation = &doc["paths"][&path][method.to_lowercase()];
             for status in ["403", "500", "503"] {

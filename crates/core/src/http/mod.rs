@@ -25,6 +25,7 @@ mod form;
 mod lookup;
 mod product;
 mod queries;
+mod subscriptions;
 
 use commands::*;
 pub use contract::{contract, contract_operations, contract_text};
@@ -34,6 +35,7 @@ use form::ExportForm;
 pub use lookup::{lookup_router, lookup_routes, CUSTOMER_DATASET};
 use product::*;
 use queries::*;
+use subscriptions::*;
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -75,17 +77,36 @@ pub fn status_router(queries: Arc<Queries>) -> Router {
     status_routes().with_state(queries).split_for_parts().0
 }
 
-/// The whole API, as one router (the local gateway serves this): commands, queries and
-/// lookups.
+/// Subscriptions: create, list, get, pause, resume, delete, and their runs.
+pub fn subscription_routes() -> OpenApiRouter<Arc<crate::service::Subscriptions>> {
+    OpenApiRouter::default()
+        .routes(routes!(create_subscription, list_subscriptions))
+        .routes(routes!(get_subscription, delete_subscription))
+        .routes(routes!(pause_subscription))
+        .routes(routes!(resume_subscription))
+        .routes(routes!(subscription_runs))
+}
+
+pub fn subscription_router(subscriptions: Arc<crate::service::Subscriptions>) -> Router {
+    subscription_routes()
+        .with_state(subscriptions)
+        .split_for_parts()
+        .0
+}
+
+/// The whole API, as one router (the local gateway serves this): commands, queries,
+/// lookups and subscriptions.
 pub fn api_router(
     submissions: Arc<Submissions>,
     queries: Arc<Queries>,
     lookups: Arc<crate::service::Lookups>,
+    subscriptions: Arc<crate::service::Subscriptions>,
 ) -> Router {
     with_json_fallbacks(
         receiver_router(submissions)
             .merge(status_router(queries))
-            .merge(lookup_router(lookups)),
+            .merge(lookup_router(lookups))
+            .merge(subscription_router(subscriptions)),
     )
 }
 

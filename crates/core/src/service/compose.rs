@@ -5,14 +5,14 @@
 
 use super::{
     Admission, AdmissionSettings, Audit, LookupSettings, Lookups, Poller, Processor, Queries,
-    Quotas, Submissions,
+    Quotas, Submissions, Subscriptions,
 };
 use crate::access::{Access, AccessPolicy, AttributeSource};
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::ports::{
     AdmissionLedger, AnswerCache, AuditLog, ControlTable, Mailer, ObjectStore, QueueSender,
-    UsageLedger, Warehouse, Webhooks,
+    SubscriptionStore, UsageLedger, Warehouse, Webhooks,
 };
 use crate::settings::{DeliverySettings, PackagingSettings, RetrySettings, UnloadSettings};
 use std::sync::Arc;
@@ -33,6 +33,8 @@ pub struct Ports {
     pub usage: Arc<dyn UsageLedger>,
     /// Where every read is recorded.
     pub audit: Arc<dyn AuditLog>,
+    /// Subscriptions and their runs.
+    pub subscriptions: Arc<dyn SubscriptionStore>,
     pub queue: Arc<dyn QueueSender>,
     pub warehouse: Arc<dyn Warehouse>,
     pub objects: Arc<dyn ObjectStore>,
@@ -67,9 +69,11 @@ impl Settings {
     }
 }
 
-/// The five services, over one set of ports.
+/// The services, over one set of ports.
 pub struct Services {
     pub submissions: Arc<Submissions>,
+    /// Exports on a schedule; its `run_due` is the scheduler's tick.
+    pub subscriptions: Arc<Subscriptions>,
     pub queries: Arc<Queries>,
     pub lookups: Arc<Lookups>,
     pub processor: Arc<Processor>,
@@ -87,6 +91,7 @@ impl Services {
             ledger,
             usage,
             audit,
+            subscriptions,
             queue,
             warehouse,
             objects,
@@ -109,18 +114,25 @@ impl Services {
             log: audit,
             clock: clock.clone(),
         };
+        let submissions = Arc::new(Submissions {
+            access: access.clone(),
+            control: control.clone(),
+            queue: queue.clone(),
+            warehouse: warehouse.clone(),
+            clock: clock.clone(),
+            admission: admission.clone(),
+            quotas: quotas.clone(),
+            audit: audit.clone(),
+            webhooks: settings.delivery.webhooks.delivers(),
+        });
         Services {
-            submissions: Arc::new(Submissions {
-                access: access.clone(),
+            subscriptions: Arc::new(Subscriptions {
+                store: subscriptions,
+                submissions: submissions.clone(),
                 control: control.clone(),
-                queue: queue.clone(),
-                warehouse: warehouse.clone(),
                 clock: clock.clone(),
-                admission: admission.clone(),
-                quotas: quotas.clone(),
-                audit: audit.clone(),
-                webhooks: settings.delivery.webhooks.delivers(),
             }),
+            submissions,
             queries: Arc::new(Queries {
                 access: access.clone(),
                 control: control.clone(),

@@ -13,6 +13,7 @@ pub mod process;
 pub mod query;
 pub mod quota;
 pub mod submit;
+pub mod subscribe;
 
 pub use admission::{Admission, AdmissionSettings, Admitted};
 pub use audit::Audit;
@@ -23,6 +24,7 @@ pub use process::Processor;
 pub use query::{PartsPage, Queries};
 pub use quota::Quotas;
 pub use submit::{ExportRequest, Submissions, Submitted};
+pub use subscribe::Subscriptions;
 
 use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, ObjectRef, Owner, Transition};
 use crate::error::ApiError;

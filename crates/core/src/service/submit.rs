@@ -74,7 +74,20 @@ impl Submissions {
         request: ExportRequest,
         idempotency_key: Option<&str>,
     ) -> Result<Submitted, ApiError> {
-        self.submit_given(owner, request, None, idempotency_key)
+        self.submit_given(owner, request, None, idempotency_key, None)
+            .await
+    }
+
+    /// A subscription's run: [`Submissions::submit`] of `request` linked to the subscription,
+    /// under an idempotency key that names the run, so a run tried twice submits one job.
+    pub async fn submit_run(
+        &self,
+        owner: &Owner,
+        request: ExportRequest,
+        subscription_id: &str,
+        run_key: &str,
+    ) -> Result<Submitted, ApiError> {
+        self.submit_given(owner, request, None, Some(run_key), Some(subscription_id))
             .await
     }
 
@@ -87,7 +100,7 @@ impl Submissions {
         text: Vec<(String, String)>,
         idempotency_key: Option<&str>,
     ) -> Result<Submitted, ApiError> {
-        self.submit_given(owner, request, Some(text), idempotency_key)
+        self.submit_given(owner, request, Some(text), idempotency_key, None)
             .await
     }
 
@@ -98,6 +111,7 @@ impl Submissions {
         request: ExportRequest,
         text: Option<Vec<(String, String)>>,
         idempotency_key: Option<&str>,
+        subscription_id: Option<&str>,
     ) -> Result<Submitted, ApiError> {
         let dataset = request.dataset.clone();
         let params = match &text {
@@ -108,7 +122,7 @@ impl Submissions {
                 .collect(),
         };
         let submitted = self
-            .submit_checked(owner, request, text, idempotency_key)
+            .submit_checked(owner, request, text, idempotency_key, subscription_id)
             .await;
         if let Err(refused) = &submitted {
             let asked = Asked {
@@ -165,13 +179,15 @@ impl Submissions {
         Ok(())
     }
 
-    async fn submit_checked(
+    /// Everything [`Submissions::submit`] checks before it keeps anything: the request's
+    /// fields, the caller's access to the dataset, its deliveries, the parameters typed and
+    /// bound. Answers the caller, the request with its bound parameters, and their names.
+    pub async fn check(
         &self,
         owner: &Owner,
         mut request: ExportRequest,
         text: Option<Vec<(String, String)>>,
-        idempotency_key: Option<&str>,
-    ) -> Result<Submitted, ApiError> {
+    ) -> Result<(Principal, ExportRequest, Vec<String>), ApiError> {
         request.check()?;
         // Access is decided here, before anything is recorded: a dataset the caller may not
         // use is one that does not exist, and bound parameters take the caller's values.
@@ -203,6 +219,18 @@ impl Submissions {
             .filter(|p| p.bound.is_some())
             .map(|p| p.name.clone())
             .collect();
+        Ok((principal, request, bound))
+    }
+
+    async fn submit_checked(
+        &self,
+        owner: &Owner,
+        request: ExportRequest,
+        text: Option<Vec<(String, String)>>,
+        idempotency_key: Option<&str>,
+        subscription_id: Option<&str>,
+    ) -> Result<Submitted, ApiError> {
+        let (principal, request, bound) = self.check(owner, request, text).await?;
         let key = idempotency_key
             .map(|k| {
                 if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY || !k.chars().all(|c| c.is_ascii_graphic()) {
@@ -244,6 +272,7 @@ impl Submissions {
             archive_object: None,
             error: None,
             notified_at: None,
+            subscription_id: subscription_id.map(str::to_owned),
         };
         let event = JobEvent::new(
             now,

@@ -1,10 +1,10 @@
 use super::Faults;
-use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, Owner, Transition};
+use crate::domain::{Job, JobEvent, JobStatus, JobUpdate, Millis, Owner, Subscription, Transition};
 use crate::page::{JobPage, PageToken};
 use crate::ports::{
     AdmissionLedger, AnswerCache, CachedAnswer, ControlTable, CreateOutcome, ExportCharge,
-    ExportLimits, IdempotencyKey, OverLimit, PortResult, SavedCheckpoint, SlotHolder, Usage,
-    UsageLedger, WaitingJob,
+    ExportLimits, IdempotencyKey, OverLimit, PortResult, SavedCheckpoint, SlotHolder,
+    SubscriptionStore, Usage, UsageLedger, WaitingJob,
 };
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -26,6 +26,8 @@ struct State {
     answers: HashMap<String, CachedAnswer>,
     admission: Ledger,
     usage: Usages,
+    subscriptions: std::collections::BTreeMap<String, Subscription>,
+    runs: HashMap<String, std::collections::BTreeMap<Millis, export_api::SubscriptionRun>>,
 }
 
 /// The usage ledger's state.
@@ -597,5 +599,112 @@ impl UsageLedger for MemoryControlTable {
         }
         rates.insert(key.to_owned(), next);
         Ok(true)
+    }
+}
+
+#[async_trait]
+impl SubscriptionStore for MemoryControlTable {
+    async fn create_subscription(&self, subscription: &Subscription) -> PortResult<()> {
+        super::interleave().await;
+        self.faults.check("create_subscription")?;
+        self.state
+            .lock()
+            .expect("state lock")
+            .subscriptions
+            .insert(subscription.id.clone(), subscription.clone());
+        Ok(())
+    }
+
+    async fn subscription(&self, owner: &Owner, id: &str) -> PortResult<Option<Subscription>> {
+        super::interleave().await;
+        self.faults.check("subscription")?;
+        let state = self.state.lock().expect("state lock");
+        Ok(state
+            .subscriptions
+            .get(id)
+            .filter(|s| &s.owner == owner)
+            .cloned())
+    }
+
+    async fn subscriptions(&self, owner: &Owner) -> PortResult<Vec<Subscription>> {
+        super::interleave().await;
+        self.faults.check("subscriptions")?;
+        let state = self.state.lock().expect("state lock");
+        let mut mine: Vec<Subscription> = state
+            .subscriptions
+            .values()
+            .filter(|s| &s.owner == owner)
+            .cloned()
+            .collect();
+        mine.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(mine)
+    }
+
+    async fn replace_subscription(&self, subscription: &Subscription) -> PortResult<bool> {
+        super::interleave().await;
+        self.faults.check("replace_subscription")?;
+        let mut state = self.state.lock().expect("state lock");
+        match state.subscriptions.get_mut(&subscription.id) {
+            Some(kept) if kept.version + 1 == subscription.version => {
+                *kept = subscription.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn delete_subscription(&self, owner: &Owner, id: &str) -> PortResult<bool> {
+        super::interleave().await;
+        self.faults.check("delete_subscription")?;
+        let mut state = self.state.lock().expect("state lock");
+        if !state
+            .subscriptions
+            .get(id)
+            .is_some_and(|s| &s.owner == owner)
+        {
+            return Ok(false);
+        }
+        state.subscriptions.remove(id);
+        state.runs.remove(id);
+        Ok(true)
+    }
+
+    async fn due_subscriptions(&self, now: Millis, limit: usize) -> PortResult<Vec<Subscription>> {
+        super::interleave().await;
+        self.faults.check("due_subscriptions")?;
+        let state = self.state.lock().expect("state lock");
+        let mut due: Vec<Subscription> = state
+            .subscriptions
+            .values()
+            .filter(|s| !s.paused && s.next_run_at.is_some_and(|at| at <= now))
+            .cloned()
+            .collect();
+        due.sort_by_key(|s| (s.next_run_at, s.id.clone()));
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn record_run(&self, id: &str, run: &export_api::SubscriptionRun) -> PortResult<()> {
+        super::interleave().await;
+        self.faults.check("record_run")?;
+        self.state
+            .lock()
+            .expect("state lock")
+            .runs
+            .entry(id.to_owned())
+            .or_default()
+            .insert(run.scheduled_at, run.clone());
+        Ok(())
+    }
+
+    async fn runs(&self, id: &str, limit: usize) -> PortResult<Vec<export_api::SubscriptionRun>> {
+        super::interleave().await;
+        self.faults.check("runs")?;
+        let state = self.state.lock().expect("state lock");
+        Ok(state
+            .runs
+            .get(id)
+            .map(|runs| runs.values().rev().take(limit).cloned().collect())
+            .unwrap_or_default())
     }
 }

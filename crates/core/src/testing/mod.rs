@@ -16,6 +16,7 @@ pub mod object_conformance;
 mod objects;
 mod queue;
 pub mod queue_conformance;
+pub mod subscription_conformance;
 pub mod usage_conformance;
 mod warehouse;
 mod webhooks;
@@ -32,8 +33,8 @@ pub use queue::{MemoryQueue, QueuedMessage};
 pub use warehouse::FakeWarehouse;
 pub use webhooks::RecordedWebhooks;
 pub use world::{
-    World, DOWNLOADS_BUCKET, INTERNAL_THINGS, STATEMENT_PREFIX, SUPPLIER_THINGS, THINGS,
-    WORLD_PART_SIZE, WORLD_POLICY, WORLD_WEBHOOK_KEY,
+    World, DOWNLOADS_BUCKET, INTERNAL_THINGS, STATEMENT_PREFIX, SUPPLIER_SHIPMENTS,
+    SUPPLIER_THINGS, THINGS, WORLD_PART_SIZE, WORLD_POLICY, WORLD_WEBHOOK_KEY,
 };
 
 /// Every call on a fake gives other tasks a turn first, so services run side by side (in one

@@ -12,7 +12,7 @@ use crate::ports::{QueueName, QueueSender, StatementState};
 use crate::service::compose::{Ports, Services, Settings};
 use crate::service::{
     consume, AdmissionSettings, Consumer, Delivered, ExportRequest, Lookups, Poller, Processor,
-    Queries, Submissions,
+    Queries, Submissions, Subscriptions,
 };
 use crate::settings::{
     DeliverySettings, MailSettings, PackagingSettings, RetrySettings, UnloadSettings,
@@ -35,6 +35,7 @@ pub struct World {
     /// Every audit record, in order.
     pub audit: Arc<MemoryAudit>,
     pub submissions: Arc<Submissions>,
+    pub subscriptions: Arc<Subscriptions>,
     pub processor: Arc<Processor>,
     pub poller: Arc<Poller>,
     pub queries: Arc<Queries>,
@@ -64,6 +65,14 @@ pub const SUPPLIER_THINGS: &str = "-- export: supplier_things
 -- param: supplier integer bound=supplier
 -- param: id integer
 SELECT id, name FROM things WHERE supplier = :supplier AND id = :id";
+
+/// A supplier's shipments of one day: the world's one dataset with a date parameter.
+pub const SUPPLIER_SHIPMENTS: &str = "-- export: supplier_shipments
+-- description: A supplier's shipments of a day.
+-- allow: internal, suppliers
+-- param: supplier integer bound=supplier
+-- param: day date
+SELECT id, name FROM things WHERE supplier = :supplier AND shipped = :day";
 
 /// Internal only.
 pub const INTERNAL_THINGS: &str = "-- export: internal_things
@@ -177,6 +186,7 @@ impl World {
                 ("things.sql", THINGS),
                 ("supplier_things.sql", SUPPLIER_THINGS),
                 ("internal_things.sql", INTERNAL_THINGS),
+                ("supplier_shipments.sql", SUPPLIER_SHIPMENTS),
             ])
             .expect("the world's catalogue"),
         );
@@ -223,6 +233,7 @@ impl World {
         settings.admission = admission;
         let Services {
             submissions,
+            subscriptions,
             queries,
             lookups,
             processor,
@@ -237,6 +248,7 @@ impl World {
                 ledger: control.clone(),
                 usage: control.clone(),
                 audit: audit.clone(),
+                subscriptions: control.clone(),
                 queue: queue.clone(),
                 warehouse: warehouse.clone(),
                 objects: objects.clone(),
@@ -256,6 +268,7 @@ impl World {
             webhooks,
             audit,
             submissions,
+            subscriptions,
             processor,
             poller,
             queries,

@@ -11,6 +11,7 @@ mod processor;
 mod queries;
 mod quotas;
 mod submissions;
+mod subscriptions;
 mod sweep;
 
 use export_core::domain::JobStatus;

@@ -422,6 +422,7 @@ mod tests {
         export_core::testing::answer_conformance::check_answer_cache(&store).await;
         export_core::testing::admission_conformance::check_admission_ledger(&store).await;
         export_core::testing::usage_conformance::check_usage_ledger(&store).await;
+        export_core::testing::subscription_conformance::check_subscription_store(&store).await;
     }
 
     /// A file written before jobs had a `settled` column gets one, filled from the rows.

@@ -1,6 +1,6 @@
 //! The control table and the durable queues, in one SQLite file (WAL): the table in
-//! [`control`], the admission ledger in [`admission`], the usage ledger in [`usage`], the
-//! queues in [`queue`], all over one connection.
+//! [`control`], the admission ledger in [`admission`], the usage ledger in [`usage`],
+//! subscriptions in [`subscriptions`], the queues in [`queue`], all over one connection.
 //!
 //! The connection lives on a thread of its own ([`db`]): every statement runs there, never on
 //! the async runtime's threads, and operations are serialised as they arrive (committed in
@@ -10,6 +10,7 @@ mod admission;
 mod control;
 mod db;
 mod queue;
+mod subscriptions;
 mod usage;
 
 pub use queue::Delivery;
@@ -106,6 +107,22 @@ CREATE TABLE IF NOT EXISTS usage_rates (
     key        TEXT PRIMARY KEY,
     next       INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id         TEXT PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    due_at     INTEGER,
+    version    INTEGER NOT NULL,
+    body       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS subscriptions_by_owner ON subscriptions (owner, created_at);
+CREATE INDEX IF NOT EXISTS subscriptions_due ON subscriptions (due_at) WHERE due_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS subscription_runs (
+    subscription_id TEXT NOT NULL,
+    scheduled_at    INTEGER NOT NULL,
+    body            TEXT NOT NULL,
+    PRIMARY KEY (subscription_id, scheduled_at)
 );
 CREATE TABLE IF NOT EXISTS queue_messages (
     id            INTEGER PRIMARY KEY,

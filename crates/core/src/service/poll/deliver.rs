@@ -113,7 +113,7 @@ impl Poller {
             request_id: job.request_id.clone(),
             dataset: job.dataset.clone(),
             status: job.status,
-            subscription_id: None,
+            subscription_id: job.subscription_id.clone(),
             rows: job.rows,
             bytes: job.bytes,
             download_url: None,

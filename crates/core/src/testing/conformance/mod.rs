@@ -76,6 +76,7 @@ pub fn queued_job(request_id: &str, owner: &Owner, created_at: Millis) -> Job {
         archive_object: None,
         error: None,
         notified_at: None,
+        subscription_id: Some("subscription-1".into()),
     }
 }
 
