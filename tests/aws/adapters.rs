@@ -34,8 +34,10 @@ async fn the_dynamodb_table_meets_the_contract() {
     check_answer_cache(&table).await;
     check_admission_ledger(&table).await;
     export_core::testing::usage_conformance::check_usage_ledger(&table).await;
+    export_core::testing::subscription_conformance::check_subscription_store(&table).await;
 
-    // Every item it wrote carries the TTL attribute the table expires them by.
+    // Every item it wrote carries the TTL attribute the table expires them by, but the
+    // subscriptions, which live until they are deleted.
     let items: Vec<_> = h
         .emulator
         .clients
@@ -49,7 +51,13 @@ async fn the_dynamodb_table_meets_the_contract() {
         .await
         .unwrap();
     assert!(items.len() > 50, "{} items", items.len());
-    assert!(items.iter().all(|i| i.contains_key("expires_at")));
+    let subscription = |i: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>| {
+        i["pk"].as_s().is_ok_and(|pk| pk.starts_with("SUBS#"))
+    };
+    assert!(items.iter().any(subscription));
+    assert!(items
+        .iter()
+        .all(|i| i.contains_key("expires_at") != subscription(i)));
 }
 
 /// SQS on the emulator, as Lambda's event source drives it: receive with a visibility

@@ -52,6 +52,7 @@ mod admission;
 mod answers;
 mod control;
 mod items;
+mod subscriptions;
 mod usage;
 
 use items::*;
