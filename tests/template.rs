@@ -139,10 +139,12 @@ fn template_routes(template: &str, function: &str) -> std::collections::BTreeSet
 
 #[test]
 fn the_template_routes_every_operation_of_the_contract_to_its_function() {
-    use export_core::http::{contract_operations, receiver_routes};
+    use export_core::http::{contract_operations, receiver_routes, subscription_routes};
     let template = std::fs::read_to_string(repo().join("template.yaml")).unwrap();
-    let receiver =
-        contract_operations(&serde_json::to_value(receiver_routes().into_openapi()).unwrap());
+    // The receiver serves the commands and the subscriptions.
+    let mut receiver_doc = receiver_routes().into_openapi();
+    receiver_doc.merge(subscription_routes().into_openapi());
+    let receiver = contract_operations(&serde_json::to_value(receiver_doc).unwrap());
     let all = contract_operations(export_core::http::contract());
     let status: std::collections::BTreeSet<_> = all.difference(&receiver).cloned().collect();
     // The status function serves the rest: its own routes, and the lookups.

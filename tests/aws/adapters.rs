@@ -51,9 +51,10 @@ async fn the_dynamodb_table_meets_the_contract() {
         .await
         .unwrap();
     assert!(items.len() > 50, "{} items", items.len());
-    let subscription = |i: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>| {
-        i["pk"].as_s().is_ok_and(|pk| pk.starts_with("SUBS#"))
-    };
+    let subscription = |i: &std::collections::HashMap<
+        String,
+        aws_sdk_dynamodb::types::AttributeValue,
+    >| { i["pk"].as_s().is_ok_and(|pk| pk.starts_with("SUBS#")) };
     assert!(items.iter().any(subscription));
     assert!(items
         .iter()

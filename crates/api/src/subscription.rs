@@ -44,6 +44,11 @@ pub struct SubscriptionRequest {
     /// A time zone of the time zone database (`Europe/Berlin`); UTC unless given.
     #[serde(default, deserialize_with = "null_is_default")]
     pub timezone: String,
+    /// When the schedule starts (RFC 3339, or `now`): a rate's first run is then and its
+    /// periods count from it; a cron's runs are the ones after it. Unless given, the
+    /// schedule starts at its creation, and its first run is the first time after that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
     #[serde(default, deserialize_with = "null_is_default")]
     #[schema(value_type = Option<Vec<String>>)]
     pub notify: Vec<String>,
@@ -91,6 +96,9 @@ pub struct SubscriptionView {
     pub deliver: Vec<Delivery>,
     /// Paused subscriptions do not run; resuming takes the next time after the resume.
     pub paused: bool,
+    /// When the schedule started (epoch milliseconds).
+    #[schema(value_type = i64)]
+    pub start: Millis,
     #[schema(value_type = i64)]
     pub created_at: Millis,
     /// When it runs next (absent while paused, or when it never runs again).

@@ -19,7 +19,7 @@ use export_core::identity::RoleOwner;
 use export_core::ports::AdmissionLedger;
 use export_core::service::{
     admission, Admission, AdmissionSettings, Audit, LookupSettings, Lookups, Poller, Processor,
-    Queries, Quotas, Submissions,
+    Queries, Quotas, Submissions, Subscriptions,
 };
 use export_core::settings::WebhookSettings;
 use export_core::settings::{
@@ -555,6 +555,26 @@ pub fn poller(env: &mut Env, clients: &Clients) -> Arc<Poller> {
         },
         packaging: packaging_settings(env),
         retry: retry_settings(env),
+        subscriptions: Some({
+            let submissions = receiver(env, clients);
+            subscriptions(env, clients, submissions)
+        }),
+    })
+}
+
+/// Subscriptions, their runs submitted through `submissions` (the receiver's own rules, as
+/// the caller): the receiver serves their routes, and the poller's tick makes their runs.
+pub fn subscriptions(
+    env: &mut Env,
+    clients: &Clients,
+    submissions: Arc<Submissions>,
+) -> Arc<Subscriptions> {
+    let control = control(env, clients);
+    Arc::new(Subscriptions {
+        store: control.clone(),
+        control,
+        submissions,
+        clock: clock(),
     })
 }
 

@@ -171,6 +171,8 @@ pub struct Subscription {
     pub request: export_api::SubscriptionRequest,
     pub paused: bool,
     pub created_at: Millis,
+    /// When the schedule starts: a rate's periods count from it.
+    pub start: Millis,
     /// When it runs next; None while paused, or when the schedule never runs again.
     pub next_run_at: Option<Millis>,
     pub runs: u64,

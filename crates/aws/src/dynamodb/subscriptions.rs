@@ -65,7 +65,9 @@ mod json_body {
         s.serialize_str(&serde_json::to_string(value).map_err(serde::ser::Error::custom)?)
     }
 
-    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<T, D::Error> {
         serde_json::from_str(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
@@ -87,7 +89,13 @@ fn decode_subscription(item: Item) -> PortResult<Subscription> {
 }
 
 impl DynamoControlTable {
-    async fn query_all(&self, pk: String, prefix: &str, newest_first: bool, limit: Option<usize>) -> PortResult<Vec<Item>> {
+    async fn query_all(
+        &self,
+        pk: String,
+        prefix: &str,
+        newest_first: bool,
+        limit: Option<usize>,
+    ) -> PortResult<Vec<Item>> {
         let mut query = self
             .client
             .query()
@@ -253,7 +261,9 @@ impl SubscriptionStore for DynamoControlTable {
         let mut due = Vec::new();
         while due.len() < limit {
             match pages.next().await {
-                Some(item) => due.push(decode_subscription(item.map_err(|e| port_error("Query", e))?)?),
+                Some(item) => due.push(decode_subscription(
+                    item.map_err(|e| port_error("Query", e))?,
+                )?),
                 None => break,
             }
         }

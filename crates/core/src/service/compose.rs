@@ -182,6 +182,7 @@ impl Services {
                 admission,
                 quotas,
                 audit,
+                subscriptions: None,
             }),
         }
     }

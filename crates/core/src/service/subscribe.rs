@@ -74,6 +74,21 @@ impl Subscriptions {
             ApiError::invalid(field, reason)
         })?;
         let now = self.clock.now();
+        let start = match request.start.as_deref().map(str::trim) {
+            None => None,
+            Some(text) if text.eq_ignore_ascii_case("now") => Some(now),
+            Some(text) => Some(
+                DateTime::parse_from_rfc3339(text)
+                    .map_err(|_| {
+                        ApiError::invalid(
+                            "start",
+                            format!("'start': '{text}' is not `now` or an RFC 3339 time (2027-01-31T06:00:00Z)"),
+                        )
+                    })?
+                    .timestamp_millis()
+                    .max(now),
+            ),
+        };
         let export = self.resolve(owner, &request, &schedule, now).await?;
         self.submissions.check(owner, export, None).await?;
         if self.store.subscriptions(owner).await?.len() >= MAX_SUBSCRIPTIONS {
@@ -85,15 +100,19 @@ impl Subscriptions {
                 ),
             ));
         }
+        // Given a start, its own time may be the first run; else the first after creation.
+        let first = match start {
+            Some(start) => schedule.next_after(at(start - 1), at(start)),
+            None => schedule.next_after(at(now), at(now)),
+        };
         let subscription = Subscription {
             id: uuid::Uuid::new_v4().to_string(),
             owner: owner.clone(),
-            next_run_at: schedule
-                .next_after(at(now), at(now))
-                .map(|t| t.timestamp_millis()),
+            next_run_at: first.map(|t| t.timestamp_millis()),
             request,
             paused: false,
             created_at: now,
+            start: start.unwrap_or(now),
             runs: 0,
             version: 1,
         };
@@ -142,7 +161,7 @@ impl Subscriptions {
                 .map_err(|reason| ApiError::invalid("schedule", reason))?;
             s.paused = false;
             s.next_run_at = schedule
-                .next_after(at(now), at(s.created_at))
+                .next_after(at(now), at(s.start))
                 .map(|t| t.timestamp_millis());
             Ok(())
         })
@@ -332,7 +351,7 @@ impl Subscriptions {
         self.store.record_run(&subscription.id, &run).await?;
         let mut next = subscription.clone();
         next.next_run_at = schedule
-            .next_after(at(due), at(subscription.created_at))
+            .next_after(at(due), at(subscription.start))
             .map(|t| t.timestamp_millis());
         next.runs += 1;
         next.version += 1;
@@ -363,6 +382,7 @@ pub fn view(subscription: &Subscription) -> SubscriptionView {
         notify: request.notify.clone(),
         deliver: request.deliver.clone(),
         paused: subscription.paused,
+        start: subscription.start,
         created_at: subscription.created_at,
         next_run_at: subscription.next_run_at,
         runs: subscription.runs,

@@ -21,6 +21,7 @@ fn subscription(id: &str, owner: &Owner, created_at: i64, next: Option<i64>) -> 
         .expect("a subscription request"),
         paused: false,
         created_at,
+        start: created_at,
         next_run_at: next,
         runs: 0,
         version: 1,

@@ -286,3 +286,25 @@ async fn a_subscription_is_checked_as_its_runs_will_be_and_only_its_caller_sees_
     world.subscriptions.delete(&partner, id).await.unwrap();
     assert!(world.subscriptions.list(&partner).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_rate_started_now_runs_now_and_then_every_period_from_then() {
+    let world = World::new();
+    let owner = Owner(PARTNER_7.into());
+    world.clock.set(utc(2027, 4, 1, 10, 17));
+    let mut request = daily("rate(1 day)", "Europe/Berlin");
+    request.start = Some("now".into());
+    let sub = world.subscriptions.create(&owner, request).await.unwrap();
+    assert_eq!(sub.next_run_at, Some(utc(2027, 4, 1, 10, 17)));
+    assert_eq!(world.subscriptions.run_due().await.unwrap(), 1);
+    tick_hourly(&world, 24).await;
+    assert_eq!(
+        scheduled(&world, PARTNER_7, &sub.subscription_id).await,
+        [utc(2027, 4, 1, 10, 17), utc(2027, 4, 2, 10, 17)]
+    );
+    // Given as a time, the first run is that time.
+    let mut later = daily("rate(6 hours)", "");
+    later.start = Some("2027-05-01T06:00:00Z".into());
+    let later = world.subscriptions.create(&owner, later).await.unwrap();
+    assert_eq!(later.next_run_at, Some(utc(2027, 5, 1, 6, 0)));
+}

@@ -36,6 +36,9 @@ pub struct Poller {
     pub quotas: super::Quotas,
     /// Where each export's end and the links mailed are recorded.
     pub audit: super::Audit,
+    /// Subscriptions whose due runs each tick makes, where the deployment's scheduler is the
+    /// sweep's tick (on AWS); None where something else ticks them (the local stack).
+    pub subscriptions: Option<Arc<super::Subscriptions>>,
 }
 
 /// Jobs looked at per sweep, oldest first; the rest wait for the next tick.
@@ -102,6 +105,15 @@ impl Poller {
             PollMessage::Sweep => {
                 if let Err(Retry(reason)) = self.sweep().await {
                     tracing::error!(%reason, "the sweep failed; the next tick sweeps again");
+                }
+                if let Some(subscriptions) = &self.subscriptions {
+                    match subscriptions.run_due().await {
+                        Ok(0) => {}
+                        Ok(made) => tracing::info!(runs = made, "subscriptions ran"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "the subscriptions' runs failed; the next tick makes them")
+                        }
+                    }
                 }
                 return Ok(());
             }
