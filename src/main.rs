@@ -9,7 +9,7 @@ use commands::catalogue::{self, LookupArgs};
 use commands::jobs::{self, DownloadArgs, JobArgs, ListArgs, StatusArgs, SubmitArgs, WaitArgs};
 use commands::stack::{self, ConsoleArgs, ServeArgs};
 use commands::ClientArgs;
-use commands::{audit, webhook};
+use commands::{audit, subscriptions, webhook};
 use export_local::StackOptions;
 
 /// mimalloc rather than the system's: a lookup allocates many small values, and with it the
@@ -71,6 +71,23 @@ enum Command {
     /// Check a webhook notice's `Export-Signature` against its body and the webhook's
     /// secret, as a partner's receiver should.
     VerifyWebhook(webhook::VerifyWebhookArgs),
+    /// Subscribe to an export on a schedule: `subscribe supplier_shipments -p ship_from=yesterday
+    /// -p ship_to=yesterday --schedule "cron(0 6 * * ? *)" --webhook https://… --s3 s3://…/`.
+    Subscribe(subscriptions::SubscribeArgs),
+    /// Your subscriptions.
+    Subscriptions {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// One subscription: show, pause, resume, runs, delete.
+    Subscription(subscriptions::SubscriptionArgs),
+    /// Your webhook secret, to check the `Export-Signature` of the notices you receive.
+    WebhookSecret {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// POST a test notice, signed with your webhook secret, to a receiver.
+    TestWebhook(subscriptions::TestWebhookArgs),
 }
 
 #[tokio::main]
@@ -96,6 +113,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Audit(args) => audit::audit(args),
         Command::Check(args) => catalogue::check(args).await,
         Command::VerifyWebhook(args) => webhook::verify_webhook(args),
+        Command::Subscribe(args) => subscriptions::subscribe(args).await,
+        Command::Subscriptions { client } => subscriptions::list(client).await,
+        Command::Subscription(args) => subscriptions::subscription(args).await,
+        Command::WebhookSecret { client } => subscriptions::webhook_secret(client).await,
+        Command::TestWebhook(args) => subscriptions::test_webhook(args).await,
     }
 }
 

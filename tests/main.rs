@@ -23,5 +23,6 @@ mod postman;
 mod quotas;
 mod resume;
 mod security;
+mod subscriptions;
 mod sweep;
 mod template;

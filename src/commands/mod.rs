@@ -1,11 +1,13 @@
 //! The CLI's commands, one module per kind: the local stack and the console (`stack`), a
-//! caller's jobs (`jobs`), the catalogue (`catalogue`), and the local audit record (`audit`). What they share is here: how a
+//! caller's jobs (`jobs`), its subscriptions and webhooks (`subscriptions`, `webhook`), the
+//! catalogue (`catalogue`), and the local audit record (`audit`). What they share is here: how a
 //! command signs and where its answer goes.
 
 pub mod audit;
 pub mod catalogue;
 pub mod jobs;
 pub mod stack;
+pub mod subscriptions;
 pub mod webhook;
 
 use clap::Args;

@@ -11,7 +11,8 @@ use aws_sigv4::sign::v4;
 use bytes::Bytes;
 use export_api::{
     Accepted, Datasets, ErrorBody, ErrorDetail, JobHistory, JobList, JobView, LookupAnswer,
-    PartLink, PartList, QuotaView,
+    PartLink, PartList, QuotaView, SubscriptionList, SubscriptionRuns, SubscriptionView,
+    WebhookSecret,
 };
 use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -455,6 +456,63 @@ impl Client {
     /// `GET /quota`: the caller's quotas and today's use of them.
     pub async fn quota(&self) -> anyhow::Result<QuotaView> {
         self.get_as("/quota").await
+    }
+
+    /// `POST /subscriptions`.
+    pub async fn subscribe<B: Serialize + ?Sized>(
+        &self,
+        request: &B,
+    ) -> anyhow::Result<SubscriptionView> {
+        let body = serde_json::to_value(request)?;
+        self.send(Method::POST, "/subscriptions", Some(&body), &[])
+            .await?
+            .read()
+    }
+
+    /// `GET /subscriptions`: the caller's subscriptions, oldest first.
+    pub async fn subscriptions(&self) -> anyhow::Result<SubscriptionList> {
+        self.get_as("/subscriptions").await
+    }
+
+    pub async fn subscription(&self, id: &str) -> anyhow::Result<SubscriptionView> {
+        self.get_as(&format!("/subscriptions/{id}")).await
+    }
+
+    /// `POST /subscriptions/{id}/pause` or `/resume`.
+    pub async fn pause_subscription(
+        &self,
+        id: &str,
+        pause: bool,
+    ) -> anyhow::Result<SubscriptionView> {
+        let action = if pause { "pause" } else { "resume" };
+        self.send(
+            Method::POST,
+            &format!("/subscriptions/{id}/{action}"),
+            None,
+            &[],
+        )
+        .await?
+        .read()
+    }
+
+    pub async fn delete_subscription(&self, id: &str) -> anyhow::Result<()> {
+        let reply = self
+            .send(Method::DELETE, &format!("/subscriptions/{id}"), None, &[])
+            .await?;
+        if reply.status == StatusCode::NO_CONTENT {
+            return Ok(());
+        }
+        reply.read::<Value>().map(drop)
+    }
+
+    /// `GET /subscriptions/{id}/runs`: newest first.
+    pub async fn subscription_runs(&self, id: &str) -> anyhow::Result<SubscriptionRuns> {
+        self.get_as(&format!("/subscriptions/{id}/runs")).await
+    }
+
+    /// `GET /webhook-secret`: the key the caller's webhook notices are signed with.
+    pub async fn webhook_secret(&self) -> anyhow::Result<WebhookSecret> {
+        self.get_as("/webhook-secret").await
     }
 
     pub async fn cancel(&self, request_id: &str) -> anyhow::Result<Accepted> {
