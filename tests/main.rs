@@ -26,3 +26,4 @@ mod security;
 mod subscriptions;
 mod sweep;
 mod template;
+mod wait;

@@ -443,6 +443,8 @@ pub fn receiver(env: &mut Env, clients: &Clients) -> Arc<Submissions> {
         webhooks: env
             .parsed("WEBHOOK_DELIVERIES", false)
             .then_some(Reach::PUBLIC_HTTPS),
+        // `POST /exports?wait=` answers a job that ended as the status function shows it.
+        finished: Some(status(env, clients)),
     })
 }
 

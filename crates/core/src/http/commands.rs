@@ -1,6 +1,7 @@
 //! Commands: submitting an export and cancelling one.
 
 use super::*;
+use std::time::Duration;
 
 /// What both submitting routes answer, besides their own 400s, when they refuse.
 #[derive(utoipa::IntoResponses)]
@@ -31,9 +32,10 @@ pub(super) enum SubmitRefusals {
             (ExportForm = "application/x-www-form-urlencoded"),
         )
     ),
-    params(IdempotencyKeyHeader),
+    params(IdempotencyKeyHeader, WaitParam),
     responses(
-        (status = 202, description = "The job is queued.", body = Accepted,
+        (status = 200, description = "With `wait`: the job ended within it, shown as `GET /exports/{id}` shows it (with its link once SUCCEEDED).", body = JobView),
+        (status = 202, description = "The job is queued (with `wait`: it has not ended within it).", body = Accepted,
          headers(("Location" = String, description = "The job's status route."),
                  ("Idempotent-Replayed" = String, description = "`true` when an earlier request with the same key answered."))),
         (status = 400, description = "The body, the dataset (one that does not exist or is not the caller's: the same answer), a parameter or a header is invalid; `field` names it. A bound parameter given is `bound_parameter`.", body = ErrorBody),
@@ -45,16 +47,91 @@ pub(super) async fn submit(
     State(submissions): State<Arc<Submissions>>,
     Caller(owner): Caller,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
     body: ExportBody,
 ) -> Result<Response, ApiError> {
-    submit_body(&submissions, &owner, &headers, body).await
+    let wait = wait_of(query.as_deref())?;
+    submit_body(&submissions, &owner, &headers, body, wait).await
+}
+
+/// The longest `wait`: inside API Gateway's 29 s for an integration, with room to answer.
+pub const MAX_WAIT: Duration = Duration::from_secs(25);
+
+/// `?wait=10s` (or `500ms`, or plain seconds): how long a submission waits for its job to end.
+fn wait_of(query: Option<&str>) -> Result<Option<Duration>, ApiError> {
+    let mut wait = None;
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if name != "wait" {
+            return Err(ApiError::invalid(
+                &name,
+                format!("unknown query parameter '{name}' (expected: wait)"),
+            ));
+        }
+        let value = value.trim();
+        let parsed = if let Some(ms) = value.strip_suffix("ms") {
+            ms.parse::<u64>().ok().map(Duration::from_millis)
+        } else {
+            value
+                .strip_suffix('s')
+                .unwrap_or(value)
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs)
+        };
+        match parsed {
+            Some(d) if d <= MAX_WAIT => wait = Some(d),
+            _ => {
+                return Err(ApiError::invalid(
+                    "wait",
+                    format!(
+                        "'wait' must be a duration of at most {} s (10s, 500ms)",
+                        MAX_WAIT.as_secs()
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(wait.filter(|d| !d.is_zero()))
+}
+
+/// The job once it has ended within `wait`, as `GET /exports/{id}` shows it; None if it has
+/// not (or this deployment does not wait).
+async fn finished_within(
+    submissions: &Submissions,
+    owner: &Owner,
+    request_id: &str,
+    wait: Duration,
+) -> Result<Option<JobView>, ApiError> {
+    let Some(queries) = &submissions.finished else {
+        return Ok(None);
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let ended = submissions
+            .control
+            .get_job(request_id)
+            .await?
+            .is_some_and(|job| job.status.is_terminal());
+        if ended {
+            return Ok(Some(
+                super::queries::job_view(queries, owner, request_id).await?,
+            ));
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
 }
 
 /// Submits an export of the dataset the path names: `POST /exports` for an `execute-api`
 /// policy that grants a caller single datasets.
 #[utoipa::path(
     post, path = "/datasets/{name}/exports", tag = "exports", operation_id = "submit_dataset_export",
-    params(("name" = String, Path, description = "A dataset the caller may use."), IdempotencyKeyHeader),
+    params(("name" = String, Path, description = "A dataset the caller may use."), IdempotencyKeyHeader, WaitParam),
     request_body(
         description = "`POST /exports`'s body without `dataset`: JSON, or a form.",
         content(
@@ -63,7 +140,8 @@ pub(super) async fn submit(
         )
     ),
     responses(
-        (status = 202, description = "The job is queued.", body = Accepted,
+        (status = 200, description = "With `wait`: the job ended within it, shown as `GET /exports/{id}` shows it (with its link once SUCCEEDED).", body = JobView),
+        (status = 202, description = "The job is queued (with `wait`: it has not ended within it).", body = Accepted,
          headers(("Location" = String, description = "The job's status route."),
                  ("Idempotent-Replayed" = String, description = "`true` when an earlier request with the same key answered."))),
         (status = 400, description = "The body, the dataset (one that does not exist or is not the caller's: the same answer), a parameter or a header is invalid; `field` names it. A bound parameter given is `bound_parameter`.", body = ErrorBody),
@@ -75,9 +153,11 @@ pub(super) async fn submit_dataset_export(
     State(submissions): State<Arc<Submissions>>,
     Caller(owner): Caller,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
     DatasetExportBody(body): DatasetExportBody,
 ) -> Result<Response, ApiError> {
-    submit_body(&submissions, &owner, &headers, body).await
+    let wait = wait_of(query.as_deref())?;
+    submit_body(&submissions, &owner, &headers, body, wait).await
 }
 
 async fn submit_body(
@@ -85,6 +165,7 @@ async fn submit_body(
     owner: &Owner,
     headers: &HeaderMap,
     body: ExportBody,
+    wait: Option<Duration>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(headers)?;
     let submitted = match body {
@@ -93,6 +174,13 @@ async fn submit_body(
             submissions.submit_text(owner, request, text, key).await?
         }
     };
+    if let Some(wait) = wait {
+        if let Some(view) = finished_within(submissions, owner, &submitted.request_id, wait).await?
+        {
+            let location = format!("/exports/{}", submitted.request_id);
+            return Ok((StatusCode::OK, [(header::LOCATION, location)], Json(view)).into_response());
+        }
+    }
     Ok(accepted(&submitted))
 }
 

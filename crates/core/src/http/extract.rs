@@ -180,6 +180,15 @@ pub(super) struct IdempotencyKeyHeader {
     idempotency_key: Option<String>,
 }
 
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Read by `wait_of`; this is its description.
+pub(super) struct WaitParam {
+    /// Wait up to this long (`10s`, `500ms`; at most 25 s) for the job to end: answered 200
+    /// with the finished job and its link if it does, else 202 as without it.
+    wait: Option<String>,
+}
+
 /// The `{id}` of a job route. Request ids are UUIDs; anything else (including a path that
 /// does not decode) cannot name a job, so it is simply not found.
 pub struct JobId(pub String);

@@ -6,7 +6,7 @@ use crate::domain::{Job, JobEvent, JobStatus, Millis, Owner};
 use crate::error::ApiError;
 use crate::service::DownloadLink;
 use crate::service::{Queries, Submissions, Submitted};
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, RawQuery, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use http::request::Parts;

@@ -138,7 +138,16 @@ pub(super) async fn job_status(
     Caller(owner): Caller,
     JobId(id): JobId,
 ) -> Result<Json<JobView>, ApiError> {
-    let job = queries.job(&owner, &id).await?;
+    Ok(Json(job_view(&queries, &owner, &id).await?))
+}
+
+/// The job as `GET /exports/{id}` shows it: its state, timings, and a fresh link once ready.
+pub(super) async fn job_view(
+    queries: &Queries,
+    owner: &Owner,
+    id: &str,
+) -> Result<JobView, ApiError> {
+    let job = queries.job(owner, id).await?;
     let events = queries.control.events(&job.request_id).await?;
     let id = &job.request_id;
     let mut view = JobView {
@@ -199,7 +208,7 @@ pub(super) async fn job_status(
             Err(e) => return Err(e),
         }
     }
-    Ok(Json(view))
+    Ok(view)
 }
 
 /// A job's history, oldest first.

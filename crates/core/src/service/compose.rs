@@ -114,6 +114,17 @@ impl Services {
             log: audit,
             clock: clock.clone(),
         };
+        let queries = Arc::new(Queries {
+            access: access.clone(),
+            control: control.clone(),
+            objects: objects.clone(),
+            clock: clock.clone(),
+            link_ttl: settings.delivery.link_ttl,
+            line: settings.admission.slots.map(|_| admission.ledger.clone()),
+            quotas: quotas.clone(),
+            audit: audit.clone(),
+            webhooks: settings.delivery.webhooks.clone(),
+        });
         let submissions = Arc::new(Submissions {
             access: access.clone(),
             control: control.clone(),
@@ -124,6 +135,7 @@ impl Services {
             quotas: quotas.clone(),
             audit: audit.clone(),
             webhooks: settings.delivery.webhooks.delivers(),
+            finished: Some(queries.clone()),
         });
         Services {
             subscriptions: Arc::new(Subscriptions {
@@ -133,17 +145,7 @@ impl Services {
                 clock: clock.clone(),
             }),
             submissions,
-            queries: Arc::new(Queries {
-                access: access.clone(),
-                control: control.clone(),
-                objects: objects.clone(),
-                clock: clock.clone(),
-                link_ttl: settings.delivery.link_ttl,
-                line: settings.admission.slots.map(|_| admission.ledger.clone()),
-                quotas: quotas.clone(),
-                audit: audit.clone(),
-                webhooks: settings.delivery.webhooks.clone(),
-            }),
+            queries,
             lookups: Arc::new(
                 Lookups::new(
                     access,

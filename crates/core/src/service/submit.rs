@@ -63,6 +63,9 @@ pub struct Submissions {
     /// Where webhooks may be delivered; None: this deployment has no key to sign them, and
     /// delivers none.
     pub webhooks: Option<Reach>,
+    /// How a finished job is shown (with its link) when a submission waits for it
+    /// (`POST /exports?wait=10s`); None: a submission never waits.
+    pub finished: Option<Arc<super::Queries>>,
 }
 
 impl Submissions {

@@ -178,6 +178,7 @@ async fn check(partners: Vec<Partner>, requests: Vec<Request>) {
         quotas: world.submissions.quotas.clone(),
         audit: world.submissions.audit.clone(),
         webhooks: world.submissions.webhooks,
+        finished: None,
     };
     // Two instances share one answer cache, as two functions share the control table.
     let instances: Vec<Lookups> = (0..2)
