@@ -12,6 +12,7 @@ mod identity;
 mod lookups;
 mod pipeline;
 mod quotas;
+mod subscriptions;
 mod transactions;
 
 use crate::common::eventually;

@@ -78,6 +78,8 @@ pub struct Emulator {
     pub statement_prefix: String,
     /// The log group the audit record goes to.
     pub audit_group: String,
+    /// The webhook key's secret (`WEBHOOK_KEY_SECRET_ARN`); its keys are in `clients`.
+    pub webhook_key: String,
 }
 
 /// The SDK configuration for an emulator: fixed test credentials, one region, one endpoint.
@@ -141,6 +143,23 @@ impl Emulator {
             .await
             .with_context(|| format!("creating log group {audit_group}"))?;
 
+        // The webhook key, as the template's WebhookKeySecret generates it.
+        let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+        let webhook_key = secrets
+            .create_secret()
+            .name(format!("{prefix}-webhook-key"))
+            .secret_string(uuid::Uuid::new_v4().simple().to_string().repeat(2))
+            .send()
+            .await
+            .context("creating the webhook key")?
+            .arn
+            .unwrap_or_default();
+        clients.webhook_keys = Some(
+            export_aws::functions::webhook_keys_from_secret(&secrets, &webhook_key)
+                .await
+                .map_err(anyhow::Error::msg)?,
+        );
+
         // Statement events reach the polls queue through the template's rule on EventBridge.
         let events = aws_sdk_eventbridge::Client::new(&sdk);
         let polls_arn = queue_arn(&clients.sqs, &polls_url).await?;
@@ -172,6 +191,7 @@ impl Emulator {
             downloads_bucket,
             statement_prefix: format!("{prefix}:"),
             audit_group,
+            webhook_key,
         })
     }
 
@@ -198,6 +218,8 @@ impl Emulator {
                 ("POLL_INITIAL_DELAY_SECONDS", "1"),
                 ("POLL_MAX_DELAY_SECONDS", "2"),
                 ("RETRY_FIRST_DELAY_SECONDS", "1"),
+                ("WEBHOOK_KEY_SECRET_ARN", &self.webhook_key),
+                ("WEBHOOK_DELIVERIES", "true"),
             ]
             .map(|(k, v)| (k.to_owned(), v.to_owned())),
         )
