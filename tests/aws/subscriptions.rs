@@ -259,8 +259,11 @@ deliver_to = ["s3://{bucket}/inbound/"]
 }
 
 /// What the S3 client sent, per operation: its `x-amz-acl` header.
+/// An operation's name, and the `x-amz-acl` it was sent with.
+type Sent = (String, Option<String>);
+
 #[derive(Clone, Debug, Default)]
-struct SentAcls(Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>);
+struct SentAcls(Arc<std::sync::Mutex<Vec<Sent>>>);
 
 impl aws_sdk_s3::config::Intercept for SentAcls {
     fn name(&self) -> &'static str {
@@ -356,9 +359,9 @@ async fn a_copy_into_a_partners_bucket_leaves_it_to_the_buckets_owner() {
             .map(|(_, acl)| acl.clone())
             .collect()
     };
-    let full = Some("bucket-owner-full-control".to_owned());
-    assert_eq!(acl("CopyObject"), [full.clone()], "{sent:?}");
-    assert_eq!(acl("CreateMultipartUpload"), [full], "{sent:?}");
+    let full = || Some("bucket-owner-full-control".to_owned());
+    assert_eq!(acl("CopyObject"), [full()], "{sent:?}");
+    assert_eq!(acl("CreateMultipartUpload"), [full()], "{sent:?}");
     assert_eq!(acl("UploadPartCopy").len(), 2, "{sent:?}");
     // A source that is not there is not found, and nothing is left half-copied.
     let missing = ObjectRef::new(&h.emulator.downloads_bucket, "archives/none.zip");
