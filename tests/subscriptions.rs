@@ -305,3 +305,47 @@ async fn a_delivery_outside_the_callers_places_is_refused_over_http_and_nothing_
         .is_empty());
     stack.stack.stop().await;
 }
+
+/// A partner tries its receiver before the first run: the API sends a signed test notice, by
+/// the CLI (`test-webhook`) as by the route, and says what the receiver answered.
+#[tokio::test]
+async fn a_test_notice_reaches_the_receiver_signed_with_the_callers_secret() {
+    let stack = start().await;
+    let (url, received) = receiver().await;
+    // The receiver fails the first notice.
+    let first = stack.bob.test_webhook(&url).await.unwrap();
+    assert_eq!((first.status, first.delivered), (503, false));
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = stack.stack.base_url();
+    let (ok, stdout, stderr) = run_cli(
+        dir.path(),
+        &["test-webhook", &url, "--as", "bob", "--endpoint", &endpoint],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("answered 200"), "{stdout}");
+    let secret = stack.bob.webhook_secret().await.unwrap().secret;
+    let notices = received.lock().unwrap().clone();
+    assert_eq!(notices.len(), 2);
+    for (headers, body) in &notices {
+        let signature = headers["export-signature"].to_str().unwrap();
+        assert!(python_verifies(&secret, signature, body), "{signature}");
+        let notice: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(notice["event"], "webhook.test");
+    }
+    // Not a URL a webhook may have: refused before anything is sent.
+    let refused = stack
+        .bob
+        .send(
+            http::Method::POST,
+            "/webhook-test",
+            Some(&json!({"url": "ftp://127.0.0.1/x"})),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.status.as_u16(), 400);
+    assert_eq!(received.lock().unwrap().len(), 2);
+    stack.stack.stop().await;
+}

@@ -6,9 +6,6 @@ use anyhow::Context;
 use chrono::{TimeZone, Utc};
 use clap::{Args, Subcommand};
 use export_api::{Archive, Compression, Delivery, Format, SubscriptionView};
-use export_core::ports::{WebhookPost, Webhooks};
-use export_core::webhook::Reach;
-use export_webhook::HttpWebhooks;
 use serde_json::{json, Map, Value};
 
 #[derive(Args)]
@@ -233,33 +230,14 @@ pub async fn webhook_secret(client_args: ClientArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Signs a test notice with the caller's secret, as the deployment signs real ones, and
-/// POSTs it to the receiver, so a partner can try its check before the first run.
+/// Has the API send a test notice, signed with the caller's secret as real ones are, to the
+/// receiver, so a partner can try its check before the first run.
 pub async fn test_webhook(args: TestWebhookArgs) -> anyhow::Result<()> {
     let client = args.client.client().await?;
-    let secret = client.webhook_secret().await?;
-    let now = Utc::now();
-    let body = serde_json::to_vec(&json!({
-        "event": "webhook.test",
-        "request_id": "00000000-0000-0000-0000-000000000000",
-        "dataset": "test",
-        "status": "SUCCEEDED",
-        "sent_at": now.timestamp_millis(),
-    }))?;
-    let signature = export_core::webhook::sign(secret.secret.as_bytes(), now.timestamp(), &body);
-    // Sent as the deployment sends notices: no redirect followed, no proxy.
-    let post = WebhookPost {
-        url: args.url.clone(),
-        body: body.into(),
-        signature,
-        request_id: "00000000-0000-0000-0000-000000000000".into(),
-    };
-    let status = HttpWebhooks::new(Reach::ANYWHERE)
-        .post(&post)
-        .await
-        .map_err(|e| anyhow::anyhow!("POST {}: {e}", args.url))?;
-    println!("{} answered {status}", args.url);
-    if !(200..300).contains(&status) {
+    let result = client.test_webhook(&args.url).await?;
+    args.client
+        .print(&result, |r| format!("{} answered {}\n", r.url, r.status));
+    if !result.delivered {
         anyhow::bail!("the receiver did not take the test notice");
     }
     Ok(())

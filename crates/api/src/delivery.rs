@@ -225,6 +225,24 @@ pub struct WebhookSecret {
     pub tolerance_seconds: i64,
 }
 
+/// `POST /webhook-test`: where to send a signed test notice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"url": "https://partner.example/hooks/exports"}))]
+pub struct WebhookTest {
+    pub url: String,
+}
+
+/// What the receiver answered a test notice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookTestResult {
+    pub url: String,
+    /// The receiver's HTTP status.
+    pub status: u16,
+    /// Whether it took the notice (a 2xx).
+    pub delivered: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,8 +14,8 @@ mod vocabulary;
 
 pub use audit::{AuditKind, AuditRecord};
 pub use delivery::{
-    render_key, Delivery, S3Place, WebhookNotice, WebhookSecret, KEY_PLACEHOLDERS, MAX_DELIVER,
-    MAX_WEBHOOK_URL,
+    render_key, Delivery, S3Place, WebhookNotice, WebhookSecret, WebhookTest, WebhookTestResult,
+    KEY_PLACEHOLDERS, MAX_DELIVER, MAX_WEBHOOK_URL,
 };
 pub use request::{
     from_slice, from_value, is_email_address, BodyError, DatasetExportRequest, ExportRequest,

@@ -475,6 +475,7 @@ pub fn status(env: &mut Env, clients: &Clients) -> Arc<Queries> {
         clock: clock(),
         link_ttl: link_ttl(env),
         webhooks: webhook_settings(clients),
+        webhook_sender: Some(Arc::new(HttpWebhooks::new(Reach::PUBLIC_HTTPS))),
     })
 }
 

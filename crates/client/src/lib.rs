@@ -12,7 +12,7 @@ use bytes::Bytes;
 use export_api::{
     Accepted, Datasets, ErrorBody, ErrorDetail, JobHistory, JobList, JobView, LookupAnswer,
     PartLink, PartList, QuotaView, SubscriptionList, SubscriptionRuns, SubscriptionView,
-    WebhookSecret,
+    WebhookSecret, WebhookTestResult,
 };
 use http::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -508,6 +508,14 @@ impl Client {
     /// `GET /subscriptions/{id}/runs`: newest first.
     pub async fn subscription_runs(&self, id: &str) -> anyhow::Result<SubscriptionRuns> {
         self.get_as(&format!("/subscriptions/{id}/runs")).await
+    }
+
+    /// `POST /webhook-test`: a signed test notice sent to `url` by the API.
+    pub async fn test_webhook(&self, url: &str) -> anyhow::Result<WebhookTestResult> {
+        let body = serde_json::json!({ "url": url });
+        self.send(Method::POST, "/webhook-test", Some(&body), &[])
+            .await?
+            .read()
     }
 
     /// `GET /webhook-secret`: the key the caller's webhook notices are signed with.

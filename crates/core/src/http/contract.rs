@@ -147,7 +147,7 @@ mod tests {
         assert_eq!(doc["security"], json!([{ "sigv4": [] }]));
         let operations = contract_operations(doc);
         // Every route the routers serve, and no more.
-        assert_eq!(operations.len(), 25, "{operations:?}");
+        assert_eq!(operations.len(), 26, "{operations:?}");
         for (method, path) in operations {
             let operation = &doc["paths"][&path][method.to_lowercase()];
             for status in ["403", "500", "503"] {

@@ -63,6 +63,7 @@ pub fn status_routes() -> OpenApiRouter<Arc<Queries>> {
         .routes(routes!(list_jobs))
         .routes(routes!(quota))
         .routes(routes!(webhook_secret))
+        .routes(routes!(test_webhook))
         .routes(routes!(job_status))
         .routes(routes!(job_events))
         .routes(routes!(download))

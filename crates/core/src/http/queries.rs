@@ -349,3 +349,63 @@ pub(super) async fn webhook_secret(
         tolerance_seconds: crate::webhook::DEFAULT_TOLERANCE_SECONDS,
     }))
 }
+
+/// Sends a test notice (`"event": "webhook.test"`) to `url`, signed with the caller's webhook
+/// secret as every notice is, within the deployment's rules for webhooks (https to public
+/// addresses on AWS), so a partner can try its receiver and its signature check before the
+/// first run. Answers what the receiver answered.
+#[utoipa::path(
+    post, path = "/webhook-test", tag = "exports", operation_id = "test_webhook",
+    request_body(content = WebhookTest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The receiver answered (see `delivered`).", body = WebhookTestResult),
+        (status = 400, description = "The URL is not one a webhook may be delivered to.", body = ErrorBody),
+        (status = 404, description = "This deployment delivers no webhooks.", body = ErrorBody),
+        (status = 502, description = "The receiver did not answer.", body = ErrorBody),
+    )
+)]
+pub(super) async fn test_webhook(
+    State(queries): State<Arc<Queries>>,
+    Caller(owner): Caller,
+    StrictJson(test): StrictJson<WebhookTest>,
+) -> Result<Json<WebhookTestResult>, ApiError> {
+    let (Some(keys), Some(sender)) = (&queries.webhooks.keys, &queries.webhook_sender) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this deployment delivers no webhooks: it has no key to sign them",
+        ));
+    };
+    crate::webhook::destination(&test.url, queries.webhooks.reach)
+        .map_err(|reason| ApiError::invalid("url", format!("'url': {reason}")))?;
+    let now = queries.clock.now();
+    let body = serde_json::to_vec(&serde_json::json!({
+        "event": "webhook.test",
+        "request_id": "00000000-0000-0000-0000-000000000000",
+        "dataset": "webhook.test",
+        "status": "SUCCEEDED",
+        "sent_at": now,
+    }))
+    .expect("a test notice serialises");
+    let post = crate::ports::WebhookPost {
+        url: test.url.clone(),
+        signature: keys.sign(&owner.0, now.div_euclid(1000), &body),
+        body: body.into(),
+        request_id: "00000000-0000-0000-0000-000000000000".into(),
+    };
+    match sender.post(&post).await {
+        Ok(status) => Ok(Json(WebhookTestResult {
+            url: test.url,
+            status,
+            delivered: (200..300).contains(&status),
+        })),
+        Err(crate::ports::PortError::Rejected(reason)) => {
+            Err(ApiError::invalid("url", format!("'url': {reason}")))
+        }
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "webhook_unreachable",
+            format!("the receiver did not answer: {e}"),
+        )),
+    }
+}
