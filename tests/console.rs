@@ -443,3 +443,137 @@ async fn the_console_cancels_a_running_export() {
     browser.close().await;
     stack.stack.stop().await;
 }
+
+/// Bob subscribes from the console: the form creates it, its first run arrives in the runs
+/// table, pausing shows in the list, and a test notice reaches his receiver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_subscribes_shows_runs_pauses_and_tests_a_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    config.subscription_tick = Duration::from_millis(200);
+    let stack = start_with(dir, config).await;
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { axum::http::StatusCode::OK }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let browser = Browser::start().await;
+    browser.goto(&stack.stack.console_url()).await;
+    browser
+        .wait_for(
+            "the catalogue",
+            Duration::from_secs(20),
+            "return document.querySelectorAll('#datasets > li').length;",
+        )
+        .await;
+    browser.choose("#identity", "bob").await;
+    browser
+        .eval("location.hash = '#/subscriptions';", json!([]))
+        .await;
+    browser
+        .wait_for(
+            "the subscription form",
+            Duration::from_secs(20),
+            "return !!document.getElementById('no-subscriptions') && !!document.getElementById('sub-dataset');",
+        )
+        .await;
+    browser.choose("#sub-dataset", "supplier_shipments").await;
+    browser
+        .eval(
+            "const f = document.getElementById('subscribe-form'); \
+             f.elements['sub-params'].value = '{\"ship_from\": \"yesterday-30y\", \"ship_to\": \"today-30y\"}'; \
+             f.elements['sub-schedule'].value = 'rate(1 day)'; \
+             f.elements['sub-now'].checked = true; \
+             f.elements['sub-s3'].value = 's3://supplier-7-feed/inbound/';",
+            json!([]),
+        )
+        .await;
+    browser.click("#subscribe-button").await;
+    let id = browser
+        .wait_for(
+            "the subscription's page",
+            Duration::from_secs(20),
+            "const m = location.hash.match(/^#\\/subscriptions\\/(.+)$/); return m && decodeURIComponent(m[1]);",
+        )
+        .await;
+    let id = id.as_str().unwrap().to_owned();
+    // Its first run arrives, an export of bob's that succeeds.
+    let run = eventually("the first run on the page", Duration::from_secs(60), || async {
+        // A hash of its own each time: the page shows the subscription afresh.
+        browser
+            .eval(
+                "location.hash = '#/subscriptions/' + encodeURIComponent(arguments[0]) + '?' + Date.now();",
+                json!([id]),
+            )
+            .await;
+        let cells = browser
+            .eval(
+                "const r = document.querySelector('#runs tbody tr'); return r && [...r.cells].map(c => c.textContent);",
+                json!([]),
+            )
+            .await;
+        match cells.as_array() {
+            Some(cells) if cells[2] == "SUCCEEDED" => Ok(cells[1].as_str().unwrap().to_owned()),
+            _ => Err(cells),
+        }
+    })
+    .await;
+    assert_eq!(
+        stack.bob.status(&run).await.unwrap().summary.status,
+        JobStatus::Succeeded
+    );
+    browser
+        .screenshot(&screenshots().join("subscription.png"))
+        .await;
+    // Paused from its page; the list says so.
+    browser.click("#pause-button").await;
+    browser
+        .wait_for(
+            "paused",
+            Duration::from_secs(20),
+            "const s = document.getElementById('subscription-state'); return s && s.textContent === 'paused';",
+        )
+        .await;
+    assert!(stack.bob.subscription(&id).await.unwrap().paused);
+    browser
+        .eval("location.hash = '#/subscriptions';", json!([]))
+        .await;
+    let state = browser
+        .wait_for(
+            "the list",
+            Duration::from_secs(20),
+            "const c = document.querySelector('#subscriptions tbody tr .state'); return c && c.textContent;",
+        )
+        .await;
+    assert_eq!(state, "paused");
+    // A test notice to bob's receiver.
+    browser.type_into("#test-url", &hook).await;
+    browser.click("#webhook-test-button").await;
+    let said = browser
+        .wait_for(
+            "the test's answer",
+            Duration::from_secs(20),
+            "const r = document.getElementById('webhook-test-result').textContent; return r.includes('answered') && r;",
+        )
+        .await;
+    assert!(said.as_str().unwrap().ends_with("answered 200"), "{said}");
+    assert_eq!(received.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Alice sees none of it.
+    assert!(stack
+        .alice
+        .subscriptions()
+        .await
+        .unwrap()
+        .subscriptions
+        .is_empty());
+    browser.close().await;
+    stack.stack.stop().await;
+}

@@ -587,6 +587,156 @@ async function showExports(view, cursor) {
   );
 }
 
+// ---- subscriptions --------------------------------------------------------------------------
+
+function describeDeliveries(list) {
+  return list.map((d) => Object.entries(d).map(([kind, to]) => `${kind} ${to}`).join('')).join(', ') || 'mail only';
+}
+
+/** A labelled text input of the subscription form. */
+function textField(id, label, attrs = {}, help = '') {
+  return el('p', { class: 'field' },
+    el('label', { for: id }, label),
+    el('input', { id, name: id, type: 'text', ...attrs }),
+    help ? el('small', { id: `${id}-hint` }, help) : '',
+    el('span', { id: `${id}-error`, class: 'error', role: 'alert' }));
+}
+
+/** The subscription form's body: its fields read as the API takes them. */
+function subscriptionBody(form) {
+  const value = (name) => form.elements[name].value.trim();
+  let params = {};
+  const text = value('sub-params');
+  if (text) params = JSON.parse(text);
+  const deliver = [];
+  if (value('sub-webhook')) deliver.push({ webhook: value('sub-webhook') });
+  if (value('sub-s3')) deliver.push({ s3: value('sub-s3') });
+  if (value('sub-email')) deliver.push({ email: value('sub-email') });
+  const body = { dataset: value('sub-dataset'), params, schedule: value('sub-schedule'), deliver };
+  if (value('sub-timezone')) body.timezone = value('sub-timezone');
+  if (form.elements['sub-now'].checked) body.start = 'now';
+  return body;
+}
+
+async function showSubscriptions(view) {
+  const [reply, datasets] = await Promise.all([api('GET', '/subscriptions'), catalogue()]);
+  if (!reply.ok) {
+    show(view, heading('Subscriptions'), notice(errorText(reply)));
+    return;
+  }
+  const { subscriptions } = reply.json;
+  const result = el('p', { id: 'subscribe-result', role: 'status' });
+  const form = el('form', { id: 'subscribe-form', novalidate: true },
+    el('p', { class: 'field' },
+      el('label', { for: 'sub-dataset' }, 'Dataset'),
+      el('select', { id: 'sub-dataset', name: 'sub-dataset' }, datasets.map((d) => el('option', { value: d.name }, d.name)))),
+    el('p', { class: 'field' },
+      el('label', { for: 'sub-params' }, 'Parameters (JSON)'),
+      el('textarea', { id: 'sub-params', name: 'sub-params', rows: 2, spellcheck: 'false' }, '{"ship_from": "yesterday", "ship_to": "yesterday"}'),
+      el('small', {}, 'A date may be relative to each run: today, yesterday, today-7d, yesterday-1m.'),
+      el('span', { id: 'sub-params-error', class: 'error', role: 'alert' })),
+    textField('sub-schedule', 'Schedule', { value: 'cron(0 6 * * ? *)' }, 'rate(1 day), rate(6 hours), or cron(minutes hours day-of-month month day-of-week year)'),
+    textField('sub-timezone', 'Time zone', { placeholder: 'UTC' }),
+    el('p', { class: 'field' },
+      el('label', {}, el('input', { id: 'sub-now', name: 'sub-now', type: 'checkbox' }), ' First run now (a rate then runs every period from now)')),
+    textField('sub-webhook', 'Webhook', { placeholder: 'https://…' }),
+    textField('sub-s3', 'Copy into', { placeholder: 's3://bucket/prefix/' }),
+    textField('sub-email', 'Email'),
+    el('p', {}, el('button', { type: 'submit', id: 'subscribe-button' }, 'Subscribe')),
+    result);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    let body;
+    try {
+      body = subscriptionBody(form);
+    } catch (e) {
+      document.getElementById('sub-params-error').textContent = `not JSON: ${e.message}`;
+      return;
+    }
+    const created = await api('POST', '/subscriptions', { body });
+    if (!created.ok) {
+      result.textContent = errorText(created);
+      return;
+    }
+    location.hash = `#/subscriptions/${encodeURIComponent(created.json.subscription_id)}`;
+  });
+  const test = el('form', { id: 'webhook-test-form' },
+    textField('test-url', 'Receiver', { placeholder: 'https://…' }),
+    el('p', {}, el('button', { type: 'submit', id: 'webhook-test-button', class: 'secondary' }, 'Send a test notice')),
+    el('p', { id: 'webhook-test-result', role: 'status' }));
+  test.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const out = document.getElementById('webhook-test-result');
+    out.textContent = 'Sending…';
+    const reply = await api('POST', '/webhook-test', { body: { url: test.elements['test-url'].value.trim() } });
+    out.textContent = reply.ok ? `${reply.json.url} answered ${reply.json.status}${reply.json.delivered ? '' : ' (not taken)'}` : errorText(reply);
+  });
+  show(
+    view,
+    heading('Subscriptions'),
+    el('p', { class: 'lede' }, `Exports ${state.identity} receives on a schedule; each run is an export of its own.`),
+    subscriptions.length === 0
+      ? el('p', { id: 'no-subscriptions' }, 'No subscriptions yet.')
+      : el('div', { class: 'scroll' }, el('table', { id: 'subscriptions' },
+        el('thead', {}, el('tr', {}, ['Subscription', 'Dataset', 'Schedule', 'Next run', 'Runs', 'Deliveries', 'State'].map((t) => el('th', { scope: 'col' }, t)))),
+        el('tbody', {}, subscriptions.map((s) => el('tr', { 'data-subscription-id': s.subscription_id },
+          el('td', {}, el('a', { href: `#/subscriptions/${encodeURIComponent(s.subscription_id)}`, class: 'mono' }, s.subscription_id)),
+          el('td', {}, s.dataset),
+          el('td', {}, `${s.schedule} (${s.timezone})`),
+          el('td', {}, s.next_run_at == null ? '—' : timeEl(s.next_run_at)),
+          el('td', { class: 'number' }, count(s.runs)),
+          el('td', {}, describeDeliveries(s.deliver)),
+          el('td', { class: 'state' }, s.paused ? 'paused' : 'active')))))),
+    el('h2', {}, 'New subscription'),
+    form,
+    el('h2', {}, 'Try your webhook'),
+    el('p', {}, 'A test notice, signed with your webhook secret as every notice is.'),
+    test,
+  );
+}
+
+async function showSubscription(view, id) {
+  const path = `/subscriptions/${encodeURIComponent(id)}`;
+  const [reply, runs] = await Promise.all([api('GET', path), api('GET', `${path}/runs`)]);
+  if (!reply.ok) {
+    show(view, heading('Subscription'), notice(errorText(reply)));
+    return;
+  }
+  const s = reply.json;
+  const toggle = el('button', { type: 'button', id: 'pause-button', class: 'secondary' }, s.paused ? 'Resume' : 'Pause');
+  toggle.addEventListener('click', async () => {
+    toggle.disabled = true;
+    const changed = await api('POST', `${path}/${s.paused ? 'resume' : 'pause'}`);
+    if (!changed.ok) {
+      show(view, heading('Subscription'), notice(errorText(changed)));
+      return;
+    }
+    route();
+  });
+  const rows = runs.ok ? runs.json.runs : [];
+  show(
+    view,
+    heading(`Subscription ${s.dataset}`),
+    el('dl', { class: 'facts', id: 'subscription' },
+      el('dt', {}, 'Schedule'), el('dd', {}, `${s.schedule} (${s.timezone})`),
+      el('dt', {}, 'State'), el('dd', { id: 'subscription-state' }, s.paused ? 'paused' : 'active'),
+      el('dt', {}, 'Next run'), el('dd', {}, s.next_run_at == null ? '—' : timeEl(s.next_run_at)),
+      el('dt', {}, 'Parameters'), el('dd', { class: 'mono' }, JSON.stringify(s.params)),
+      el('dt', {}, 'Deliveries'), el('dd', {}, describeDeliveries(s.deliver))),
+    el('p', {}, toggle),
+    el('h2', {}, 'Runs'),
+    rows.length === 0
+      ? el('p', { id: 'no-runs' }, 'No runs yet.')
+      : el('div', { class: 'scroll' }, el('table', { id: 'runs' },
+        el('thead', {}, el('tr', {}, ['Due', 'Export', 'Status'].map((t) => el('th', { scope: 'col' }, t)))),
+        el('tbody', {}, rows.map((run) => el('tr', {},
+          el('td', {}, timeEl(run.scheduled_at)),
+          el('td', {}, run.request_id ? el('a', { href: `#/exports/${encodeURIComponent(run.request_id)}`, class: 'mono' }, run.request_id) : '—'),
+          el('td', { class: `status status-${run.status || 'FAILED'}` }, run.status || `refused: ${run.error || ''}`)))))),
+  );
+}
+
 // ---- navigation ---------------------------------------------------------------------------
 
 async function route() {
@@ -601,13 +751,15 @@ async function route() {
   } catch {
     parts = [];
   }
+  const section = ['exports', 'subscriptions'].includes(parts[0]) ? parts[0] : 'datasets';
   for (const link of document.querySelectorAll('[data-nav]')) {
-    const current = (parts[0] === 'exports') === (link.dataset.nav === 'exports');
-    if (current) link.setAttribute('aria-current', 'page');
+    if (link.dataset.nav === section) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
   }
   try {
-    if (parts[0] === 'datasets' && parts[1]) await showDataset(view, parts[1]);
+    if (parts[0] === 'subscriptions' && parts[1]) await showSubscription(view, parts[1]);
+    else if (parts[0] === 'subscriptions') await showSubscriptions(view);
+    else if (parts[0] === 'datasets' && parts[1]) await showDataset(view, parts[1]);
     else if (parts[0] === 'exports' && parts[1]) await showExport(view, parts[1]);
     else if (parts[0] === 'exports') {
       state.cursors = [];
