@@ -122,41 +122,37 @@ impl Reach {
 /// literal no deployment should call, is refused here, and every address its name resolves
 /// to must pass [`Reach::allows`] when it is called, so a caller cannot make the function
 /// call into the VPC or the instance metadata endpoint.
-pub fn destination(url: &str, reach: Reach) -> Result<(String, u16), String> {
-    let uri: http::Uri = url.parse().map_err(|_| format!("'{url}' is not a URL"))?;
-    let scheme = uri
-        .scheme_str()
-        .ok_or_else(|| format!("'{url}' has no scheme"))?;
-    let default_port = match scheme {
+pub fn destination(text: &str, reach: Reach) -> Result<(String, u16), String> {
+    // Read by the WHATWG URL rules, as reqwest reads the URL it connects to: an address
+    // written as one number, in octal or hex, or with a trailing dot is an address here too.
+    let url = url::Url::parse(text).map_err(|_| format!("'{text}' is not a URL"))?;
+    let default_port = match url.scheme() {
         "https" => 443,
         "http" if !reach.https_only => 80,
         other => return Err(format!("a webhook is delivered over https, not {other}")),
     };
-    let authority = uri
-        .authority()
-        .ok_or_else(|| format!("'{url}' names no host"))?;
-    if authority.as_str().contains('@') {
+    if !url.username().is_empty() || url.password().is_some() {
         return Err("a webhook URL carries no user name or password".into());
     }
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    if host.is_empty() {
-        return Err(format!("'{url}' names no host"));
-    }
-    let refused = || format!("{host} is not an address a webhook may be delivered to");
-    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        if !reach.allows(ip) {
-            return Err(refused());
+    let refused = |host: &dyn std::fmt::Display| {
+        format!("{host} is not an address a webhook may be delivered to")
+    };
+    let host = match url.host() {
+        None => return Err(format!("'{text}' names no host")),
+        Some(url::Host::Ipv4(ip)) if !reach.allows(ip.into()) => return Err(refused(&ip)),
+        Some(url::Host::Ipv6(ip)) if !reach.allows(ip.into()) => return Err(refused(&ip)),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        Some(url::Host::Domain(name)) => {
+            let bare = name.trim_end_matches('.').to_ascii_lowercase();
+            let local = bare == "localhost" || bare.ends_with(".localhost");
+            if local && !reach.private_addresses {
+                return Err(refused(&name));
+            }
+            name.to_owned()
         }
-    }
-    let local_name =
-        host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost");
-    if local_name && !reach.private_addresses {
-        return Err(refused());
-    }
-    Ok((host.to_owned(), uri.port_u16().unwrap_or(default_port)))
+    };
+    Ok((host, url.port().unwrap_or(default_port)))
 }
 
 /// A caller's webhook secret: HMAC-SHA256 of the caller under the deployment's webhook key,
@@ -306,6 +302,16 @@ mod tests {
             ("https://[::ffff:169.254.169.254]/", "not an address"),
             ("https://localhost/", "not an address"),
             ("https://api.localhost/", "not an address"),
+            ("https://localhost./", "not an address"),
+            // An address written otherwise than in four decimal parts is the same address.
+            ("https://2130706433/", "not an address"),
+            ("https://0x7f.1/", "not an address"),
+            ("https://127.1/", "not an address"),
+            ("https://0177.0.0.1/", "not an address"),
+            ("https://127.0.0.1./", "not an address"),
+            ("https://167772161/", "not an address"),
+            ("https://2852039166/latest/meta-data/", "not an address"),
+            ("https://[::ffff:a9fe:a9fe]/", "not an address"),
             ("not a url", "not a URL"),
         ] {
             let e = destination(url, Reach::PUBLIC_HTTPS).unwrap_err();

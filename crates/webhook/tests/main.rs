@@ -129,10 +129,16 @@ async fn a_name_that_resolves_into_the_deployments_network_is_never_called() {
         }
         other => panic!("{other:?}"),
     }
-    // Literals are refused before any lookup.
+    // Literals are refused before any lookup, however the address is written.
+    let port = address.port();
     for url in [
         format!("http://{address}/ok"),
+        format!("http://2130706433:{port}/ok"),
+        format!("http://0x7f.1:{port}/ok"),
+        format!("http://127.1:{port}/ok"),
+        format!("http://127.0.0.1.:{port}/ok"),
         "http://169.254.169.254/latest/meta-data/".into(),
+        "http://2852039166/latest/meta-data/".into(),
         "http://[::ffff:10.0.0.1]/".into(),
     ] {
         let e = webhooks.post(&post_to(url.clone())).await.unwrap_err();

@@ -25,15 +25,19 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 
 /// A digest of what a request asks for (not how it was spelled), to recognise a retry.
 pub fn request_digest(request: &ExportRequest) -> String {
-    let canonical = serde_json::json!({
+    let mut canonical = serde_json::json!({
         "dataset": request.dataset,
         "params": request.params,
         "format": request.format,
         "compression": request.compression,
         "archive": request.archive,
         "notify": request.notify,
-        "deliver": request.deliver,
     });
+    // Only when there are some: a request without deliveries digests as it did before they
+    // existed, so a key stored then still replays.
+    if !request.deliver.is_empty() {
+        canonical["deliver"] = serde_json::json!(request.deliver);
+    }
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 

@@ -270,23 +270,33 @@ impl Subscriptions {
     pub async fn run_due(&self) -> Result<usize, PortError> {
         let now = self.clock.now();
         let mut made = 0;
+        let mut failed = None;
         for mut subscription in self.store.due_subscriptions(now, DUE_PER_TICK).await? {
             for _ in 0..CATCH_UP_PER_TICK {
                 match subscription.next_run_at {
                     Some(due) if due <= now && !subscription.paused => {}
                     _ => break,
                 }
-                match self.run_once(&subscription).await? {
-                    Some(next) => {
+                match self.run_once(&subscription).await {
+                    Ok(Some(next)) => {
                         made += 1;
                         subscription = next;
                     }
                     // Changed meanwhile (paused, deleted, run by another tick): as it is.
-                    None => break,
+                    Ok(None) => break,
+                    // The next tick tries this one again; the others go on now.
+                    Err(e) => {
+                        tracing::warn!(subscription = %subscription.id, error = %e, "a subscription's run could not be made; the next tick tries again");
+                        failed = Some(e);
+                        break;
+                    }
                 }
             }
         }
-        Ok(made)
+        match failed {
+            Some(e) if made == 0 => Err(e),
+            _ => Ok(made),
+        }
     }
 
     /// The run due at `subscription.next_run_at`: submitted (or refused, and recorded so),
@@ -298,6 +308,16 @@ impl Subscriptions {
         let Some(due) = subscription.next_run_at else {
             return Ok(None);
         };
+        // Read again, consistently: the due list may come from an index that lags, and a
+        // pause or a delete already answered must stop the run.
+        match self
+            .store
+            .subscription(&subscription.owner, &subscription.id)
+            .await?
+        {
+            Some(now) if now.version == subscription.version && !now.paused => {}
+            _ => return Ok(None),
+        }
         let schedule = match Schedule::parse(
             &subscription.request.schedule,
             &subscription.request.timezone,

@@ -350,3 +350,49 @@ async fn a_deployment_without_a_webhook_key_takes_no_webhook() {
     assert_eq!(e.field.as_deref(), Some("deliver[1].webhook"));
     assert!(e.message.contains("no key"), "{e:?}");
 }
+
+#[tokio::test]
+async fn a_failure_after_the_claim_gives_it_back_and_the_retry_does_what_is_left() {
+    let world = World::new();
+    let request_id = world
+        .submit(
+            ALICE,
+            json!({"dataset": "things", "params": {"id": 1}, "notify": ["alice@example.com"],
+                   "deliver": [{"webhook": "http://127.0.0.1:9/hooks"}]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(world.deliver(QueueName::Requests).await, [Delivered::Done]);
+    world.finish_statement(&request_id, &[&["1,one"]]);
+    // The history cannot be read once the notice is claimed.
+    world
+        .control
+        .faults
+        .fail("events", PortError::Unavailable("throttled".into()), 1);
+    run_polls(&world).await;
+    let job = world.job(&request_id).await;
+    assert!(job.notified_at.is_some(), "done in the end: {job:?}");
+    assert_eq!(world.mailer.sent_about(&request_id).len(), 1);
+    assert_eq!(world.webhooks.posted().len(), 1);
+}
+
+#[test]
+fn a_request_without_deliveries_digests_as_before_they_existed() {
+    use sha2::Digest;
+    let request =
+        export_api::ExportRequest::read(json!({"dataset": "things", "params": {"id": 1}})).unwrap();
+    let before = json!({
+        "dataset": "things", "params": {"id": 1}, "format": "csv",
+        "compression": "none", "archive": "zip", "notify": [],
+    });
+    assert_eq!(
+        export_core::service::submit::request_digest(&request),
+        hex::encode(sha2::Sha256::digest(before.to_string().as_bytes()))
+    );
+    let mut with = request.clone();
+    with.deliver = vec![export_api::Delivery::Email("a@b.co".into())];
+    assert_ne!(
+        export_core::service::submit::request_digest(&with),
+        export_core::service::submit::request_digest(&request)
+    );
+}

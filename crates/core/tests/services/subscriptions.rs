@@ -308,3 +308,40 @@ async fn a_rate_started_now_runs_now_and_then_every_period_from_then() {
     let later = world.subscriptions.create(&owner, later).await.unwrap();
     assert_eq!(later.next_run_at, Some(utc(2027, 5, 1, 6, 0)));
 }
+
+#[tokio::test]
+async fn one_subscription_that_cannot_run_holds_no_other_back() {
+    let world = World::new();
+    let owner = Owner(PARTNER_7.into());
+    world.clock.set(utc(2027, 6, 1, 0, 0));
+    let first = world
+        .subscriptions
+        .create(&owner, daily("cron(0 5 * * ? *)", "UTC"))
+        .await
+        .unwrap();
+    let second = world
+        .subscriptions
+        .create(&owner, daily("cron(0 6 * * ? *)", "UTC"))
+        .await
+        .unwrap();
+    world.clock.set(utc(2027, 6, 1, 7, 0));
+    // The first's run cannot be recorded this tick; the second runs all the same.
+    world
+        .control
+        .faults
+        .fail("record_run", PortError::Unavailable("throttled".into()), 1);
+    assert_eq!(world.subscriptions.run_due().await.unwrap(), 1);
+    assert_eq!(
+        scheduled(&world, PARTNER_7, &second.subscription_id)
+            .await
+            .len(),
+        1
+    );
+    // The next tick makes the first's, once.
+    assert_eq!(world.subscriptions.run_due().await.unwrap(), 1);
+    assert_eq!(
+        scheduled(&world, PARTNER_7, &first.subscription_id).await,
+        [utc(2027, 6, 1, 5, 0)]
+    );
+    assert_eq!(world.control.jobs().len(), 2);
+}

@@ -28,11 +28,27 @@ impl Poller {
         {
             return Ok(());
         }
+        // Whatever fails from here on gives the claim back, so a retry (or the sweep) does
+        // what is left; only what is recorded as done is not done again.
+        match self.notify_claimed(job).await {
+            Ok(()) => Ok(()),
+            Err(retry) => {
+                if let Err(e) = self
+                    .control
+                    .release_notification(&job.request_id, self.clock.now())
+                    .await
+                {
+                    tracing::error!(request_id = %job.request_id, error = %e, "could not give the notice's claim back; the sweep cannot retry it");
+                }
+                Err(retry)
+            }
+        }
+    }
+
+    /// The mail and the deliveries under the claim: an error means some are still to do.
+    async fn notify_claimed(&self, job: &Job) -> Result<(), Retry> {
         // The end on record (again, if an earlier try's mail failed), before the mail.
         if let Err(e) = self.audit.export_ended(job).await {
-            self.control
-                .release_notification(&job.request_id, self.clock.now())
-                .await?;
             return Err(Retry(format!("could not record the export's end: {e}")));
         }
         // What earlier tries already did is in the history: each is done once.
@@ -45,12 +61,10 @@ impl Poller {
         }
         unsent.extend(self.deliver(job, &history).await?);
         if unsent.is_empty() {
-            return Ok(());
+            Ok(())
+        } else {
+            Err(Retry(unsent.join("; ")))
         }
-        self.control
-            .release_notification(&job.request_id, self.clock.now())
-            .await?;
-        Err(Retry(unsent.join("; ")))
     }
 
     /// The mail, once: `Some(error)` if it failed for a transient reason and is to be tried
