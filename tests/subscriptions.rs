@@ -314,7 +314,7 @@ async fn a_test_notice_reaches_the_receiver_signed_with_the_callers_secret() {
     let (url, received) = receiver().await;
     // The receiver fails the first notice.
     let first = stack.bob.test_webhook(&url).await.unwrap();
-    assert_eq!((first.status, first.delivered), (503, false));
+    assert_eq!((first.status, first.delivered), (Some(503), false));
     let dir = tempfile::tempdir().unwrap();
     let endpoint = stack.stack.base_url();
     let (ok, stdout, stderr) = run_cli(

@@ -235,8 +235,11 @@ pub async fn webhook_secret(client_args: ClientArgs) -> anyhow::Result<()> {
 pub async fn test_webhook(args: TestWebhookArgs) -> anyhow::Result<()> {
     let client = args.client.client().await?;
     let result = client.test_webhook(&args.url).await?;
-    args.client
-        .print(&result, |r| format!("{} answered {}\n", r.url, r.status));
+    args.client.print(&result, |r| match (r.status, &r.error) {
+        (Some(status), _) => format!("{} answered {status}\n", r.url),
+        (None, Some(error)) => format!("{} did not answer: {error}\n", r.url),
+        (None, None) => format!("{} did not answer\n", r.url),
+    });
     if !result.delivered {
         anyhow::bail!("the receiver did not take the test notice");
     }

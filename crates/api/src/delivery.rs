@@ -237,10 +237,14 @@ pub struct WebhookTest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WebhookTestResult {
     pub url: String,
-    /// The receiver's HTTP status.
-    pub status: u16,
+    /// The receiver's HTTP status; absent if it did not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
     /// Whether it took the notice (a 2xx).
     pub delivered: bool,
+    /// Why it did not answer (no such host, refused, timed out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[cfg(test)]

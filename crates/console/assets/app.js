@@ -670,7 +670,10 @@ async function showSubscriptions(view) {
     const out = document.getElementById('webhook-test-result');
     out.textContent = 'Sending…';
     const reply = await api('POST', '/webhook-test', { body: { url: test.elements['test-url'].value.trim() } });
-    out.textContent = reply.ok ? `${reply.json.url} answered ${reply.json.status}${reply.json.delivered ? '' : ' (not taken)'}` : errorText(reply);
+    const r = reply.json;
+    if (!reply.ok) out.textContent = errorText(reply);
+    else if (r.status == null) out.textContent = `${r.url} did not answer: ${r.error}`;
+    else out.textContent = `${r.url} answered ${r.status}${r.delivered ? '' : ' (not taken)'}`;
   });
   show(
     view,

@@ -22,6 +22,18 @@ pub(super) enum SubmitRefusals {
     OverQuota(ErrorBody),
 }
 
+/// What a route that reads a JSON body answers when the body is not one it reads.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // `StrictJson` writes these; this is their description.
+pub(super) enum BodyRefusals {
+    /// The body is larger than 64 KiB.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// The body is not `application/json`.
+    #[response(status = 415)]
+    NotJson(ErrorBody),
+}
+
 /// Submits an export: validated, recorded and queued, answered at once.
 #[utoipa::path(
     post, path = "/exports", tag = "exports", operation_id = "submit_export",

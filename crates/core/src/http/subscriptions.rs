@@ -37,6 +37,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SubscriptionId {
          headers(("Location" = String, description = "The subscription's route."))),
         (status = 400, description = "The body, the dataset, a parameter, the schedule or the time zone is invalid; `field` names it.", body = ErrorBody),
         (status = 409, description = "The caller holds as many subscriptions as it may.", body = ErrorBody),
+        super::commands::BodyRefusals,
     )
 )]
 pub(super) async fn create_subscription(

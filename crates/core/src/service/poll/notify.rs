@@ -32,7 +32,10 @@ impl Poller {
         // what is left; only what is recorded as done is not done again.
         match self.notify_claimed(job).await {
             Ok(()) => Ok(()),
-            Err(retry) => {
+            // The mail went but its record did not: keeping the claim is what keeps a retry
+            // from sending it again.
+            Err(Unsettled::MailUnrecorded(retry)) => Err(retry),
+            Err(Unsettled::ToRetry(retry)) => {
                 if let Err(e) = self
                     .control
                     .release_notification(&job.request_id, self.clock.now())
@@ -46,10 +49,12 @@ impl Poller {
     }
 
     /// The mail and the deliveries under the claim: an error means some are still to do.
-    async fn notify_claimed(&self, job: &Job) -> Result<(), Retry> {
+    async fn notify_claimed(&self, job: &Job) -> Result<(), Unsettled> {
         // The end on record (again, if an earlier try's mail failed), before the mail.
         if let Err(e) = self.audit.export_ended(job).await {
-            return Err(Retry(format!("could not record the export's end: {e}")));
+            return Err(Unsettled::ToRetry(Retry(format!(
+                "could not record the export's end: {e}"
+            ))));
         }
         // What earlier tries already did is in the history: each is done once.
         let history = self.control.events(&job.request_id).await?;
@@ -63,13 +68,13 @@ impl Poller {
         if unsent.is_empty() {
             Ok(())
         } else {
-            Err(Retry(unsent.join("; ")))
+            Err(Unsettled::ToRetry(Retry(unsent.join("; "))))
         }
     }
 
     /// The mail, once: `Some(error)` if it failed for a transient reason and is to be tried
     /// again ([`NOTICE_ATTEMPTS`] tries in all).
-    async fn mail(&self, job: &Job, history: &[JobEvent]) -> Result<Option<PortError>, Retry> {
+    async fn mail(&self, job: &Job, history: &[JobEvent]) -> Result<Option<PortError>, Unsettled> {
         let recipients = self.delivery.mail.recipients(&job.notify, &job.deliver);
         let outcome = match self.compose(job, recipients).await {
             Ok(email) if email.to.is_empty() => Ok("no recipients configured".to_owned()),
@@ -83,9 +88,14 @@ impl Poller {
         };
         match outcome {
             Ok(message) => {
-                self.control
+                if let Err(e) = self
+                    .control
                     .append_event(&job.request_id, &self.event("notified", "ok", message))
-                    .await?;
+                    .await
+                {
+                    tracing::warn!(request_id = %job.request_id, error = %e, "the notice was sent but could not be recorded; the claim is kept so it is not sent again");
+                    return Err(Unsettled::MailUnrecorded(e.into()));
+                }
                 Ok(None)
             }
             Err(PortError::Rejected(reason)) => {
@@ -180,4 +190,25 @@ pub(super) fn failures(history: &[JobEvent], step: &str, index: Option<usize>) -
 
 fn about(event: &JobEvent, index: Option<usize>) -> bool {
     index.is_none_or(|i| event.message.starts_with(&super::deliver::label(i)))
+}
+
+/// Why the notice's work under its claim is not all done.
+pub(super) enum Unsettled {
+    /// Something is left that a retry may do: the claim is given back.
+    ToRetry(Retry),
+    /// The mail was sent and its record could not be written: the claim is kept, since a retry
+    /// could only send it again (the deliveries after it are not made).
+    MailUnrecorded(Retry),
+}
+
+impl From<PortError> for Unsettled {
+    fn from(e: PortError) -> Self {
+        Unsettled::ToRetry(e.into())
+    }
+}
+
+impl From<Retry> for Unsettled {
+    fn from(e: Retry) -> Self {
+        Unsettled::ToRetry(e)
+    }
 }
