@@ -52,6 +52,25 @@ pub fn sample_event(name: &str, request_id: &str) -> Value {
     export_emulator::events::sample(name, request_id).unwrap()
 }
 
+/// A `POST` of `body` to `path` (a receiver route without path parameters) from the caller
+/// `identity`, as API Gateway hands it over, with no idempotency key.
+pub fn post_event(path: &str, identity: &Value, body: &Value) -> Value {
+    let mut event = sample_event("receiver-post-exports.json", SAMPLE_REQUEST_ID);
+    event["resource"] = path.into();
+    event["path"] = path.into();
+    event["requestContext"]["resourcePath"] = path.into();
+    event["requestContext"]["path"] = format!("/prod{path}").into();
+    event["body"] = Value::String(body.to_string());
+    for headers in ["headers", "multiValueHeaders"] {
+        event[headers]
+            .as_object_mut()
+            .unwrap()
+            .remove("Idempotency-Key");
+    }
+    event["requestContext"]["identity"] = identity.clone();
+    event
+}
+
 /// The `requestContext.identity` API Gateway reports for the IAM user `arn`.
 pub fn iam_user(arn: &str) -> Value {
     let mut identity =
@@ -169,15 +188,7 @@ impl Harness {
 
     /// `POST /exports` with `body`, from the caller `identity` (`requestContext.identity`).
     pub async fn submit_as(&self, identity: &Value, body: &Value) -> Reply {
-        let mut event = sample_event("receiver-post-exports.json", SAMPLE_REQUEST_ID);
-        event["body"] = Value::String(body.to_string());
-        for headers in ["headers", "multiValueHeaders"] {
-            event[headers]
-                .as_object_mut()
-                .unwrap()
-                .remove("Idempotency-Key");
-        }
-        event["requestContext"]["identity"] = identity.clone();
+        let event = post_event("/exports", identity, body);
         self.call(&self.receiver, &event).await
     }
 

@@ -4,7 +4,7 @@
 //! the archive copied into a partner's own bucket (with its bucket policy) owned by that
 //! bucket's owner; a webhook into the deployment's own network refused.
 
-use super::{iam_user, sample_event, Harness, BOB, SAMPLE_REQUEST_ID};
+use super::{iam_user, post_event, Harness, BOB};
 use crate::common::eventually;
 use export_api::{JobStatus, SubscriptionView};
 use export_aws::{functions, Clients};
@@ -23,20 +23,7 @@ use std::time::Duration;
 
 /// `POST /subscriptions` with `body` as the IAM user `caller`, as API Gateway hands it over.
 fn post_subscription(caller: &str, body: &Value) -> Value {
-    let mut event = sample_event("receiver-post-exports.json", SAMPLE_REQUEST_ID);
-    event["resource"] = "/subscriptions".into();
-    event["path"] = "/subscriptions".into();
-    event["requestContext"]["resourcePath"] = "/subscriptions".into();
-    event["requestContext"]["path"] = "/prod/subscriptions".into();
-    event["body"] = Value::String(body.to_string());
-    for headers in ["headers", "multiValueHeaders"] {
-        event[headers]
-            .as_object_mut()
-            .unwrap()
-            .remove("Idempotency-Key");
-    }
-    event["requestContext"]["identity"] = iam_user(caller);
-    event
+    post_event("/subscriptions", &iam_user(caller), body)
 }
 
 #[tokio::test]

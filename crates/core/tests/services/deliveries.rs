@@ -403,10 +403,11 @@ async fn a_mail_sent_whose_record_is_lost_is_not_sent_again() {
     let request_id = started(&world, 1).await;
     world.finish_statement(&request_id, &[&["1,one"]]);
     // The mail goes; writing that it went fails.
-    world
-        .control
-        .faults
-        .fail("append_event", PortError::Unavailable("throttled".into()), 1);
+    world.control.faults.fail(
+        "append_event",
+        PortError::Unavailable("throttled".into()),
+        1,
+    );
     run_polls(&world).await;
     for _ in 0..3 {
         world.clock.advance(std::time::Duration::from_secs(901));
