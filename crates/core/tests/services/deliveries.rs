@@ -416,3 +416,44 @@ async fn a_mail_sent_whose_record_is_lost_is_not_sent_again() {
     }
     assert_eq!(world.mailer.sent_about(&request_id).len(), 1);
 }
+
+#[tokio::test]
+async fn a_delivery_is_not_begun_at_the_end_of_an_invocation() {
+    let world = World::new();
+    let request_id = world
+        .submit(
+            ALICE,
+            json!({"dataset": "things", "params": {"id": 1},
+                   "deliver": [{"webhook": "http://127.0.0.1:9/hooks"}]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(world.deliver(QueueName::Requests).await, [Delivered::Done]);
+    world.finish_statement(&request_id, &[&["1,one"]]);
+    // Ended and packaged, its notice not yet out (the mailer is down, the receiver busy).
+    world.webhooks.answer_with(&[503]);
+    world
+        .mailer
+        .faults
+        .fail_always("send", PortError::Unavailable("SES down".into()));
+    world.clock.advance(std::time::Duration::from_secs(5));
+    world.deliver(QueueName::Polls).await;
+    assert_eq!(
+        world.job(&request_id).await.status,
+        export_core::domain::JobStatus::Succeeded
+    );
+    assert_eq!(world.webhooks.posted().len(), 1);
+    // An invocation with seconds left, inside the packaging margin: nothing is begun, and the
+    // claim is given back for the next.
+    let body = export_core::messages::Message::follow_up(&request_id, None).body();
+    let near = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    let answer = world.poller.handle_until(&body, Some(near)).await;
+    assert!(answer.is_err(), "{answer:?}");
+    assert_eq!(world.webhooks.posted().len(), 1, "no second try begun");
+    assert!(world.job(&request_id).await.notified_at.is_none());
+    // With time, it goes.
+    world.mailer.faults.clear("send");
+    world.poller.handle_until(&body, None).await.unwrap();
+    assert_eq!(world.webhooks.posted().len(), 2);
+    assert!(world.job(&request_id).await.notified_at.is_some());
+}

@@ -27,16 +27,27 @@ enum Outcome {
 impl Poller {
     /// Tries every delivery not yet settled; answers why each that failed for a transient
     /// reason did (empty when nothing is left to try again).
+    /// A delivery is not begun within the packaging margin of `deadline` (the invocation's
+    /// end): what is left goes to the next try, rather than being cut off half made with the
+    /// notice's claim held.
     pub(super) async fn deliver(
         &self,
         job: &Job,
         history: &[JobEvent],
+        deadline: Option<Instant>,
     ) -> Result<Vec<String>, Retry> {
         let mut unsent = Vec::new();
         for (index, delivery) in job.deliver.iter().enumerate() {
             if matches!(delivery, Delivery::Email(_)) || settled(history, "delivered", Some(index))
             {
                 continue;
+            }
+            if deadline.is_some_and(|d| Instant::now() + self.packaging.margin >= d) {
+                unsent.push(format!(
+                    "{}: left for the next try, out of time",
+                    label(index)
+                ));
+                break;
             }
             let outcome = match delivery {
                 Delivery::Webhook(url) => self.post_notice(job, url).await,

@@ -168,7 +168,7 @@ impl Poller {
             }
             // Finished by a run that stopped, or failed to mail, before its email went out.
             JobStatus::Succeeded | JobStatus::Failed if job.notified_at.is_none() => {
-                self.notify(&job).await
+                self.notify(&job, deadline).await
             }
             _ => Ok(()),
         }
@@ -207,7 +207,7 @@ impl Poller {
             if stopped {
                 self.admission.release_after(&job.request_id).await;
             }
-            return self.notify(&job).await;
+            return self.notify(&job, None).await;
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ impl Poller {
     /// released and the message retried, and the next try does only what is not yet done
     /// ([`NOTICE_ATTEMPTS`] tries each in all). Either way the job's state and its link are
     /// untouched.
-    pub(super) async fn notify(&self, job: &Job) -> Result<(), Retry> {
+    pub(super) async fn notify(&self, job: &Job, deadline: Option<Instant>) -> Result<(), Retry> {
         // Ended: its bytes count towards today's, and it is no longer one of its owner's
         // unfinished exports; both once per job, however often this runs.
         if let (JobStatus::Succeeded, Some(bytes)) = (job.status, job.bytes) {
@@ -30,7 +30,7 @@ impl Poller {
         }
         // Whatever fails from here on gives the claim back, so a retry (or the sweep) does
         // what is left; only what is recorded as done is not done again.
-        match self.notify_claimed(job).await {
+        match self.notify_claimed(job, deadline).await {
             Ok(()) => Ok(()),
             // The mail went but its record did not: keeping the claim is what keeps a retry
             // from sending it again.
@@ -49,7 +49,7 @@ impl Poller {
     }
 
     /// The mail and the deliveries under the claim: an error means some are still to do.
-    async fn notify_claimed(&self, job: &Job) -> Result<(), Unsettled> {
+    async fn notify_claimed(&self, job: &Job, deadline: Option<Instant>) -> Result<(), Unsettled> {
         // The end on record (again, if an earlier try's mail failed), before the mail.
         if let Err(e) = self.audit.export_ended(job).await {
             return Err(Unsettled::ToRetry(Retry(format!(
@@ -64,7 +64,7 @@ impl Poller {
                 unsent.push(format!("notification failed: {e}"));
             }
         }
-        unsent.extend(self.deliver(job, &history).await?);
+        unsent.extend(self.deliver(job, &history, deadline).await?);
         if unsent.is_empty() {
             Ok(())
         } else {

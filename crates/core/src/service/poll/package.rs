@@ -154,7 +154,7 @@ impl Poller {
         self.control.delete_checkpoint(&job.request_id).await?;
         let mut job = job;
         job.apply(Transition::SUCCEED, &update, event.at);
-        self.notify(&job).await
+        self.notify(&job, deadline).await
     }
 }
 
