@@ -48,7 +48,7 @@ struct CallerRule {
     groups: Vec<String>,
     attributes: BTreeMap<String, Vec<String>>,
     quotas: Quotas,
-    deliver_to: Vec<String>,
+    deliver_to: Vec<DeliveryPlace>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -57,7 +57,7 @@ struct GroupRule {
     share_turns: bool,
     admin: bool,
     quotas: Quotas,
-    deliver_to: Vec<String>,
+    deliver_to: Vec<DeliveryPlace>,
 }
 
 /// What a caller may use: each `None` is no limit.
@@ -118,7 +118,38 @@ pub struct Standing {
     /// May list every caller's jobs.
     pub admin: bool,
     /// The places (`s3://bucket/prefix/`) its exports may be copied to.
-    pub deliver_to: Vec<String>,
+    pub deliver_to: Vec<DeliveryPlace>,
+}
+
+/// A `deliver_to` place as the policy was read: a bucket, and a prefix that is empty or ends
+/// in `/`, so `feeds/` cannot be read as also granting `feeds-of-another-partner/`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryPlace {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl DeliveryPlace {
+    /// Reads `s3://bucket/` or `s3://bucket/prefix/`.
+    fn parse(place: &str) -> Result<DeliveryPlace, String> {
+        let parsed = export_api::S3Place::parse(place)?;
+        let prefix = place
+            .strip_prefix("s3://")
+            .and_then(|r| r.split_once('/'))
+            .map(|(_, p)| p);
+        match prefix {
+            Some(p) if (p.is_empty() || p.ends_with('/')) && !p.contains('{') => {
+                Ok(DeliveryPlace {
+                    bucket: parsed.bucket,
+                    prefix: p.to_owned(),
+                })
+            }
+            _ => Err(format!(
+                "deliver_to '{place}' must be s3://{}/ or a prefix ending in '/'",
+                parsed.bucket
+            )),
+        }
+    }
 }
 
 impl Default for Standing {
@@ -140,11 +171,9 @@ impl Standing {
     /// the place's prefix.
     pub fn may_deliver_to(&self, bucket: &str, template: &str) -> bool {
         let fixed = template.split('{').next().unwrap_or_default();
-        self.deliver_to.iter().any(|place| {
-            let rest = place.strip_prefix("s3://").unwrap_or(place);
-            let (b, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            b == bucket && fixed.starts_with(prefix)
-        })
+        self.deliver_to
+            .iter()
+            .any(|place| place.bucket == bucket && fixed.starts_with(&place.prefix))
     }
 }
 
@@ -188,23 +217,6 @@ struct GroupEntry {
     quotas: Quotas,
     #[serde(default)]
     deliver_to: Vec<String>,
-}
-
-/// A `deliver_to` place: `s3://bucket/` or `s3://bucket/prefix/`. The prefix ends in `/`, so
-/// `feeds/` cannot be read as also granting `feeds-of-another-partner/`.
-fn check_place(place: &str) -> Result<(), String> {
-    let parsed = export_api::S3Place::parse(place)?;
-    let prefix = place
-        .strip_prefix("s3://")
-        .and_then(|r| r.split_once('/'))
-        .map(|(_, p)| p);
-    match prefix {
-        Some(p) if (p.is_empty() || p.ends_with('/')) && !p.contains('{') => Ok(()),
-        _ => Err(format!(
-            "deliver_to '{place}' must be s3://{}/ or a prefix ending in '/'",
-            parsed.bucket
-        )),
-    }
 }
 
 fn one() -> u32 {
@@ -251,15 +263,18 @@ impl AccessPolicy {
                     }
                     attributes.insert(name.clone(), values);
                 }
-                for place in &entry.deliver_to {
-                    check_place(place).map_err(at)?;
-                }
+                let deliver_to = entry
+                    .deliver_to
+                    .iter()
+                    .map(|place| DeliveryPlace::parse(place))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(at)?;
                 Ok(CallerRule {
                     owner,
                     groups: entry.groups.clone(),
                     attributes,
                     quotas: entry.quotas,
-                    deliver_to: entry.deliver_to.clone(),
+                    deliver_to,
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -279,15 +294,18 @@ impl AccessPolicy {
                     "a lookup_burst with no lookups per second is no use".into()
                 ));
             }
-            for place in &entry.deliver_to {
-                check_place(place).map_err(at)?;
-            }
+            let deliver_to = entry
+                .deliver_to
+                .iter()
+                .map(|place| DeliveryPlace::parse(place))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(at)?;
             let rule = GroupRule {
                 priority: entry.priority,
                 share_turns: entry.share_turns,
                 admin: entry.admin,
                 quotas: entry.quotas,
-                deliver_to: entry.deliver_to.clone(),
+                deliver_to,
             };
             if groups.insert(entry.name.clone(), rule).is_some() {
                 return Err(at("named twice".into()));
@@ -451,6 +469,54 @@ mod tests {
         let account = OwnerPattern::parse("arn:aws:iam::*:user/bob").unwrap();
         assert!(account.matches("arn:aws:iam::42:user/bob"));
         assert!(!account.matches("arn:aws:iam::4:2:user/bob"));
+    }
+
+    #[test]
+    fn a_caller_may_deliver_only_under_the_places_its_groups_and_entries_name() {
+        let policy = AccessPolicy::parse(
+            r#"
+            [[group]]
+            name = "suppliers"
+            deliver_to = ["s3://feeds/shared/"]
+
+            [[caller]]
+            owner = "arn:aws:iam::1:user/acme"
+            groups = ["suppliers"]
+            deliver_to = ["s3://acme-feed/"]
+            "#,
+        )
+        .unwrap();
+        let owner = Owner("arn:aws:iam::1:user/acme".into());
+        let standing = policy.standing(&owner, &policy.grants(&owner));
+        for (bucket, template, allowed) in [
+            ("feeds", "shared/{dataset}/{request_id}.zip", true),
+            ("feeds", "shared-other/{request_id}.zip", false),
+            ("feeds", "{request_id}.zip", false),
+            ("acme-feed", "anything/{request_id}.zip", true),
+            ("acme-feed-2", "{request_id}.zip", false),
+        ] {
+            assert_eq!(
+                standing.may_deliver_to(bucket, template),
+                allowed,
+                "{bucket} {template}"
+            );
+        }
+        let other = Owner("arn:aws:iam::1:user/bob".into());
+        assert!(policy
+            .standing(&other, &policy.grants(&other))
+            .deliver_to
+            .is_empty());
+        // A prefix that does not end in '/' would grant its neighbours too: refused at load.
+        for bad in [
+            "s3://feeds/shared",
+            "s3://Feeds/",
+            "https://feeds/",
+            "s3://feeds/{date}/",
+        ] {
+            let text = format!("[[group]]\nname = \"g\"\ndeliver_to = [\"{bad}\"]");
+            let e = AccessPolicy::parse(&text).unwrap_err();
+            assert!(e.contains("group 1 (g)"), "{bad}: {e}");
+        }
     }
 
     #[test]
