@@ -428,9 +428,19 @@ fn audit(env: &mut Env, clients: &Clients) -> Audit {
 
 /// `receiver`: submit and cancel.
 pub fn receiver(env: &mut Env, clients: &Clients) -> Arc<Submissions> {
+    Arc::new(Submissions {
+        // `POST /exports?wait=` answers a job that ended as the status function shows it.
+        finished: Some(status(env, clients)),
+        ..submissions(env, clients)
+    })
+}
+
+/// Submissions as the receiver makes them, but for the wait on submit: what the poller's
+/// tick submits a subscription's runs through (it never waits, so it builds no status view).
+fn submissions(env: &mut Env, clients: &Clients) -> Submissions {
     let control = control(env, clients);
     let queue = queues(env, clients, true, false);
-    Arc::new(Submissions {
+    Submissions {
         access: access(env, clients),
         control: control.clone(),
         queue: queue.clone(),
@@ -443,9 +453,8 @@ pub fn receiver(env: &mut Env, clients: &Clients) -> Arc<Submissions> {
         webhooks: env
             .parsed("WEBHOOK_DELIVERIES", false)
             .then_some(Reach::PUBLIC_HTTPS),
-        // `POST /exports?wait=` answers a job that ended as the status function shows it.
-        finished: Some(status(env, clients)),
-    })
+        finished: None,
+    }
 }
 
 /// Webhooks from a deployment: https to public addresses only, signed with the keys in
@@ -559,7 +568,7 @@ pub fn poller(env: &mut Env, clients: &Clients) -> Arc<Poller> {
         packaging: packaging_settings(env),
         retry: retry_settings(env),
         subscriptions: Some({
-            let submissions = receiver(env, clients);
+            let submissions = Arc::new(submissions(env, clients));
             subscriptions(env, clients, submissions)
         }),
     })
