@@ -107,8 +107,8 @@ impl Clients {
 
 /// The webhook keys in the secret `secret`: its `AWSCURRENT` version signs, and while a
 /// rotation's `AWSPREVIOUS` version is there, notices are signed with it too, so partners can
-/// move to their new secrets ("Staging labels", AWS Secrets Manager User Guide: rotation
-/// moves `AWSPREVIOUS` to the version that was current).
+/// move to their new secrets ("PutSecretValue" and "UpdateSecretVersionStage", AWS Secrets
+/// Manager API Reference: moving `AWSCURRENT` moves `AWSPREVIOUS` to the version it left).
 pub async fn webhook_keys_from_secret(
     secrets: &aws_sdk_secretsmanager::Client,
     secret: &str,
