@@ -19,8 +19,10 @@ use crate::ports::{ControlTable, PortError, SubscriptionStore};
 use crate::schedule::{relative_date, Schedule};
 use chrono::{DateTime, Utc};
 use export_api::{
-    ExportRequest, SubscriptionRequest, SubscriptionRun, SubscriptionView, MAX_SUBSCRIPTIONS,
+    ExportRequest, JobStatus, SubscriptionRequest, SubscriptionRun, SubscriptionView,
+    MAX_SUBSCRIPTIONS,
 };
+use futures::{StreamExt, TryStreamExt};
 use http::StatusCode;
 use serde_json::Value;
 use std::sync::Arc;
@@ -34,6 +36,9 @@ pub const CATCH_UP_PER_TICK: usize = 24;
 
 /// The most runs `GET /subscriptions/{id}/runs` answers.
 pub const RUNS_LISTED: usize = 100;
+
+/// How many runs' jobs `runs` reads at once.
+const RUN_READS_AT_ONCE: usize = 16;
 
 pub struct Subscriptions {
     pub store: Arc<dyn SubscriptionStore>,
@@ -202,15 +207,28 @@ impl Subscriptions {
     pub async fn runs(&self, owner: &Owner, id: &str) -> Result<Vec<SubscriptionRun>, ApiError> {
         self.owned(owner, id).await?;
         let mut runs = self.store.runs(id, RUNS_LISTED).await?;
-        for run in &mut runs {
-            if let Some(request_id) = &run.request_id {
-                run.status = self
-                    .control
-                    .get_job(request_id)
-                    .await?
-                    .filter(|job| &job.owner == owner)
-                    .map(|job| job.status);
-            }
+        // Each run's status is its job's: read a few at a time rather than one after another,
+        // since a full page is a hundred reads of the control table.
+        let request_ids: Vec<Option<String>> = runs.iter().map(|r| r.request_id.clone()).collect();
+        let control = &self.control;
+        let statuses: Vec<Option<JobStatus>> = futures::stream::iter(request_ids)
+            .map(|request_id| async move {
+                let Some(request_id) = request_id else {
+                    return Ok(None);
+                };
+                Ok::<_, ApiError>(
+                    control
+                        .get_job(&request_id)
+                        .await?
+                        .filter(|job| &job.owner == owner)
+                        .map(|job| job.status),
+                )
+            })
+            .buffered(RUN_READS_AT_ONCE)
+            .try_collect()
+            .await?;
+        for (run, status) in runs.iter_mut().zip(statuses) {
+            run.status = status;
         }
         Ok(runs)
     }
