@@ -3,7 +3,7 @@
 //! a `delivered` event whose message starts with its place in the request (`deliver[1]`), so
 //! a retry of the whole does only what is not yet done.
 
-use super::notify::{failures, settled};
+use super::notify::{failures, settled, ManifestOnce, NoticeLinks};
 use super::*;
 use crate::ports::WebhookPost;
 use export_api::{render_key, Delivery, S3Place, WebhookNotice};
@@ -35,6 +35,7 @@ impl Poller {
         job: &Job,
         history: &[JobEvent],
         deadline: Option<Instant>,
+        manifest: &ManifestOnce,
     ) -> Result<Vec<String>, Retry> {
         let mut unsent = Vec::new();
         for (index, delivery) in job.deliver.iter().enumerate() {
@@ -44,14 +45,14 @@ impl Poller {
             }
             if deadline.is_some_and(|d| Instant::now() + self.packaging.margin >= d) {
                 unsent.push(format!(
-                    "{}: left for the next try, out of time",
+                    "{}left for the next try, out of time",
                     label(index)
                 ));
                 break;
             }
             let outcome = match delivery {
-                Delivery::Webhook(url) => self.post_notice(job, url).await,
-                Delivery::S3(place) => self.copy_files(job, place).await,
+                Delivery::Webhook(url) => self.post_notice(job, url, manifest).await,
+                Delivery::S3(place) => self.copy_files(job, place, manifest).await,
                 Delivery::Email(_) => continue,
             };
             let target = format!("{}{} {}", label(index), delivery.kind(), delivery.target());
@@ -82,7 +83,7 @@ impl Poller {
     }
 
     /// The notice, signed with the caller's secret, POSTed to `url`.
-    async fn post_notice(&self, job: &Job, url: &str) -> Outcome {
+    async fn post_notice(&self, job: &Job, url: &str, manifest: &ManifestOnce) -> Outcome {
         let Some(keys) = &self.delivery.webhooks.keys else {
             return Outcome::Refused("this deployment has no webhook key".into());
         };
@@ -90,7 +91,7 @@ impl Poller {
         if let Err(reason) = crate::webhook::destination(url, self.delivery.webhooks.reach) {
             return Outcome::Refused(reason);
         }
-        let notice = match self.notice(job, url).await {
+        let notice = match self.notice(job, url, manifest).await {
             Ok(notice) => notice,
             Err(e) => return Outcome::Failed(e.to_string()),
         };
@@ -117,7 +118,12 @@ impl Poller {
     }
 
     /// The notice for the job as it ended, with fresh links, recorded as handed out first.
-    async fn notice(&self, job: &Job, url: &str) -> Result<WebhookNotice, PortError> {
+    async fn notice(
+        &self,
+        job: &Job,
+        url: &str,
+        manifest: &ManifestOnce,
+    ) -> Result<WebhookNotice, PortError> {
         let succeeded = job.status == JobStatus::Succeeded;
         let mut notice = WebhookNotice {
             event: format!("export.{}", if succeeded { "succeeded" } else { "failed" }),
@@ -136,36 +142,24 @@ impl Poller {
         if !succeeded {
             return Ok(notice);
         }
-        let now = self.clock.now();
-        let ttl = self.delivery.link_ttl;
-        if let Some(manifest) = crate::service::parts_manifest(self.objects.as_ref(), job).await? {
-            let shown = manifest.entries.len().min(notice::MAILED_PARTS);
-            self.audit.delivered(job, "webhook", url).await?;
-            let links = crate::service::presign_parts(
-                self.objects.as_ref(),
-                job,
-                &manifest,
-                0..shown,
-                ttl,
-                now,
-            )
-            .await?;
-            notice.expires_at = links.iter().map(|l| l.expires_at).min();
-            notice.parts = links.into_iter().map(|l| l.url).collect();
-        } else {
-            self.audit.delivered(job, "webhook", url).await?;
-            let link = crate::service::presign_archive(self.objects.as_ref(), job, ttl, now)
-                .await?
-                .ok_or_else(|| PortError::Rejected("succeeded job has no archive".into()))?;
-            notice.expires_at = Some(link.expires_at);
-            notice.download_url = Some(link.url);
+        // On record before the links are made, as every link handed out is.
+        self.audit.delivered(job, "webhook", url).await?;
+        match self.fresh_links(job, manifest).await? {
+            NoticeLinks::Archive(link) => {
+                notice.expires_at = Some(link.expires_at);
+                notice.download_url = Some(link.url);
+            }
+            NoticeLinks::Parts { links, .. } => {
+                notice.expires_at = links.iter().map(|l| l.expires_at).min();
+                notice.parts = links.into_iter().map(|l| l.url).collect();
+            }
         }
         Ok(notice)
     }
 
     /// The archive, or each part, copied to `place` (checked against the caller's access at
     /// submit), under names from its template.
-    async fn copy_files(&self, job: &Job, place: &str) -> Outcome {
+    async fn copy_files(&self, job: &Job, place: &str, manifest: &ManifestOnce) -> Outcome {
         if job.status != JobStatus::Succeeded {
             return Outcome::Skipped("nothing to copy: the export did not succeed".into());
         }
@@ -173,19 +167,24 @@ impl Poller {
             Ok(place) => place,
             Err(reason) => return Outcome::Refused(reason),
         };
-        match self.copy_to(job, &place).await {
+        match self.copy_to(job, &place, manifest).await {
             Ok(copied) => Outcome::Done(copied),
             Err(PortError::Rejected(reason)) => Outcome::Refused(reason),
             Err(e) => Outcome::Failed(e.to_string()),
         }
     }
 
-    async fn copy_to(&self, job: &Job, place: &S3Place) -> Result<String, PortError> {
+    async fn copy_to(
+        &self,
+        job: &Job,
+        place: &S3Place,
+        manifest: &ManifestOnce,
+    ) -> Result<String, PortError> {
         let date = chrono::DateTime::from_timestamp_millis(job.created_at)
             .map(|t| t.date_naive().to_string())
             .unwrap_or_default();
         let part_ext = format!("{}{}", job.format.extension(), job.compression.suffix());
-        if let Some(manifest) = crate::service::parts_manifest(self.objects.as_ref(), job).await? {
+        if let Some(manifest) = self.manifest(job, manifest).await? {
             let template = place.parts_template();
             let to = format!("s3://{}/{template}", place.bucket);
             self.audit.delivered(job, "copied", &to).await?;

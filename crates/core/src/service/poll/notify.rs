@@ -2,6 +2,7 @@
 //! number of times; then its other deliveries ([`super::deliver`]) under the same claim.
 
 use super::*;
+use crate::archive::Manifest;
 
 impl Poller {
     /// Sends the job's one email (the link when it succeeded, the error when it failed) and
@@ -58,13 +59,14 @@ impl Poller {
         }
         // What earlier tries already did is in the history: each is done once.
         let history = self.control.events(&job.request_id).await?;
+        let manifest = ManifestOnce::new();
         let mut unsent = Vec::new();
         if !settled(&history, "notified", None) {
-            if let Some(e) = self.mail(job, &history).await? {
+            if let Some(e) = self.mail(job, &history, &manifest).await? {
                 unsent.push(format!("notification failed: {e}"));
             }
         }
-        unsent.extend(self.deliver(job, &history, deadline).await?);
+        unsent.extend(self.deliver(job, &history, deadline, &manifest).await?);
         if unsent.is_empty() {
             Ok(())
         } else {
@@ -74,9 +76,14 @@ impl Poller {
 
     /// The mail, once: `Some(error)` if it failed for a transient reason and is to be tried
     /// again ([`NOTICE_ATTEMPTS`] tries in all).
-    async fn mail(&self, job: &Job, history: &[JobEvent]) -> Result<Option<PortError>, Unsettled> {
+    async fn mail(
+        &self,
+        job: &Job,
+        history: &[JobEvent],
+        manifest: &ManifestOnce,
+    ) -> Result<Option<PortError>, Unsettled> {
         let recipients = self.delivery.mail.recipients(&job.notify, &job.deliver);
-        let outcome = match self.compose(job, recipients).await {
+        let outcome = match self.compose(job, recipients, manifest).await {
             Ok(email) if email.to.is_empty() => Ok("no recipients configured".to_owned()),
             // The mail's links on record before they go.
             Ok(email) => match self.record_mailed_links(job).await {
@@ -138,33 +145,75 @@ impl Poller {
         self.audit.links(job, "emailed", None).await
     }
 
-    pub(super) async fn compose(&self, job: &Job, to: Vec<String>) -> Result<Email, PortError> {
+    async fn compose(
+        &self,
+        job: &Job,
+        to: Vec<String>,
+        manifest: &ManifestOnce,
+    ) -> Result<Email, PortError> {
         if job.status != JobStatus::Succeeded {
             return Ok(notice::failed(job, to));
         }
-        if let Some(manifest) = crate::service::parts_manifest(self.objects.as_ref(), job).await? {
-            let shown = manifest.entries.len().min(notice::MAILED_PARTS);
+        Ok(match self.fresh_links(job, manifest).await? {
+            NoticeLinks::Archive(link) => notice::ready(job, &link, to),
+            NoticeLinks::Parts { links, total } => notice::ready_parts(job, &links, total, to),
+        })
+    }
+
+    /// The succeeded job's parts manifest (None for an archive), read on first use.
+    pub(super) async fn manifest<'m>(
+        &self,
+        job: &Job,
+        manifest: &'m ManifestOnce,
+    ) -> Result<Option<&'m Manifest>, PortError> {
+        manifest
+            .get_or_try_init(|| crate::service::parts_manifest(self.objects.as_ref(), job))
+            .await
+            .map(Option::as_ref)
+    }
+
+    /// The links a notice hands out, fresh for the deployment's link lifetime: the archive's,
+    /// or the first [`notice::MAILED_PARTS`] parts'.
+    pub(super) async fn fresh_links(
+        &self,
+        job: &Job,
+        manifest: &ManifestOnce,
+    ) -> Result<NoticeLinks, PortError> {
+        let (ttl, now) = (self.delivery.link_ttl, self.clock.now());
+        if let Some(manifest) = self.manifest(job, manifest).await? {
+            let total = manifest.entries.len();
+            let shown = total.min(notice::MAILED_PARTS);
             let links = crate::service::presign_parts(
                 self.objects.as_ref(),
                 job,
-                &manifest,
+                manifest,
                 0..shown,
-                self.delivery.link_ttl,
-                self.clock.now(),
+                ttl,
+                now,
             )
             .await?;
-            return Ok(notice::ready_parts(job, &links, manifest.entries.len(), to));
+            return Ok(NoticeLinks::Parts { links, total });
         }
-        let link = crate::service::presign_archive(
-            self.objects.as_ref(),
-            job,
-            self.delivery.link_ttl,
-            self.clock.now(),
-        )
-        .await?
-        .ok_or_else(|| PortError::Rejected("succeeded job has no archive".into()))?;
-        Ok(notice::ready(job, &link, to))
+        let link = crate::service::presign_archive(self.objects.as_ref(), job, ttl, now)
+            .await?
+            .ok_or_else(|| PortError::Rejected("succeeded job has no archive".into()))?;
+        Ok(NoticeLinks::Archive(link))
     }
+}
+
+/// The job's parts manifest as the mail and each delivery share it: read from the store once
+/// per notice, when first asked for. A failed read is not kept, so each that asks tries again
+/// and records its own failure.
+pub(super) type ManifestOnce = tokio::sync::OnceCell<Option<Manifest>>;
+
+/// What a notice links to.
+pub(super) enum NoticeLinks {
+    Archive(crate::service::DownloadLink),
+    /// The first parts' links, of `total`.
+    Parts {
+        links: Vec<crate::service::PartLink>,
+        total: usize,
+    },
 }
 
 /// Whether the history holds an end for `step` (and, for a delivery, the one at `index`): it
