@@ -452,16 +452,20 @@ fn submissions(env: &mut Env, clients: &Clients) -> Submissions {
         // The receiver only checks where a webhook may go; it never reads the key.
         webhooks: env
             .parsed("WEBHOOK_DELIVERIES", false)
-            .then_some(Reach::PUBLIC_HTTPS),
+            .then_some(WEBHOOK_REACH),
         finished: None,
     }
 }
 
-/// Webhooks from a deployment: https to public addresses only, signed with the keys in
+/// Where a deployment's webhooks may go: https to public addresses only. One value for the
+/// core's check of a URL and for the sender's check of each address it connects to.
+const WEBHOOK_REACH: Reach = Reach::PUBLIC_HTTPS;
+
+/// Webhooks from a deployment: within [`WEBHOOK_REACH`], signed with the keys in
 /// `WEBHOOK_KEY_SECRET_ARN`.
 pub fn webhook_settings(clients: &Clients) -> WebhookSettings {
     WebhookSettings {
-        reach: Reach::PUBLIC_HTTPS,
+        reach: WEBHOOK_REACH,
         keys: clients.webhook_keys.clone(),
     }
 }
@@ -484,7 +488,7 @@ pub fn status(env: &mut Env, clients: &Clients) -> Arc<Queries> {
         clock: clock(),
         link_ttl: link_ttl(env),
         webhooks: webhook_settings(clients),
-        webhook_sender: Some(Arc::new(HttpWebhooks::new(Reach::PUBLIC_HTTPS))),
+        webhook_sender: Arc::new(HttpWebhooks::new(WEBHOOK_REACH)),
     })
 }
 
@@ -557,7 +561,7 @@ pub fn poller(env: &mut Env, clients: &Clients) -> Arc<Poller> {
             sender,
             env.optional("SES_CONFIGURATION_SET"),
         )),
-        webhooks: Arc::new(HttpWebhooks::new(Reach::PUBLIC_HTTPS)),
+        webhooks: Arc::new(HttpWebhooks::new(WEBHOOK_REACH)),
         queue,
         clock: clock(),
         unload: unload_settings(env, false),

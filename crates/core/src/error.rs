@@ -58,6 +58,24 @@ impl ApiError {
         )
     }
 
+    /// Unknown or someone else's, as for jobs.
+    pub fn subscription_not_found(id: &str) -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no subscription {id}"),
+        )
+    }
+
+    /// Webhook routes on a deployment with no key to sign notices with.
+    pub fn no_webhooks() -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this deployment delivers no webhooks: it has no key to sign them",
+        )
+    }
+
     /// The job's files are gone: the buckets' lifecycle rules removed the archive or the
     /// UNLOAD output, as they do days before the job's record expires.
     pub fn files_expired(request_id: &str) -> Self {

@@ -220,8 +220,9 @@ impl LocalStack {
         delivery.packaging_lease = config.packaging_lease;
         delivery.sweep_after = config.sweep_after;
         // One machine: its user's receiver runs beside it, on http and loopback.
+        let webhook_reach = Reach::ANYWHERE;
         delivery.webhooks = WebhookSettings {
-            reach: Reach::ANYWHERE,
+            reach: webhook_reach,
             keys: Some(SigningKeys {
                 current: crate::objects::stored_key(&dir.join("webhook-signing.key"))?,
                 previous: None,
@@ -247,7 +248,7 @@ impl LocalStack {
                 objects: objects.clone(),
                 mailer,
                 audit,
-                webhooks: Arc::new(HttpWebhooks::new(Reach::ANYWHERE)),
+                webhooks: Arc::new(HttpWebhooks::new(webhook_reach)),
             },
             config.faults.as_ref(),
         );
@@ -386,8 +387,6 @@ fn console(base_url: &str, identities: &[LocalIdentity]) -> anyhow::Result<Conso
     Console::new(base_url, identities)
 }
 
-/// The local stand-in for the template's schedule rule: a sweep tick on the polls queue every
-/// `every`, handled by a poller like any other message.
 /// The stack's scheduler: every `every`, the subscriptions' runs that are due. Their times
 /// are in the store, so a stack stopped and started again makes the runs it missed, once.
 async fn schedule_subscriptions(
@@ -412,6 +411,8 @@ async fn schedule_subscriptions(
     }
 }
 
+/// The local stand-in for the template's schedule rule: a sweep tick on the polls queue every
+/// `every`, handled by a poller like any other message.
 async fn schedule_sweeps(store: SqliteStore, every: Duration, shutdown: CancellationToken) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

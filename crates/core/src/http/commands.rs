@@ -66,7 +66,8 @@ pub(super) async fn submit(
     submit_body(&submissions, &owner, &headers, body, wait).await
 }
 
-/// The longest `wait`: inside API Gateway's 29 s for an integration, with room to answer.
+/// The longest `wait`: inside API Gateway's 29 s integration timeout ("Amazon API Gateway
+/// quotas", the default for REST APIs), with room to answer.
 pub const MAX_WAIT: Duration = Duration::from_secs(25);
 
 /// `?wait=10s` (or `500ms`, or plain seconds): how long a submission waits for its job to end.
@@ -120,15 +121,9 @@ async fn finished_within(
     let deadline = tokio::time::Instant::now() + wait;
     let mut pause = Duration::from_millis(100);
     loop {
-        let ended = submissions
-            .control
-            .get_job(request_id)
-            .await?
-            .is_some_and(|job| job.status.is_terminal());
-        if ended {
-            return Ok(Some(
-                super::queries::job_view(queries, owner, request_id).await?,
-            ));
+        let job = queries.job(owner, request_id).await?;
+        if job.status.is_terminal() {
+            return Ok(Some(super::queries::view_of(queries, job).await?));
         }
         let now = tokio::time::Instant::now();
         if now >= deadline {

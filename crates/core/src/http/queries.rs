@@ -147,7 +147,11 @@ pub(super) async fn job_view(
     owner: &Owner,
     id: &str,
 ) -> Result<JobView, ApiError> {
-    let job = queries.job(owner, id).await?;
+    view_of(queries, queries.job(owner, id).await?).await
+}
+
+/// The view of a job already read as its owner's.
+pub(super) async fn view_of(queries: &Queries, job: Job) -> Result<JobView, ApiError> {
     let events = queries.control.events(&job.request_id).await?;
     let id = &job.request_id;
     let mut view = JobView {
@@ -336,13 +340,11 @@ pub(super) async fn webhook_secret(
     State(queries): State<Arc<Queries>>,
     Caller(owner): Caller,
 ) -> Result<Json<WebhookSecret>, ApiError> {
-    let keys = queries.webhooks.keys.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "this deployment delivers no webhooks: it has no key to sign them",
-        )
-    })?;
+    let keys = queries
+        .webhooks
+        .keys
+        .as_ref()
+        .ok_or_else(ApiError::no_webhooks)?;
     Ok(Json(WebhookSecret {
         secret: crate::webhook::caller_secret(&keys.current, &owner.0),
         header: crate::webhook::SIGNATURE_HEADER.into(),
@@ -369,13 +371,11 @@ pub(super) async fn test_webhook(
     Caller(owner): Caller,
     StrictJson(test): StrictJson<WebhookTest>,
 ) -> Result<Json<WebhookTestResult>, ApiError> {
-    let (Some(keys), Some(sender)) = (&queries.webhooks.keys, &queries.webhook_sender) else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "this deployment delivers no webhooks: it has no key to sign them",
-        ));
-    };
+    let keys = queries
+        .webhooks
+        .keys
+        .as_ref()
+        .ok_or_else(ApiError::no_webhooks)?;
     crate::webhook::destination(&test.url, queries.webhooks.reach)
         .map_err(|reason| ApiError::invalid("url", format!("'url': {reason}")))?;
     let now = queries.clock.now();
@@ -393,7 +393,7 @@ pub(super) async fn test_webhook(
         body: body.into(),
         request_id: "00000000-0000-0000-0000-000000000000".into(),
     };
-    match sender.post(&post).await {
+    match queries.webhook_sender.post(&post).await {
         Ok(status) => Ok(Json(WebhookTestResult {
             url: test.url,
             status: Some(status),

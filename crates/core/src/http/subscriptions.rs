@@ -10,19 +10,12 @@ impl<S: Send + Sync> FromRequestParts<S> for SubscriptionId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let not_found = |id: &str| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no subscription {id}"),
-            )
-        };
         let Path(id) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(|_| not_found("(undecodable id)"))?;
+            .map_err(|_| ApiError::subscription_not_found("(undecodable id)"))?;
         match uuid::Uuid::parse_str(&id) {
             Ok(_) => Ok(SubscriptionId(id)),
-            Err(_) => Err(not_found(&id)),
+            Err(_) => Err(ApiError::subscription_not_found(&id)),
         }
     }
 }

@@ -124,7 +124,7 @@ impl Services {
             quotas: quotas.clone(),
             audit: audit.clone(),
             webhooks: settings.delivery.webhooks.clone(),
-            webhook_sender: Some(webhooks.clone()),
+            webhook_sender: webhooks.clone(),
         });
         let submissions = Arc::new(Submissions {
             access: access.clone(),

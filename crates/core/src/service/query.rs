@@ -28,8 +28,8 @@ pub struct Queries {
     pub audit: super::Audit,
     /// The keys each caller's webhook secret comes from.
     pub webhooks: crate::settings::WebhookSettings,
-    /// What sends a caller's test notice (`POST /webhook-test`); None: no tests.
-    pub webhook_sender: Option<Arc<dyn crate::ports::Webhooks>>,
+    /// What sends a caller's test notice (`POST /webhook-test`).
+    pub webhook_sender: Arc<dyn crate::ports::Webhooks>,
 }
 
 /// The most jobs one page of `GET /exports` returns.

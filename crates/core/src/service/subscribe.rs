@@ -53,14 +53,6 @@ fn at(millis: Millis) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(millis).unwrap_or_default()
 }
 
-fn not_found(id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no subscription {id}"),
-    )
-}
-
 impl Subscriptions {
     /// Checks the subscription as its first run would be checked (the caller's access, the
     /// parameters with relative dates read now, the deliveries) and records it.
@@ -143,7 +135,7 @@ impl Subscriptions {
         self.store
             .subscription(owner, id)
             .await?
-            .ok_or_else(|| not_found(id))
+            .ok_or_else(|| ApiError::subscription_not_found(id))
     }
 
     /// Stops the runs until it is resumed; the runs due meanwhile are not made.
@@ -199,7 +191,7 @@ impl Subscriptions {
         if self.store.delete_subscription(owner, id).await? {
             Ok(())
         } else {
-            Err(not_found(id))
+            Err(ApiError::subscription_not_found(id))
         }
     }
 
@@ -371,7 +363,7 @@ impl Subscriptions {
                 error: None,
             },
             // A store that cannot answer now: the run is tried again on the next tick.
-            Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE || e.status.is_server_error() => {
+            Err(e) if e.status.is_server_error() => {
                 return Err(PortError::Unavailable(format!(
                     "subscription {} run at {due}: {}",
                     subscription.id, e.message
