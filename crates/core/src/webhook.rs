@@ -195,8 +195,11 @@ impl SigningKeys {
 
 /// Addresses a deployment never delivers to: loopback, private (RFC 1918, unique local),
 /// shared (100.64.0.0/10), link-local (169.254.0.0/16, where the instance metadata endpoint
-/// answers, and fe80::/10), unspecified, broadcast, multicast and documentation ranges, and
-/// IPv6 forms of IPv4 ones.
+/// answers, and fe80::/10), unspecified, broadcast, multicast, documentation, protocol
+/// (192.0.0.0/24), benchmarking (198.18.0.0/15) and reserved (240.0.0.0/4) ranges; and IPv6
+/// addresses that lead to IPv4 ones: mapped, compatible, NAT64 (64:ff9b::/96 and the local
+/// 64:ff9b:1::/48), 6to4 (2002::/16, judged by the IPv4 address it carries) and Teredo
+/// (2001::/32). The ranges are IANA's special-purpose address registries, IPv4 and IPv6.
 pub fn forbidden_address(ip: std::net::IpAddr) -> bool {
     use std::net::IpAddr;
     match ip {
@@ -210,13 +213,22 @@ pub fn forbidden_address(ip: std::net::IpAddr) -> bool {
                 || v4.is_multicast()
                 || v4.is_documentation()
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && v4.octets()[2] == 0)
+                || (a == 198 && (b == 18 || b == 19))
+                || a >= 240
                 || a == 0
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return forbidden_address(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let segments = v6.segments();
+            let first = segments[0];
+            if first == 0x2002 {
+                let [hi, lo] = [segments[1].to_be_bytes(), segments[2].to_be_bytes()];
+                let carried = std::net::Ipv4Addr::new(hi[0], hi[1], lo[0], lo[1]);
+                return forbidden_address(IpAddr::V4(carried));
+            }
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
@@ -226,6 +238,8 @@ pub fn forbidden_address(ip: std::net::IpAddr) -> bool {
                 // IPv4-compatible and NAT64 forms carry an IPv4 address in their last 32 bits.
                 || (v6.segments()[..6] == [0; 6])
                 || (v6.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0])
+                || (segments[..3] == [0x64, 0xff9b, 1])
+                || (segments[..2] == [0x2001, 0])
         }
     }
 }
@@ -312,6 +326,14 @@ mod tests {
             ("https://167772161/", "not an address"),
             ("https://2852039166/latest/meta-data/", "not an address"),
             ("https://[::ffff:a9fe:a9fe]/", "not an address"),
+            // Special-purpose ranges, and IPv6 forms that reach IPv4 addresses.
+            ("https://192.0.0.8/", "not an address"),
+            ("https://198.18.0.1/", "not an address"),
+            ("https://240.0.0.1/", "not an address"),
+            ("https://[2002:a9fe:a9fe::1]/", "not an address"),
+            ("https://[2002:7f00:1::]/", "not an address"),
+            ("https://[2001:0:4136:e378::1]/", "not an address"),
+            ("https://[64:ff9b:1::a00:1]/", "not an address"),
             ("not a url", "not a URL"),
         ] {
             let e = destination(url, Reach::PUBLIC_HTTPS).unwrap_err();
@@ -319,6 +341,9 @@ mod tests {
         }
         assert!(!forbidden_address("203.0.114.7".parse().unwrap()));
         assert!(!forbidden_address("2a00:1450:4001::200e".parse().unwrap()));
+        // 6to4 of a public address (203.0.114.7) is judged by that address.
+        assert!(!forbidden_address("2002:cb00:7207::1".parse().unwrap()));
+        assert!(!forbidden_address("198.20.0.1".parse().unwrap()));
     }
 
     #[test]
