@@ -3,7 +3,6 @@
 
 use super::ClientArgs;
 use anyhow::Context;
-use chrono::{TimeZone, Utc};
 use clap::{Args, Subcommand};
 use export_api::{Archive, Compression, Delivery, Format, SubscriptionView};
 use serde_json::{json, Map, Value};
@@ -81,13 +80,9 @@ fn param_value(text: &str) -> Value {
     }
 }
 
+/// A time as the rest of the CLI prints it (local RFC 3339), or `-`.
 fn when(millis: Option<i64>) -> String {
-    millis
-        .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
-        .map_or_else(
-            || "-".into(),
-            |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
-        )
+    millis.map_or_else(|| "-".into(), redshift_export::show::time)
 }
 
 fn describe(s: &SubscriptionView) -> String {
