@@ -226,10 +226,15 @@ impl SubscriptionStore for DynamoControlTable {
                 })
                 .collect();
             let mut unprocessed = Some(HashMap::from([(self.table.clone(), requests)]));
-            for _ in 0..5 {
+            for attempt in 0..5u32 {
                 let Some(items) = unprocessed.take().filter(|u| !u.is_empty()) else {
                     break;
                 };
+                // Items left unprocessed are throttled ones: "BatchWriteItem" (DynamoDB API
+                // Reference) asks for an exponential backoff before they are sent again.
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                }
                 let output = self
                     .client
                     .batch_write_item()
