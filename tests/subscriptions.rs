@@ -295,14 +295,11 @@ async fn a_delivery_outside_the_callers_places_is_refused_over_http_and_nothing_
             refused.json()
         );
     }
-    assert!(stack.bob.jobs(None, None).await.unwrap().jobs.is_empty());
-    assert!(stack
-        .bob
-        .subscriptions()
-        .await
-        .unwrap()
-        .subscriptions
-        .is_empty());
+    // Neither caller is left with a job or a subscription.
+    for who in [&stack.alice, &stack.bob] {
+        assert!(who.jobs(None, None).await.unwrap().jobs.is_empty());
+        assert!(who.subscriptions().await.unwrap().subscriptions.is_empty());
+    }
     stack.stack.stop().await;
 }
 

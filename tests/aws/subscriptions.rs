@@ -56,8 +56,9 @@ async fn a_subscriptions_run_goes_through_the_functions_into_a_partners_bucket()
         verify(secret.as_bytes(), &signed, b"{}", 1_700_000_000, 300).unwrap();
     }
 
-    // The partner's own bucket: its policy lets the deployment put objects only as objects
-    // the bucket's owner controls.
+    // The partner's own bucket, with the policy docs/DEPLOY.md gives partners: the
+    // deployment may put objects (a part-by-part copy's parts carry no ACL, hence IfExists)
+    // and abort an upload it could not finish.
     let s3 = &h.emulator.clients.s3;
     let bucket = format!("{}-partner-feed", h.emulator.table.to_lowercase());
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
@@ -67,9 +68,9 @@ async fn a_subscriptions_run_goes_through_the_functions_into_a_partners_bucket()
             "Sid": "DeliveriesFromTheExportApi",
             "Effect": "Allow",
             "Principal": {"AWS": "arn:aws:iam::123456789012:role/redshift-export-poller"},
-            "Action": "s3:PutObject",
+            "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
             "Resource": format!("arn:aws:s3:::{bucket}/inbound/*"),
-            "Condition": {"StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control"}}
+            "Condition": {"StringEqualsIfExists": {"s3:x-amz-acl": "bucket-owner-full-control"}}
         }]
     });
     s3.put_bucket_policy()
@@ -245,7 +246,6 @@ deliver_to = ["s3://{bucket}/inbound/"]
     );
 }
 
-/// What the S3 client sent, per operation: its `x-amz-acl` header.
 /// An operation's name, and the `x-amz-acl` it was sent with.
 type Sent = (String, Option<String>);
 
@@ -358,4 +358,11 @@ async fn a_copy_into_a_partners_bucket_leaves_it_to_the_buckets_owner() {
             .await,
         Err(export_core::ports::PortError::NotFound(_))
     ));
+    assert!(client
+        .head_object()
+        .bucket(&bucket)
+        .key("inbound/none.zip")
+        .send()
+        .await
+        .is_err());
 }
