@@ -37,7 +37,9 @@ const CHECKSUM: ChecksumAlgorithm = ChecksumAlgorithm::Crc32;
 /// greater than 5 GB must be).
 pub const SINGLE_COPY_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
 
-/// The size of each part of a multipart copy (at least S3's 5 MiB, at most its 5 GiB).
+/// The size of each part of a multipart copy: within S3's 5 MiB to 5 GiB a part, and with
+/// its 10,000 parts at most reaching about 4.9 TiB, all an UNLOAD's single archive could be
+/// ("Amazon S3 multipart upload limits", Amazon S3 User Guide).
 pub const COPY_PART_SIZE: u64 = 512 * 1024 * 1024;
 
 #[derive(Clone)]

@@ -28,7 +28,9 @@ use std::sync::{Arc, LazyLock};
 
 // `%y` before `%Y`: chrono's `%Y` takes a year of one or two digits too, so `01/02/00` would
 // be the year 0; `%y` fails on a four-digit year (digits are left over) and reads 00–69 as
-// 2000–2069, 70–99 as 1970–1999, as Redshift reads two-digit years.
+// 2000–2069, 70–99 as 1970–1999. That is PostgreSQL's rule ("Date/Time Input Interpretation",
+// PostgreSQL documentation); Redshift's datetime pages state none, so it is listed in
+// ARCHITECTURE's differences as unchecked.
 const DATE_FORMATS: &[&str] = &[
     "%m/%d/%y",
     "%Y-%m-%d",

@@ -1,7 +1,8 @@
 //! Redshift's string functions that DataFusion lacks or answers otherwise ("String
 //! functions", Amazon Redshift Database Developer Guide). The regular expression functions
 //! read Redshift's patterns through `fancy-regex`, Perl's syntax (look-around included, which
-//! Redshift takes with the `p` parameter). Where POSIX and Perl differ, this answers as Perl
+//! Redshift takes with the `p` parameter). Redshift's are POSIX expressions ("POSIX operators",
+//! Amazon Redshift Database Developer Guide); where POSIX and Perl differ, this answers as Perl
 //! does: an alternation takes its first matching branch, not the longest (ARCHITECTURE's
 //! differences).
 
